@@ -1,0 +1,616 @@
+"""The collect engine: run one connector process and stream what it says into the record store.
+
+Reading and writing overlap: the reader parses lines into the current batch while a flusher
+task writes the previous one. Batches, gaps and checkpoints go through one FIFO queue, so a
+STATE is written only after every record before it is durable (DESIGN §2, condition 1).
+Returns counts only (CollectFacts); records and cursors never leave this module except into
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from activities.process import ConnectorProcess
+from pdpp_orch import protocol
+from pdpp_orch.manifest import Manifest
+from pdpp_orch.models import (
+    CheckpointFact,
+    CollectFacts,
+    CoverageFact,
+    RecoveryClass,
+    RunInput,
+    StreamFacts,
+    StreamScope,
+    Violation,
+)
+from pdpp_orch.registry import ConnectorEntry
+from pdpp_orch.store import CheckpointWrite, Flush, GapRow, QuarantineRow, Store, copy_json_field
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1 << 20
+BATCH_RECORDS = 10_000
+BATCH_BYTES = 8 << 20
+FLUSH_INTERVAL_S = 1.0
+EXCERPT_BYTES = 2048
+MAX_VIOLATIONS_KEPT = 20
+MAX_VIOLATIONS_BEFORE_KILL = 10_000
+DONE_EXIT_GRACE_S = 10.0
+NO_STREAM = "*"
+
+
+@dataclass
+class _Coverage:
+    """Latest DETAIL_COVERAGE of a child stream, with the keys it names."""
+
+    fact: CoverageFact
+    gap_keys: set[str] | None
+
+
+class Collector:
+    """One collect attempt of one run. Use `await Collector(...).run()`."""
+
+    def __init__(
+        self,
+        store: Store,
+        entry: ConnectorEntry,
+        manifest: Manifest,
+        run: RunInput,
+        attempt: int,
+        heartbeat: Callable[[dict[str, Any]], None],
+    ):
+        self.store = store
+        self.entry = entry
+        self.manifest = manifest
+        self.run_input = run
+        self.attempt = attempt
+        self.heartbeat = heartbeat
+        all_streams = [s.name for s in manifest.streams]
+        wanted = [s.name for s in run.streams] or all_streams
+        self.scope = {s: manifest.stream(s) for s in wanted}
+        self.pk = {name: spec.primary_key for name, spec in self.scope.items() if spec}
+        self.facts = CollectFacts(attempt=attempt)
+        self.line_no = 0
+        self.seen_records = 0  # RECORDs seen in this attempt, for the DONE cross-check
+        self.done_seen = False
+        self.batch = Flush()
+        self.batch_started = 0.0
+        self.queue: asyncio.Queue[Flush | None] = asyncio.Queue(maxsize=2)
+        self.flush_error: BaseException | None = None
+        self.coverage: dict[str, _Coverage] = {}
+        self.gap_keys: dict[str, set[str]] = {}
+        self.proc: ConnectorProcess | None = None
+        self.last_stream: str | None = None
+        self.durable = 0
+        self.deadline = time.monotonic() + run.max_run_seconds
+
+    # -- facts helpers ----------------------------------------------------------------------
+
+    def _sf(self, stream: str) -> StreamFacts:
+        sf = self.facts.streams.get(stream)
+        if sf is None:
+            sf = self.facts.streams[stream] = StreamFacts(stream=stream)
+        return sf
+
+    def _progress(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "records_emitted": self.facts.records_emitted,
+            "records_durable": self.durable,
+            "records_rejected": self.facts.records_rejected,
+            "violations": self.facts.violation_count,
+            "stream": self.last_stream,
+            "skipped": sum(sum(s.skipped_by_reason.values()) for s in self.facts.streams.values()),
+            "checkpoints": sum(1 for c in self.facts.checkpoints.values() if c.proven_seq),
+        }
+
+    def _violate(self, kind: str, detail: str, line: bytes | None = None, size: int = 0) -> None:
+        self.facts.violation_count += 1
+        if len(self.facts.violations) < MAX_VIOLATIONS_KEPT:
+            self.facts.violations.append(Violation(kind=kind, line_no=self.line_no, detail=detail[:300]))
+        if line is not None or size:
+            self.facts.lines_quarantined += 1
+            excerpt = (line or b"")[:EXCERPT_BYTES].decode("utf-8", "replace")
+            self.batch.quarantine.append(
+                QuarantineRow(self.line_no, kind, detail[:1000], size or len(line or b""), excerpt)
+            )
+
+    # -- resume ------------------------------------------------------------------------------
+
+    def _restore(self, resume: dict[str, Any]) -> None:
+        self.facts = facts_from_resume(resume, self.attempt)
+        self.durable = self.facts.records_durable
+
+    def _snapshot(self, stream: str) -> str:
+        """The counters a resume from `stream`'s checkpoint restores: the stream and every
+        stream whose checkpoint depends on it."""
+        family = {stream} | self._descendants(stream)
+        snap = {
+            "streams": {n: self.facts.streams[n].model_dump() for n in family if n in self.facts.streams},
+            "coverage": {n: self.facts.coverage[n].model_dump() for n in family if n in self.facts.coverage},
+            "checkpoint": self.facts.checkpoints[stream].model_dump(),
+        }
+        return orjson.dumps(snap).decode()
+
+    def _descendants(self, stream: str) -> set[str]:
+        out: set[str] = set()
+        todo = [stream]
+        while todo:
+            for child in self.manifest.children_of(todo.pop()):
+                if child.name not in out:
+                    out.add(child.name)
+                    todo.append(child.name)
+        return out
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def run(self) -> CollectFacts:
+        state, resume = await self.store.start_state(self.entry.name, self.run_input.run_id, list(self.scope))
+        self._restore(resume)
+        env = {**os.environ, **self.entry.env}
+        proc = self.proc = ConnectorProcess(self.entry.command, env, self.entry.cwd)
+        flusher = asyncio.create_task(self._flusher())
+        beat = asyncio.create_task(self._heartbeats())
+        try:
+            await proc.start()
+            await proc.send(orjson.dumps(self._start_message(state)))
+            await self._read_all()
+            await self._finish_process()
+            await self._drain(flusher)
+        except asyncio.CancelledError:
+            # Cancelled by the operator (or the worker shutting down): end the connector, keep
+            # every record it gave us, and leave the facts where the workflow can find them.
+            self.facts.cancelled = True
+            await proc.terminate()
+            await self._drain(flusher)
+            await self.store.save_facts(self.run_input.run_id, self.finalize().model_dump_json())
+            raise
+        finally:
+            beat.cancel()
+            if proc.proc is not None and proc.proc.returncode is None:
+                await proc.terminate()
+            if not flusher.done():
+                flusher.cancel()
+        await proc.finish_stderr()
+        self._end_checks()
+        facts = self.finalize()
+        await self.store.save_facts(self.run_input.run_id, facts.model_dump_json())
+        return facts
+
+    def _start_message(self, state: dict[str, Any]) -> dict[str, Any]:
+        streams = []
+        for s in self.run_input.streams or [StreamScope(name=n) for n in self.scope]:
+            item: dict[str, Any] = {"name": s.name}
+            if s.time_range and (s.time_range.since or s.time_range.until):
+                item["time_range"] = s.time_range.model_dump(exclude_none=True)
+            streams.append(item)
+        any_state = any(v is not None for v in state.values())
+        return {
+            "type": "START",
+            "run_id": self.run_input.run_id,
+            "collection_mode": "incremental" if any_state else "full_refresh",
+            "scope": {"streams": streams},
+            "state": state or None,
+            "bindings": {},
+        }
+
+    async def _read_all(self) -> None:
+        assert self.proc is not None
+        splitter = protocol.LineSplitter(self.entry.line_limit)
+        stdout = self.proc.stdout
+        while True:
+            timeout = self._time_left()
+            if self.batch.records or self.batch.gaps or self.batch.quarantine:
+                timeout = min(timeout, max(0.05, FLUSH_INTERVAL_S - (time.monotonic() - self.batch_started)))
+            try:
+                chunk = await asyncio.wait_for(stdout.read(READ_CHUNK), timeout)
+            except TimeoutError:
+                if time.monotonic() >= self.deadline:
+                    self.facts.runtime_error = "max_run_duration_exceeded"
+                    return
+                await self._cut()
+                continue
+            if not chunk:
+                break
+            for item in splitter.feed(chunk):
+                await self._line(item)
+            if self.flush_error:
+                raise self.flush_error
+            if self.facts.violation_count > MAX_VIOLATIONS_BEFORE_KILL:
+                self.facts.runtime_error = "too_many_protocol_violations"
+                return
+            if time.monotonic() - self.batch_started >= FLUSH_INTERVAL_S and not self.batch.empty():
+                await self._cut()
+        for item in splitter.finish():
+            await self._line(item)
+
+    def _time_left(self) -> float:
+        return max(0.01, self.deadline - time.monotonic())
+
+    async def _finish_process(self) -> None:
+        assert self.proc is not None
+        if self.facts.runtime_error:
+            self.facts.exit_code = await self.proc.terminate()
+            return
+        code = await self.proc.wait(DONE_EXIT_GRACE_S if self.done_seen else 30.0)
+        if code is None:
+            code = await self.proc.terminate()
+        self.proc.reap_group()
+        self.facts.exit_code = code
+
+    async def _drain(self, flusher: asyncio.Task[None]) -> None:
+        await self._cut()
+        await self.queue.put(None)
+        await flusher
+        if self.flush_error:
+            raise self.flush_error
+
+    # -- batching ----------------------------------------------------------------------------
+
+    async def _cut(self) -> None:
+        """Hand the current batch to the flusher (waits if two are already queued)."""
+        if self.batch.empty():
+            return
+        batch, self.batch = self.batch, Flush()
+        self.batch_started = time.monotonic()
+        await self.queue.put(batch)
+        if self.flush_error:
+            raise self.flush_error
+
+    async def _flusher(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            if batch is None:
+                return
+            if self.flush_error:
+                continue
+            try:
+                self.durable += batch.accepted
+                progress = self._progress()
+                result = await self.store.flush(
+                    self.entry.name, self.run_input.run_id, self.attempt, batch, progress
+                )
+                self.facts.gaps_recovered += result.gaps_recovered
+            except BaseException as e:  # surfaced by the reader at its next step
+                self.durable -= batch.accepted
+                self.flush_error = e
+                if isinstance(e, asyncio.CancelledError):
+                    raise
+
+    async def _heartbeats(self) -> None:
+        interval = max(0.2, min(5.0, self.run_input.heartbeat_timeout_seconds / 4))
+        while True:
+            self.heartbeat(self._progress())
+            await asyncio.sleep(interval)
+
+    # -- one line ----------------------------------------------------------------------------
+
+    async def _line(self, item: bytes | protocol.LineError) -> None:
+        self.line_no += 1
+        if isinstance(item, protocol.LineError):
+            self._violate(item.kind, item.detail, size=item.size)
+            return
+        if not item.strip():
+            return  # blank lines are framing noise, not messages
+        msg = protocol.decode(item)
+        if isinstance(msg, protocol.LineError):
+            if msg.kind == "invalid_json" and b'"RECORD"' in item[:200]:
+                self.facts.records_emitted += 1
+                self.facts.records_rejected += 1
+            self._violate(msg.kind, msg.detail, item)
+            return
+        t = msg["type"]
+        if self.done_seen:
+            if t == "RECORD":
+                self.facts.records_emitted += 1
+                self.facts.records_rejected += 1
+            self._violate("message_after_done", f"{t} after DONE", item)
+            return
+        if t == "RECORD":
+            self._record(msg, item)
+            if len(self.batch.records) >= BATCH_RECORDS or self.batch.bytes >= BATCH_BYTES:
+                await self._cut()
+            return
+        err = protocol.check_fields(msg)
+        if err:
+            self._violate(err.kind, err.detail, item)
+            return
+        if t == "STATE":
+            await self._state(msg, item)
+        elif t == "SKIP_RESULT":
+            self._skip(msg, item)
+        elif t == "DETAIL_GAP":
+            self._detail_gap(msg, item)
+        elif t == "DETAIL_COVERAGE":
+            self._detail_coverage(msg, item)
+        elif t == "DETAIL_GAP_RECOVERED":
+            self.batch.recovered_gap_ids.append(msg["gap_id"])
+        elif t == "DETAIL_GAP_ATTEMPTED":
+            pass  # settled by gap recovery, which serves the gaps (a later layer)
+        elif t == "PROGRESS":
+            if isinstance(msg.get("stream"), str):
+                self.last_stream = msg["stream"]
+        elif t == "INTERACTION":
+            await self._interaction(msg)
+        elif t == "DONE":
+            self._done(msg)
+
+    def _in_scope(self, stream: Any, item: bytes) -> bool:
+        if stream in self.scope and self.scope[stream] is not None:
+            return True
+        if isinstance(stream, str) and self.manifest.stream(stream) is not None:
+            self._violate("out_of_scope_stream", f"stream {stream[:64]!r} was not requested", item)
+        else:
+            self._violate("unknown_stream", f"stream {str(stream)[:64]!r} is not in the manifest", item)
+        return False
+
+    def _record(self, msg: dict[str, Any], item: bytes) -> None:
+        self.facts.records_emitted += 1
+        self.seen_records += 1
+        stream = msg.get("stream")
+        sf = self._sf(stream) if isinstance(stream, str) and stream in self.pk else None
+        if sf is not None:
+            sf.emitted += 1
+        if not self._in_scope(stream, item):
+            self.facts.records_rejected += 1
+            return
+        assert sf is not None and isinstance(stream, str)
+        key = protocol.record_key(msg, self.pk[stream])
+        if isinstance(key, protocol.LineError):
+            self.facts.records_rejected += 1
+            sf.rejected += 1
+            self._violate(key.kind, key.detail, item)
+            return
+        data = protocol.dumps(msg["data"])
+        if b"\\u0000" in data:
+            self.facts.records_rejected += 1
+            sf.rejected += 1
+            self._violate(
+                "schema_invalid", "data contains \\u0000, which PostgreSQL jsonb cannot store", item
+            )
+            return
+        deleted = b"t" if msg.get("op") == "delete" else b"f"
+        self.batch.records[(stream, key)] = b"\t" + copy_json_field(data) + b"\t" + deleted + b"\n"
+        self.batch.accepted += 1
+        self.batch.bytes += len(item)
+        sf.collected += 1
+        self.last_stream = stream
+        if self.batch_started == 0.0 or len(self.batch.records) == 1:
+            self.batch_started = time.monotonic()
+
+    async def _state(self, msg: dict[str, Any], item: bytes) -> None:
+        stream = msg["stream"]
+        if not self._in_scope(stream, item):
+            return
+        cursor_json = protocol.dumps(msg["cursor"])
+        cp = self.facts.checkpoints.get(stream)
+        if cp is None:
+            cp = self.facts.checkpoints[stream] = CheckpointFact(stream=stream)
+        cp.staged += 1
+        reason = self._unproven_reason(stream)
+        cp.last_staged_proven = reason is None
+        if reason:
+            cp.unproven_reason = reason
+            return
+        cp.proven_seq = self.line_no
+        cp.proven_bytes = len(cursor_json)
+        cp.unproven_reason = None
+        self.batch.checkpoints.append(
+            CheckpointWrite(
+                stream, self.line_no, cursor_json.decode(), len(cursor_json), self._snapshot(stream)
+            )
+        )
+        await self._cut()
+
+    def _unproven_reason(self, stream: str) -> str | None:
+        """Why a STATE for `stream` cannot be proven now, or None (DESIGN §2)."""
+        if self.facts.violation_count:
+            return "after_protocol_violation"
+        if self.facts.runtime_error:
+            return "runtime_error"
+        for child in self._descendants(stream):
+            spec = self.manifest.stream(child)
+            if child not in self.scope or spec is None:
+                continue
+            if spec.coverage_strategy != "parent_detail_accounting":
+                continue
+            cov = self.coverage.get(child)
+            if cov is None or not cov.fact.accounted:
+                return "coverage_unaccounted"
+            if cov.gap_keys is not None and not cov.gap_keys <= self.gap_keys.get(child, set()):
+                return "coverage_gaps_not_reported"
+        return None
+
+    def _skip(self, msg: dict[str, Any], item: bytes) -> None:
+        stream = msg.get("stream") or NO_STREAM
+        if stream != NO_STREAM and not self._in_scope(stream, item):
+            return
+        reason = msg.get("reason") or "unspecified"
+        hint = msg.get("recovery_hint")
+        action: str | None = None
+        retryable: bool | None = None
+        if hint is not None:
+            parsed = protocol.parse_recovery_hint(hint)
+            if isinstance(parsed, protocol.LineError):
+                self._violate(parsed.kind, parsed.detail, item)
+            else:
+                action, retryable = parsed
+        cls = protocol.recovery_class(reason, action, retryable)
+        resources = [str(r) for r in msg.get("resource_ids") or []]
+        count = len(resources) or 1
+        sf = self._sf(stream)
+        sf.skipped_by_reason[reason] = sf.skipped_by_reason.get(reason, 0) + count
+        if cls is RecoveryClass.INFORMATIONAL:
+            return
+        sf.non_informational_skips += count
+        not_before = self._not_before(msg)
+        message = msg.get("message")
+        error = str(message)[:500] if message else None
+        time_range = msg.get("time_range")
+        if resources:
+            subjects = [("resource", r, None) for r in resources]
+        elif isinstance(time_range, dict):
+            subjects = [("range", orjson.dumps(time_range, option=orjson.OPT_SORT_KEYS).decode(), None)]
+        else:
+            subjects = [("stream", reason, None)]
+        for kind, subject, locator in subjects:
+            self._gap(sf, GapRow(stream, kind, subject, reason, cls.value, locator, not_before, error), cls)
+
+    def _gap(self, sf: StreamFacts, gap: GapRow, cls: RecoveryClass) -> None:
+        self.batch.gaps.append(gap)
+        sf.gaps_opened += 1
+        if cls.runtime_retryable:
+            sf.gaps_retryable += 1
+
+    def _detail_gap(self, msg: dict[str, Any], item: bytes) -> None:
+        stream = msg["stream"]
+        if not self._in_scope(stream, item):
+            return
+        reason = msg.get("reason") or "unspecified"
+        action: str | None = None
+        retryable = msg.get("retryable")
+        hint = msg.get("recovery_hint")
+        if hint is not None:
+            parsed = protocol.parse_recovery_hint(hint)
+            if isinstance(parsed, protocol.LineError):
+                self._violate(parsed.kind, parsed.detail, item)
+            else:
+                action, r = parsed
+                retryable = r if r is not None else retryable
+        if action is None and retryable is not False:
+            action = "retry_by_runtime"
+        cls = protocol.recovery_class(reason, action, retryable)
+        raw_key = msg.get("record_key")
+        key = raw_key if isinstance(raw_key, str) else orjson.dumps(raw_key).decode() if raw_key else None
+        locator = msg.get("detail_locator")
+        subject = key or orjson.dumps(locator, option=orjson.OPT_SORT_KEYS).decode()
+        sf = self._sf(stream)
+        sf.skipped_by_reason[reason] = sf.skipped_by_reason.get(reason, 0) + 1
+        if key is not None:
+            self.gap_keys.setdefault(stream, set()).add(key)
+        last_error = msg.get("last_error")
+        err_text = orjson.dumps(last_error).decode()[:500] if last_error is not None else None
+        loc_json = orjson.dumps(locator).decode() if locator is not None else None
+        if cls is not RecoveryClass.INFORMATIONAL:
+            sf.non_informational_skips += 1
+        self._gap(
+            sf,
+            GapRow(stream, "detail", subject, reason, cls.value, loc_json, self._not_before(msg), err_text),
+            cls,
+        )
+
+    def _detail_coverage(self, msg: dict[str, Any], item: bytes) -> None:
+        stream = msg["stream"]
+        if not self._in_scope(stream, item):
+            return
+        gap_raw = msg.get("gap_keys")
+        gap_keys = (
+            {k if isinstance(k, str) else orjson.dumps(k).decode() for k in gap_raw}
+            if isinstance(gap_raw, list)
+            else None
+        )
+        required = protocol.count_or_len(msg.get("required_keys"))
+        hydrated = protocol.count_or_len(msg.get("hydrated_keys"))
+        if isinstance(msg.get("required_keys"), list) and isinstance(msg.get("hydrated_keys"), list):
+            req = {str(k) for k in msg["required_keys"]}
+            hyd = {str(k) for k in msg["hydrated_keys"]} & req
+            hydrated = len(hyd)
+            backed = len((gap_keys or set()) & (req - hyd))
+        else:
+            backed = protocol.count_or_len(gap_raw)
+        fact = CoverageFact(
+            stream=stream,
+            state_stream=msg.get("state_stream"),
+            required=required,
+            hydrated=hydrated,
+            gap_backed=backed,
+            considered=msg.get("considered") if isinstance(msg.get("considered"), int) else None,
+            covered=msg.get("covered") if isinstance(msg.get("covered"), int) else None,
+        )
+        self.coverage[stream] = _Coverage(fact, gap_keys)
+        self.facts.coverage[stream] = fact
+
+    async def _interaction(self, msg: dict[str, Any]) -> None:
+        assert self.proc is not None
+        # Answered `cancelled` until interactive runs exist; the owner action becomes a gap.
+        self.facts.interactions += 1
+        kind = str(msg.get("kind"))[:32]
+        await self.proc.send(
+            orjson.dumps(
+                {"type": "INTERACTION_RESPONSE", "request_id": msg["request_id"], "status": "cancelled"}
+            )
+        )
+        stream = self.last_stream or NO_STREAM
+        sf = self._sf(stream)
+        reason = f"interaction_{kind}"
+        sf.skipped_by_reason[reason] = sf.skipped_by_reason.get(reason, 0) + 1
+        sf.non_informational_skips += 1
+        self._gap(
+            sf,
+            GapRow(stream, "interaction", kind, reason, RecoveryClass.OWNER_ACTION.value),
+            RecoveryClass.OWNER_ACTION,
+        )
+
+    def _done(self, msg: dict[str, Any]) -> None:
+        assert self.proc is not None
+        self.done_seen = True
+        self.facts.done_status = msg["status"]
+        err = msg.get("error") or {}
+        self.facts.done_error_code = err.get("code")
+        self.facts.done_error_retryable = bool(err.get("retryable"))
+        if msg["records_emitted"] != self.seen_records:
+            self._violate(
+                "records_emitted_mismatch",
+                f"DONE says {msg['records_emitted']} records, the runtime saw {self.seen_records}",
+            )
+        self.proc.close_stdin()  # the acknowledgement: the connector may now exit
+
+    def _end_checks(self) -> None:
+        code = self.facts.exit_code
+        status = self.facts.done_status
+        if status is None or self.facts.runtime_error:
+            return
+        if (status == "succeeded") != (code == 0):
+            self._violate("exit_code_mismatch", f"DONE {status} but exit code {code}")
+
+    def _not_before(self, msg: dict[str, Any]) -> datetime | None:
+        wait = protocol.retry_after_seconds(msg)
+        return datetime.now(UTC) + timedelta(seconds=wait) if wait is not None else None
+
+    def finalize(self) -> CollectFacts:
+        self.facts.records_durable = self.durable
+        return totals(self.facts)
+
+
+def totals(f: CollectFacts) -> CollectFacts:
+    """Aggregate per-stream counters into the run totals."""
+    f.gaps_opened = sum(s.gaps_opened for s in f.streams.values())
+    f.gaps_retryable_opened = sum(s.gaps_retryable for s in f.streams.values())
+    f.non_informational_skips = sum(s.non_informational_skips for s in f.streams.values())
+    return f
+
+
+def facts_from_resume(resume: dict[str, Any], attempt: int) -> CollectFacts:
+    """The run's counters as of each stream's latest proven checkpoint: where a retried
+    attempt starts counting, and what is known for sure after a crash."""
+    facts = CollectFacts(attempt=attempt)
+    for stream, snap in resume.items():
+        for name, sf in snap.get("streams", {}).items():
+            facts.streams[name] = StreamFacts.model_validate(sf)
+        for name, cov in snap.get("coverage", {}).items():
+            facts.coverage[name] = CoverageFact.model_validate(cov)
+        facts.checkpoints[stream] = CheckpointFact.model_validate(snap["checkpoint"])
+    facts.records_emitted = sum(s.emitted for s in facts.streams.values())
+    facts.records_rejected = sum(s.rejected for s in facts.streams.values())
+    facts.records_durable = sum(s.collected for s in facts.streams.values())
+    return totals(facts)

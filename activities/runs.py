@@ -1,0 +1,144 @@
+"""Activities of ConnectorRunWorkflow, as methods of a class given its dependencies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.collect import Collector, facts_from_resume
+from pdpp_orch.manifest import ConfigError, Manifest
+from pdpp_orch.models import (
+    CheckpointPolicy,
+    CollectFacts,
+    CommitInput,
+    CommitResult,
+    FinishInput,
+    PreparedRun,
+    RunInput,
+    StreamCommit,
+)
+from pdpp_orch.registry import ConnectorEntry, Registry
+from pdpp_orch.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def _config_error(e: ConfigError) -> ApplicationError:
+    return ApplicationError(str(e), type="ConfigError", non_retryable=True)
+
+
+class RunActivities:
+    """I/O for one connector run: registry and manifest, the connector process, PostgreSQL."""
+
+    def __init__(self, store: Store, registry: Callable[[], Registry]):
+        self.store = store
+        self.registry = registry
+
+    def _entry(self, name: str) -> tuple[ConnectorEntry, Manifest]:
+        try:
+            entry = self.registry().get(name)
+            return entry, entry.load_manifest()
+        except ConfigError as e:
+            raise _config_error(e) from e
+
+    @activity.defn
+    async def prepare_run(self, run: RunInput) -> PreparedRun:
+        """Validate the connector and its manifest, then open the run's row."""
+        entry, manifest = self._entry(run.connector)
+        for s in run.streams:
+            if manifest.stream(s.name) is None:
+                raise _config_error(ConfigError(f"connector {run.connector!r} has no stream {s.name!r}"))
+        await self.store.start_run(run.run_id, run.connector, run.trigger.value, run.mode.value)
+        streams = [s.name for s in run.streams] or [s.name for s in manifest.streams]
+        sizes = await self.store.committed_state_sizes(run.connector)
+        return PreparedRun(
+            connector=run.connector,
+            checkpoint_policy=entry.checkpoint_policy,
+            streams=streams,
+            committed_state_bytes={k: v for k, v in sizes.items() if k in streams},
+        )
+
+    @activity.defn
+    async def collect(self, run: RunInput) -> CollectFacts:
+        """Run the connector once, resuming from this run's last proven checkpoints."""
+        entry, manifest = self._entry(run.connector)
+        attempt = activity.info().attempt
+        collector = Collector(self.store, entry, manifest, run, attempt, activity.heartbeat)
+        facts = await collector.run()
+        log.info(
+            "collect finished run=%s connector=%s attempt=%d records_durable=%d violations=%d",
+            run.run_id,
+            run.connector,
+            attempt,
+            facts.records_durable,
+            facts.violation_count,
+        )
+        return facts
+
+    @activity.defn
+    async def load_facts(self, run_id: str) -> CollectFacts:
+        """What is known of a collect that did not return: the facts it saved when cancelled,
+        or, after a crash, the counters of its proven checkpoints and its last flush."""
+        saved, emitted, durable = await self.store.load_facts(run_id)
+        if saved:
+            return CollectFacts.model_validate_json(saved)
+        facts = facts_from_resume(await self.store.resume_points(run_id), attempt=0)
+        facts.records_emitted = max(facts.records_emitted, emitted)
+        facts.records_durable = max(facts.records_durable, durable)
+        facts.runtime_error = "collect_failed"
+        return facts
+
+    @activity.defn
+    async def commit_checkpoints(self, data: CommitInput) -> CommitResult:
+        """Commit each stream's proven checkpoint, each in its own transaction (DESIGN §2)."""
+        run, facts = data.run, data.facts
+        entry, _ = self._entry(run.connector)
+        results: list[StreamCommit] = []
+        strict = entry.checkpoint_policy is CheckpointPolicy.PDPP_STRICT
+        clean = facts.done_status == "succeeded" and not facts.violated and not facts.runtime_error
+        failed_streams = _certified_failed_streams(facts) if strict and not clean else None
+        for stream, cp in sorted(facts.checkpoints.items()):
+            if cp.staged == 0:
+                continue
+            if facts.cancelled:
+                results.append(StreamCommit(stream=stream, committed=False, reason="cancelled"))
+            elif strict and not clean and (failed_streams is None or stream in failed_streams):
+                results.append(StreamCommit(stream=stream, committed=False, reason="pdpp_strict_run_failed"))
+            elif cp.proven_seq is None:
+                results.append(
+                    StreamCommit(stream=stream, committed=False, reason=cp.unproven_reason or "unproven")
+                )
+            else:
+                results.append(
+                    await self.store.commit_checkpoint(run.connector, run.run_id, cp, entry.max_state_bytes)
+                )
+        by_stream = await self.store.open_gaps(run.connector)
+        return CommitResult(
+            streams=results, gaps_open_total=sum(by_stream.values()), gaps_open_by_stream=by_stream
+        )
+
+    @activity.defn
+    async def finish_run(self, data: FinishInput) -> None:
+        """Store the outcome in `runs` with its spine events: one `stream_skipped` per stream
+        and reason (with the count), then the terminal event. Idempotent."""
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("stream_skipped", {"stream": sf.stream, "reason": reason, "count": n})
+            for sf in data.facts.streams.values()
+            for reason, n in sorted(sf.skipped_by_reason.items())
+        ]
+        await self.store.finish_run(data.outcome, events)
+
+
+def _certified_failed_streams(facts: CollectFacts) -> set[str] | None:
+    """The reference runtime's certified stream-scoped failure: DONE.error.code
+    `stream_collection_failed` plus a matching SKIP_RESULT commits the siblings."""
+    if facts.done_error_code != "stream_collection_failed":
+        return None
+    failed = {
+        name for name, sf in facts.streams.items() if sf.skipped_by_reason.get("stream_collection_failed")
+    }
+    return failed or None

@@ -1,0 +1,1 @@
+"""pdpp-orchestrator: honest PDPP connector runs on Temporal and PostgreSQL."""

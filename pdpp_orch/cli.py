@@ -1,0 +1,434 @@
+"""`pdpp-orch`: the operator's command line.
+
+Exit status: 0 succeeded, 3 partially_completed, 1 failed or cancelled, 2 usage or configuration
+error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pdpp_orch.devstack import DevStack, DevStackError, Endpoints, find_running
+from pdpp_orch.manifest import ConfigError
+from pdpp_orch.models import Mode, RunInput, RunOutcome, RunStatus, StreamScope, TimeRange, Trigger
+from pdpp_orch.registry import Registry
+from pdpp_orch.settings import Settings
+
+app = typer.Typer(
+    help="Run PDPP connectors as Temporal workflows and tell the truth about every run.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_CODES = {
+    RunStatus.SUCCEEDED: 0,
+    RunStatus.PARTIALLY_COMPLETED: 3,
+    RunStatus.FAILED: 1,
+    RunStatus.CANCELLED: 1,
+}
+
+ConnectorsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--connectors", help="Connector registry TOML [env: PDPP_CONNECTORS; default ./connectors.toml]"
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where the dev stack keeps its data [env: PDPP_DATA_DIR]")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class UsageError(Exception):
+    """Something the operator must fix; exit status 2."""
+
+
+def _settings(data_dir: Path | None = None, connectors: Path | None = None) -> Settings:
+    s = Settings()
+    if data_dir is not None:
+        s.data_dir = data_dir
+    if connectors is not None:
+        s.connectors = connectors
+    return s
+
+
+def _finish(code: int) -> None:
+    # The Temporal client can crash the interpreter at exit (a known SDK issue): leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_async(coro: Coroutine[Any, Any, int]) -> None:
+    try:
+        code = asyncio.run(coro)
+    except (UsageError, ConfigError, DevStackError) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    _finish(code)
+
+
+def _endpoints(s: Settings) -> tuple[str, str]:
+    """Temporal address and database URL: from the environment, else the running dev stack."""
+    stack = None if (s.temporal_address and s.database_url) else find_running(s.data_dir)
+    address = s.temporal_address or (stack.temporal_address if stack else None)
+    database = s.database_url or (stack.database_url if stack else None)
+    if not address or not database:
+        raise UsageError(
+            "no Temporal/PostgreSQL to talk to: start `pdpp-orch dev` in another shell, or set "
+            "TEMPORAL_ADDRESS and PDPP_DATABASE_URL"
+        )
+    return address, database
+
+
+def new_run_id(connector: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{connector}-{stamp}-{secrets.token_hex(3)}"
+
+
+# -- dev / worker -----------------------------------------------------------------------------
+
+
+@app.command()
+def dev(
+    data_dir: DataDirOpt = None,
+    connectors: ConnectorsOpt = None,
+    sync: Annotated[
+        list[str] | None, typer.Option("--sync", help="Run this connector once the stack is up (repeatable).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Stop after the --sync runs instead of serving.")
+    ] = False,
+    temporal_port: Annotated[int, typer.Option(help="Preferred Temporal port.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Preferred web UI port.")] = 8233,
+) -> None:
+    """Start Temporal (with its web UI), PostgreSQL and a worker; serve until Ctrl-C.
+
+    Nothing embedded starts when TEMPORAL_ADDRESS and PDPP_DATABASE_URL are set: then this is
+    a worker against those servers (plus the --sync runs).
+    """
+    s = _settings(data_dir, connectors)
+    _run_async(_dev(s, sync or [], once, temporal_port, ui_port))
+
+
+async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_port: int) -> int:
+    from pdpp_orch.client import connect
+    from pdpp_orch.worker import run_worker
+
+    registry = Registry.load(s.connectors)
+    for name in sync:
+        registry.get(name).load_manifest()
+    stack: DevStack | None = None
+    if s.temporal_address and s.database_url:
+        ep = Endpoints(s.temporal_address, "(external)", s.database_url, os.getpid())
+    else:
+        if s.temporal_address or s.database_url:
+            raise UsageError("set both TEMPORAL_ADDRESS and PDPP_DATABASE_URL, or neither")
+        stack = DevStack(s.data_dir, temporal_port=temporal_port, ui_port=ui_port)
+        err.print(f"starting the dev stack in {s.data_dir} …")
+        ep = await asyncio.to_thread(stack.start)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        client = await connect(ep.temporal_address, s.temporal_namespace)
+        worker = asyncio.create_task(run_worker(client, ep.database_url, s.task_queue, s.connectors, stop))
+        out.print(f"Temporal web UI : {ep.ui_url}")
+        out.print(f"Temporal address: {ep.temporal_address}  (TEMPORAL_ADDRESS)")
+        out.print(f"Database URL    : {ep.database_url}  (PDPP_DATABASE_URL)")
+        out.print(f"Task queue      : {s.task_queue}")
+        for name in sync:
+            outcome = await _start_and_wait(
+                client, ep.database_url, s, _run_input(s, name, [], None, None), False
+            )
+            code = max(code, EXIT_CODES[outcome.status])
+        if once:
+            stop.set()
+        else:
+            err.print("serving; Ctrl-C to stop")
+        await stop.wait()
+        await worker
+    finally:
+        if stack is not None:
+            err.print("stopping the dev stack …")
+            await asyncio.to_thread(stack.stop)
+    return code
+
+
+@app.command()
+def worker(connectors: ConnectorsOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Run just a worker (against TEMPORAL_ADDRESS/PDPP_DATABASE_URL or the running dev stack)."""
+    s = _settings(data_dir, connectors)
+    _run_async(_worker(s))
+
+
+async def _worker(s: Settings) -> int:
+    from pdpp_orch.client import connect
+    from pdpp_orch.worker import run_worker
+
+    address, database = _endpoints(s)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await connect(address, s.temporal_namespace)
+    err.print(f"worker on {address}, task queue {s.task_queue}; Ctrl-C to stop")
+    await run_worker(client, database, s.task_queue, s.connectors, stop)
+    return 0
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+def _run_input(s: Settings, name: str, streams: list[str], since: str | None, until: str | None) -> RunInput:
+    entry = Registry.load(s.connectors).get(name)
+    manifest = entry.load_manifest()  # validated before anything is started
+    for st in streams:
+        if manifest.stream(st) is None:
+            known = ", ".join(x.name for x in manifest.streams)
+            raise UsageError(f"connector {name!r} has no stream {st!r} (streams: {known})")
+    tr = TimeRange(since=since, until=until) if since or until else None
+    if tr and not streams:
+        streams = [x.name for x in manifest.streams]
+    return RunInput(
+        connector=name,
+        run_id=new_run_id(name),
+        trigger=Trigger.MANUAL,
+        mode=Mode.FORWARD,
+        streams=[StreamScope(name=st, time_range=tr) for st in streams],
+        heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
+    )
+
+
+async def _start_and_wait(
+    client: Any, database_url: str, s: Settings, inp: RunInput, quiet: bool
+) -> RunOutcome:
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    from pdpp_orch import search_attributes as sa
+    from pdpp_orch.progress import watch_run
+    from workflows.connector_run import ConnectorRunWorkflow
+
+    handle = await client.start_workflow(
+        ConnectorRunWorkflow.run,
+        inp,
+        id=inp.run_id,
+        task_queue=s.task_queue,
+        static_summary=f"{inp.connector} · {inp.mode.value} · {inp.trigger.value}",
+        static_details=f"run `{inp.run_id}` of connector `{inp.connector}`",
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.CONNECTOR, inp.connector),
+                SearchAttributePair(sa.TRIGGER, inp.trigger.value),
+            ]
+        ),
+    )
+    err.print(f"started run {inp.run_id}")
+    outcome: RunOutcome = await watch_run(handle, database_url, inp.run_id, err, quiet=quiet)
+    if not quiet:
+        print_outcome(outcome)
+    return outcome
+
+
+@app.command()
+def run(
+    name: Annotated[str, typer.Argument(help="Connector name from the registry.")],
+    stream: Annotated[
+        list[str] | None, typer.Option("--stream", help="Only this stream (repeatable).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time: collect from here (time_range.since).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="ISO time: collect until here (time_range.until).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress and wait for the outcome.")] = False,
+    as_json: JsonOpt = False,
+    connectors: ConnectorsOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Start a run of connector NAME. With --wait the exit status tells the outcome:
+    0 succeeded, 3 partially_completed, 1 failed or cancelled, 2 usage/configuration error."""
+    s = _settings(data_dir, connectors)
+    _run_async(_run(s, name, stream or [], since, until, wait, as_json))
+
+
+async def _run(
+    s: Settings,
+    name: str,
+    streams: list[str],
+    since: str | None,
+    until: str | None,
+    wait: bool,
+    as_json: bool,
+) -> int:
+    from pdpp_orch.client import connect
+
+    for value in (since, until):
+        if value:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError as e:
+                raise UsageError(f"not an ISO time: {value!r}") from e
+    inp = _run_input(s, name, streams, since, until)
+    address, database = _endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    if not wait:
+        from workflows.connector_run import ConnectorRunWorkflow
+
+        await client.start_workflow(
+            ConnectorRunWorkflow.run,
+            inp,
+            id=inp.run_id,
+            task_queue=s.task_queue,
+            static_summary=f"{inp.connector} · {inp.mode.value} · {inp.trigger.value}",
+        )
+        if as_json:
+            print(json.dumps({"run_id": inp.run_id}))
+        else:
+            out.print(f"started run {inp.run_id}  (pdpp-orch status {inp.run_id})")
+        return 0
+    outcome = await _start_and_wait(client, database, s, inp, quiet=as_json)
+    if as_json:
+        print(outcome.model_dump_json(indent=2))
+    return EXIT_CODES[outcome.status]
+
+
+def print_outcome(o: RunOutcome) -> None:
+    """A human-readable outcome."""
+    color = {"succeeded": "green", "partially_completed": "yellow"}.get(o.status.value, "red")
+    out.print(
+        f"[bold {color}]{o.status.value}[/]"
+        + (" · needs retry" if o.needs_retry else "")
+        + (f" · reason {o.reason}" if o.reason else ""),
+        highlight=False,
+    )
+    out.print(
+        f"records: {o.records_durable:,} durable of {o.records_emitted:,} emitted, "
+        f"{o.records_rejected:,} rejected, {o.buffered_records_dropped} dropped"
+    )
+    out.print(
+        f"checkpoints: {o.state_streams_committed} of {o.state_streams_staged} committed "
+        f"({o.checkpoint_commit_status.value})"
+    )
+    if o.skipped_by_reason:
+        out.print("skipped: " + ", ".join(f"{k} {v:,}" for k, v in o.skipped_by_reason.items()))
+    t = Table("stream", "collected", "checkpoint", "coverage", "gaps open")
+    for st in o.streams:
+        t.add_row(st.stream, f"{st.collected:,}", st.checkpoint, st.coverage, str(st.gaps_open))
+    out.print(t)
+
+
+@app.command()
+def status(
+    run_id: Annotated[str, typer.Argument(help="The run id (also its workflow id).")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Show one run from the `runs` table."""
+    _run_async(_status(_settings(data_dir), run_id, as_json))
+
+
+async def _status(s: Settings, run_id: str, as_json: bool) -> int:
+    from pdpp_orch.store import Store
+
+    _, database = _endpoints(s)
+    store = await Store.connect(database, max_size=1)
+    try:
+        row = await store.get_run(run_id)
+    finally:
+        await store.close()
+    if row is None:
+        raise UsageError(f"no run {run_id!r}")
+    if row["outcome"]:
+        outcome = RunOutcome.model_validate_json(row["outcome"])
+        if as_json:
+            print(outcome.model_dump_json(indent=2))
+        else:
+            out.print(f"run {run_id} · {row['connector']} · {row['trigger']} · {row['mode']}")
+            print_outcome(outcome)
+        return EXIT_CODES[outcome.status]
+    if as_json:
+        print(
+            json.dumps({"run_id": run_id, "status": row["status"], "records_durable": row["records_durable"]})
+        )
+    else:
+        out.print(f"run {run_id} · {row['status']} · {row['records_durable']:,} records durable so far")
+    return 0
+
+
+@app.command()
+def runs(
+    connector: Annotated[str | None, typer.Option("--connector", help="Only this connector.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List recent runs from the `runs` table."""
+    _run_async(_runs(_settings(data_dir), connector, limit, as_json))
+
+
+async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -> int:
+    from pdpp_orch.store import Store
+
+    _, database = _endpoints(s)
+    store = await Store.connect(database, max_size=1)
+    try:
+        rows = await store.list_runs(connector, limit)
+    finally:
+        await store.close()
+    if as_json:
+        items = [
+            json.loads(r["outcome"])
+            if r["outcome"]
+            else {
+                "run_id": r["run_id"],
+                "connector": r["connector"],
+                "status": r["status"],
+                "records_durable": r["records_durable"],
+            }
+            for r in rows
+        ]
+        print(json.dumps(items, indent=2, default=str))
+        return 0
+    t = Table("run_id", "connector", "trigger", "status", "needs_retry", "durable", "reason", "started")
+    for r in rows:
+        t.add_row(
+            r["run_id"],
+            r["connector"],
+            r["trigger"],
+            r["status"],
+            "yes" if r["needs_retry"] else "",
+            f"{r['records_durable']:,}",
+            r["reason"] or "",
+            r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    out.print(t)
+    return 0
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("PDPP_LOG_LEVEL", "WARNING"))
+    app()
+
+
+if __name__ == "__main__":
+    main()

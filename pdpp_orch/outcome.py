@@ -1,0 +1,165 @@
+"""The outcome of a run as one pure function of its facts (DESIGN §1, §3).
+
+No I/O and no clock: safe to call inside a workflow and trivial to table-test.
+"""
+
+from __future__ import annotations
+
+from pdpp_orch.models import (
+    CollectFacts,
+    CommitResult,
+    CommitStatus,
+    RunFacts,
+    RunOutcome,
+    RunStatus,
+    StreamOutcome,
+)
+
+
+def derive_status(
+    *,
+    cancelled: bool,
+    done_succeeded: bool,
+    violated: bool,
+    staged: int,
+    committed: int,
+    coverage_shortfall: bool,
+    gaps_opened: int,
+    non_informational_skips: int,
+    records_durable: int,
+) -> RunStatus:
+    """The status table of DESIGN §1; the first row that matches wins."""
+    if cancelled:
+        return RunStatus.CANCELLED
+    if (
+        done_succeeded
+        and not violated
+        and committed == staged
+        and not coverage_shortfall
+        and gaps_opened == 0
+        and non_informational_skips == 0
+    ):
+        return RunStatus.SUCCEEDED
+    if records_durable == 0 and committed == 0:
+        return RunStatus.FAILED
+    return RunStatus.PARTIALLY_COMPLETED
+
+
+def commit_status(staged: int, committed: int) -> CommitStatus:
+    """How the run's staged checkpoints fared; `disabled` when none was staged."""
+    if staged == 0:
+        return CommitStatus.DISABLED
+    if committed == 0:
+        return CommitStatus.NOT_COMMITTED
+    if committed < staged:
+        return CommitStatus.PARTIALLY_COMMITTED
+    return CommitStatus.COMMITTED
+
+
+def derive_reason(facts: CollectFacts, commit: CommitResult, error: str | None) -> str | None:
+    """The most important cause that kept the run from succeeding, or None."""
+    if error:
+        return "runtime_error"
+    if facts.violated:
+        return "connector_protocol_violation"
+    if facts.runtime_error:
+        return "runtime_error"
+    if facts.done_status is None and not facts.cancelled:
+        return "connector_exit_without_done"
+    if facts.done_status == "failed":
+        return "connector_reported_failed"
+    for c in commit.streams:
+        if not c.committed and c.reason:
+            return c.reason
+    if any(not c.accounted for c in facts.coverage.values()):
+        return "coverage_shortfall"
+    if facts.gaps_opened or facts.non_informational_skips:
+        return "records_skipped"
+    return None
+
+
+def _stream_outcomes(facts: CollectFacts, commit: CommitResult) -> list[StreamOutcome]:
+    names = sorted(set(facts.streams) | set(facts.checkpoints) | set(facts.coverage))
+    commits = {c.stream: c for c in commit.streams}
+    out: list[StreamOutcome] = []
+    for name in names:
+        sf = facts.streams.get(name)
+        cov = facts.coverage.get(name)
+        c = commits.get(name)
+        if c is None:
+            checkpoint = "none"
+        elif c.committed:
+            checkpoint = "committed"
+        else:
+            checkpoint = c.reason or "not_committed"
+        if cov is None:
+            coverage = "unproven" if sf and sf.skipped_by_reason else "complete"
+            if sf and sf.gaps_opened:
+                coverage = "partial"
+        else:
+            coverage = "complete" if cov.accounted and cov.gap_backed == 0 else "partial"
+            if not cov.accounted:
+                coverage = "unproven"
+        out.append(
+            StreamOutcome(
+                stream=name,
+                collected=sf.collected if sf else 0,
+                considered=cov.considered if cov else None,
+                covered=cov.covered if cov else None,
+                checkpoint=checkpoint,
+                coverage=coverage,
+                gaps_open=commit.gaps_open_by_stream.get(name, 0),
+            )
+        )
+    return out
+
+
+def derive_outcome(facts: RunFacts) -> RunOutcome:
+    """Turn a run's facts into its honest outcome."""
+    c = facts.collect
+    staged = sum(1 for cp in c.checkpoints.values() if cp.staged > 0)
+    committed = sum(1 for s in facts.commit.streams if s.committed)
+    shortfall = any(not cov.accounted for cov in c.coverage.values())
+    cancelled = facts.cancelled or c.cancelled
+    status = derive_status(
+        cancelled=cancelled,
+        done_succeeded=c.done_status == "succeeded" and facts.error is None,
+        violated=c.violated or c.runtime_error is not None,
+        staged=staged,
+        committed=committed,
+        coverage_shortfall=shortfall,
+        gaps_opened=c.gaps_opened,
+        non_informational_skips=c.non_informational_skips,
+        records_durable=c.records_durable,
+    )
+    skipped: dict[str, int] = {}
+    for sf in c.streams.values():
+        for reason, n in sf.skipped_by_reason.items():
+            skipped[reason] = skipped.get(reason, 0) + n
+    retryable_failure = status is RunStatus.FAILED and c.done_error_retryable
+    needs_retry = not cancelled and (c.gaps_retryable_opened > 0 or retryable_failure)
+    return RunOutcome(
+        run_id=facts.input.run_id,
+        connector=facts.input.connector,
+        trigger=facts.input.trigger,
+        mode=facts.input.mode,
+        status=status,
+        needs_retry=needs_retry,
+        reason=None
+        if status is RunStatus.SUCCEEDED
+        else ("cancelled" if cancelled else derive_reason(c, facts.commit, facts.error)),
+        records_emitted=c.records_emitted,
+        records_durable=c.records_durable,
+        records_rejected=c.records_rejected,
+        buffered_records_dropped=0,
+        state_streams_staged=staged,
+        state_streams_committed=committed,
+        checkpoint_commit_status=commit_status(staged, committed),
+        skipped_by_reason=dict(sorted(skipped.items())),
+        gaps_opened=c.gaps_opened,
+        gaps_recovered=c.gaps_recovered,
+        gaps_open_total=facts.commit.gaps_open_total,
+        streams=_stream_outcomes(c, facts.commit),
+        started_at=facts.started_at,
+        finished_at=facts.finished_at,
+    )

@@ -1,0 +1,102 @@
+"""The connector registry: bundled connectors plus the operator's TOML file."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from pdpp_orch.manifest import ConfigError, Manifest, load_manifest
+from pdpp_orch.models import CheckpointPolicy
+
+BUNDLED_REGISTRY = Path(__file__).parent / "connectors" / "bundled.toml"
+DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
+MIN_MAX_LINE_BYTES = 1024 * 1024
+
+
+class ConnectorEntry(BaseModel):
+    """One `[connectors.NAME]` table."""
+
+    name: str
+    command: list[str] = Field(min_length=1)
+    manifest: Path
+    env: dict[str, str] = Field(default_factory=dict)
+    checkpoint_policy: CheckpointPolicy = CheckpointPolicy.COMMIT_PROVEN
+    max_state_bytes: int = Field(default=DEFAULT_MAX_STATE_BYTES, gt=0)
+    max_line_bytes: int | None = Field(default=None, description="default: max_state_bytes + 1 MiB")
+    cwd: Path | None = None
+
+    model_config = {"extra": "forbid"}
+
+    @field_validator("command")
+    @classmethod
+    def _python_is_this_python(cls, v: list[str]) -> list[str]:
+        # "python" in a registry means the interpreter the worker runs on, so bundled and
+        # user connectors find the same installed packages.
+        return [sys.executable if i == 0 and a in ("python", "python3") else a for i, a in enumerate(v)]
+
+    @property
+    def line_limit(self) -> int:
+        return self.max_line_bytes or max(self.max_state_bytes + MIN_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES)
+
+    def load_manifest(self) -> Manifest:
+        return load_manifest(self.manifest)
+
+
+def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: connector registry not found") from e
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable TOML file: {e}") from e
+    tables = raw.get("connectors", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: 'connectors' must be a table of [connectors.NAME] tables")
+    entries: dict[str, ConnectorEntry] = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: connectors.{name} must be a table")
+        try:
+            entry = ConnectorEntry.model_validate({"name": name, **table})
+        except ValidationError as e:
+            first = e.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{path}: connectors.{name}.{field}: {first['msg']}") from e
+        base = path.parent
+        entry.manifest = (base / entry.manifest).resolve()
+        if entry.cwd is not None:
+            entry.cwd = (base / entry.cwd).resolve()
+        entries[name] = entry
+    return entries
+
+
+class Registry:
+    """Connector entries by name; the operator's file overrides bundled entries of the same name."""
+
+    def __init__(self, entries: dict[str, ConnectorEntry], sources: list[Path]):
+        self.entries = entries
+        self.sources = sources
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Registry:
+        """Load bundled connectors plus `path`, else $PDPP_CONNECTORS, else ./connectors.toml
+        (the last only if it exists)."""
+        entries = _read_toml(BUNDLED_REGISTRY)
+        sources = [BUNDLED_REGISTRY]
+        explicit = path or os.environ.get("PDPP_CONNECTORS")
+        user = Path(explicit) if explicit else Path("connectors.toml")
+        if explicit or user.exists():
+            entries.update(_read_toml(user.resolve()))
+            sources.append(user.resolve())
+        return cls(entries, sources)
+
+    def get(self, name: str) -> ConnectorEntry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self.entries)) or "none"
+            raise ConfigError(f"unknown connector {name!r} (known: {known})") from None

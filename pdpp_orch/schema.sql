@@ -1,0 +1,110 @@
+-- The record store and run ledger. Applied idempotently at every start (CREATE ... IF NOT EXISTS);
+-- additive changes go at the end as ALTER ... IF NOT EXISTS so existing data directories migrate.
+
+CREATE TABLE IF NOT EXISTS schema_meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS records (
+    connector    text        NOT NULL,
+    stream       text        NOT NULL,
+    key          text        NOT NULL,
+    data         jsonb       NOT NULL,
+    deleted      boolean     NOT NULL DEFAULT false,
+    first_run_id text        NOT NULL,
+    last_run_id  text        NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (connector, stream, key)
+);
+
+-- The committed cursor of each stream: what the next run's START.state carries.
+CREATE TABLE IF NOT EXISTS stream_state (
+    connector    text        NOT NULL,
+    stream       text        NOT NULL,
+    cursor       jsonb,
+    cursor_bytes bigint      NOT NULL,
+    run_id       text        NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (connector, stream)
+);
+
+-- The latest proven checkpoint of each stream of a run: its resume point while it runs,
+-- what gets committed when it ends. `facts` is that stream's counters at the checkpoint, so a
+-- retried collect attempt resumes its counts exactly.
+CREATE TABLE IF NOT EXISTS run_checkpoints (
+    run_id       text        NOT NULL,
+    stream       text        NOT NULL,
+    seq          bigint      NOT NULL,
+    cursor       jsonb,
+    cursor_bytes bigint      NOT NULL,
+    facts        jsonb       NOT NULL,
+    written_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, stream)
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id          text PRIMARY KEY,
+    connector       text        NOT NULL,
+    trigger         text        NOT NULL,
+    mode            text        NOT NULL,
+    status          text        NOT NULL,
+    needs_retry     boolean     NOT NULL DEFAULT false,
+    reason          text,
+    attempt         int         NOT NULL DEFAULT 1,
+    records_emitted bigint      NOT NULL DEFAULT 0,
+    records_durable bigint      NOT NULL DEFAULT 0,
+    progress        jsonb,
+    facts           jsonb,
+    outcome         jsonb,
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz
+);
+CREATE INDEX IF NOT EXISTS runs_connector_started ON runs (connector, started_at DESC);
+
+-- Aggregated run events: one per flush, per stream+reason of skips, per terminal outcome.
+CREATE TABLE IF NOT EXISTS spine_events (
+    id          bigserial PRIMARY KEY,
+    run_id      text        NOT NULL,
+    connector   text        NOT NULL,
+    event_type  text        NOT NULL,
+    payload     jsonb       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS spine_events_run ON spine_events (run_id, id);
+
+-- The gap ledger. `gap_key` is the identity (connector, stream, kind, subject) without the
+-- volatile locator, so the same miss found by two runs is one gap.
+CREATE TABLE IF NOT EXISTS gaps (
+    gap_id          text PRIMARY KEY,
+    connector       text        NOT NULL,
+    stream          text        NOT NULL,
+    kind            text        NOT NULL,
+    subject         text        NOT NULL,
+    reason          text        NOT NULL,
+    recovery_class  text        NOT NULL,
+    status          text        NOT NULL DEFAULT 'pending',
+    locator         jsonb,
+    attempts        int         NOT NULL DEFAULT 0,
+    not_before      timestamptz,
+    last_error      text,
+    found_run_id    text        NOT NULL,
+    last_seen_run_id text       NOT NULL,
+    recovered_run_id text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS gaps_open ON gaps (connector, status);
+
+-- Lines that failed validation, truncated, with where they came from.
+CREATE TABLE IF NOT EXISTS quarantine (
+    run_id      text        NOT NULL,
+    attempt     int         NOT NULL,
+    line_no     bigint      NOT NULL,
+    kind        text        NOT NULL,
+    detail      text        NOT NULL,
+    line_bytes  bigint      NOT NULL,
+    excerpt     text        NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, attempt, line_no)
+);

@@ -1,0 +1,483 @@
+"""The record store and run ledger on PostgreSQL (asyncpg). All SQL of the project lives here.
+
+Writes are set-based: a flush is one transaction of COPY into a temporary staging table, one
+upsert, and the checkpoint that the flushed records prove (DESIGN §2, §6).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import orjson
+
+from pdpp_orch.models import CheckpointFact, RunOutcome, StreamCommit
+
+SCHEMA_VERSION = "1"
+
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS records_stage (
+    stream text, key text, data jsonb, deleted boolean
+) ON COMMIT DELETE ROWS
+"""
+
+_UPSERT_RECORDS = """
+INSERT INTO records AS r (connector, stream, key, data, deleted, first_run_id, last_run_id)
+SELECT $1, stream, key, data, deleted, $2, $2 FROM records_stage
+ON CONFLICT (connector, stream, key) DO UPDATE SET
+    data = CASE WHEN EXCLUDED.deleted THEN r.data ELSE EXCLUDED.data END,
+    deleted = EXCLUDED.deleted,
+    last_run_id = EXCLUDED.last_run_id,
+    updated_at = now()
+"""
+
+_UPSERT_GAPS = """
+INSERT INTO gaps AS g (gap_id, connector, stream, kind, subject, reason, recovery_class,
+                       locator, not_before, last_error, found_run_id, last_seen_run_id)
+SELECT u.gap_id, $1, u.stream, u.kind, u.subject, u.reason, u.recovery_class,
+       u.locator::jsonb, u.not_before, u.last_error, $2, $2
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+            $10::timestamptz[], $11::text[])
+     AS u(gap_id, stream, kind, subject, reason, recovery_class, locator, not_before, last_error)
+ON CONFLICT (gap_id) DO UPDATE SET
+    reason = EXCLUDED.reason,
+    recovery_class = EXCLUDED.recovery_class,
+    locator = COALESCE(EXCLUDED.locator, g.locator),
+    not_before = EXCLUDED.not_before,
+    last_error = EXCLUDED.last_error,
+    last_seen_run_id = EXCLUDED.last_seen_run_id,
+    status = CASE WHEN g.status IN ('recovered', 'terminal') THEN 'pending' ELSE g.status END,
+    updated_at = now()
+"""
+
+_SETTLE_RECOVERED = """
+UPDATE gaps SET status = 'recovered', recovered_run_id = $2, updated_at = now()
+WHERE connector = $1 AND gap_id = ANY($3::text[]) AND status <> 'recovered'
+"""
+
+_INSERT_QUARANTINE = """
+INSERT INTO quarantine (run_id, attempt, line_no, kind, detail, line_bytes, excerpt)
+SELECT $1, $2, q.line_no, q.kind, q.detail, q.line_bytes, q.excerpt
+FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[])
+     AS q(line_no, kind, detail, line_bytes, excerpt)
+ON CONFLICT DO NOTHING
+"""
+
+_UPSERT_RUN_CHECKPOINT = """
+INSERT INTO run_checkpoints (run_id, stream, seq, cursor, cursor_bytes, facts)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb)
+ON CONFLICT (run_id, stream) DO UPDATE SET
+    seq = EXCLUDED.seq, cursor = EXCLUDED.cursor, cursor_bytes = EXCLUDED.cursor_bytes,
+    facts = EXCLUDED.facts, written_at = now()
+"""
+
+_RUN_PROGRESS = """
+UPDATE runs SET records_emitted = $2, records_durable = $3, progress = $4::jsonb, attempt = $5
+WHERE run_id = $1
+"""
+
+_INSERT_SPINE = """
+INSERT INTO spine_events (run_id, connector, event_type, payload) VALUES ($1, $2, $3, $4::jsonb)
+"""
+
+
+@dataclass
+class GapRow:
+    """One miss for the gap ledger; identity is (connector, stream, kind, subject)."""
+
+    stream: str
+    kind: str
+    subject: str
+    reason: str
+    recovery_class: str
+    locator: str | None = None
+    not_before: datetime | None = None
+    last_error: str | None = None
+
+    def gap_id(self, connector: str) -> str:
+        h = hashlib.sha256("\x1f".join((connector, self.stream, self.kind, self.subject)).encode())
+        return "gap_" + h.hexdigest()[:24]
+
+
+@dataclass
+class QuarantineRow:
+    line_no: int
+    kind: str
+    detail: str
+    line_bytes: int
+    excerpt: str
+
+
+@dataclass
+class CheckpointWrite:
+    stream: str
+    seq: int
+    cursor_json: str
+    cursor_bytes: int
+    facts_json: str
+
+
+@dataclass
+class Flush:
+    """One transaction's worth of work, in the order the connector emitted it."""
+
+    records: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    gaps: list[GapRow] = field(default_factory=list)
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+    recovered_gap_ids: list[str] = field(default_factory=list)
+    checkpoints: list[CheckpointWrite] = field(default_factory=list)
+    spine: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    accepted: int = 0
+    bytes: int = 0
+
+    def empty(self) -> bool:
+        return not (
+            self.records or self.gaps or self.quarantine or self.recovered_gap_ids or self.checkpoints
+        )
+
+
+@dataclass
+class FlushResult:
+    records: int
+    gaps_recovered: int
+
+
+def copy_text_field(s: str) -> bytes:
+    """Escape a value for COPY's text format."""
+    return (s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")).encode()
+
+
+def copy_json_field(json_bytes: bytes) -> bytes:
+    """JSON from orjson has no raw control characters; only backslashes need doubling."""
+    return json_bytes.replace(b"\\", b"\\\\")
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class Store:
+    """Typed access to the record store; construct with `Store.connect(dsn)`."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> Store:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        store = cls(pool)
+        await store.apply_schema()
+        return store
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def apply_schema(self) -> None:
+        """Create or migrate the schema; safe to run at every start and concurrently."""
+        ddl = resources.files("pdpp_orch").joinpath("schema.sql").read_text(encoding="utf-8")
+        async with self.pool.acquire() as conn, conn.transaction():
+            # One writer at a time: concurrent CREATE IF NOT EXISTS can still collide.
+            await conn.execute("SELECT pg_advisory_xact_lock(7723001)")
+            await conn.execute(ddl)
+            await conn.execute(
+                "INSERT INTO schema_meta (key, value) VALUES ('version', $1) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                SCHEMA_VERSION,
+            )
+
+    # -- runs -------------------------------------------------------------------------------
+
+    async def start_run(self, run_id: str, connector: str, trigger: str, mode: str) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                "INSERT INTO runs (run_id, connector, trigger, mode, status) "
+                "VALUES ($1, $2, $3, $4, 'running') ON CONFLICT (run_id) DO NOTHING RETURNING 1",
+                run_id,
+                connector,
+                trigger,
+                mode,
+            )
+            if inserted:
+                await conn.execute(
+                    _INSERT_SPINE,
+                    run_id,
+                    connector,
+                    "run.started",
+                    orjson.dumps({"trigger": trigger, "mode": mode}).decode(),
+                )
+
+    async def save_facts(self, run_id: str, facts_json: str) -> None:
+        await self.pool.execute(
+            "UPDATE runs SET facts = $2::jsonb, records_durable = ($2::jsonb->>'records_durable')::bigint "
+            "WHERE run_id = $1",
+            run_id,
+            facts_json,
+        )
+
+    async def load_facts(self, run_id: str) -> tuple[str | None, int, int]:
+        """(saved facts JSON or None, records emitted and durable as of the last flush)."""
+        row = await self.pool.fetchrow(
+            "SELECT facts::text AS facts, records_emitted, records_durable FROM runs WHERE run_id = $1",
+            run_id,
+        )
+        if row is None:
+            return None, 0, 0
+        return row["facts"], int(row["records_emitted"]), int(row["records_durable"])
+
+    async def resume_points(self, run_id: str) -> dict[str, Any]:
+        """Per stream, the counters snapshotted with this run's latest proven checkpoint."""
+        rows = await self.pool.fetch(
+            "SELECT stream, facts::text AS facts FROM run_checkpoints WHERE run_id = $1 ORDER BY seq",
+            run_id,
+        )
+        return {r["stream"]: orjson.loads(r["facts"]) for r in rows}
+
+    async def finish_run(self, outcome: RunOutcome, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Write the outcome, `events` and the terminal spine event, once."""
+        payload = outcome.model_dump_json()
+        async with self.pool.acquire() as conn, conn.transaction():
+            updated = await conn.fetchval(
+                """
+                UPDATE runs SET status = $2, needs_retry = $3, reason = $4, records_emitted = $5,
+                       records_durable = $6, outcome = $7::jsonb, finished_at = $8
+                WHERE run_id = $1 AND finished_at IS NULL RETURNING 1
+                """,
+                outcome.run_id,
+                outcome.status.value,
+                outcome.needs_retry,
+                outcome.reason,
+                outcome.records_emitted,
+                outcome.records_durable,
+                payload,
+                outcome.finished_at,
+            )
+            if updated:
+                rows = [(t, orjson.dumps(p).decode()) for t, p in events]
+                rows.append((f"run.{outcome.status.value}", payload))
+                await conn.executemany(
+                    _INSERT_SPINE, [(outcome.run_id, outcome.connector, t, p) for t, p in rows]
+                )
+
+    async def get_run(self, run_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(
+            "SELECT run_id, connector, trigger, mode, status, needs_retry, reason, attempt, "
+            "records_emitted, records_durable, outcome::text AS outcome, started_at, finished_at "
+            "FROM runs WHERE run_id = $1",
+            run_id,
+        )
+        return dict(row) if row else None
+
+    async def list_runs(self, connector: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT run_id, connector, trigger, mode, status, needs_retry, reason, "
+            "records_emitted, records_durable, outcome::text AS outcome, started_at, finished_at "
+            "FROM runs WHERE ($1::text IS NULL OR connector = $1) "
+            "ORDER BY started_at DESC LIMIT $2",
+            connector,
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def spine_events(self, run_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT event_type, payload::text AS payload FROM spine_events WHERE run_id = $1 ORDER BY id",
+            run_id,
+        )
+        return [dict(r) for r in rows]
+
+    # -- state ------------------------------------------------------------------------------
+
+    async def start_state(
+        self, connector: str, run_id: str, streams: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """START.state for an attempt: committed cursors overlaid by this run's resume points.
+        Returns (state, resume facts per stream)."""
+        state: dict[str, Any] = {}
+        resume: dict[str, Any] = {}
+        async with self.pool.acquire() as conn:
+            for row in await conn.fetch(
+                "SELECT stream, cursor::text AS cursor FROM stream_state "
+                "WHERE connector = $1 AND stream = ANY($2::text[])",
+                connector,
+                streams,
+            ):
+                state[row["stream"]] = orjson.loads(row["cursor"]) if row["cursor"] else None
+            for row in await conn.fetch(
+                "SELECT stream, seq, cursor::text AS cursor, facts::text AS facts "
+                "FROM run_checkpoints WHERE run_id = $1 ORDER BY seq",
+                run_id,
+            ):
+                state[row["stream"]] = orjson.loads(row["cursor"]) if row["cursor"] else None
+                resume[row["stream"]] = orjson.loads(row["facts"])
+        return state, resume
+
+    async def committed_state_sizes(self, connector: str) -> dict[str, int]:
+        rows = await self.pool.fetch(
+            "SELECT stream, cursor_bytes FROM stream_state WHERE connector = $1", connector
+        )
+        return {r["stream"]: int(r["cursor_bytes"]) for r in rows}
+
+    async def committed_cursor(self, connector: str, stream: str) -> Any:
+        raw = await self.pool.fetchval(
+            "SELECT cursor::text FROM stream_state WHERE connector = $1 AND stream = $2",
+            connector,
+            stream,
+        )
+        return orjson.loads(raw) if raw else None
+
+    async def commit_checkpoint(
+        self, connector: str, run_id: str, fact: CheckpointFact, max_state_bytes: int
+    ) -> StreamCommit:
+        """Commit a stream's proven checkpoint of `run_id`, in its own transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT seq, cursor_bytes FROM run_checkpoints WHERE run_id = $1 AND stream = $2",
+                run_id,
+                fact.stream,
+            )
+            if row is None:
+                return StreamCommit(stream=fact.stream, committed=False, reason="no_proven_checkpoint")
+            size = int(row["cursor_bytes"])
+            if size > max_state_bytes:
+                return StreamCommit(
+                    stream=fact.stream,
+                    committed=False,
+                    bytes=size,
+                    reason="state_too_large",
+                    message=f"cursor of {size} bytes exceeds max_state_bytes={max_state_bytes}",
+                )
+            await conn.execute(
+                """
+                INSERT INTO stream_state (connector, stream, cursor, cursor_bytes, run_id)
+                SELECT $1, stream, cursor, cursor_bytes, run_id FROM run_checkpoints
+                WHERE run_id = $2 AND stream = $3
+                ON CONFLICT (connector, stream) DO UPDATE SET cursor = EXCLUDED.cursor,
+                    cursor_bytes = EXCLUDED.cursor_bytes, run_id = EXCLUDED.run_id,
+                    committed_at = now()
+                """,
+                connector,
+                run_id,
+                fact.stream,
+            )
+            return StreamCommit(stream=fact.stream, committed=True, bytes=size)
+
+    # -- gaps -------------------------------------------------------------------------------
+
+    async def open_gaps(self, connector: str) -> dict[str, int]:
+        rows = await self.pool.fetch(
+            "SELECT stream, count(*) AS n FROM gaps WHERE connector = $1 "
+            "AND status IN ('pending', 'leased') GROUP BY stream",
+            connector,
+        )
+        return {r["stream"]: int(r["n"]) for r in rows}
+
+    async def list_gaps(self, connector: str | None = None) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT gap_id, connector, stream, kind, reason, recovery_class, status, attempts, "
+            "not_before, found_run_id, recovered_run_id FROM gaps "
+            "WHERE ($1::text IS NULL OR connector = $1) ORDER BY created_at, gap_id",
+            connector,
+        )
+        return [dict(r) for r in rows]
+
+    async def quarantined(self, run_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT attempt, line_no, kind, detail, line_bytes, excerpt FROM quarantine "
+            "WHERE run_id = $1 ORDER BY attempt, line_no",
+            run_id,
+        )
+        return [dict(r) for r in rows]
+
+    # -- the flush --------------------------------------------------------------------------
+
+    async def flush(
+        self, connector: str, run_id: str, attempt: int, batch: Flush, progress: dict[str, Any]
+    ) -> FlushResult:
+        """Write one batch, its gaps, quarantined lines and the checkpoints it proves, atomically."""
+        recovered = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            if batch.records:
+                await conn.execute(_STAGE)
+                buf = bytearray()
+                for (stream, key), row in batch.records.items():
+                    buf += copy_text_field(stream)
+                    buf += b"\t"
+                    buf += copy_text_field(key)
+                    buf += row
+                await conn.copy_to_table(
+                    "records_stage", source=_once(bytes(buf)), columns=["stream", "key", "data", "deleted"]
+                )
+                await conn.execute(_UPSERT_RECORDS, connector, run_id)
+            if batch.gaps:
+                await self._upsert_gaps(conn, connector, run_id, batch.gaps)
+            if batch.recovered_gap_ids:
+                status = await conn.execute(_SETTLE_RECOVERED, connector, run_id, batch.recovered_gap_ids)
+                recovered = int(status.split()[-1])
+            if batch.quarantine:
+                q = batch.quarantine
+                await conn.execute(
+                    _INSERT_QUARANTINE,
+                    run_id,
+                    attempt,
+                    [r.line_no for r in q],
+                    [r.kind for r in q],
+                    [r.detail for r in q],
+                    [r.line_bytes for r in q],
+                    [r.excerpt for r in q],
+                )
+            for cp in batch.checkpoints:
+                await conn.execute(
+                    _UPSERT_RUN_CHECKPOINT,
+                    run_id,
+                    cp.stream,
+                    cp.seq,
+                    cp.cursor_json,
+                    cp.cursor_bytes,
+                    cp.facts_json,
+                )
+            if batch.records:
+                batch.spine.append(
+                    (
+                        "batch_ingested",
+                        {"records": batch.accepted, "rows": len(batch.records), "bytes": batch.bytes},
+                    )
+                )
+            if batch.spine:
+                await conn.executemany(
+                    _INSERT_SPINE,
+                    [(run_id, connector, t, orjson.dumps(p).decode()) for t, p in batch.spine],
+                )
+            await conn.execute(
+                _RUN_PROGRESS,
+                run_id,
+                int(progress.get("records_emitted", 0)),
+                int(progress.get("records_durable", 0)),
+                orjson.dumps(progress).decode(),
+                attempt,
+            )
+        return FlushResult(records=batch.accepted, gaps_recovered=recovered)
+
+    async def _upsert_gaps(self, conn: Any, connector: str, run_id: str, gaps: list[GapRow]) -> None:
+        unique: dict[str, GapRow] = {}
+        for g in gaps:
+            unique[g.gap_id(connector)] = g
+        rows = list(unique.items())
+        await conn.execute(
+            _UPSERT_GAPS,
+            connector,
+            run_id,
+            [gid for gid, _ in rows],
+            [g.stream for _, g in rows],
+            [g.kind for _, g in rows],
+            [g.subject for _, g in rows],
+            [g.reason for _, g in rows],
+            [g.recovery_class for _, g in rows],
+            [g.locator for _, g in rows],
+            [g.not_before for _, g in rows],
+            [g.last_error for _, g in rows],
+        )

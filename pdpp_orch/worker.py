@@ -1,0 +1,63 @@
+"""Building and running a worker: the composition root of store, registry and Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.runs import RunActivities
+from pdpp_orch.registry import Registry
+from pdpp_orch.store import Store
+from workflows.connector_run import ConnectorRunWorkflow
+
+log = logging.getLogger(__name__)
+
+
+def build_worker(client: Client, store: Store, task_queue: str, registry: Callable[[], Registry]) -> Worker:
+    """A worker for every workflow and activity of the project on `task_queue`."""
+    acts = RunActivities(store, registry)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ConnectorRunWorkflow],
+        activities=[
+            acts.prepare_run,
+            acts.collect,
+            acts.load_facts,
+            acts.commit_checkpoints,
+            acts.finish_run,
+        ],
+        # Activities are async and stream subprocess output: a few at a time per worker keeps
+        # memory bounded; scale out with more workers on the same task queue.
+        max_concurrent_activities=20,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+def registry_loader(path: Path | None) -> Callable[[], Registry]:
+    """Re-read the registry at every run, so edits apply without a restart."""
+    return lambda: Registry.load(path)
+
+
+async def run_worker(
+    client: Client,
+    database_url: str,
+    task_queue: str,
+    registry_path: Path | None,
+    stop: asyncio.Event,
+) -> None:
+    """Run a worker until `stop` is set."""
+    store = await Store.connect(database_url)
+    try:
+        worker = build_worker(client, store, task_queue, registry_loader(registry_path))
+        async with worker:
+            log.info("worker polling task queue %s", task_queue)
+            await stop.wait()
+    finally:
+        await store.close()

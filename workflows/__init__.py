@@ -1,0 +1,1 @@
+"""Deterministic Temporal workflows (no I/O; see the import-linter contract)."""

@@ -1,0 +1,164 @@
+"""ConnectorRunWorkflow: one honest run of one connector.
+
+Deterministic: it sees counts, sizes and our own row ids, never records or cursors. The
+outcome is derived here by the pure function in pdpp_orch.outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from pdpp_orch import search_attributes as sa
+    from pdpp_orch.models import (
+        CollectFacts,
+        CommitInput,
+        CommitResult,
+        FinishInput,
+        PreparedRun,
+        RunFacts,
+        RunInput,
+        RunOutcome,
+    )
+    from pdpp_orch.outcome import derive_outcome
+
+SHORT = timedelta(minutes=2)
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=20,
+    non_retryable_error_types=["ConfigError"],
+)
+COLLECT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=5,
+    non_retryable_error_types=["ConfigError"],
+)
+
+
+@workflow.defn
+class ConnectorRunWorkflow:
+    """Prepare, collect, commit what is proven, derive and record the outcome."""
+
+    def __init__(self) -> None:
+        self._phase = "starting"
+        self._outcome: RunOutcome | None = None
+
+    @workflow.query
+    def phase(self) -> str:
+        return self._phase
+
+    @workflow.run
+    async def run(self, inp: RunInput) -> RunOutcome:
+        started = workflow.now()
+        workflow.upsert_search_attributes(
+            [
+                sa.CONNECTOR.value_set(inp.connector),
+                sa.TRIGGER.value_set(inp.trigger.value),
+                sa.RUN_STATUS.value_set("running"),
+            ]
+        )
+        self._phase = "preparing"
+        prepared: PreparedRun = await workflow.execute_activity(
+            "prepare_run",
+            inp,
+            result_type=PreparedRun,
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary="validate manifest, open run",
+        )
+        workflow.set_current_details(
+            f"collecting {len(prepared.streams)} stream(s): {', '.join(prepared.streams)}"
+        )
+        cancelled, error = False, None
+        self._phase = "collecting"
+        try:
+            facts: CollectFacts = await workflow.execute_activity(
+                "collect",
+                inp,
+                result_type=CollectFacts,
+                start_to_close_timeout=timedelta(seconds=inp.max_run_seconds + 600),
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+                retry_policy=COLLECT_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"run connector {inp.connector}",
+            )
+        except (ActivityError, CancelledError) as e:
+            cause = e.cause if isinstance(e, ActivityError) else e
+            if isinstance(cause, CancelledError):
+                cancelled = True
+            else:
+                error = _describe(cause)
+            facts = await workflow.execute_activity(
+                "load_facts",
+                inp.run_id,
+                result_type=CollectFacts,
+                start_to_close_timeout=SHORT,
+                retry_policy=DB_RETRY,
+                summary="load saved facts",
+            )
+        self._phase = "committing"
+        commit: CommitResult = await workflow.execute_activity(
+            "commit_checkpoints",
+            CommitInput(run=inp, facts=facts),
+            result_type=CommitResult,
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=DB_RETRY,
+            summary="commit proven checkpoints",
+        )
+        outcome = derive_outcome(
+            RunFacts(
+                input=inp,
+                collect=facts,
+                commit=commit,
+                started_at=started,
+                finished_at=workflow.now(),
+                cancelled=cancelled,
+                error=error,
+            )
+        )
+        self._phase = "recording"
+        await workflow.execute_activity(
+            "finish_run",
+            FinishInput(outcome=outcome, facts=facts),
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary="record outcome",
+        )
+        workflow.upsert_search_attributes(
+            [
+                sa.RUN_STATUS.value_set(outcome.status.value),
+                sa.NEEDS_RETRY.value_set(outcome.needs_retry),
+                sa.RECORDS_DURABLE.value_set(outcome.records_durable),
+                sa.GAPS_OPEN.value_set(outcome.gaps_open_total),
+            ]
+        )
+        workflow.set_current_details(_details(outcome))
+        self._phase = "done"
+        self._outcome = outcome
+        return outcome
+
+
+def _describe(err: BaseException | None) -> str:
+    if isinstance(err, ApplicationError):
+        return f"{err.type or 'error'}: {err.message}"[:300]
+    return type(err).__name__ if err else "unknown error"
+
+
+def _details(o: RunOutcome) -> str:
+    skipped = ", ".join(f"{k}: {v:,}" for k, v in o.skipped_by_reason.items()) or "none"
+    return (
+        f"**{o.status.value}**{' · needs retry' if o.needs_retry else ''}"
+        f"{f' · reason `{o.reason}`' if o.reason else ''}\n\n"
+        f"- records durable: {o.records_durable:,} of {o.records_emitted:,} emitted"
+        f" ({o.records_rejected:,} rejected, {o.buffered_records_dropped} dropped)\n"
+        f"- checkpoints: {o.state_streams_committed} of {o.state_streams_staged} committed"
+        f" ({o.checkpoint_commit_status.value})\n"
+        f"- skipped: {skipped}\n"
+        f"- gaps: {o.gaps_opened:,} opened, {o.gaps_open_total:,} open for this connector\n"
+    )
