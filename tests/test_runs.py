@@ -1,0 +1,251 @@
+"""End to end through Temporal and PostgreSQL: what a run stores and what it says about itself."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pdpp_orch.models import CommitStatus, RunStatus
+from tests.conftest import Harness
+
+
+async def records(h: Harness, connector: str, stream: str | None = None) -> list[dict[str, Any]]:
+    rows = await h.store.pool.fetch(
+        "SELECT stream, key, data::text AS data, deleted FROM records "
+        "WHERE connector = $1 AND ($2::text IS NULL OR stream = $2) ORDER BY stream, key",
+        connector,
+        stream,
+    )
+    return [dict(r) for r in rows]
+
+
+async def committed(h: Harness, connector: str) -> dict[str, Any]:
+    rows = await h.store.pool.fetch(
+        "SELECT stream, cursor::text AS cursor FROM stream_state WHERE connector = $1", connector
+    )
+    return {r["stream"]: json.loads(r["cursor"]) for r in rows}
+
+
+def three_streams(n: int = 40) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = []
+    for s in ("a", "b", "c"):
+        steps += [{"records": {"stream": s, "count": n}}, {"state": s}]
+    return [*steps, {"done": "succeeded"}]
+
+
+async def test_clean_three_stream_run_succeeds_and_next_run_is_incremental(harness: Harness) -> None:
+    name = harness.scripted(three_streams(40))
+    o = await harness.run(name)
+    assert o.status is RunStatus.SUCCEEDED and o.reason is None and not o.needs_retry
+    assert (o.records_emitted, o.records_durable, o.records_rejected) == (120, 120, 0)
+    assert (o.state_streams_staged, o.state_streams_committed) == (3, 3)
+    assert o.checkpoint_commit_status is CommitStatus.COMMITTED
+    assert [s.stream for s in o.streams] == ["a", "b", "c"]
+    assert all(s.collected == 40 and s.checkpoint == "committed" for s in o.streams)
+    assert len(await records(harness, name)) == 120
+    assert await committed(harness, name) == {s: {"offset": 40} for s in "abc"}
+
+    run = await harness.store.get_run(o.run_id)
+    assert run is not None and run["status"] == "succeeded" and run["records_durable"] == 120
+    events = [e["event_type"] for e in await harness.store.spine_events(o.run_id)]
+    assert events[0] == "run.started" and events[-1] == "run.completed"
+    assert "batch_ingested" in events
+
+    # The next run starts from the committed cursors (the script then emits 40 more each).
+    again = await harness.run(name)
+    assert harness.starts(name)[1]["state"] == {s: {"offset": 40} for s in "abc"}
+    assert harness.starts(name)[1]["collection_mode"] == "incremental"
+    assert again.status is RunStatus.SUCCEEDED
+    assert len(await records(harness, name)) == 240
+
+
+async def test_malformed_state_keeps_every_record_and_earlier_checkpoints(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 30}},
+            {"state": "a"},
+            {"records": {"stream": "b", "count": 25}},
+            {"state": "b"},
+            {"records": {"stream": "a", "count": 20}},
+            # Case A: a BigInt literal makes the final STATE invalid JSON.
+            {"raw": '{"type": "STATE", "stream": "a", "cursor": {"highest_modseq": 18446744073709551615n}}'},
+            {"records": {"stream": "c", "count": 10}},
+            {"state": "c"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED
+    assert o.reason == "connector_protocol_violation"
+    assert (o.records_emitted, o.records_durable, o.buffered_records_dropped) == (85, 85, 0)
+    assert len(await records(harness, name)) == 85
+    # a and b were proven before the violation; c's STATE came after it.
+    assert await committed(harness, name) == {"a": {"offset": 30}, "b": {"offset": 25}}
+    assert (o.state_streams_staged, o.state_streams_committed) == (3, 2)
+    assert o.checkpoint_commit_status is CommitStatus.PARTIALLY_COMMITTED
+    by_stream = {s.stream: s.checkpoint for s in o.streams}
+    assert by_stream == {"a": "committed", "b": "committed", "c": "after_protocol_violation"}
+    q = await harness.store.quarantined(o.run_id)
+    assert [(r["line_no"], r["kind"]) for r in q] == [(78, "invalid_json")]
+    assert "18446744073709551615n" in q[0]["excerpt"]
+
+
+async def test_exit_without_done_keeps_records_and_is_not_succeeded(harness: Harness) -> None:
+    name = harness.scripted(
+        [{"records": {"stream": "a", "count": 15}}, {"state": "a"}, {"records": {"stream": "b", "count": 7}}, {"exit": 0}]
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED
+    assert o.reason == "connector_exit_without_done"
+    assert o.records_durable == 22 and len(await records(harness, name)) == 22
+    assert await committed(harness, name) == {"a": {"offset": 15}}
+
+
+async def test_exit_without_done_and_nothing_durable_is_failed(harness: Harness) -> None:
+    name = harness.scripted([{"exit": 2}])
+    o = await harness.run(name)
+    assert o.status is RunStatus.FAILED and o.reason == "connector_exit_without_done"
+    assert o.checkpoint_commit_status is CommitStatus.DISABLED
+
+
+async def test_done_failed_flushes_the_buffered_tail(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 12}},
+            {"state": "a"},
+            {"records": {"stream": "a", "count": 887}},
+            {"done": "failed", "error": {"message": "upstream went away", "retryable": True}},
+        ]
+    )
+    o = await harness.run(name)
+    assert o.records_durable == 899 and o.buffered_records_dropped == 0
+    assert len(await records(harness, name)) == 899
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_reported_failed"
+    assert await committed(harness, name) == {"a": {"offset": 12}}
+
+
+async def test_records_emitted_mismatch_is_a_violation(harness: Harness) -> None:
+    name = harness.scripted([{"records": {"stream": "a", "count": 10}}, {"state": "a"}, {"done": "succeeded", "records_emitted": 11}])
+    o = await harness.run(name)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED
+    assert o.reason == "connector_protocol_violation"
+    assert o.records_durable == 10
+    row = await harness.store.get_run(o.run_id)
+    assert row is not None
+    facts = await harness.store.pool.fetchval("SELECT facts::text FROM runs WHERE run_id = $1", o.run_id)
+    assert "records_emitted_mismatch" in facts
+
+
+async def test_out_of_scope_stream_is_rejected_and_quarantined(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 5}},
+            {"records": {"stream": "b", "count": 3}},
+            {"msg": {"type": "RECORD", "stream": "zz", "key": "1", "data": {"id": "1"}}},
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name, streams=["a"])
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_protocol_violation"
+    assert (o.records_emitted, o.records_durable, o.records_rejected) == (9, 5, 4)
+    assert {r["stream"] for r in await records(harness, name)} == {"a"}
+    kinds = [r["kind"] for r in await harness.store.quarantined(o.run_id)]
+    assert kinds == ["out_of_scope_stream"] * 3 + ["unknown_stream"]
+    assert harness.starts(name)[0]["scope"] == {"streams": [{"name": "a"}]}
+
+
+async def test_key_mismatch_and_garbage_lines_are_classified(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 3}},
+            {"msg": {"type": "RECORD", "stream": "a", "key": "wrong", "data": {"id": "right"}}},
+            {"raw": "[1, 2]"},
+            {"msg": {"type": "HELLO"}},
+            {"raw": '{"type": "STATE", "stream": "a"}'},
+            {"records": {"stream": "a", "count": 2}},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert o.records_durable == 5 and o.records_rejected == 1
+    kinds = [r["kind"] for r in await harness.store.quarantined(o.run_id)]
+    assert kinds == ["key_mismatch", "not_an_object", "unknown_type", "schema_invalid"]
+    assert o.status is RunStatus.PARTIALLY_COMPLETED
+
+
+async def test_64_mib_cursor_commits_and_one_over_the_limit_does_not(harness: Harness) -> None:
+    big = 64 * 1024 * 1024
+    steps = [
+        {"records": {"stream": "a", "count": 5}},
+        {"state": "a", "pad_bytes": big - 64},  # the whole cursor is just under 64 MiB
+        {"records": {"stream": "b", "count": 5}},
+        {"state": "b"},
+        {"records": {"stream": "c", "count": 5}},
+        {"state": "c"},
+        {"done": "succeeded"},
+    ]
+    ok = harness.scripted(steps)
+    o = await harness.run(ok)
+    assert o.status is RunStatus.SUCCEEDED and o.state_streams_committed == 3
+    size = await harness.store.pool.fetchval(
+        "SELECT cursor_bytes FROM stream_state WHERE connector = $1 AND stream = 'a'", ok
+    )
+    assert big - 64 < size <= big
+
+    limited = harness.scripted(steps, max_state_bytes=1024 * 1024)
+    o = await harness.run(limited)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "state_too_large"
+    assert (o.state_streams_staged, o.state_streams_committed) == (3, 2)
+    assert {s.stream: s.checkpoint for s in o.streams} == {"a": "state_too_large", "b": "committed", "c": "committed"}
+    assert set(await committed(harness, limited)) == {"b", "c"}
+    # The next run's START carries the committed cursors: only `a` starts over.
+    await harness.run(limited)
+    assert harness.starts(limited)[1]["state"] == {"b": {"offset": 5}, "c": {"offset": 5}}
+
+
+async def test_skips_and_gaps_are_counted_and_remembered(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 4}},
+            {"msg": {"type": "SKIP_RESULT", "stream": "a", "reason": "rate_limited",
+                     "recovery_hint": "retry_by_runtime", "resource_ids": ["x1", "x2", "x3"],
+                     "retry_after_seconds": 600}},
+            {"msg": {"type": "SKIP_RESULT", "stream": "b", "reason": "pdf_template_unknown",
+                     "recovery_hint": "retry_on_connector_upgrade"}},
+            {"msg": {"type": "SKIP_RESULT", "stream": "c", "reason": "not_in_export",
+                     "recovery_hint": "not_retriable"}},
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.needs_retry
+    assert o.skipped_by_reason == {"not_in_export": 1, "pdf_template_unknown": 1, "rate_limited": 3}
+    assert o.gaps_opened == 4 and o.gaps_open_total == 4
+    gaps = await harness.store.list_gaps(name)
+    assert sorted((g["stream"], g["recovery_class"]) for g in gaps) == [
+        ("a", "provider_pressure"), ("a", "provider_pressure"), ("a", "provider_pressure"),
+        ("b", "connector_defect"),
+    ]
+    events = await harness.store.spine_events(o.run_id)
+    skipped = [json.loads(e["payload"]) for e in events if e["event_type"] == "stream_skipped"]
+    assert {(s["stream"], s["reason"], s["count"]) for s in skipped} == {
+        ("a", "rate_limited", 3), ("b", "pdf_template_unknown", 1), ("c", "not_in_export", 1)
+    }
+    # The same misses found again are the same gaps, not new ones.
+    await harness.run(name)
+    assert len(await harness.store.list_gaps(name)) == 4
+
+
+async def test_only_informational_skips_still_succeed(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 2}},
+            {"msg": {"type": "SKIP_RESULT", "stream": "a", "reason": "archived_elsewhere", "recovery_hint": "not_retriable"}},
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.SUCCEEDED and o.skipped_by_reason == {"archived_elsewhere": 1}
