@@ -26,7 +26,9 @@ class ConnectorEntry(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     checkpoint_policy: CheckpointPolicy = CheckpointPolicy.COMMIT_PROVEN
     max_state_bytes: int = Field(default=DEFAULT_MAX_STATE_BYTES, gt=0)
-    max_line_bytes: int | None = Field(default=None, description="default: max_state_bytes + 1 MiB")
+    max_line_bytes: int | None = Field(
+        default=None, description="default: max(max_state_bytes, 64 MiB) + 1 MiB"
+    )
     cwd: Path | None = None
 
     model_config = {"extra": "forbid"}
@@ -40,7 +42,9 @@ class ConnectorEntry(BaseModel):
 
     @property
     def line_limit(self) -> int:
-        return self.max_line_bytes or max(self.max_state_bytes + MIN_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES)
+        # A cursor over max_state_bytes must still be read whole, to be reported as
+        # state_too_large rather than as an unreadable line.
+        return self.max_line_bytes or max(self.max_state_bytes, DEFAULT_MAX_STATE_BYTES) + MIN_MAX_LINE_BYTES
 
     def load_manifest(self) -> Manifest:
         return load_manifest(self.manifest)

@@ -79,8 +79,14 @@ class Harness:
         env = {"SCRIPT_PLAN": str(plan), "SCRIPT_START_LOG": str(self.start_log(name))}
         return self.register(name, [sys.executable, str(SCRIPTED)], manifest, env, **extra)
 
-    def register(self, name: str, command: list[str], manifest: Path, env: dict[str, str], **extra: Any) -> str:
-        lines = [f"[connectors.{name}]", f"command = {json.dumps(command)}", f"manifest = {json.dumps(str(manifest))}"]
+    def register(
+        self, name: str, command: list[str], manifest: Path, env: dict[str, str], **extra: Any
+    ) -> str:
+        lines = [
+            f"[connectors.{name}]",
+            f"command = {json.dumps(command)}",
+            f"manifest = {json.dumps(str(manifest))}",
+        ]
         lines.append("env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + " }")
         for k, v in extra.items():
             lines.append(f"{k} = {json.dumps(v)}")

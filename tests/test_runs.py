@@ -92,7 +92,12 @@ async def test_malformed_state_keeps_every_record_and_earlier_checkpoints(harnes
 
 async def test_exit_without_done_keeps_records_and_is_not_succeeded(harness: Harness) -> None:
     name = harness.scripted(
-        [{"records": {"stream": "a", "count": 15}}, {"state": "a"}, {"records": {"stream": "b", "count": 7}}, {"exit": 0}]
+        [
+            {"records": {"stream": "a", "count": 15}},
+            {"state": "a"},
+            {"records": {"stream": "b", "count": 7}},
+            {"exit": 0},
+        ]
     )
     o = await harness.run(name)
     assert o.status is RunStatus.PARTIALLY_COMPLETED
@@ -125,7 +130,13 @@ async def test_done_failed_flushes_the_buffered_tail(harness: Harness) -> None:
 
 
 async def test_records_emitted_mismatch_is_a_violation(harness: Harness) -> None:
-    name = harness.scripted([{"records": {"stream": "a", "count": 10}}, {"state": "a"}, {"done": "succeeded", "records_emitted": 11}])
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 10}},
+            {"state": "a"},
+            {"done": "succeeded", "records_emitted": 11},
+        ]
+    )
     o = await harness.run(name)
     assert o.status is RunStatus.PARTIALLY_COMPLETED
     assert o.reason == "connector_protocol_violation"
@@ -197,7 +208,11 @@ async def test_64_mib_cursor_commits_and_one_over_the_limit_does_not(harness: Ha
     o = await harness.run(limited)
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "state_too_large"
     assert (o.state_streams_staged, o.state_streams_committed) == (3, 2)
-    assert {s.stream: s.checkpoint for s in o.streams} == {"a": "state_too_large", "b": "committed", "c": "committed"}
+    assert {s.stream: s.checkpoint for s in o.streams} == {
+        "a": "state_too_large",
+        "b": "committed",
+        "c": "committed",
+    }
     assert set(await committed(harness, limited)) == {"b", "c"}
     # The next run's START carries the committed cursors: only `a` starts over.
     await harness.run(limited)
@@ -208,13 +223,32 @@ async def test_skips_and_gaps_are_counted_and_remembered(harness: Harness) -> No
     name = harness.scripted(
         [
             {"records": {"stream": "a", "count": 4}},
-            {"msg": {"type": "SKIP_RESULT", "stream": "a", "reason": "rate_limited",
-                     "recovery_hint": "retry_by_runtime", "resource_ids": ["x1", "x2", "x3"],
-                     "retry_after_seconds": 600}},
-            {"msg": {"type": "SKIP_RESULT", "stream": "b", "reason": "pdf_template_unknown",
-                     "recovery_hint": "retry_on_connector_upgrade"}},
-            {"msg": {"type": "SKIP_RESULT", "stream": "c", "reason": "not_in_export",
-                     "recovery_hint": "not_retriable"}},
+            {
+                "msg": {
+                    "type": "SKIP_RESULT",
+                    "stream": "a",
+                    "reason": "rate_limited",
+                    "recovery_hint": "retry_by_runtime",
+                    "resource_ids": ["x1", "x2", "x3"],
+                    "retry_after_seconds": 600,
+                }
+            },
+            {
+                "msg": {
+                    "type": "SKIP_RESULT",
+                    "stream": "b",
+                    "reason": "pdf_template_unknown",
+                    "recovery_hint": "retry_on_connector_upgrade",
+                }
+            },
+            {
+                "msg": {
+                    "type": "SKIP_RESULT",
+                    "stream": "c",
+                    "reason": "not_in_export",
+                    "recovery_hint": "not_retriable",
+                }
+            },
             {"state": "a"},
             {"done": "succeeded"},
         ]
@@ -225,13 +259,17 @@ async def test_skips_and_gaps_are_counted_and_remembered(harness: Harness) -> No
     assert o.gaps_opened == 4 and o.gaps_open_total == 4
     gaps = await harness.store.list_gaps(name)
     assert sorted((g["stream"], g["recovery_class"]) for g in gaps) == [
-        ("a", "provider_pressure"), ("a", "provider_pressure"), ("a", "provider_pressure"),
+        ("a", "provider_pressure"),
+        ("a", "provider_pressure"),
+        ("a", "provider_pressure"),
         ("b", "connector_defect"),
     ]
     events = await harness.store.spine_events(o.run_id)
     skipped = [json.loads(e["payload"]) for e in events if e["event_type"] == "stream_skipped"]
     assert {(s["stream"], s["reason"], s["count"]) for s in skipped} == {
-        ("a", "rate_limited", 3), ("b", "pdf_template_unknown", 1), ("c", "not_in_export", 1)
+        ("a", "rate_limited", 3),
+        ("b", "pdf_template_unknown", 1),
+        ("c", "not_in_export", 1),
     }
     # The same misses found again are the same gaps, not new ones.
     await harness.run(name)
@@ -242,7 +280,14 @@ async def test_only_informational_skips_still_succeed(harness: Harness) -> None:
     name = harness.scripted(
         [
             {"records": {"stream": "a", "count": 2}},
-            {"msg": {"type": "SKIP_RESULT", "stream": "a", "reason": "archived_elsewhere", "recovery_hint": "not_retriable"}},
+            {
+                "msg": {
+                    "type": "SKIP_RESULT",
+                    "stream": "a",
+                    "reason": "archived_elsewhere",
+                    "recovery_hint": "not_retriable",
+                }
+            },
             {"state": "a"},
             {"done": "succeeded"},
         ]

@@ -42,9 +42,15 @@ def main() -> None:
             for _ in range(spec["count"]):
                 i = offsets.get(stream, 0)
                 key = f"{stream}-{i:06d}"
-                write({"type": "RECORD", "stream": stream, "key": key,
-                       "data": {"id": key, "n": i, "text": f"item {i} of {stream}"},
-                       "emitted_at": "2026-11-26T00:00:00Z"})
+                write(
+                    {
+                        "type": "RECORD",
+                        "stream": stream,
+                        "key": key,
+                        "data": {"id": key, "n": i, "text": f"item {i} of {stream}"},
+                        "emitted_at": "2026-11-26T00:00:00Z",
+                    }
+                )
                 offsets[stream] = i + 1
                 emitted += 1
         elif "state" in step:
@@ -63,8 +69,11 @@ def main() -> None:
             out.flush()
             time.sleep(step["sleep"])
         elif "done" in step:
-            msg: dict[str, Any] = {"type": "DONE", "status": step["done"],
-                                   "records_emitted": step.get("records_emitted", emitted)}
+            msg: dict[str, Any] = {
+                "type": "DONE",
+                "status": step["done"],
+                "records_emitted": step.get("records_emitted", emitted),
+            }
             if "error" in step:
                 msg["error"] = step["error"]
             write(msg)

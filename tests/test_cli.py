@@ -1,0 +1,104 @@
+"""`pdpp-orch run/status/runs` as an operator uses them, against the real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from tests.conftest import Harness
+
+OUTCOME_FIELDS = {
+    "run_id",
+    "connector",
+    "trigger",
+    "mode",
+    "status",
+    "needs_retry",
+    "reason",
+    "records_emitted",
+    "records_durable",
+    "records_rejected",
+    "buffered_records_dropped",
+    "state_streams_staged",
+    "state_streams_committed",
+    "checkpoint_commit_status",
+    "skipped_by_reason",
+    "gaps_opened",
+    "gaps_recovered",
+    "gaps_open_total",
+    "streams",
+    "retry_hints",
+    "recovery_workflow_ids",
+    "started_at",
+    "finished_at",
+}
+
+
+async def cli(h: Harness, pg_url: str, *args: str) -> tuple[int, str, str]:
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
+        "PDPP_DATABASE_URL": pg_url,
+        "PDPP_TASK_QUEUE": h.task_queue,
+        "PDPP_CONNECTORS": str(h.registry_path),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pdpp_orch.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_run_wait_json_exit_codes_and_status(harness: Harness, pg_url: str) -> None:
+    good = harness.scripted([{"records": {"stream": "a", "count": 3}}, {"state": "a"}, {"done": "succeeded"}])
+    partial = harness.scripted(
+        [{"records": {"stream": "a", "count": 3}}, {"raw": "oops"}, {"done": "succeeded"}]
+    )
+    failed = harness.scripted([{"exit": 1}])
+    async with harness.worker():
+        code, out, _ = await cli(harness, pg_url, "run", good, "--wait", "--json")
+        assert code == 0
+        outcome: dict[str, Any] = json.loads(out)
+        assert set(outcome) == OUTCOME_FIELDS
+        assert outcome["status"] == "succeeded" and outcome["records_durable"] == 3
+        code, out, _ = await cli(harness, pg_url, "run", partial, "--wait", "--json")
+        assert code == 3 and json.loads(out)["status"] == "partially_completed"
+        code, out, _ = await cli(harness, pg_url, "run", failed, "--wait", "--json")
+        assert code == 1 and json.loads(out)["status"] == "failed"
+
+        code, out, _ = await cli(harness, pg_url, "status", outcome["run_id"], "--json")
+        assert code == 0 and json.loads(out) == outcome
+        code, out, _ = await cli(harness, pg_url, "runs", "--connector", good, "--json")
+        assert code == 0 and [r["run_id"] for r in json.loads(out)] == [outcome["run_id"]]
+
+        code, out, err = await cli(harness, pg_url, "run", good, "--wait")
+        assert code == 0 and "succeeded" in out and "durable" in out
+
+        code, _, err = await cli(harness, pg_url, "run", good, "--stream", "nope")
+        assert code == 2 and "has no stream 'nope'" in err
+        code, _, err = await cli(harness, pg_url, "run", good, "--since", "yesterday")
+        assert code == 2 and "not an ISO time" in err
+        code, _, err = await cli(harness, pg_url, "status", "no-such-run")
+        assert code == 2 and "no run" in err
+
+
+async def test_time_range_reaches_the_connector(harness: Harness, pg_url: str) -> None:
+    name = harness.scripted([{"done": "succeeded"}])
+    async with harness.worker():
+        code, _, _ = await cli(
+            harness, pg_url, "run", name, "--stream", "a", "--since", "2021-01-01", "--wait"
+        )
+    assert code == 0
+    assert harness.starts(name)[0]["scope"] == {
+        "streams": [{"name": "a", "time_range": {"since": "2021-01-01"}}]
+    }

@@ -1,0 +1,141 @@
+"""The status table of DESIGN §1, row by row, and the outcome built around it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from pdpp_orch.models import (
+    CheckpointFact,
+    CollectFacts,
+    CommitResult,
+    CommitStatus,
+    RunFacts,
+    RunInput,
+    RunStatus,
+    StreamCommit,
+    StreamFacts,
+)
+from pdpp_orch.outcome import commit_status, derive_outcome, derive_status
+
+CLEAN: dict[str, Any] = dict(
+    cancelled=False,
+    done_succeeded=True,
+    violated=False,
+    staged=2,
+    committed=2,
+    coverage_shortfall=False,
+    gaps_opened=0,
+    non_informational_skips=0,
+    records_durable=10,
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({}, RunStatus.SUCCEEDED),
+        ({"records_durable": 0, "staged": 0, "committed": 0}, RunStatus.SUCCEEDED),  # nothing new
+        ({"cancelled": True}, RunStatus.CANCELLED),
+        ({"cancelled": True, "records_durable": 0, "committed": 0}, RunStatus.CANCELLED),
+        ({"done_succeeded": False}, RunStatus.PARTIALLY_COMPLETED),
+        ({"violated": True}, RunStatus.PARTIALLY_COMPLETED),
+        ({"committed": 1}, RunStatus.PARTIALLY_COMPLETED),
+        ({"coverage_shortfall": True}, RunStatus.PARTIALLY_COMPLETED),
+        ({"gaps_opened": 1}, RunStatus.PARTIALLY_COMPLETED),
+        ({"non_informational_skips": 4188}, RunStatus.PARTIALLY_COMPLETED),
+        ({"done_succeeded": False, "records_durable": 0, "committed": 0}, RunStatus.FAILED),
+        ({"violated": True, "records_durable": 0, "committed": 0}, RunStatus.FAILED),
+        ({"done_succeeded": False, "records_durable": 0, "committed": 1}, RunStatus.PARTIALLY_COMPLETED),
+        ({"gaps_opened": 3, "records_durable": 0, "committed": 0}, RunStatus.FAILED),
+    ],
+)
+def test_status_table(change: dict[str, Any], status: RunStatus) -> None:
+    assert derive_status(**{**CLEAN, **change}) is status
+
+
+@pytest.mark.parametrize(
+    ("staged", "committed", "expected"),
+    [
+        (0, 0, CommitStatus.DISABLED),
+        (4, 0, CommitStatus.NOT_COMMITTED),
+        (4, 3, CommitStatus.PARTIALLY_COMMITTED),
+        (4, 4, CommitStatus.COMMITTED),
+    ],
+)
+def test_commit_status(staged: int, committed: int, expected: CommitStatus) -> None:
+    assert commit_status(staged, committed) is expected
+
+
+def facts(**kw: Any) -> RunFacts:
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    collect = CollectFacts(
+        done_status="succeeded",
+        records_emitted=10,
+        records_durable=10,
+        streams={"a": StreamFacts(stream="a", emitted=10, collected=10)},
+        checkpoints={"a": CheckpointFact(stream="a", staged=1, proven_seq=11)},
+    )
+    for k, v in kw.pop("collect", {}).items():
+        setattr(collect, k, v)
+    return RunFacts(
+        input=RunInput(connector="c", run_id="r"),
+        collect=collect,
+        commit=kw.pop("commit", CommitResult(streams=[StreamCommit(stream="a", committed=True)])),
+        started_at=now,
+        finished_at=now,
+        **kw,
+    )
+
+
+def test_outcome_of_a_clean_run() -> None:
+    o = derive_outcome(facts())
+    assert o.status is RunStatus.SUCCEEDED and o.reason is None and not o.needs_retry
+    assert o.buffered_records_dropped == 0 and o.checkpoint_commit_status is CommitStatus.COMMITTED
+    assert [s.model_dump() for s in o.streams] == [
+        {
+            "stream": "a",
+            "collected": 10,
+            "considered": None,
+            "covered": None,
+            "checkpoint": "committed",
+            "coverage": "complete",
+            "gaps_open": 0,
+        }
+    ]
+
+
+def test_retryable_gaps_need_a_retry_and_owner_action_does_not() -> None:
+    rate_limited = facts(collect={"gaps_opened": 3, "gaps_retryable_opened": 3, "non_informational_skips": 3})
+    o = derive_outcome(rate_limited)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.needs_retry and o.reason == "records_skipped"
+    credentials = facts(collect={"gaps_opened": 1, "gaps_retryable_opened": 0, "non_informational_skips": 1})
+    assert not derive_outcome(credentials).needs_retry
+
+
+def test_a_failed_run_with_a_retryable_error_needs_a_retry() -> None:
+    f = facts(
+        collect={
+            "done_status": "failed",
+            "done_error_retryable": True,
+            "records_durable": 0,
+            "checkpoints": {},
+        },
+        commit=CommitResult(),
+    )
+    o = derive_outcome(f)
+    assert o.status is RunStatus.FAILED and o.needs_retry and o.reason == "connector_reported_failed"
+
+
+def test_cancelled_runs_never_need_a_retry() -> None:
+    o = derive_outcome(facts(cancelled=True, collect={"gaps_retryable_opened": 2, "gaps_opened": 2}))
+    assert o.status is RunStatus.CANCELLED and not o.needs_retry and o.reason == "cancelled"
+
+
+def test_state_too_large_is_the_reason_when_nothing_worse_happened() -> None:
+    commit = CommitResult(streams=[StreamCommit(stream="a", committed=False, reason="state_too_large")])
+    o = derive_outcome(facts(commit=commit))
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "state_too_large"
+    assert o.checkpoint_commit_status is CommitStatus.NOT_COMMITTED
