@@ -11,6 +11,7 @@ from collections import deque
 from pathlib import Path
 
 STDERR_TAIL_LINES = 50
+PIPE_BUFFER = 4 << 20
 
 
 class ConnectorProcess:
@@ -34,6 +35,7 @@ class ConnectorProcess:
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,  # its own process group, so we can end all of it
+            limit=PIPE_BUFFER,  # the pipe transport pauses at 2x this; small values starve reads
         )
         self._stderr_task = asyncio.create_task(self._drain_stderr())
 

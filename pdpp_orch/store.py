@@ -33,6 +33,9 @@ CREATE TEMP TABLE IF NOT EXISTS records_stage (
 ) ON COMMIT DELETE ROWS
 """
 
+_STAGE_COLUMNS = ["stream", "key", "data", "deleted"]
+_DIRECT_COLUMNS = ["connector", "stream", "key", "data", "deleted", "first_run_id", "last_run_id"]
+
 _UPSERT_RECORDS = """
 INSERT INTO records AS r (connector, stream, key, data, deleted, first_run_id, last_run_id)
 SELECT $1, stream, key, data, deleted, $2, $2 FROM records_stage
@@ -133,7 +136,7 @@ class CheckpointWrite:
 class Flush:
     """One transaction's worth of work, in the order the connector emitted it."""
 
-    records: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    records: dict[tuple[str, str], bytes] = field(default_factory=dict)  # -> b"data\tdeleted"
     gaps: list[GapRow] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
     recovered_gap_ids: list[str] = field(default_factory=list)
@@ -152,6 +155,7 @@ class Flush:
 class FlushResult:
     records: int
     gaps_recovered: int
+    conflicted: bool = False
 
 
 def copy_text_field(s: str) -> bytes:
@@ -403,23 +407,25 @@ class Store:
     # -- the flush --------------------------------------------------------------------------
 
     async def flush(
-        self, connector: str, run_id: str, attempt: int, batch: Flush, progress: dict[str, Any]
+        self,
+        connector: str,
+        run_id: str,
+        attempt: int,
+        batch: Flush,
+        progress: dict[str, Any],
+        *,
+        try_copy: bool = False,
     ) -> FlushResult:
-        """Write one batch, its gaps, quarantined lines and the checkpoints it proves, atomically."""
+        """Write one batch, its gaps, quarantined lines and the checkpoints it proves, atomically.
+
+        With `try_copy`, records are first COPYed straight into `records` (the fast path for
+        keys never seen before); a key that exists makes that attempt roll back to a savepoint
+        and the batch goes through staging + upsert instead (FlushResult.conflicted)."""
         recovered = 0
+        conflicted = False
         async with self.pool.acquire() as conn, conn.transaction():
             if batch.records:
-                await conn.execute(_STAGE)
-                buf = bytearray()
-                for (stream, key), row in batch.records.items():
-                    buf += copy_text_field(stream)
-                    buf += b"\t"
-                    buf += copy_text_field(key)
-                    buf += row
-                await conn.copy_to_table(
-                    "records_stage", source=_once(bytes(buf)), columns=["stream", "key", "data", "deleted"]
-                )
-                await conn.execute(_UPSERT_RECORDS, connector, run_id)
+                conflicted = not await self._write_records(conn, connector, run_id, batch, try_copy)
             if batch.gaps:
                 await self._upsert_gaps(conn, connector, run_id, batch.gaps)
             if batch.recovered_gap_ids:
@@ -467,7 +473,32 @@ class Store:
                 orjson.dumps(progress).decode(),
                 attempt,
             )
-        return FlushResult(records=batch.accepted, gaps_recovered=recovered)
+        return FlushResult(records=batch.accepted, gaps_recovered=recovered, conflicted=conflicted)
+
+    async def _write_records(
+        self, conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool
+    ) -> bool:
+        """Write the batch's records; True if the direct COPY succeeded."""
+        if try_copy:
+            head = copy_text_field(connector) + b"\t"
+            run = copy_text_field(run_id)
+            tail = b"\t" + run + b"\t" + run + b"\n"
+            buf = bytearray()
+            for (stream, key), row in batch.records.items():
+                buf += head + copy_text_field(stream) + b"\t" + copy_text_field(key) + b"\t" + row + tail
+            try:
+                async with conn.transaction():  # a savepoint: a conflict undoes only this COPY
+                    await conn.copy_to_table("records", source=_once(bytes(buf)), columns=_DIRECT_COLUMNS)
+                return True
+            except asyncpg.UniqueViolationError:
+                pass
+        await conn.execute(_STAGE)
+        buf = bytearray()
+        for (stream, key), row in batch.records.items():
+            buf += copy_text_field(stream) + b"\t" + copy_text_field(key) + b"\t" + row + b"\n"
+        await conn.copy_to_table("records_stage", source=_once(bytes(buf)), columns=_STAGE_COLUMNS)
+        await conn.execute(_UPSERT_RECORDS, connector, run_id)
+        return False
 
     async def _upsert_gaps(self, conn: Any, connector: str, run_id: str, gaps: list[GapRow]) -> None:
         unique: dict[str, GapRow] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, NoReturn
 
@@ -183,5 +184,13 @@ class Connector:
         raise SystemExit(0 if status == "succeeded" else 1)
 
 
+_clock: tuple[int, str] = (0, "")
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """The emission time to the second, formatted once per second."""
+    global _clock
+    second = int(time.time())
+    if second != _clock[0]:
+        _clock = (second, datetime.fromtimestamp(second, UTC).isoformat())
+    return _clock[1]
