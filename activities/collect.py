@@ -327,7 +327,7 @@ class Collector:
         if isinstance(item, protocol.LineError):
             self._violate(item.kind, item.detail, size=item.size)
             return
-        if not item.strip():
+        if len(item) < 8 and not item.strip():
             return  # blank lines are framing noise, not messages
         msg = protocol.decode(item)
         if isinstance(msg, protocol.LineError):

@@ -80,25 +80,27 @@ class LineSplitter:
         self._oversize = 0  # bytes of an oversize line seen so far, 0 when none
 
     def feed(self, chunk: bytes) -> list[bytes | LineError]:
+        """Complete lines in `chunk` (with whatever was pending before it)."""
+        pieces = chunk.split(b"\n")
+        rest = pieces.pop()  # after the last newline: not a line yet
         out: list[bytes | LineError] = []
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            if nl < 0:
-                self._keep(chunk[start:])
-                return out
-            piece = chunk[start:nl]
-            start = nl + 1
+        if pieces:
+            first = pieces[0]
             if self._oversize:
-                out.append(self._too_long(self._oversize + len(piece)))
+                out.append(self._too_long(self._oversize + len(first)))
                 self._oversize = 0
-            elif self._partial:
-                self._partial += piece
-                line = bytes(self._partial)
-                self._partial.clear()
-                out.append(self._line(line))
             else:
-                out.append(self._line(piece))
+                if self._partial:
+                    self._partial += first
+                    first = bytes(self._partial)
+                    self._partial.clear()
+                out.append(self._line(first))
+            limit = self.max_line_bytes
+            for line in pieces[1:]:
+                # The common case stays in C: only odd lines take the slow path.
+                out.append(self._line(line) if len(line) > limit or line.endswith(b"\r") else line)
+        self._keep(rest)
+        return out
 
     def finish(self) -> list[bytes | LineError]:
         """The unterminated tail at EOF, if any, as a final line."""

@@ -133,3 +133,27 @@ def test_retry_after_is_read_wherever_the_connector_put_it() -> None:
 )
 def test_message_fields_are_type_checked(msg: dict[str, object], ok: bool) -> None:
     assert (protocol.check_fields(msg) is None) is ok
+
+
+def test_any_chunking_yields_the_same_lines() -> None:
+    import random
+
+    rng = random.Random(7)
+    lines = [b'{"n": %d}' % i for i in range(300)] + [b"x" * 50, b"crlf\r", b"", "\u2028".encode()]
+    rng.shuffle(lines)
+    blob = b"\n".join(lines) + b"\nTAIL"
+    expected: list[bytes | LineError] = [
+        LineError("line_too_long", "line of 50 bytes exceeds the 40-byte limit", 50)
+        if line == b"x" * 50
+        else line.removesuffix(b"\r")
+        for line in lines
+    ] + [b"TAIL"]
+    for _ in range(100):
+        s = LineSplitter(40)
+        got: list[bytes | LineError] = []
+        i = 0
+        while i < len(blob):
+            step = rng.randint(1, 64)
+            got += s.feed(blob[i : i + step])
+            i += step
+        assert got + s.finish() == expected
