@@ -424,7 +424,6 @@ class Collector:
             cp = self.facts.checkpoints[stream] = CheckpointFact(stream=stream)
         cp.staged += 1
         reason = self._unproven_reason(stream)
-        cp.last_staged_proven = reason is None
         if reason:
             cp.unproven_reason = reason
             return

@@ -98,7 +98,6 @@ class CheckpointFact(BaseModel):
     staged: int = 0
     proven_seq: int | None = None
     proven_bytes: int = 0
-    last_staged_proven: bool = False
     unproven_reason: str | None = None
 
 

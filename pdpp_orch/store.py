@@ -333,14 +333,6 @@ class Store:
         )
         return {r["stream"]: int(r["cursor_bytes"]) for r in rows}
 
-    async def committed_cursor(self, connector: str, stream: str) -> Any:
-        raw = await self.pool.fetchval(
-            "SELECT cursor::text FROM stream_state WHERE connector = $1 AND stream = $2",
-            connector,
-            stream,
-        )
-        return orjson.loads(raw) if raw else None
-
     async def commit_checkpoint(
         self, connector: str, run_id: str, fact: CheckpointFact, max_state_bytes: int
     ) -> StreamCommit:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from pdpp_orch.models import CommitStatus, RunStatus
+from pdpp_orch.models import CommitStatus, RunOutcome, RunStatus
 from tests.conftest import Harness
 
 
@@ -294,3 +295,28 @@ async def test_only_informational_skips_still_succeed(harness: Harness) -> None:
     )
     o = await harness.run(name)
     assert o.status is RunStatus.SUCCEEDED and o.skipped_by_reason == {"archived_elsewhere": 1}
+
+
+async def test_cancel_ends_the_connector_keeps_records_and_commits_nothing(harness: Harness) -> None:
+    name = harness.scripted(
+        [{"records": {"stream": "a", "count": 50}}, {"state": "a"}, {"sleep": 60}, {"done": "succeeded"}]
+    )
+    inp = harness.run_input(name, heartbeat_timeout_seconds=2.0)  # cancels arrive with heartbeats
+    async with harness.worker():
+        handle = await harness.client.start_workflow(
+            "ConnectorRunWorkflow", inp, id=inp.run_id, task_queue=harness.task_queue
+        )
+        for _ in range(200):
+            durable = await harness.store.pool.fetchval(
+                "SELECT records_durable FROM runs WHERE run_id = $1", inp.run_id
+            )
+            if durable == 50:
+                break
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        o = RunOutcome.model_validate(await handle.result())
+    assert o.status is RunStatus.CANCELLED and o.reason == "cancelled" and not o.needs_retry
+    assert o.records_durable == 50 and o.buffered_records_dropped == 0
+    assert len(await records(harness, name)) == 50
+    assert await committed(harness, name) == {}
+    assert o.state_streams_committed == 0

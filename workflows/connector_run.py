@@ -47,7 +47,6 @@ class ConnectorRunWorkflow:
 
     def __init__(self) -> None:
         self._phase = "starting"
-        self._outcome: RunOutcome | None = None
 
     @workflow.query
     def phase(self) -> str:
@@ -140,7 +139,6 @@ class ConnectorRunWorkflow:
         )
         workflow.set_current_details(_details(outcome))
         self._phase = "done"
-        self._outcome = outcome
         return outcome
 
 
