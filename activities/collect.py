@@ -461,16 +461,7 @@ class Collector:
         if stream != NO_STREAM and not self._in_scope(stream, item):
             return
         reason = msg.get("reason") or "unspecified"
-        hint = msg.get("recovery_hint")
-        action: str | None = None
-        retryable: bool | None = None
-        if hint is not None:
-            parsed = protocol.parse_recovery_hint(hint)
-            if isinstance(parsed, protocol.LineError):
-                self._violate(parsed.kind, parsed.detail, item)
-            else:
-                action, retryable = parsed
-        cls = protocol.recovery_class(reason, action, retryable)
+        cls = self._classify(msg, item, reason, None, default_action=None)
         resources = [str(r) for r in msg.get("resource_ids") or []]
         count = len(resources) or 1
         sf = self._sf(stream)
@@ -491,6 +482,28 @@ class Collector:
         for kind, subject, locator in subjects:
             self._gap(sf, GapRow(stream, kind, subject, reason, cls.value, locator, not_before, error), cls)
 
+    def _classify(
+        self,
+        msg: dict[str, Any],
+        item: bytes,
+        reason: str,
+        retryable: bool | None,
+        default_action: str | None,
+    ) -> RecoveryClass:
+        """The recovery class of a miss, from its recovery_hint (a malformed one is a violation)."""
+        action: str | None = None
+        hint = msg.get("recovery_hint")
+        if hint is not None:
+            parsed = protocol.parse_recovery_hint(hint)
+            if isinstance(parsed, protocol.LineError):
+                self._violate(parsed.kind, parsed.detail, item)
+            else:
+                action, stated = parsed
+                retryable = stated if stated is not None else retryable
+        if action is None and retryable is not False:
+            action = default_action
+        return protocol.recovery_class(reason, action, retryable)
+
     def _gap(self, sf: StreamFacts, gap: GapRow, cls: RecoveryClass) -> None:
         self.batch.gaps.append(gap)
         sf.gaps_opened += 1
@@ -502,19 +515,8 @@ class Collector:
         if not self._in_scope(stream, item):
             return
         reason = msg.get("reason") or "unspecified"
-        action: str | None = None
-        retryable = msg.get("retryable")
-        hint = msg.get("recovery_hint")
-        if hint is not None:
-            parsed = protocol.parse_recovery_hint(hint)
-            if isinstance(parsed, protocol.LineError):
-                self._violate(parsed.kind, parsed.detail, item)
-            else:
-                action, r = parsed
-                retryable = r if r is not None else retryable
-        if action is None and retryable is not False:
-            action = "retry_by_runtime"
-        cls = protocol.recovery_class(reason, action, retryable)
+        # A DETAIL_GAP is a retryable miss unless it says otherwise.
+        cls = self._classify(msg, item, reason, msg.get("retryable"), default_action="retry_by_runtime")
         raw_key = msg.get("record_key")
         key = raw_key if isinstance(raw_key, str) else orjson.dumps(raw_key).decode() if raw_key else None
         locator = msg.get("detail_locator")

@@ -33,7 +33,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-out = Console()
+# Off a terminal, keep table rows whole instead of wrapping them at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True)
 
 EXIT_CODES = {

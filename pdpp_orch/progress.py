@@ -57,7 +57,7 @@ async def watch_run(
 async def _line(store: Store, run_id: str) -> str:
     row = await store.get_run(run_id)
     if row is None:
-        return "waiting for a worker"
+        return "queued (waiting for a worker to pick it up)"
     return (
         f"{row['status']} · {row['records_durable']:,} durable of {row['records_emitted']:,} emitted"
         f" · attempt {row['attempt']}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from pdpp_orch.models import CommitStatus, RunOutcome, RunStatus
@@ -320,3 +321,61 @@ async def test_cancel_ends_the_connector_keeps_records_and_commits_nothing(harne
     assert len(await records(harness, name)) == 50
     assert await committed(harness, name) == {}
     assert o.state_streams_committed == 0
+
+
+def detail_plan(coverage: dict[str, Any]) -> list[dict[str, Any]]:
+    msgs = [
+        {"msg": {"type": "RECORD", "stream": "messages", "key": k, "data": {"id": k}}} for k in ("m1", "m2")
+    ]
+    gap = {
+        "type": "DETAIL_GAP",
+        "stream": "messages",
+        "record_key": "m3",
+        "reason": "rate_limited",
+        "detail_locator": {"conversation_id": "m3"},
+        "retry_after_seconds": 86400,
+    }
+    return [
+        {"records": {"stream": "conversations", "count": 3}},
+        *msgs,
+        {"msg": gap},
+        {
+            "msg": {
+                "type": "DETAIL_COVERAGE",
+                "reference_only": True,
+                "stream": "messages",
+                "state_stream": "conversations",
+                **coverage,
+            }
+        },
+        {"state": "conversations"},
+        {"done": "succeeded"},
+    ]
+
+
+async def test_detail_gaps_backing_the_coverage_prove_the_parent_checkpoint(harness: Harness) -> None:
+    manifest = Path(__file__).parent / "connectors" / "convmsg.json"
+    name = harness.scripted(
+        detail_plan({"required_keys": ["m1", "m2", "m3"], "hydrated_keys": ["m1", "m2"], "gap_keys": ["m3"]}),
+        manifest=manifest,
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.needs_retry and o.reason == "records_skipped"
+    assert o.skipped_by_reason == {"rate_limited": 1} and o.records_durable == 5
+    assert await committed(harness, name) == {"conversations": {"offset": 3}}
+    assert {s.stream: s.coverage for s in o.streams}["messages"] == "partial"
+    [gap] = await harness.store.list_gaps(name)
+    assert (gap["stream"], gap["kind"], gap["recovery_class"]) == ("messages", "detail", "provider_pressure")
+    assert gap["not_before"] is not None
+
+    # Coverage that names a key neither hydrated nor backed by a gap leaves the parent unproven.
+    short = harness.scripted(
+        detail_plan(
+            {"required_keys": ["m1", "m2", "m3", "m4"], "hydrated_keys": ["m1", "m2"], "gap_keys": ["m3"]}
+        ),
+        manifest=manifest,
+    )
+    o = await harness.run(short)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.records_durable == 5
+    assert await committed(harness, short) == {}
+    assert {s.stream: s.checkpoint for s in o.streams}["conversations"] == "coverage_unaccounted"
