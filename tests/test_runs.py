@@ -379,3 +379,83 @@ async def test_detail_gaps_backing_the_coverage_prove_the_parent_checkpoint(harn
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.records_durable == 5
     assert await committed(harness, short) == {}
     assert {s.stream: s.checkpoint for s in o.streams}["conversations"] == "coverage_unaccounted"
+
+
+async def test_delete_is_a_tombstone_that_keeps_the_last_data(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 2}},
+            {"state": "a"},  # flushes: the delete below updates a stored row
+            {
+                "msg": {
+                    "type": "RECORD",
+                    "stream": "a",
+                    "key": "a-000000",
+                    "data": {"id": "a-000000"},
+                    "op": "delete",
+                }
+            },
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.SUCCEEDED and o.records_durable == 3
+    rows = {r["key"]: r for r in await records(harness, name)}
+    assert rows["a-000000"]["deleted"] and json.loads(rows["a-000000"]["data"])["text"] == "item 0 of a"
+    assert not rows["a-000001"]["deleted"]
+
+
+async def test_pdpp_strict_commits_nothing_on_failure_unless_certified(harness: Harness) -> None:
+    failing = [
+        {"records": {"stream": "a", "count": 3}},
+        {"state": "a"},
+        {"records": {"stream": "b", "count": 3}},
+        {"state": "b"},
+    ]
+    plain = harness.scripted(
+        [*failing, {"done": "failed", "error": {"message": "boom"}}], checkpoint_policy="pdpp_strict"
+    )
+    o = await harness.run(plain)
+    assert o.records_durable == 6 and o.state_streams_committed == 0
+    assert {s.checkpoint for s in o.streams} == {"pdpp_strict_run_failed"}
+
+    certified = harness.scripted(
+        [
+            *failing,
+            {
+                "msg": {
+                    "type": "SKIP_RESULT",
+                    "stream": "b",
+                    "reason": "stream_collection_failed",
+                    "recovery_hint": "retry_by_runtime",
+                }
+            },
+            {"done": "failed", "error": {"message": "b failed", "code": "stream_collection_failed"}},
+        ],
+        checkpoint_policy="pdpp_strict",
+    )
+    o = await harness.run(certified)
+    assert await committed(harness, certified) == {"a": {"offset": 3}}
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.needs_retry
+
+    # The default policy commits what is proven even when the run fails.
+    proven = harness.scripted([*failing, {"done": "failed", "error": {"message": "boom"}}])
+    await harness.run(proven)
+    assert await committed(harness, proven) == {"a": {"offset": 3}, "b": {"offset": 3}}
+
+
+async def test_interaction_is_answered_cancelled_and_becomes_an_owner_action_gap(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 1}},
+            {"msg": {"type": "INTERACTION", "request_id": "r1", "kind": "otp", "message": "code?"}},
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and not o.needs_retry
+    assert o.skipped_by_reason == {"interaction_otp": 1}
+    [gap] = await harness.store.list_gaps(name)
+    assert (gap["kind"], gap["recovery_class"]) == ("interaction", "owner_action")
