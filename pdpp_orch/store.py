@@ -153,7 +153,6 @@ class Flush:
 
 @dataclass
 class FlushResult:
-    records: int
     gaps_recovered: int
     conflicted: bool = False
 
@@ -465,7 +464,7 @@ class Store:
                 orjson.dumps(progress).decode(),
                 attempt,
             )
-        return FlushResult(records=batch.accepted, gaps_recovered=recovered, conflicted=conflicted)
+        return FlushResult(gaps_recovered=recovered, conflicted=conflicted)
 
     async def _write_records(
         self, conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool
