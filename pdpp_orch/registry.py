@@ -9,12 +9,21 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from pdpp_orch.hints import RetryPolicy
 from pdpp_orch.manifest import ConfigError, Manifest, load_manifest
 from pdpp_orch.models import CheckpointPolicy
 
 BUNDLED_REGISTRY = Path(__file__).parent / "connectors" / "bundled.toml"
 DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
 MIN_MAX_LINE_BYTES = 1024 * 1024
+
+
+class Budget(BaseModel):
+    """`[connectors.NAME.budget]`: what retries and runs may spend upstream."""
+
+    cost_per_item: int = Field(default=1, ge=0, description="units one recovered item costs")
+
+    model_config = {"extra": "forbid"}
 
 
 class ConnectorEntry(BaseModel):
@@ -30,6 +39,8 @@ class ConnectorEntry(BaseModel):
         default=None, description="default: max(max_state_bytes, 64 MiB) + 1 MiB"
     )
     cwd: Path | None = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    budget: Budget = Field(default_factory=Budget)
 
     model_config = {"extra": "forbid"}
 

@@ -108,3 +108,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, attempt, line_no)
 );
+
+-- v2: the retry hint a gap belongs to (a hint refers to its gaps by this id, so the ids
+-- themselves never enter Temporal history).
+ALTER TABLE gaps ADD COLUMN IF NOT EXISTS hint_id text;
+CREATE INDEX IF NOT EXISTS gaps_hint ON gaps (connector, hint_id);
+CREATE INDEX IF NOT EXISTS gaps_seen ON gaps (connector, last_seen_run_id);

@@ -16,9 +16,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from pdpp_orch.models import CheckpointFact, RunOutcome, RunStatus, StreamCommit
+from pdpp_orch.models import CheckpointFact, RecoveryClass, RunOutcome, RunStatus, StreamCommit
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 TERMINAL_EVENTS = {
     RunStatus.SUCCEEDED: "run.completed",
@@ -26,6 +26,8 @@ TERMINAL_EVENTS = {
     RunStatus.FAILED: "run.failed",
     RunStatus.CANCELLED: "run.cancelled",
 }
+
+RETRYABLE_CLASSES = [c.value for c in RecoveryClass if c.runtime_retryable]
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS records_stage (
@@ -112,6 +114,21 @@ class GapRow:
     def gap_id(self, connector: str) -> str:
         h = hashlib.sha256("\x1f".join((connector, self.stream, self.kind, self.subject)).encode())
         return "gap_" + h.hexdigest()[:24]
+
+
+@dataclass
+class GapGroup:
+    """Open gaps of one run that one retry hint will cover."""
+
+    stream: str
+    kind: str
+    reason: str
+    recovery_class: str
+    count: int
+    not_before: datetime | None
+    attempts: int
+    ranges: list[str]
+    max_days: int | None
 
 
 @dataclass
@@ -380,12 +397,102 @@ class Store:
 
     async def list_gaps(self, connector: str | None = None) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
-            "SELECT gap_id, connector, stream, kind, reason, recovery_class, status, attempts, "
-            "not_before, found_run_id, recovered_run_id FROM gaps "
+            "SELECT gap_id, connector, stream, kind, subject, reason, recovery_class, status, attempts, "
+            "not_before, found_run_id, recovered_run_id, hint_id FROM gaps "
             "WHERE ($1::text IS NULL OR connector = $1) ORDER BY created_at, gap_id",
             connector,
         )
         return [dict(r) for r in rows]
+
+    async def open_item_gaps(self, connector: str, streams: list[str], limit: int) -> dict[str, list[str]]:
+        """Per stream, the resources that open, runtime-retryable gaps stand for."""
+        rows = await self.pool.fetch(
+            "SELECT stream, subject FROM gaps WHERE connector = $1 AND stream = ANY($2::text[]) "
+            "AND kind = 'item' AND status IN ('pending', 'leased') AND recovery_class = ANY($3::text[]) "
+            "ORDER BY stream, subject LIMIT $4",
+            connector,
+            streams,
+            RETRYABLE_CLASSES,
+            limit,
+        )
+        out: dict[str, list[str]] = {}
+        for r in rows:
+            out.setdefault(r["stream"], []).append(r["subject"])
+        return out
+
+    async def settle_checkpoint_gaps(
+        self, connector: str, run_id: str, opened: list[GapRow], committed_streams: list[str]
+    ) -> int:
+        """Open a gap for each stream whose latest checkpoint did not commit and close those of
+        streams whose latest did; returns how many were closed."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if opened:
+                await self._upsert_gaps(conn, connector, run_id, opened)
+            status = await conn.execute(
+                "UPDATE gaps SET status = 'recovered', recovered_run_id = $2, updated_at = now() "
+                "WHERE connector = $1 AND kind = 'checkpoint' AND stream = ANY($3::text[]) "
+                "AND status IN ('pending', 'leased')",
+                connector,
+                run_id,
+                committed_streams,
+            )
+            return int(status.split()[-1])
+
+    async def open_gap(self, connector: str, run_id: str, gap: GapRow) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._upsert_gaps(conn, connector, run_id, [gap])
+
+    async def gap_groups(self, connector: str, run_id: str, max_attempts: int) -> list[GapGroup]:
+        """The pending, runtime-retryable gaps last seen by `run_id`, one group per hint."""
+        rows = await self.pool.fetch(
+            """
+            SELECT stream, kind, reason, recovery_class, count(*) AS n, max(not_before) AS not_before,
+                   max(attempts) AS attempts,
+                   array_agg(subject ORDER BY subject) FILTER (WHERE kind = 'range') AS ranges,
+                   max((locator->>'max_days')::int) FILTER (WHERE kind = 'range') AS max_days
+            FROM gaps
+            WHERE connector = $1 AND last_seen_run_id = $2 AND status = 'pending'
+              AND recovery_class = ANY($3::text[]) AND attempts < $4
+            GROUP BY stream, kind, reason, recovery_class
+            ORDER BY stream, kind, reason
+            """,
+            connector,
+            run_id,
+            RETRYABLE_CLASSES,
+            max_attempts,
+        )
+        return [
+            GapGroup(
+                stream=r["stream"],
+                kind=r["kind"],
+                reason=r["reason"],
+                recovery_class=r["recovery_class"],
+                count=int(r["n"]),
+                not_before=r["not_before"],
+                attempts=int(r["attempts"]),
+                ranges=list(r["ranges"] or []),
+                max_days=r["max_days"],
+            )
+            for r in rows
+        ]
+
+    async def assign_hints(self, connector: str, run_id: str, hints: list[tuple[str, GapGroup]]) -> None:
+        """Tie each group's gaps to its hint, so the hint can refer to them by id."""
+        await self.pool.executemany(
+            "UPDATE gaps SET hint_id = $3 WHERE connector = $1 AND last_seen_run_id = $2 "
+            "AND stream = $4 AND kind = $5 AND reason = $6 AND status = 'pending'",
+            [(connector, run_id, hid, g.stream, g.kind, g.reason) for hid, g in hints],
+        )
+
+    async def hint_subjects(self, connector: str, hint_id: str) -> list[str]:
+        """The ids a hint's `include_resources` refers to (still open)."""
+        rows = await self.pool.fetch(
+            "SELECT subject FROM gaps WHERE connector = $1 AND hint_id = $2 "
+            "AND status IN ('pending', 'leased') ORDER BY subject",
+            connector,
+            hint_id,
+        )
+        return [r["subject"] for r in rows]
 
     async def quarantined(self, run_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(

@@ -31,6 +31,7 @@ def build_worker(client: Client, store: Store, task_queue: str, registry: Callab
             acts.collect,
             acts.load_facts,
             acts.commit_checkpoints,
+            acts.plan_retries,
             acts.finish_run,
         ],
         # Activities are async and stream subprocess output: a few at a time per worker keeps

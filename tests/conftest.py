@@ -4,7 +4,6 @@ fresh task queue and connector registry per test."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from pdpp_orch import search_attributes
+from pdpp_orch.devstack import temporal_cli
 from pdpp_orch.models import RunInput, RunOutcome, StreamScope
 from pdpp_orch.registry import Registry
 from pdpp_orch.store import Store
@@ -40,7 +40,7 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=shutil.which("temporal"),
+        dev_server_existing_path=temporal_cli(),
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,
     )

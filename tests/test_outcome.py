@@ -12,13 +12,17 @@ from pdpp_orch.models import (
     CollectFacts,
     CommitResult,
     CommitStatus,
+    HintScope,
+    RecoveryClass,
+    RetryHint,
+    RetryPlan,
     RunFacts,
     RunInput,
     RunStatus,
     StreamCommit,
     StreamFacts,
 )
-from pdpp_orch.outcome import commit_status, derive_outcome, derive_status
+from pdpp_orch.outcome import commit_status, derive_outcome, derive_status, failed_retryably
 
 CLEAN: dict[str, Any] = dict(
     cancelled=False,
@@ -107,31 +111,61 @@ def test_outcome_of_a_clean_run() -> None:
     ]
 
 
-def test_retryable_gaps_need_a_retry_and_owner_action_does_not() -> None:
-    rate_limited = facts(collect={"gaps_opened": 3, "gaps_retryable_opened": 3, "non_informational_skips": 3})
-    o = derive_outcome(rate_limited)
+HINT = RetryHint(
+    hint_id="hint_x",
+    reason="rate_limited",
+    recovery_class=RecoveryClass.PROVIDER_PRESSURE,
+    not_before=datetime(2026, 1, 2, tzinfo=UTC),
+    scope=HintScope(stream="a"),
+    gap_count=3,
+    estimated_cost=3,
+    attempt=1,
+    max_attempts=5,
+)
+
+
+def test_needs_retry_follows_the_retry_plan() -> None:
+    skipped = {"gaps_opened": 3, "gaps_retryable_opened": 3, "non_informational_skips": 3}
+    o = derive_outcome(facts(collect=skipped, plan=RetryPlan(hints=[HINT], gaps_open_total=3)))
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.needs_retry and o.reason == "records_skipped"
-    credentials = facts(collect={"gaps_opened": 1, "gaps_retryable_opened": 0, "non_informational_skips": 1})
-    assert not derive_outcome(credentials).needs_retry
+    assert o.retry_hints == [HINT] and o.gaps_open_total == 3
+    # Gaps only the owner can close (credentials) produce no hint, hence no retry.
+    owner = {"gaps_opened": 1, "gaps_retryable_opened": 0, "non_informational_skips": 1}
+    o = derive_outcome(facts(collect=owner, plan=RetryPlan(gaps_open_total=1)))
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and not o.needs_retry
 
 
-def test_a_failed_run_with_a_retryable_error_needs_a_retry() -> None:
-    f = facts(
-        collect={
-            "done_status": "failed",
-            "done_error_retryable": True,
-            "records_durable": 0,
-            "checkpoints": {},
-        },
-        commit=CommitResult(),
-    )
+def test_a_failed_run_with_a_retryable_error_is_planned_as_a_retry() -> None:
+    collect = {"done_status": "failed", "done_error_retryable": True, "records_durable": 0, "checkpoints": {}}
+    f = facts(collect=collect, commit=CommitResult())
+    assert failed_retryably(f.collect, f.commit, cancelled=False, error=None)
     o = derive_outcome(f)
-    assert o.status is RunStatus.FAILED and o.needs_retry and o.reason == "connector_reported_failed"
+    assert o.status is RunStatus.FAILED and o.reason == "connector_reported_failed"
+    # A partial run is not a failed one: its gaps, not the whole run, get retried.
+    f = facts(collect={"done_status": "failed", "done_error_retryable": True})
+    assert not failed_retryably(f.collect, f.commit, cancelled=False, error=None)
 
 
 def test_cancelled_runs_never_need_a_retry() -> None:
-    o = derive_outcome(facts(cancelled=True, collect={"gaps_retryable_opened": 2, "gaps_opened": 2}))
+    f = facts(
+        cancelled=True, collect={"gaps_retryable_opened": 2, "gaps_opened": 2}, plan=RetryPlan(hints=[HINT])
+    )
+    o = derive_outcome(f)
     assert o.status is RunStatus.CANCELLED and not o.needs_retry and o.reason == "cancelled"
+    assert o.retry_hints == []
+
+
+def test_a_checkpoint_kept_at_an_earlier_cursor_is_not_counted_as_committed() -> None:
+    commit = CommitResult(
+        streams=[
+            StreamCommit(stream="a", committed=False, earlier_committed=True, reason="invalid_state_line")
+        ],
+        checkpoint_gaps_opened=1,
+    )
+    o = derive_outcome(facts(commit=commit))
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.state_streams_committed == 0
+    assert o.checkpoint_commit_status is CommitStatus.NOT_COMMITTED and o.gaps_opened == 1
+    assert o.streams[0].checkpoint == "earlier_committed"
 
 
 def test_state_too_large_is_the_reason_when_nothing_worse_happened() -> None:

@@ -81,12 +81,21 @@ async def test_malformed_state_keeps_every_record_and_earlier_checkpoints(harnes
     assert o.reason == "connector_protocol_violation"
     assert (o.records_emitted, o.records_durable, o.buffered_records_dropped) == (85, 85, 0)
     assert len(await records(harness, name)) == 85
-    # a and b were proven before the violation; c's STATE came after it.
+    # a's first and b's STATE were proven before the violation and commit; a's final STATE
+    # is the violation and c's came after it, so neither counts as committed.
     assert await committed(harness, name) == {"a": {"offset": 30}, "b": {"offset": 25}}
-    assert (o.state_streams_staged, o.state_streams_committed) == (3, 2)
+    assert (o.state_streams_staged, o.state_streams_committed) == (3, 1)
     assert o.checkpoint_commit_status is CommitStatus.PARTIALLY_COMMITTED
     by_stream = {s.stream: s.checkpoint for s in o.streams}
-    assert by_stream == {"a": "committed", "b": "committed", "c": "after_protocol_violation"}
+    assert by_stream == {"a": "earlier_committed", "b": "committed", "c": "after_protocol_violation"}
+    # Each lost checkpoint is a gap with a bounded retry of that stream from its committed cursor.
+    gaps = {g["stream"]: g for g in await harness.store.list_gaps(name)}
+    assert {s: (g["kind"], g["reason"]) for s, g in gaps.items()} == {
+        "a": ("checkpoint", "invalid_state_line"),
+        "c": ("checkpoint", "after_protocol_violation"),
+    }
+    assert o.needs_retry and o.gaps_opened == 2
+    assert sorted((h.scope.stream, h.max_attempts) for h in o.retry_hints) == [("a", 5), ("c", 5)]
     q = await harness.store.quarantined(o.run_id)
     assert [(r["line_no"], r["kind"]) for r in q] == [(78, "invalid_json")]
     assert "18446744073709551615n" in q[0]["excerpt"]
@@ -365,7 +374,7 @@ async def test_detail_gaps_backing_the_coverage_prove_the_parent_checkpoint(harn
     assert await committed(harness, name) == {"conversations": {"offset": 3}}
     assert {s.stream: s.coverage for s in o.streams}["messages"] == "partial"
     [gap] = await harness.store.list_gaps(name)
-    assert (gap["stream"], gap["kind"], gap["recovery_class"]) == ("messages", "detail", "provider_pressure")
+    assert (gap["stream"], gap["kind"], gap["recovery_class"]) == ("messages", "item", "provider_pressure")
     assert gap["not_before"] is not None
 
     # Coverage that names a key neither hydrated nor backed by a gap leaves the parent unproven.

@@ -19,12 +19,14 @@ with workflow.unsafe.imports_passed_through():
         CommitInput,
         CommitResult,
         FinishInput,
+        PlanInput,
         PreparedRun,
+        RetryPlan,
         RunFacts,
         RunInput,
         RunOutcome,
     )
-    from pdpp_orch.outcome import derive_outcome
+    from pdpp_orch.outcome import derive_outcome, failed_retryably
 
 SHORT = timedelta(minutes=2)
 DB_RETRY = RetryPolicy(
@@ -110,11 +112,26 @@ class ConnectorRunWorkflow:
             retry_policy=DB_RETRY,
             summary="commit proven checkpoints",
         )
+        self._phase = "planning retries"
+        plan: RetryPlan = await workflow.execute_activity(
+            "plan_retries",
+            PlanInput(
+                run=inp,
+                facts=facts,
+                commit=commit,
+                run_failed_retryably=failed_retryably(facts, commit, cancelled, error),
+            ),
+            result_type=RetryPlan,
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary="plan retry hints",
+        )
         outcome = derive_outcome(
             RunFacts(
                 input=inp,
                 collect=facts,
                 commit=commit,
+                plan=plan,
                 started_at=started,
                 finished_at=workflow.now(),
                 cancelled=cancelled,
@@ -159,4 +176,9 @@ def _details(o: RunOutcome) -> str:
         f" ({o.checkpoint_commit_status.value})\n"
         f"- skipped: {skipped}\n"
         f"- gaps: {o.gaps_opened:,} opened, {o.gaps_open_total:,} open for this connector\n"
+        + "".join(
+            f"- retry `{h.reason}` ({h.gap_count:,} gaps, cost {h.estimated_cost:,})"
+            f" not before {h.not_before:%Y-%m-%d %H:%M} UTC\n"
+            for h in o.retry_hints
+        )
     )
