@@ -6,6 +6,11 @@
     conn.state("notes", {"offset": 1})
     conn.done()                               # DONE with the right count; exits 0
 
+Scope and recovery: `conn.in_scope(stream)`, `conn.resources(stream)` /
+`conn.exclude_resources(stream)` (or `conn.wants_resource(stream, id)`), `conn.recovery_only()`
+and `conn.detail_gaps(stream)`; a served gap is answered with its RECORD plus
+`conn.detail_gap_recovered(...)`, a fresh `conn.detail_gap(...)`, or `conn.detail_gap_attempted(...)`.
+
 Every message is valid JSON on one `\\n`-terminated line: neither encoder emits raw newlines,
 and integers beyond 64 bits are written exactly.
 """
@@ -13,6 +18,7 @@ and integers beyond 64 bits are written exactly.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -40,10 +46,16 @@ class Connector:
     # -- reading -----------------------------------------------------------------------------
 
     def start(self) -> dict[str, Any]:
+        """Read START. With PDPP_START_LOG set, also append it to that file: what the runtime
+        asked for (scope, state, served gaps) is then visible when debugging a connector."""
         line = self._in.readline()
         msg: dict[str, Any] = orjson.loads(line)
         if msg.get("type") != "START":
             raise SystemExit(f"expected START, got {msg.get('type')!r}")
+        log = os.environ.get("PDPP_START_LOG")
+        if log:
+            with open(log, "ab") as f:
+                f.write(line.rstrip(b"\n") + b"\n")
         self.start_message = msg
         return msg
 
@@ -54,16 +66,57 @@ class Connector:
         return (self.start_message.get("state") or {}).get(stream)
 
     def time_range(self, stream: str) -> dict[str, str] | None:
+        tr: dict[str, str] | None = self.scope(stream).get("time_range")
+        return tr
+
+    def scope(self, stream: str) -> dict[str, Any]:
+        """The START scope entry of `stream` (empty when the stream is not in scope)."""
         for s in self.start_message.get("scope", {}).get("streams", []):
             if s.get("name") == stream:
-                tr: dict[str, str] | None = s.get("time_range")
-                return tr
-        return None
+                entry: dict[str, Any] = s
+                return entry
+        return {}
+
+    def in_scope(self, stream: str) -> bool:
+        return stream in self.streams()
+
+    def resources(self, stream: str) -> list[str] | None:
+        """The only resources of `stream` to collect, or None for all of them."""
+        res: list[str] | None = self.scope(stream).get("resources")
+        return None if res is None else [str(r) for r in res]
+
+    def exclude_resources(self, stream: str) -> list[str]:
+        """Resources of `stream` not to collect (a runtime extension to the protocol)."""
+        return [str(r) for r in self.scope(stream).get("exclude_resources") or []]
+
+    def wants_resource(self, stream: str, resource_id: str) -> bool:
+        """Whether `resource_id` of `stream` is selected by `resources` and `exclude_resources`."""
+        only = self.resources(stream)
+        if only is not None and resource_id not in only:
+            return False
+        return resource_id not in self.exclude_resources(stream)
+
+    def collection_mode(self) -> str:
+        return str(self.start_message.get("collection_mode") or "incremental")
+
+    def recovery_only(self) -> bool:
+        """True when the runtime asks only to drain the served detail gaps, with no forward walk."""
+        return bool(self.start_message.get("recovery_only"))
+
+    def detail_gaps(self, stream: str | None = None) -> list[dict[str, Any]]:
+        """The detail gaps the runtime served for recovery, optionally those of one stream."""
+        gaps: list[dict[str, Any]] = self.start_message.get("detail_gaps") or []
+        return [g for g in gaps if stream is None or g.get("stream") == stream]
 
     # -- writing -----------------------------------------------------------------------------
 
     def emit(self, msg: dict[str, Any]) -> None:
         self._out.write(_dumps(msg) + b"\n")
+
+    def emit_raw_line(self, line: bytes) -> None:
+        """Write `line` as it is, plus the newline. Only for reproducing connectors that wrote
+        lines no JSON encoder would; everything else goes through `emit`."""
+        self._out.write(line + b"\n")
 
     def flush(self) -> None:
         self._out.flush()
@@ -124,6 +177,8 @@ class Connector:
         parent_stream: str | None = None,
         retry_after_seconds: float | None = None,
         last_error: dict[str, Any] | None = None,
+        gap_id: str | None = None,
+        lease_id: str | None = None,
     ) -> None:
         msg: dict[str, Any] = {
             "type": "DETAIL_GAP",
@@ -137,9 +192,28 @@ class Connector:
             ("parent_stream", parent_stream),
             ("retry_after_seconds", retry_after_seconds),
             ("last_error", last_error),
+            ("gap_id", gap_id),
+            ("lease_id", lease_id),
         ):
             if v is not None:
                 msg[k] = v
+        self.emit(msg)
+
+    def detail_gap_recovered(
+        self, gap_id: str, stream: str, *, record_key: str | None = None, lease_id: str | None = None
+    ) -> None:
+        """A served gap was fetched; send after the gap's RECORD."""
+        msg: dict[str, Any] = {"type": "DETAIL_GAP_RECOVERED", "gap_id": gap_id, "stream": stream}
+        for k, v in (("record_key", record_key), ("lease_id", lease_id)):
+            if v is not None:
+                msg[k] = v
+        self.emit(msg)
+
+    def detail_gap_attempted(self, gap_id: str, stream: str, *, lease_id: str | None = None) -> None:
+        """A served gap was tried and not recovered (e.g. the item is gone upstream)."""
+        msg: dict[str, Any] = {"type": "DETAIL_GAP_ATTEMPTED", "gap_id": gap_id, "stream": stream}
+        if lease_id is not None:
+            msg["lease_id"] = lease_id
         self.emit(msg)
 
     def detail_coverage(
