@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import sys
+import warnings
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -426,8 +427,141 @@ async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -
     return 0
 
 
+# -- demo / upstream --------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    case: Annotated[
+        list[str] | None, typer.Option("--case", help="Only this case: A, B, C, D or E (repeatable).")
+    ] = None,
+    world: Annotated[
+        str,
+        typer.Option(help="Simulated upstream data: seed (the incidents' numbers), small, or a JSON file."),
+    ] = "seed",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per case.")] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Keep the stack and its web UI up afterwards, until Ctrl-C.")
+    ] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run the five seed cases of the partial-run question against the simulated upstreams.
+
+    Uses the running dev stack (or TEMPORAL_ADDRESS/PDPP_DATABASE_URL), else starts the embedded
+    one. Runs its own worker; the runs stay inspectable in the Temporal UI. Each demo starts its
+    demo_* connectors from scratch. Exit status 0 when every case ended as designed.
+    """
+    s = _settings(data_dir)
+    wanted = {c.strip().upper() for c in case or []}
+    if wanted - set("ABCDE"):
+        raise typer.BadParameter(f"unknown case(s): {', '.join(sorted(wanted - set('ABCDE')))}")
+    _run_async(_demo(s, wanted, world, as_json, serve))
+
+
+async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve: bool) -> int:
+    from pdpp_orch import demo as d
+    from pdpp_orch.client import connect
+    from pdpp_orch.store import Store
+    from pdpp_orch.upstream.process import UpstreamProcess
+    from pdpp_orch.worker import build_worker
+
+    stack: DevStack | None = None
+    if s.temporal_address and s.database_url:
+        address, database, ui = s.temporal_address, s.database_url, None
+    elif (running := find_running(s.data_dir)) is not None:
+        address, database, ui = running.temporal_address, running.database_url, running.ui_url
+    else:
+        stack = DevStack(s.data_dir)
+        err.print(f"starting the dev stack in {s.data_dir} …")
+        ep = await asyncio.to_thread(stack.start)
+        address, database, ui = ep.temporal_address, ep.database_url, ep.ui_url
+    work = s.data_dir / "demo"
+    work.mkdir(parents=True, exist_ok=True)
+    selected = [c for c in d.cases(work) if not wanted or c.key[0] in wanted]
+    try:
+        await asyncio.to_thread(d.prepare_inputs, work, selected, err.print)
+        store = await Store.connect(database)
+        client = await connect(address, s.temporal_namespace)
+        try:
+            await d.reset_connectors(store, [c.connector for c in selected])
+            async with UpstreamProcess(world=world, plan=d.DEMO_PLAN) as up:
+                registry = d.write_registry(work / "connectors.toml", selected, up.url)
+                task_queue = f"pdpp-demo-{secrets.token_hex(4)}"
+                worker = build_worker(client, store, task_queue, lambda: Registry.load(registry))
+                async with worker:
+                    results = await d.run_cases(
+                        client,
+                        task_queue,
+                        selected,
+                        lambda r: err.print(
+                            f"case {r.case.key:<2} {r.outcome.status.value:<20} "
+                            f"{r.outcome.records_durable:>9,} durable  {r.seconds:5.1f} s"
+                        ),
+                    )
+        finally:
+            await store.close()
+        if as_json:
+            for r in results:
+                print(json.dumps(r.as_json()))
+        else:
+            _demo_table(results)
+            if ui:
+                out.print(f"Inspect the runs in the Temporal web UI: {ui}")
+        if serve and stack is not None:
+            err.print("serving; Ctrl-C to stop")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    finally:
+        if stack is not None:
+            err.print("stopping the dev stack …")
+            await asyncio.to_thread(stack.stop)
+    return 0 if all(r.as_designed for r in results) else 1
+
+
+def _demo_table(results: list[Any]) -> None:
+    from pdpp_orch.demo import next_retry
+
+    t = Table(
+        "case", "connector", "status", "needs_retry", "records_durable", "checkpoints", "skipped_by_reason",
+        "next retry", "as designed",
+    )  # fmt: skip
+    for r in results:
+        o = r.outcome
+        t.add_row(
+            r.case.key,
+            r.case.connector,
+            o.status.value,
+            "yes" if o.needs_retry else "no",
+            f"{o.records_durable:,}",
+            f"{o.state_streams_committed}/{o.state_streams_staged}",
+            ", ".join(f"{k}: {v:,}" for k, v in o.skipped_by_reason.items()),
+            next_retry(o),
+            "yes" if r.as_designed else "[red]NO[/red]",
+        )
+    out.print(t)
+
+
+@app.command()
+def upstream(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8766,
+    world: Annotated[str, typer.Option(help="seed, small, or a JSON world file.")] = "seed",
+    plan: Annotated[Path | None, typer.Option(help="Fault plan JSON file.")] = None,
+) -> None:
+    """Serve the simulated Gmail, Slack, ChatGPT and bank upstreams (see docs/simulated-upstreams.md)."""
+    from pdpp_orch.upstream.server import serve
+
+    serve(host, port, world, str(plan) if plan else None, None)
+
+
 def main() -> None:
     logging.basicConfig(level=os.environ.get("PDPP_LOG_LEVEL", "WARNING"))
+    # platformdirs warns when asked for a runtime dir in a container without XDG_RUNTIME_DIR;
+    # its fallback under /tmp is fine for the embedded stack.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     app()
 
 

@@ -89,6 +89,11 @@ def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
     return entries
 
 
+def bundled_entries() -> dict[str, ConnectorEntry]:
+    """The connectors that ship with pdpp-orchestrator."""
+    return _read_toml(BUNDLED_REGISTRY)
+
+
 class Registry:
     """Connector entries by name; the operator's file overrides bundled entries of the same name."""
 

@@ -317,6 +317,12 @@ class Store:
         )
         return [dict(r) for r in rows]
 
+    async def forget_connector(self, connector: str) -> None:
+        """Delete a connector's records, committed state and gaps (its runs stay, as history)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            for table in ("records", "stream_state", "gaps"):
+                await conn.execute(f"DELETE FROM {table} WHERE connector = $1", connector)
+
     # -- state ------------------------------------------------------------------------------
 
     async def start_state(

@@ -37,9 +37,10 @@ OUTCOME_FIELDS = {
 }
 
 
-async def cli(h: Harness, pg_url: str, *args: str) -> tuple[int, str, str]:
+async def cli(h: Harness, pg_url: str, *args: str, **extra_env: str) -> tuple[int, str, str]:
     env = {
         **os.environ,
+        **extra_env,
         "TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
         "PDPP_DATABASE_URL": pg_url,
         "PDPP_TASK_QUEUE": h.task_queue,
@@ -102,3 +103,31 @@ async def test_time_range_reaches_the_connector(harness: Harness, pg_url: str) -
     assert harness.starts(name)[0]["scope"] == {
         "streams": [{"name": "a", "time_range": {"since": "2021-01-01"}}]
     }
+
+
+async def test_demo_runs_the_seed_cases_and_says_whether_each_ended_as_designed(
+    harness: Harness, pg_url: str, tmp_path: Any
+) -> None:
+    # A, D and E at the incidents' numbers (B and C, the big ones, run in test_seed_cases.py).
+    code, out, err = await cli(
+        harness,
+        pg_url,
+        "demo",
+        "--json",
+        "--case",
+        "A",
+        "--case",
+        "d",
+        "--case",
+        "E",
+        PDPP_DATA_DIR=str(tmp_path),
+    )
+    assert code == 0, err
+    results = [json.loads(line) for line in out.splitlines()]
+    assert [r["case"] for r in results] == ["A", "D", "E"]
+    assert all(r["as_designed"] and not r["problems"] for r in results)
+    assert all(set(r["outcome"]) == OUTCOME_FIELDS for r in results)
+    by_case = {r["case"]: r["outcome"] for r in results}
+    assert by_case["A"]["records_durable"] == 50_396
+    assert by_case["E"]["skipped_by_reason"] == {"rate_limited": 4188}
+    assert by_case["E"]["retry_hints"][0]["gap_count"] == 4188
