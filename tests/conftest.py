@@ -16,7 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from pdpp_orch import search_attributes
-from pdpp_orch.devstack import temporal_cli
+from pdpp_orch.devstack import temporal_cli, test_server_cli
 from pdpp_orch.models import RunInput, RunOutcome, StreamScope
 from pdpp_orch.registry import Registry
 from pdpp_orch.store import Store
@@ -44,6 +44,17 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,
     )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server: durable timers of hours pass in milliseconds."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_cli(), data_converter=pydantic_data_converter
+    )
+    await search_attributes.register(env.client)
     yield env
     await env.shutdown()
 
