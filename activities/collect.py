@@ -104,6 +104,10 @@ class Collector:
         self.emitted: dict[str, int] = {}
         self.collected: dict[str, int] = {}
         self.deadline = time.monotonic() + run.max_run_seconds
+        # Recovery: the gaps this run is served, and those it has not yet said anything about.
+        self.served: list[dict[str, Any]] = []
+        self.unreported: set[str] = set()
+        self.served_keys: dict[tuple[str, str], str] = {}
 
     # -- facts helpers ----------------------------------------------------------------------
 
@@ -183,6 +187,10 @@ class Collector:
         excluded: dict[str, list[str]] = {}
         if self.run_input.mode is Mode.FORWARD:
             excluded = await self.store.open_item_gaps(self.entry.name, list(self.scope), MAX_EXCLUDED)
+        if self.run_input.lease_id:
+            self.served = await self.store.leased_gaps(self.entry.name, self.run_input.lease_id)
+            self.unreported = {g["gap_id"] for g in self.served if g["detail_locator"] is not None}
+            self.served_keys = {(g["stream"], g["record_key"]): g["gap_id"] for g in self.served}
         self._restore(resume)
         env = {**os.environ, **self.entry.env}
         proc = self.proc = ConnectorProcess(self.entry.command, env, self.entry.cwd)
@@ -225,9 +233,12 @@ class Collector:
                 item["time_range"] = s.time_range.model_dump(exclude_none=True)
             if excluded.get(s.name):
                 item["exclude_resources"] = excluded[s.name]
+            resources = [g["record_key"] for g in self.served if g["stream"] == s.name]
+            if resources:
+                item["resources"] = resources
             streams.append(item)
         any_state = any(v is not None for v in state.values())
-        return {
+        start: dict[str, Any] = {
             "type": "START",
             "run_id": self.run_input.run_id,
             "collection_mode": "incremental" if any_state else "full_refresh",
@@ -235,6 +246,12 @@ class Collector:
             "state": state or None,
             "bindings": {},
         }
+        if self.served:
+            start["detail_gaps"] = self.served
+            # Detail gaps carry their locator and are drained alone; resource gaps (no locator)
+            # are fetched by a run scoped to those resources.
+            start["recovery_only"] = all(g["detail_locator"] is not None for g in self.served)
+        return start
 
     async def _read_all(self) -> None:
         assert self.proc is not None
@@ -373,8 +390,9 @@ class Collector:
             self._detail_coverage(msg, item)
         elif t == "DETAIL_GAP_RECOVERED":
             self.batch.recovered_gap_ids.append(msg["gap_id"])
+            self.unreported.discard(msg["gap_id"])
         elif t == "DETAIL_GAP_ATTEMPTED":
-            pass  # settled by gap recovery, which serves the gaps (a later layer)
+            self.unreported.discard(msg["gap_id"])  # the attempt is counted when the lease settles
         elif t == "PROGRESS":
             if isinstance(msg.get("stream"), str):
                 self.last_stream = msg["stream"]
@@ -558,6 +576,9 @@ class Collector:
         cls = self._classify(msg, item, reason, msg.get("retryable"), default_action="retry_by_runtime")
         raw_key = msg.get("record_key")
         key = raw_key if isinstance(raw_key, str) else orjson.dumps(raw_key).decode() if raw_key else None
+        self.unreported.discard(str(msg.get("gap_id")))
+        if key is not None:
+            self.unreported.discard(self.served_keys.get((stream, key), ""))
         locator = msg.get("detail_locator")
         subject = key or orjson.dumps(locator, option=orjson.OPT_SORT_KEYS).decode()
         sf = self._sf(stream)
@@ -642,6 +663,13 @@ class Collector:
         self.proc.close_stdin()  # the acknowledgement: the connector may now exit
 
     def _end_checks(self) -> None:
+        if self.unreported and self.done_seen:
+            # A connector served gaps must say what became of each; silence is not a clean run.
+            self._violate(
+                "served_gaps_unreported",
+                f"{len(self.unreported)} served gap(s) got no DETAIL_GAP_RECOVERED, "
+                "DETAIL_GAP_ATTEMPTED or DETAIL_GAP",
+            )
         code = self.facts.exit_code
         status = self.facts.done_status
         if status is None or self.facts.runtime_error:

@@ -11,7 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.collect import NO_STREAM, Collector, facts_from_resume
-from pdpp_orch.hints import hint_id, not_before, parse_day, split_range
+from pdpp_orch.hints import MAX_NO_PROGRESS, hint_id, not_before, parse_day, split_range
 from pdpp_orch.manifest import ConfigError, Manifest
 from pdpp_orch.models import (
     CheckpointPolicy,
@@ -36,7 +36,7 @@ from pdpp_orch.store import GapGroup, GapRow, Store
 log = logging.getLogger(__name__)
 
 
-def _config_error(e: ConfigError) -> ApplicationError:
+def config_error(e: ConfigError) -> ApplicationError:
     return ApplicationError(str(e), type="ConfigError", non_retryable=True)
 
 
@@ -52,7 +52,7 @@ class RunActivities:
             entry = self.registry().get(name)
             return entry, entry.load_manifest()
         except ConfigError as e:
-            raise _config_error(e) from e
+            raise config_error(e) from e
 
     @activity.defn
     async def prepare_run(self, run: RunInput) -> PreparedRun:
@@ -60,15 +60,19 @@ class RunActivities:
         entry, manifest = self._entry(run.connector)
         for s in run.streams:
             if manifest.stream(s.name) is None:
-                raise _config_error(ConfigError(f"connector {run.connector!r} has no stream {s.name!r}"))
+                raise config_error(ConfigError(f"connector {run.connector!r} has no stream {s.name!r}"))
         await self.store.start_run(run.run_id, run.connector, run.trigger.value, run.mode.value)
         streams = [s.name for s in run.streams] or [s.name for s in manifest.streams]
         sizes = await self.store.committed_state_sizes(run.connector)
+        budget = entry.budget.config()
         return PreparedRun(
             connector=run.connector,
             checkpoint_policy=entry.checkpoint_policy,
             streams=streams,
             committed_state_bytes={k: v for k, v in sizes.items() if k in streams},
+            budget_units=budget.units,
+            budget_window_seconds=budget.window_seconds,
+            cost_per_item=entry.budget.cost_per_item,
         )
 
     @activity.defn
@@ -152,7 +156,7 @@ class RunActivities:
         and reason, narrowed to exactly those gaps, timed by the upstream's signal or the
         connector's back-off policy, priced with its cost per item."""
         run = data.run
-        entry, manifest = self._entry(run.connector)
+        entry, _ = self._entry(run.connector)
         opened = 0
         if data.run_failed_retryably:
             reason = data.facts.done_error_code or "connector_reported_failed"
@@ -162,9 +166,12 @@ class RunActivities:
                 GapRow(NO_STREAM, "run", "run", reason, RecoveryClass.TRANSIENT.value),
             )
             opened = 1
-        max_attempts = manifest.capabilities.refresh_policy.max_recovery_attempts
+        max_attempts = MAX_NO_PROGRESS
         hints: list[RetryHint] = []
-        if not data.facts.cancelled:
+        if run.hint_id is not None:
+            # A recovery run's new misses belong to the recovery executing that hint.
+            await self.store.adopt_gaps(run.connector, run.run_id, run.hint_id)
+        elif not data.facts.cancelled:
             now = datetime.now(UTC)
             groups = await self.store.gap_groups(run.connector, run.run_id, max_attempts)
             pairs = [(hint_id(run.run_id, g.stream, g.kind, g.reason), g) for g in groups]

@@ -79,6 +79,13 @@ def cases(work_dir: Path, capped_state_bytes: int = 64 * 1024) -> list[Case]:
     ]  # fmt: skip
 
 
+def _toml(value: Any) -> str:
+    """A TOML value: tables inline, scalars and lists as JSON writes them (TOML-compatible)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
 def write_registry(path: Path, selected: list[Case], upstream_url: str) -> Path:
     """A registry with one entry per case: the bundled connector's command and manifest, the
     case's settings, and the simulated upstream's address."""
@@ -93,7 +100,7 @@ def write_registry(path: Path, selected: list[Case], upstream_url: str) -> Path:
             f"manifest = {json.dumps(str(entry.manifest))}",
             "env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + " }",
         ]
-        lines += [f"{k} = {json.dumps(v)}" for k, v in case.settings.items()]
+        lines += [f"{k} = {_toml(v)}" for k, v in case.settings.items()]
         blocks.append("\n".join(lines))
     path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
     return path

@@ -14,6 +14,10 @@ from pydantic import BaseModel, Field
 
 from pdpp_orch.models import RecoveryClass, TimeRange
 
+# A runtime-retryable gap gets this many attempts before it is quarantined (terminal); one that
+# turned permanent (404/410/401/403) gets the manifest's max_recovery_attempts.
+MAX_NO_PROGRESS = 8
+
 
 class ClassPolicy(BaseModel):
     """Back-off of one recovery class: `base_seconds` × `factor`^(attempt-1), capped."""

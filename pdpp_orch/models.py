@@ -75,11 +75,11 @@ class RunInput(BaseModel):
     trigger: Trigger = Trigger.MANUAL
     mode: Mode = Mode.FORWARD
     streams: list[StreamScope] = Field(default_factory=list, description="empty: every stream")
-    registry_path: str | None = Field(
-        default=None, description="registry file the worker should read; default: its own"
-    )
     heartbeat_timeout_seconds: float = 30.0
     max_run_seconds: float = 24 * 3600.0
+    recover: bool = Field(default=True, description="start a GapRecoveryWorkflow for each retry hint")
+    hint_id: str | None = Field(default=None, description="recovery runs: the hint being executed")
+    lease_id: str | None = Field(default=None, description="recovery runs: the gaps served, by lease")
 
 
 class PreparedRun(BaseModel):
@@ -89,6 +89,9 @@ class PreparedRun(BaseModel):
     checkpoint_policy: CheckpointPolicy
     streams: list[str]
     committed_state_bytes: dict[str, int]
+    budget_units: int | None = None
+    budget_window_seconds: float = 24 * 3600.0
+    cost_per_item: int = 1
 
 
 class CheckpointFact(BaseModel):
@@ -290,3 +293,76 @@ class CommitInput(BaseModel):
 class FinishInput(BaseModel):
     outcome: RunOutcome
     facts: CollectFacts
+
+
+class RecoveryInput(BaseModel):
+    """Input of GapRecoveryWorkflow: one retry hint, and where a continued run left off."""
+
+    connector: str
+    hint: RetryHint
+    found_run_id: str
+    batch_size: int = Field(default=1000, description="most gaps served to one recovery run")
+    heartbeat_timeout_seconds: float = 30.0
+    rounds: int = 0
+    chunks_done: int = 0
+    idle_rounds: int = 0
+    runs: int = 0
+    budget_waits: int = 0
+
+
+class RecoveryPolicy(BaseModel):
+    """What a recovery needs to know of its connector's configuration (read once per run)."""
+
+    cost_per_item: int
+    budget_units: int | None
+    budget_window_seconds: float
+    max_attempts: int
+    max_no_progress: int = 8
+    lease_seconds: float = 3600.0
+
+
+class HintRef(BaseModel):
+    connector: str
+    hint_id: str
+
+
+class LeaseInput(BaseModel):
+    connector: str
+    hint_id: str
+    lease_id: str
+    limit: int
+    max_attempts: int
+    lease_seconds: float
+
+
+class SettleInput(BaseModel):
+    connector: str
+    hint_id: str
+    lease_id: str | None
+    run_id: str
+    run_clean: bool
+    max_attempts: int
+    max_no_progress: int
+    close_all: bool = Field(default=False, description="close every open gap of the hint (a range done)")
+
+
+class HintProgress(BaseModel):
+    """Where the gaps of one hint stand, and how long until the earliest pending one may run."""
+
+    pending: int = 0
+    leased: int = 0
+    recovered: int = 0
+    terminal: int = 0
+    wait_seconds: float = 0.0
+
+    @property
+    def open(self) -> int:
+        return self.pending + self.leased
+
+
+class RecoveryResult(BaseModel):
+    hint_id: str
+    runs: int
+    rounds: int
+    budget_waits: int
+    progress: HintProgress

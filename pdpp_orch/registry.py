@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from pdpp_orch.budget import BudgetConfig, parse_window
 from pdpp_orch.hints import RetryPolicy
 from pdpp_orch.manifest import ConfigError, Manifest, load_manifest
 from pdpp_orch.models import CheckpointPolicy
@@ -19,11 +20,22 @@ MIN_MAX_LINE_BYTES = 1024 * 1024
 
 
 class Budget(BaseModel):
-    """`[connectors.NAME.budget]`: what retries and runs may spend upstream."""
+    """`[connectors.NAME.budget]`: what forward runs and recoveries may spend upstream."""
 
-    cost_per_item: int = Field(default=1, ge=0, description="units one recovered item costs")
+    units: int | None = Field(default=None, ge=0, description="units per window; absent: unlimited")
+    window: str = Field(default="24h", description='e.g. "24h", "90m", "7d"')
+    cost_per_item: int = Field(default=1, ge=1, description="units one fetched item costs")
 
     model_config = {"extra": "forbid"}
+
+    @field_validator("window")
+    @classmethod
+    def _window_parses(cls, v: str) -> str:
+        parse_window(v)
+        return v
+
+    def config(self) -> BudgetConfig:
+        return BudgetConfig(units=self.units, window_seconds=parse_window(self.window))
 
 
 class ConnectorEntry(BaseModel):

@@ -114,3 +114,12 @@ CREATE TABLE IF NOT EXISTS quarantine (
 ALTER TABLE gaps ADD COLUMN IF NOT EXISTS hint_id text;
 CREATE INDEX IF NOT EXISTS gaps_hint ON gaps (connector, hint_id);
 CREATE INDEX IF NOT EXISTS gaps_seen ON gaps (connector, last_seen_run_id);
+
+-- v3: gap recovery. A lease hands a batch of gaps to one recovery run; `terminal_reason` says
+-- why a gap will not be retried (not_found after max attempts, quarantined after 8 without
+-- progress); `last_attempt_at` rotates leases fairly (least tried, longest waiting first).
+ALTER TABLE gaps ADD COLUMN IF NOT EXISTS lease_id text;
+ALTER TABLE gaps ADD COLUMN IF NOT EXISTS leased_until timestamptz;
+ALTER TABLE gaps ADD COLUMN IF NOT EXISTS last_attempt_at timestamptz;
+ALTER TABLE gaps ADD COLUMN IF NOT EXISTS terminal_reason text;
+CREATE INDEX IF NOT EXISTS gaps_lease ON gaps (connector, lease_id);

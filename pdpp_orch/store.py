@@ -18,7 +18,7 @@ import orjson
 
 from pdpp_orch.models import CheckpointFact, RecoveryClass, RunOutcome, RunStatus, StreamCommit
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 TERMINAL_EVENTS = {
     RunStatus.SUCCEEDED: "run.completed",
@@ -63,7 +63,11 @@ ON CONFLICT (gap_id) DO UPDATE SET
     not_before = EXCLUDED.not_before,
     last_error = EXCLUDED.last_error,
     last_seen_run_id = EXCLUDED.last_seen_run_id,
+    -- A settled miss found again is open again, with a clean slate and no hint yet.
     status = CASE WHEN g.status IN ('recovered', 'terminal') THEN 'pending' ELSE g.status END,
+    attempts = CASE WHEN g.status IN ('recovered', 'terminal') THEN 0 ELSE g.attempts END,
+    hint_id = CASE WHEN g.status IN ('recovered', 'terminal') THEN NULL ELSE g.hint_id END,
+    terminal_reason = NULL,
     updated_at = now()
 """
 
@@ -401,12 +405,16 @@ class Store:
         )
         return {r["stream"]: int(r["n"]) for r in rows}
 
-    async def list_gaps(self, connector: str | None = None) -> list[dict[str, Any]]:
+    async def list_gaps(
+        self, connector: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT gap_id, connector, stream, kind, subject, reason, recovery_class, status, attempts, "
-            "not_before, found_run_id, recovered_run_id, hint_id FROM gaps "
-            "WHERE ($1::text IS NULL OR connector = $1) ORDER BY created_at, gap_id",
+            "not_before, found_run_id, recovered_run_id, hint_id, terminal_reason FROM gaps "
+            "WHERE ($1::text IS NULL OR connector = $1) AND ($2::text IS NULL OR status = $2) "
+            "ORDER BY created_at, gap_id",
             connector,
+            status,
         )
         return [dict(r) for r in rows]
 
@@ -457,7 +465,7 @@ class Store:
                    array_agg(subject ORDER BY subject) FILTER (WHERE kind = 'range') AS ranges,
                    max((locator->>'max_days')::int) FILTER (WHERE kind = 'range') AS max_days
             FROM gaps
-            WHERE connector = $1 AND last_seen_run_id = $2 AND status = 'pending'
+            WHERE connector = $1 AND last_seen_run_id = $2 AND status = 'pending' AND hint_id IS NULL
               AND recovery_class = ANY($3::text[]) AND attempts < $4
             GROUP BY stream, kind, reason, recovery_class
             ORDER BY stream, kind, reason
@@ -486,9 +494,158 @@ class Store:
         """Tie each group's gaps to its hint, so the hint can refer to them by id."""
         await self.pool.executemany(
             "UPDATE gaps SET hint_id = $3 WHERE connector = $1 AND last_seen_run_id = $2 "
-            "AND stream = $4 AND kind = $5 AND reason = $6 AND status = 'pending'",
+            "AND stream = $4 AND kind = $5 AND reason = $6 AND status = 'pending' AND hint_id IS NULL",
             [(connector, run_id, hid, g.stream, g.kind, g.reason) for hid, g in hints],
         )
+
+    async def lease_gaps(
+        self, connector: str, hint_id: str, lease_id: str, limit: int, max_attempts: int, lease_seconds: float
+    ) -> int:
+        """Lease up to `limit` open gaps of a hint to one recovery run; returns how many are
+        leased under `lease_id` (idempotent: a retried call returns the same lease). The least
+        tried and longest waiting go first, so an item that keeps failing cannot starve the
+        ones behind it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            held = await conn.fetchval(
+                "SELECT count(*) FROM gaps WHERE connector = $1 AND lease_id = $2 AND status = 'leased'",
+                connector,
+                lease_id,
+            )
+            if held:
+                return int(held)
+            status = await conn.execute(
+                """
+                UPDATE gaps SET status = 'leased', lease_id = $3,
+                       leased_until = now() + make_interval(secs => $6), updated_at = now()
+                WHERE gap_id IN (
+                    SELECT gap_id FROM gaps
+                    WHERE connector = $1 AND hint_id = $2 AND attempts < $5
+                      AND (status = 'pending' OR (status = 'leased' AND leased_until < now()))
+                    ORDER BY attempts, last_attempt_at NULLS FIRST, gap_id
+                    LIMIT $4 FOR UPDATE SKIP LOCKED)
+                """,
+                connector,
+                hint_id,
+                lease_id,
+                limit,
+                max_attempts,
+                lease_seconds,
+            )
+            return int(status.split()[-1])
+
+    async def leased_gaps(self, connector: str, lease_id: str) -> list[dict[str, Any]]:
+        """The gaps of a lease as START.detail_gaps entries (what the connector is served)."""
+        rows = await self.pool.fetch(
+            "SELECT gap_id, stream, subject, locator::text AS locator FROM gaps "
+            "WHERE connector = $1 AND lease_id = $2 AND status = 'leased' AND kind = 'item' ORDER BY gap_id",
+            connector,
+            lease_id,
+        )
+        return [
+            {
+                "gap_id": r["gap_id"],
+                "lease_id": lease_id,
+                "stream": r["stream"],
+                "record_key": r["subject"],
+                "detail_locator": orjson.loads(r["locator"]) if r["locator"] else None,
+                "status": "pending",
+                "reference_only": True,
+            }
+            for r in rows
+        ]
+
+    async def settle_lease(
+        self,
+        connector: str,
+        lease_id: str,
+        run_id: str,
+        run_clean: bool,
+        max_attempts: int,
+        max_no_progress: int,
+    ) -> None:
+        """Settle the gaps a recovery run was served. Recovered ones were closed during the run
+        (DETAIL_GAP_RECOVERED). A resource gap the run neither re-reported nor failed on is
+        recovered when the run was clean. Every other one used an attempt: it goes back to
+        pending, or terminal — `permanent` after `max_attempts` when it is no longer
+        runtime-retryable (404/410/401/403), `quarantined` after `max_no_progress`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if run_clean:
+                await conn.execute(
+                    "UPDATE gaps SET status = 'recovered', recovered_run_id = $3, lease_id = NULL, "
+                    "updated_at = now() WHERE connector = $1 AND lease_id = $2 AND status = 'leased' "
+                    "AND locator IS NULL AND last_seen_run_id <> $3",
+                    connector,
+                    lease_id,
+                    run_id,
+                )
+            await conn.execute(
+                """
+                UPDATE gaps SET attempts = attempts + 1, last_attempt_at = now(), lease_id = NULL,
+                    status = CASE
+                        WHEN recovery_class <> ALL($3::text[]) AND attempts + 1 >= $4 THEN 'terminal'
+                        WHEN attempts + 1 >= $5 THEN 'terminal'
+                        ELSE 'pending' END,
+                    terminal_reason = CASE
+                        WHEN recovery_class <> ALL($3::text[]) AND attempts + 1 >= $4
+                            THEN 'permanent:' || reason
+                        WHEN attempts + 1 >= $5 THEN 'quarantined'
+                        ELSE NULL END,
+                    updated_at = now()
+                WHERE connector = $1 AND lease_id = $2 AND status = 'leased'
+                """,
+                connector,
+                lease_id,
+                RETRYABLE_CLASSES,
+                max_attempts,
+                max_no_progress,
+            )
+
+    async def hint_progress(self, connector: str, hint_id: str) -> tuple[dict[str, int], float]:
+        """How the gaps of a hint stand, by status, and the seconds until the earliest pending
+        one's `not_before` (0 when one is due)."""
+        rows = await self.pool.fetch(
+            "SELECT status, count(*) AS n, "
+            "GREATEST(0, EXTRACT(EPOCH FROM min(not_before) - now())) AS wait "
+            "FROM gaps WHERE connector = $1 AND hint_id = $2 GROUP BY status",
+            connector,
+            hint_id,
+        )
+        counts = {r["status"]: int(r["n"]) for r in rows}
+        wait = next((float(r["wait"] or 0) for r in rows if r["status"] == "pending"), 0.0)
+        return counts, wait
+
+    async def close_hint(self, connector: str, hint_id: str, run_id: str) -> int:
+        """Mark every open gap of a hint recovered by `run_id` (a range fetched chunk by chunk)."""
+        status = await self.pool.execute(
+            "UPDATE gaps SET status = 'recovered', recovered_run_id = $3, lease_id = NULL, "
+            "updated_at = now() WHERE connector = $1 AND hint_id = $2 AND status IN ('pending', 'leased')",
+            connector,
+            hint_id,
+            run_id,
+        )
+        return int(status.split()[-1])
+
+    async def adopt_gaps(self, connector: str, run_id: str, hint_id: str) -> int:
+        """Give the gaps a recovery run found and no hint owns to the hint it was executing."""
+        status = await self.pool.execute(
+            "UPDATE gaps SET hint_id = $3 WHERE connector = $1 AND last_seen_run_id = $2 "
+            "AND hint_id IS NULL AND status = 'pending'",
+            connector,
+            run_id,
+            hint_id,
+        )
+        return int(status.split()[-1])
+
+    async def requeue_gap(self, gap_id: str) -> dict[str, Any] | None:
+        """Give a terminal (or stuck) gap a fresh start: pending, no attempts, its own hint."""
+        row = await self.pool.fetchrow(
+            "UPDATE gaps SET status = 'pending', attempts = 0, terminal_reason = NULL, lease_id = NULL, "
+            "hint_id = 'hint_requeue_' || substr(gap_id, 5, 16), not_before = NULL, updated_at = now() "
+            "WHERE gap_id = $1 RETURNING connector, stream, kind, reason, recovery_class, hint_id, "
+            "last_seen_run_id",
+            gap_id,
+        )
+        return dict(row) if row else None
 
     async def hint_subjects(self, connector: str, hint_id: str) -> list[str]:
         """The ids a hint's `include_resources` refers to (still open)."""

@@ -11,10 +11,14 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.budget import BudgetActivities
+from activities.recovery import RecoveryActivities
 from activities.runs import RunActivities
 from pdpp_orch.registry import Registry
 from pdpp_orch.store import Store
+from workflows.budget import ConnectorBudgetWorkflow
 from workflows.connector_run import ConnectorRunWorkflow
+from workflows.recovery import GapRecoveryWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +26,12 @@ log = logging.getLogger(__name__)
 def build_worker(client: Client, store: Store, task_queue: str, registry: Callable[[], Registry]) -> Worker:
     """A worker for every workflow and activity of the project on `task_queue`."""
     acts = RunActivities(store, registry)
+    recovery = RecoveryActivities(store, registry)
+    budget = BudgetActivities(client, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[ConnectorRunWorkflow],
+        workflows=[ConnectorRunWorkflow, GapRecoveryWorkflow, ConnectorBudgetWorkflow],
         activities=[
             acts.prepare_run,
             acts.collect,
@@ -33,6 +39,12 @@ def build_worker(client: Client, store: Store, task_queue: str, registry: Callab
             acts.commit_checkpoints,
             acts.plan_retries,
             acts.finish_run,
+            recovery.recovery_policy,
+            recovery.lease_gaps,
+            recovery.settle_gaps,
+            recovery.gap_progress,
+            budget.request_budget,
+            budget.charge_budget,
         ],
         # Activities are async and stream subprocess output: a few at a time per worker keeps
         # memory bounded; scale out with more workers on the same task queue.

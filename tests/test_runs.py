@@ -95,7 +95,7 @@ async def test_malformed_state_keeps_every_record_and_earlier_checkpoints(harnes
         "c": ("checkpoint", "after_protocol_violation"),
     }
     assert o.needs_retry and o.gaps_opened == 2
-    assert sorted((h.scope.stream, h.max_attempts) for h in o.retry_hints) == [("a", 5), ("c", 5)]
+    assert sorted((h.scope.stream, h.max_attempts) for h in o.retry_hints) == [("a", 8), ("c", 8)]
     q = await harness.store.quarantined(o.run_id)
     assert [(r["line_no"], r["kind"]) for r in q] == [(78, "invalid_json")]
     assert "18446744073709551615n" in q[0]["excerpt"]

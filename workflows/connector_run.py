@@ -14,13 +14,17 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from pdpp_orch import search_attributes as sa
+    from pdpp_orch.budget import BudgetConfig, Charge, ChargeCall
     from pdpp_orch.models import (
         CollectFacts,
         CommitInput,
         CommitResult,
         FinishInput,
+        Mode,
         PlanInput,
         PreparedRun,
+        RecoveryInput,
+        RetryHint,
         RetryPlan,
         RunFacts,
         RunInput,
@@ -103,6 +107,25 @@ class ConnectorRunWorkflow:
                 retry_policy=DB_RETRY,
                 summary="load saved facts",
             )
+        if prepared.budget_units is not None and inp.mode is Mode.FORWARD:
+            # Forward runs spend the same upstream budget as recoveries, charged after the fact.
+            spent = (facts.records_emitted + facts.gaps_opened) * prepared.cost_per_item
+            await workflow.execute_activity(
+                "charge_budget",
+                ChargeCall(
+                    connector=inp.connector,
+                    charge=Charge(
+                        request_id=f"{inp.run_id}/charge",
+                        units=spent,
+                        config=BudgetConfig(
+                            units=prepared.budget_units, window_seconds=prepared.budget_window_seconds
+                        ),
+                    ),
+                ),
+                start_to_close_timeout=SHORT,
+                retry_policy=DB_RETRY,
+                summary="charge the budget",
+            )
         self._phase = "committing"
         commit: CommitResult = await workflow.execute_activity(
             "commit_checkpoints",
@@ -138,6 +161,8 @@ class ConnectorRunWorkflow:
                 error=error,
             )
         )
+        if inp.mode is Mode.FORWARD and inp.recover:
+            outcome.recovery_workflow_ids = [await self._start_recovery(inp, h) for h in outcome.retry_hints]
         self._phase = "recording"
         await workflow.execute_activity(
             "finish_run",
@@ -157,6 +182,23 @@ class ConnectorRunWorkflow:
         workflow.set_current_details(_details(outcome))
         self._phase = "done"
         return outcome
+
+    async def _start_recovery(self, inp: RunInput, hint: RetryHint) -> str:
+        """Start the recovery of one hint; it outlives this run (ABANDON)."""
+        wid = f"recovery-{hint.hint_id}"  # workflows.recovery.recovery_workflow_id (not importable here)
+        await workflow.start_child_workflow(
+            "GapRecoveryWorkflow",
+            RecoveryInput(
+                connector=inp.connector,
+                hint=hint,
+                found_run_id=inp.run_id,
+                heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
+            ),
+            id=wid,
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            static_summary=f"{inp.connector} · recover {hint.gap_count:,} × {hint.reason}",
+        )
+        return wid
 
 
 def _describe(err: BaseException | None) -> str:

@@ -117,7 +117,7 @@ class Hydrator:
                 STREAM,
                 reason,
                 message=f"conversation {cid}: {e}",
-                recovery_hint="retry_by_runtime" if not e.permanent else "not_retriable",
+                recovery_hint=_hint(e),
                 resource_ids=[cid],
                 retry_after_seconds=e.retry_after,
             )
@@ -132,12 +132,22 @@ class Hydrator:
             last_error=e.last_error(),
             gap_id=gap["gap_id"] if gap is not None else None,
             lease_id=gap.get("lease_id") if gap is not None else None,
+            recovery_hint=_hint(e),
         )
+
+
+def _hint(e: UpstreamError) -> str:
+    """Who can fix the miss: the owner (credentials), nobody (gone), or a later retry."""
+    if e.status in (401, 403):
+        return "refresh_credentials"
+    return "not_retriable" if e.permanent else "retry_by_runtime"
 
 
 def _reason(e: UpstreamError) -> str:
     if e.status == 429:
         return "rate_limited"
+    if e.status in (401, 403):
+        return "credentials_rejected"
     if e.permanent:
         return "not_found"
     if e.status is not None and e.status >= 500:

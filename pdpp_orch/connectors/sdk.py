@@ -179,7 +179,10 @@ class Connector:
         last_error: dict[str, Any] | None = None,
         gap_id: str | None = None,
         lease_id: str | None = None,
+        recovery_hint: str | dict[str, Any] | None = None,
     ) -> None:
+        """A record whose detail could not be fetched. `recovery_hint` (e.g. "refresh_credentials")
+        says who can fix it when retrying alone will not."""
         msg: dict[str, Any] = {
             "type": "DETAIL_GAP",
             "stream": stream,
@@ -194,6 +197,7 @@ class Connector:
             ("last_error", last_error),
             ("gap_id", gap_id),
             ("lease_id", lease_id),
+            ("recovery_hint", recovery_hint),
         ):
             if v is not None:
                 msg[k] = v

@@ -1,0 +1,85 @@
+"""Activities that talk to a connector's ConnectorBudgetWorkflow, and the CLI's status helper."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from pdpp_orch.budget import BudgetCall, BudgetConfig, BudgetInput, BudgetStatus, ChargeCall, Grant
+from workflows.budget import ConnectorBudgetWorkflow, budget_workflow_id
+
+T = TypeVar("T")
+BudgetHandle = WorkflowHandle[ConnectorBudgetWorkflow, None]
+
+
+class BudgetActivities:
+    """Budget grants and charges through Updates; starts a connector's budget workflow on
+    `task_queue` the first time it is needed (or again after it was terminated)."""
+
+    def __init__(self, client: Client, task_queue: str):
+        self.client = client
+        self.task_queue = task_queue
+
+    @activity.defn
+    async def request_budget(self, req: BudgetCall) -> Grant:
+        """Ask the connector's budget for units. Retries of this activity reuse the request id,
+        so they get the first answer back instead of spending again."""
+        return await self._update(
+            req.connector,
+            req.request.config,
+            lambda h: h.execute_update(ConnectorBudgetWorkflow.request, req.request),
+        )
+
+    @activity.defn
+    async def charge_budget(self, req: ChargeCall) -> Grant:
+        """Report units a run spent; idempotent by the charge's request id."""
+        return await self._update(
+            req.connector,
+            req.charge.config,
+            lambda h: h.execute_update(ConnectorBudgetWorkflow.charge, req.charge),
+        )
+
+    async def _update(
+        self, connector: str, config: BudgetConfig, call: Callable[[BudgetHandle], Awaitable[T]]
+    ) -> T:
+        # Update-with-start would do this in one call, but the time-skipping test server does
+        # not support it. Trying the running workflow first keeps the common case one RPC.
+        handle: BudgetHandle = self.client.get_workflow_handle_for(
+            ConnectorBudgetWorkflow.run, budget_workflow_id(connector)
+        )
+        try:
+            return await call(handle)
+        except RPCError as e:
+            # NOT_FOUND: never started, or closed (terminated, or caught between runs).
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+        # USE_EXISTING: when two activities race to start it, both end up on the same workflow.
+        handle = await self.client.start_workflow(
+            ConnectorBudgetWorkflow.run,
+            BudgetInput(connector=connector, config=config),
+            id=budget_workflow_id(connector),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"cost budget of {connector}",
+        )
+        # A handle without a run id follows the workflow across continue-as-new.
+        return await call(self.client.get_workflow_handle_for(ConnectorBudgetWorkflow.run, handle.id))
+
+
+async def budget_status(client: Client, connector: str, now: datetime | None = None) -> BudgetStatus | None:
+    """The connector's budget as of `now` (default: this machine's clock), or None if it never
+    had a budget workflow. A worker polling the budget's task queue must be up to answer."""
+    handle = client.get_workflow_handle_for(ConnectorBudgetWorkflow.run, budget_workflow_id(connector))
+    try:
+        status = await handle.query(ConnectorBudgetWorkflow.status)
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return status.at(now or datetime.now(UTC))

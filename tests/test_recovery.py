@@ -1,0 +1,262 @@
+"""Retry hints executed: GapRecoveryWorkflow on Temporal's time-skipping server (a 24 h
+Retry-After and 24 h budget windows pass in milliseconds), a real PostgreSQL, the bundled
+connectors and the simulated upstream counting every request."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from pdpp_orch import demo
+from pdpp_orch.models import (
+    RecoveryInput,
+    RecoveryResult,
+    RunInput,
+    RunOutcome,
+    RunStatus,
+    StreamScope,
+    Trigger,
+)
+from pdpp_orch.registry import Registry
+from pdpp_orch.store import Store
+from pdpp_orch.upstream.process import UpstreamProcess
+from pdpp_orch.worker import build_worker
+from workflows.connector_run import ConnectorRunWorkflow
+from workflows.recovery import GapRecoveryWorkflow, recovery_workflow_id
+
+pytestmark = pytest.mark.slow
+
+CHATGPT_429 = {
+    "route": "chatgpt.conversation",
+    "sample": {"count": 4188, "seed": 7},
+    "status": 429,
+    "retry_after": 86400,
+    "times": 1,  # the next request for that conversation, a day later, succeeds
+}
+
+
+class Recovery:
+    """One test's registry, worker and runs on the time-skipping server."""
+
+    def __init__(self, tmp: Path, env: WorkflowEnvironment, store: Store, upstream: UpstreamProcess):
+        self.tmp = tmp
+        self.client: Client = env.client
+        self.env = env
+        self.store = store
+        self.upstream = upstream
+        self.task_queue = f"tq-{uuid.uuid4().hex[:10]}"
+        self.registry = tmp / "connectors.toml"
+        self.cases: list[demo.Case] = []
+
+    def add(self, bundled: str, **kw: Any) -> demo.Case:
+        case = demo.Case(bundled, bundled, f"{bundled}_{uuid.uuid4().hex[:6]}", bundled, **kw)
+        self.cases.append(case)
+        demo.write_registry(self.registry, self.cases, self.upstream.url)
+        return case
+
+    def worker(self) -> Any:
+        path = self.registry
+        return build_worker(self.client, self.store, self.task_queue, lambda: Registry.load(path))
+
+    async def forward(self, case: demo.Case, streams: list[StreamScope] | None = None) -> RunOutcome:
+        # The test starts the recovery itself: on the time-skipping server only a handle from
+        # start_workflow waits reliably for a result while time is skipped.
+        inp = RunInput(
+            connector=case.connector,
+            run_id=f"{case.connector}-{uuid.uuid4().hex[:6]}",
+            trigger=Trigger.MANUAL,
+            streams=streams or list(case.streams),
+            recover=False,
+        )
+        return await self.client.execute_workflow(
+            ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=self.task_queue
+        )
+
+    async def recover(self, o: RunOutcome) -> RecoveryResult:
+        """Execute the run's one retry hint to the end, as the run would have started it."""
+        [hint] = o.retry_hints
+        inp = RecoveryInput(connector=o.connector, hint=hint, found_run_id=o.run_id)
+        return await self.client.execute_workflow(
+            GapRecoveryWorkflow.run, inp, id=recovery_workflow_id(hint.hint_id), task_queue=self.task_queue
+        )
+
+    def requests(self, route: str) -> dict[str, int]:
+        """Requests per id so far on `route` (counters are not reset: that would re-arm faults)."""
+        r = self.upstream.counters(route, ids=True)["routes"].get(route, {})
+        ids: dict[str, int] = r.get("ids", {})
+        return ids
+
+    def since(self, route: str, before: dict[str, int]) -> dict[str, int]:
+        """Requests per id on `route` made after `before` was taken."""
+        now = self.requests(route)
+        return {k: n - before.get(k, 0) for k, n in now.items() if n > before.get(k, 0)}
+
+    async def recovery_runs(self, connector: str) -> list[dict[str, Any]]:
+        rows = await self.store.pool.fetch(
+            "SELECT run_id, status, records_durable, outcome::text AS outcome FROM runs "
+            "WHERE connector = $1 AND mode = 'recovery' ORDER BY started_at",
+            connector,
+        )
+        return [dict(r) for r in rows]
+
+    async def gaps_by_status(self, connector: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for g in await self.store.list_gaps(connector):
+            out[g["status"]] = out.get(g["status"], 0) + 1
+        return out
+
+
+@pytest.fixture
+def upstream() -> Iterator[UpstreamProcess]:
+    with UpstreamProcess(world="seed", plan={"faults": [CHATGPT_429]}) as up:
+        yield up
+
+
+@pytest.fixture
+def rec(tmp_path: Path, time_env: WorkflowEnvironment, store: Store, upstream: UpstreamProcess) -> Recovery:
+    return Recovery(tmp_path, time_env, store, upstream)
+
+
+async def test_case_e_recovers_exactly_the_4188_within_2000_a_day(rec: Recovery) -> None:
+    case = rec.add("chatgpt", settings={"budget": {"units": 2000, "window": "24h"}})
+    async with rec.worker():
+        o = await rec.forward(case)
+        assert o.records_durable == 10_596 and o.needs_retry
+        limited = set(rec.upstream.fault_ids(0))
+        before = rec.requests("chatgpt.conversation")
+        lists = rec.upstream.count("chatgpt.list")
+        result = await rec.recover(o)
+    assert result.progress.recovered == 4_188 and result.progress.open == 0
+    assert result.progress.terminal == 0
+    # Three budget windows: 2,000 + 2,000 + 188, none over its 2,000 units.
+    runs = [RunOutcome.model_validate_json(r["outcome"]) for r in await rec.recovery_runs(case.connector)]
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs)
+    # started_at is workflow time, so the skipped days show: runs of one window are seconds
+    # apart, windows a day apart.
+    per_window = [runs[0].records_durable]
+    for prev, r in itertools.pairwise(runs):
+        if r.started_at - prev.started_at > timedelta(hours=12):
+            per_window.append(0)
+        per_window[-1] += r.records_durable
+    assert per_window == [2_000, 2_000, 188]
+    # Three waits for a window: the forward run itself was charged 14,784 units (one per
+    # conversation it fetched), which used up the window the hint became due in.
+    assert result.budget_waits == 3
+    # Exactly one request per gap: nothing fetched twice, nothing already durable fetched again.
+    fetched = rec.since("chatgpt.conversation", before)
+    assert (sum(fetched.values()), len(fetched), max(fetched.values())) == (4_188, 4_188, 1)
+    assert set(fetched) == limited
+    assert rec.upstream.count("chatgpt.list") == lists
+    assert await rec.gaps_by_status(case.connector) == {"recovered": 4_188}
+    n = await rec.store.pool.fetchval("SELECT count(*) FROM records WHERE connector = $1", case.connector)
+    assert n == 14_784
+    assert await rec.store.open_gaps(case.connector) == {}
+
+
+async def test_case_c_recovers_the_failed_channel_alone_after_ten_minutes(
+    rec: Recovery, tmp_path: Path
+) -> None:
+    # The channel fails twice (the connector's three attempts within the first run), then heals.
+    rec.upstream.set_plan(
+        {"faults": [{"route": "slack.history", "ids": ["C017NG64T24"], "status": 500, "times": 3}]}
+    )
+    case = rec.add("slack", env={"SLACK_ARCHIVE": str(tmp_path / "archive.sqlite")})
+    async with rec.worker():
+        o = await rec.forward(case)
+        assert o.status is RunStatus.PARTIALLY_COMPLETED and o.needs_retry
+        [hint] = o.retry_hints
+        before = rec.requests("slack.history")
+        result = await rec.recover(o)
+    assert (result.progress.recovered, result.progress.open, result.runs) == (1, 0, 1)
+    ids = rec.since("slack.history", before)
+    assert set(ids) == {"C017NG64T24"}, "the other 3,239 channels are not fetched again"
+    [run] = await rec.recovery_runs(case.connector)
+    outcome = RunOutcome.model_validate_json(run["outcome"])
+    assert outcome.status is RunStatus.SUCCEEDED and outcome.records_durable == 137
+    # The run honoured the hint's ten minutes (on the time-skipping clock).
+    assert outcome.started_at >= hint.not_before
+
+
+async def test_case_d_recovers_the_uncovered_range_in_accepted_chunks(rec: Recovery) -> None:
+    rec.upstream.set_plan({"faults": [], "limits": {"bank_max_range_days": 100}})
+    case = rec.add("usaa", streams=(StreamScope(name="transactions", time_range=demo.FIVE_YEARS),))
+    async with rec.worker():
+        o = await rec.forward(case)
+        [hint] = o.retry_hints
+        chunks = hint.scope.time_ranges or []
+        by_status = dict(rec.upstream.counters("bank.export")["routes"]["bank.export"]["by_status"])
+        result = await rec.recover(o)
+    assert result.runs == len(chunks) == 20 and result.progress.recovered == 1
+    # One export request per chunk: every chunk fits the source's limit the first time.
+    after = rec.upstream.counters("bank.export")["routes"]["bank.export"]["by_status"]
+    assert {k: n - by_status.get(k, 0) for k, n in after.items() if n != by_status.get(k, 0)} == {"200": 20}
+    runs = await rec.recovery_runs(case.connector)
+    assert all(r["status"] == "succeeded" for r in runs)
+    durable = await rec.store.pool.fetchval(
+        "SELECT count(*) FROM records WHERE connector = $1", case.connector
+    )
+    assert durable == o.records_durable + sum(r["records_durable"] for r in runs)
+    dates = await rec.store.pool.fetchval(
+        "SELECT min(data->>'date') FROM records WHERE connector = $1", case.connector
+    )
+    assert dates == "2021-04-20"
+
+
+async def test_vanished_items_go_terminal_after_max_recovery_attempts(rec: Recovery) -> None:
+    # 40 conversations are rate-limited in the forward run, then gone (404) for good.
+    plan = {
+        "faults": [
+            {**CHATGPT_429, "sample": {"count": 40, "seed": 3}},
+            {"route": "chatgpt.conversation", "sample": {"count": 40, "seed": 3}, "status": 404},
+        ]
+    }
+    rec.upstream.set_plan(plan)
+    case = rec.add("chatgpt")
+    async with rec.worker():
+        o = await rec.forward(case)
+        result = await rec.recover(o)
+    assert (result.progress.terminal, result.progress.recovered, result.progress.open) == (40, 0, 0)
+    gaps = await rec.store.list_gaps(case.connector)
+    assert {(g["attempts"], g["terminal_reason"]) for g in gaps} == {(5, "permanent:not_found")}
+    assert result.runs == 5
+
+
+async def test_a_never_progressing_item_is_quarantined_after_8_and_can_be_requeued(rec: Recovery) -> None:
+    # Always 429 with a short-enough-to-log but never-ending limit: no attempt makes progress.
+    rec.upstream.set_plan({"faults": [{**CHATGPT_429, "sample": {"count": 3, "seed": 5}, "times": None}]})
+    case = rec.add("chatgpt")
+    async with rec.worker():
+        o = await rec.forward(case)
+        result = await rec.recover(o)
+    assert (result.progress.terminal, result.runs) == (3, 8)
+    gaps = await rec.store.list_gaps(case.connector)
+    assert {(g["status"], g["attempts"], g["terminal_reason"]) for g in gaps} == {
+        ("terminal", 8, "quarantined")
+    }
+    again = await rec.store.requeue_gap(gaps[0]["gap_id"])
+    assert again is not None
+    [g] = [x for x in await rec.store.list_gaps(case.connector) if x["gap_id"] == gaps[0]["gap_id"]]
+    assert (g["status"], g["attempts"], g["terminal_reason"]) == ("pending", 0, None)
+
+
+async def test_owner_action_gaps_get_no_hint_and_are_never_retried(rec: Recovery) -> None:
+    # A 401 from the upstream is the owner's to fix (credentials): no retry hint, no recovery.
+    rec.upstream.set_plan(
+        {"faults": [{"route": "chatgpt.conversation", "sample": {"count": 5, "seed": 1}, "status": 401}]}
+    )
+    case = rec.add("chatgpt")
+    async with rec.worker():
+        o = await rec.forward(case)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED
+    assert not o.needs_retry and o.retry_hints == []
+    gaps = await rec.store.list_gaps(case.connector)
+    assert len(gaps) == 5 and {g["status"] for g in gaps} == {"pending"}
+    assert {(g["reason"], g["recovery_class"]) for g in gaps} == {("credentials_rejected", "owner_action")}
