@@ -427,6 +427,234 @@ async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -
     return 0
 
 
+# -- gaps / recover / budget ------------------------------------------------------------------
+
+
+@app.command()
+def gaps(
+    name: Annotated[
+        str | None, typer.Argument(help="Connector name, or `requeue` followed by a gap id.")
+    ] = None,
+    gap_id: Annotated[str | None, typer.Argument(help="With `requeue`: the gap to requeue.")] = None,
+    status_: Annotated[
+        str | None,
+        typer.Option("--status", help="Only gaps in this status: pending, leased, recovered, terminal."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows in the table.")] = 50,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """The gap ledger: `gaps [NAME] [--status S]` lists gaps; `gaps requeue GAP_ID` gives a
+    terminal (or stuck) gap a fresh start and a recovery of its own."""
+    s = _settings(data_dir)
+    if name == "requeue":
+        if not gap_id:
+            raise typer.BadParameter("usage: pdpp-orch gaps requeue GAP_ID")
+        _run_async(_requeue(s, gap_id, as_json))
+    else:
+        if status_ and status_ not in ("pending", "leased", "recovered", "terminal"):
+            raise typer.BadParameter(f"unknown status {status_!r}")
+        _run_async(_gaps(s, name, status_, limit, as_json))
+
+
+async def _gaps(s: Settings, connector: str | None, status: str | None, limit: int, as_json: bool) -> int:
+    from pdpp_orch.store import Store
+
+    _, database = _endpoints(s)
+    store = await Store.connect(database, max_size=1)
+    try:
+        rows = await store.list_gaps(connector, status)
+    finally:
+        await store.close()
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    t = Table("gap_id", "connector", "stream", "kind", "reason", "class", "status", "attempts", "not_before")
+    for r in rows[:limit]:
+        t.add_row(
+            r["gap_id"],
+            r["connector"],
+            r["stream"],
+            r["kind"],
+            r["reason"],
+            r["recovery_class"],
+            r["status"] + (f" ({r['terminal_reason']})" if r["terminal_reason"] else ""),
+            str(r["attempts"]),
+            r["not_before"].strftime("%Y-%m-%d %H:%M") if r["not_before"] else "",
+        )
+    out.print(t)
+    if len(rows) > limit:
+        out.print(f"… {len(rows) - limit:,} more (--limit, --status or --json)")
+    return 0
+
+
+async def _requeue(s: Settings, gap_id: str, as_json: bool) -> int:
+    from pdpp_orch.client import connect
+    from pdpp_orch.hints import MAX_NO_PROGRESS
+    from pdpp_orch.models import HintScope, RecoveryClass, RecoveryInput, ResourceRef, RetryHint
+    from pdpp_orch.store import Store
+    from workflows.recovery import GapRecoveryWorkflow, recovery_workflow_id
+
+    address, database = _endpoints(s)
+    store = await Store.connect(database, max_size=1)
+    try:
+        row = await store.requeue_gap(gap_id)
+    finally:
+        await store.close()
+    if row is None:
+        raise UsageError(f"no gap {gap_id!r}")
+    hint = RetryHint(
+        hint_id=row["hint_id"],
+        reason=row["reason"],
+        recovery_class=RecoveryClass(row["recovery_class"]),
+        not_before=datetime.now(UTC),
+        scope=HintScope(
+            stream=None if row["stream"] == "*" else row["stream"],
+            include_resources=ResourceRef(count=1, ref=f"gaps?hint_id={row['hint_id']}")
+            if row["kind"] == "item"
+            else None,
+        ),
+        gap_count=1,
+        estimated_cost=1,
+        attempt=1,
+        max_attempts=MAX_NO_PROGRESS,
+    )
+    client = await connect(address, s.temporal_namespace)
+    wid = recovery_workflow_id(hint.hint_id)
+    await client.start_workflow(
+        GapRecoveryWorkflow.run,
+        RecoveryInput(connector=row["connector"], hint=hint, found_run_id=row["last_seen_run_id"]),
+        id=wid,
+        task_queue=s.task_queue,
+        static_summary=f"{row['connector']} · requeued gap {gap_id}",
+    )
+    if as_json:
+        print(json.dumps({"gap_id": gap_id, "recovery_workflow_id": wid}))
+    else:
+        out.print(f"requeued {gap_id}; recovery {wid} started")
+    return 0
+
+
+@app.command()
+def recover(
+    name: Annotated[str, typer.Argument(help="Connector name, or `cancel` followed by the connector name.")],
+    target: Annotated[str | None, typer.Argument(help="With `cancel`: the connector.")] = None,
+    now: Annotated[
+        bool, typer.Option("--now", help="Bring waiting recoveries forward (the budget still rules).")
+    ] = False,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """The connector's recoveries (one per retry hint with open gaps): `recover NAME` shows
+    them, `--now` ends their wait for not_before or back-off, `recover cancel NAME` cancels them
+    (their gaps stay open, for the next run's hints)."""
+    s = _settings(data_dir)
+    if name == "cancel":
+        if not target:
+            raise typer.BadParameter("usage: pdpp-orch recover cancel NAME")
+        _run_async(_recover(s, target, "cancel", as_json))
+    else:
+        _run_async(_recover(s, name, "now" if now else "show", as_json))
+
+
+async def _recover(s: Settings, connector: str, action: str, as_json: bool) -> int:
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    from pdpp_orch.client import connect
+    from pdpp_orch.store import Store
+    from workflows.recovery import GapRecoveryWorkflow, recovery_workflow_id
+
+    address, database = _endpoints(s)
+    store = await Store.connect(database, max_size=1)
+    try:
+        hints = await store.open_hints(connector)
+    finally:
+        await store.close()
+    client = await connect(address, s.temporal_namespace)
+    rows = []
+    for h in hints:
+        wid = recovery_workflow_id(h["hint_id"])
+        handle = client.get_workflow_handle(wid)
+        try:
+            desc = await handle.describe()
+            running = desc.status == WorkflowExecutionStatus.RUNNING
+            state = desc.status.name.lower() if desc.status else "unknown"
+        except RPCError:
+            running, state = False, "not started"
+        if running and action == "now":
+            await handle.signal(GapRecoveryWorkflow.run_now)
+            state = "brought forward"
+        elif running and action == "cancel":
+            await handle.cancel()
+            state = "cancel requested"
+        elif running:
+            try:
+                state = await handle.query(GapRecoveryWorkflow.phase)
+            except RPCError:
+                state = "running (no worker to ask)"
+        rows.append({**h, "workflow_id": wid, "state": state})
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    t = Table("workflow_id", "stream", "reason", "open", "recovered", "terminal", "state")
+    for r in rows:
+        t.add_row(
+            r["workflow_id"],
+            r["stream"],
+            r["reason"],
+            f"{r['open']:,}",
+            f"{r['recovered']:,}",
+            f"{r['terminal']:,}",
+            r["state"],
+        )
+    out.print(t if rows else f"no open retry hints for {connector!r}")
+    return 0
+
+
+@app.command()
+def budget(
+    name: Annotated[str, typer.Argument(help="Connector name.")],
+    as_json: JsonOpt = False,
+    connectors: ConnectorsOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """The connector's cost budget: units per window, spent, remaining, when the window ends."""
+    s = _settings(data_dir, connectors)
+    _run_async(_budget(s, name, as_json))
+
+
+async def _budget(s: Settings, connector: str, as_json: bool) -> int:
+    from activities.budget import budget_status
+    from pdpp_orch.budget import format_window
+    from pdpp_orch.client import connect
+
+    entry = Registry.load(s.connectors).get(connector)
+    address, _ = _endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    status = await asyncio.wait_for(budget_status(client, connector), timeout=15)
+    if as_json:
+        print(
+            status.model_dump_json(indent=2)
+            if status
+            else json.dumps({"connector": connector, "units": entry.budget.units, "spent": 0})
+        )
+        return 0
+    units = entry.budget.units
+    limit = f"{units:,} units per {entry.budget.window}" if units is not None else "unlimited"
+    out.print(f"{connector}: {limit}, {entry.budget.cost_per_item} per item")
+    if status is None:
+        out.print("nothing spent yet (no budget workflow)")
+    else:
+        remaining = "unlimited" if status.remaining is None else f"{status.remaining:,}"
+        out.print(
+            f"window {status.window_started:%Y-%m-%d %H:%M} + {format_window(status.window_seconds)}: "
+            f"spent {status.spent:,}, remaining {remaining}, overspent {status.overspent:,}; "
+            f"{status.granted_total:,} granted in {status.requests_total:,} requests"
+        )
+    return 0
+
+
 # -- demo / upstream --------------------------------------------------------------------------
 
 
@@ -478,6 +706,7 @@ async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve:
     work = s.data_dir / "demo"
     work.mkdir(parents=True, exist_ok=True)
     selected = [c for c in d.cases(work) if not wanted or c.key[0] in wanted]
+    shown: d.RecoveryShown | None = None
     try:
         await asyncio.to_thread(d.prepare_inputs, work, selected, err.print)
         store = await Store.connect(database)
@@ -498,13 +727,35 @@ async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve:
                             f"{r.outcome.records_durable:>9,} durable  {r.seconds:5.1f} s"
                         ),
                     )
+                    e = next((r for r in results if r.case.key == "E"), None)
+                    if e is not None and e.outcome.recovery_workflow_ids:
+                        err.print(
+                            f"case E  recovering (demo budget: 2,000 units per {d.DEMO_BUDGET_WINDOW}, "
+                            "not per day; the 24 h wait brought forward as `recover --now` would) …"
+                        )
+                        shown = await d.show_recovery(
+                            client, store, lambda: up.counters("chatgpt.conversation", ids=True)["ids"], e
+                        )
+                    cancelled = await d.cancel_waiting_recoveries(client, results)
         finally:
             await store.close()
         if as_json:
             for r in results:
-                print(json.dumps(r.as_json()))
+                item = r.as_json()
+                if r.case.key == "E" and shown is not None:
+                    item["recovery"] = shown.as_json()
+                print(json.dumps(item))
         else:
             _demo_table(results)
+            if shown is not None:
+                out.print(
+                    f"Case E recovery: {shown.recovered:,} recovered, {shown.open:,} open, in {shown.runs} "
+                    f"recovery runs; per budget window ({d.DEMO_BUDGET_WINDOW}, 2,000 units): "
+                    + " / ".join(f"{n:,}" for n in shown.per_window)
+                    + f"; upstream requests {shown.requests:,} ({shown.requests_per_gap:.2f} per gap)"
+                )
+            if cancelled:
+                out.print(f"{cancelled} recoveries still waiting for their not_before were cancelled.")
             if ui:
                 out.print(f"Inspect the runs in the Temporal web UI: {ui}")
         if serve and stack is not None:
@@ -518,7 +769,8 @@ async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve:
         if stack is not None:
             err.print("stopping the dev stack …")
             await asyncio.to_thread(stack.stop)
-    return 0 if all(r.as_designed for r in results) else 1
+    recovered = shown is None or (shown.open == 0 and shown.requests == shown.recovered)
+    return 0 if all(r.as_designed for r in results) and recovered else 1
 
 
 def _demo_table(results: list[Any]) -> None:

@@ -7,11 +7,14 @@ are the incidents' own (`seed` world); tests may pass a smaller world.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,13 +30,14 @@ DEMO_PLAN: dict[str, Any] = {
     "faults": [
         # Case C: Slack's 500 on one channel, every time (slackdump gave up after its retries).
         {"route": "slack.history", "ids": ["C017NG64T24"], "status": 500, "times": None},
-        # Case E: 4,188 conversation fetches answered 429 with a 24 h Retry-After.
+        # Case E: 4,188 conversation fetches answered 429 with a 24 h Retry-After; the next
+        # request for each (the recovery's) succeeds.
         {
             "route": "chatgpt.conversation",
             "sample": {"count": 4188, "seed": 7},
             "status": 429,
             "retry_after": 86400,
-            "times": None,
+            "times": 1,
         },
     ],
     # Case D: the CSV export rejects ranges longer than ~3 months, so 5y/2y/1y fail, 90d works.
@@ -56,6 +60,10 @@ class Case:
     streams: tuple[StreamScope, ...] = ()
 
 
+# Case E's recovery, shown in the demo's time: 2,000 units per 10 seconds, where a real
+# connector would have 2,000 per day.
+DEMO_BUDGET_WINDOW = "10s"
+
 # Case D asks for five years ending where the simulated bank's history ends (the incident's day).
 FIVE_YEARS = TimeRange(since="2021-04-20", until="2026-04-19")
 
@@ -75,14 +83,15 @@ def cases(work_dir: Path, capped_state_bytes: int = 64 * 1024) -> list[Case]:
              env={"SLACK_ARCHIVE": str(work_dir / "slack-archive.sqlite")}),
         Case("D", "USAA: 5-year request served as 90 days", "demo_usaa", "usaa",
              streams=(StreamScope(name="transactions", time_range=FIVE_YEARS),)),
-        Case("E", "ChatGPT: 4,188 conversations answered 429", "demo_chatgpt", "chatgpt"),
+        Case("E", "ChatGPT: 4,188 conversations answered 429", "demo_chatgpt", "chatgpt",
+             settings={"budget": {"units": 2000, "window": DEMO_BUDGET_WINDOW}}),
     ]  # fmt: skip
 
 
-def _toml(value: Any) -> str:
+def toml_value(value: Any) -> str:
     """A TOML value: tables inline, scalars and lists as JSON writes them (TOML-compatible)."""
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     return json.dumps(value)
 
 
@@ -100,7 +109,7 @@ def write_registry(path: Path, selected: list[Case], upstream_url: str) -> Path:
             f"manifest = {json.dumps(str(entry.manifest))}",
             "env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + " }",
         ]
-        lines += [f"{k} = {_toml(v)}" for k, v in case.settings.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in case.settings.items()]
         blocks.append("\n".join(lines))
     path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
     return path
@@ -247,3 +256,72 @@ def next_retry(o: RunOutcome) -> str:
     first = min(h.not_before for h in o.retry_hints)
     minutes = max(0, round((first - o.finished_at).total_seconds() / 60))
     return f"in {minutes // 60}h{minutes % 60:02d}m"
+
+
+@dataclass
+class RecoveryShown:
+    """What Case E's recovery did, measured: per budget window, and upstream requests per gap."""
+
+    recovered: int
+    open: int
+    runs: int
+    per_window: list[int]
+    requests: int
+
+    @property
+    def requests_per_gap(self) -> float:
+        return self.requests / self.recovered if self.recovered else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "requests_per_gap": round(self.requests_per_gap, 4)}
+
+
+async def show_recovery(
+    client: Client, store: Store, requests: Callable[[], dict[str, int]], result: CaseResult
+) -> RecoveryShown:
+    """Bring Case E's recovery forward (as `pdpp-orch recover demo_chatgpt --now` would; the
+    budget still rules) and wait for it, counting the upstream requests it makes."""
+    from activities.budget import budget_status
+    from workflows.recovery import GapRecoveryWorkflow
+
+    [wid] = result.outcome.recovery_workflow_ids
+    before = requests()
+    handle = client.get_workflow_handle_for(GapRecoveryWorkflow.run, wid)
+    await handle.signal(GapRecoveryWorkflow.run_now)
+    done = await handle.result()
+    after = requests()
+    runs = [
+        RunOutcome.model_validate_json(r["outcome"]) for r in await store.recovery_runs(result.case.connector)
+    ]
+    budget = await budget_status(client, result.case.connector)
+    windows: dict[int, int] = {}
+    if budget is not None:
+        for r in runs:  # a run draws on the window its grant came from, the one it started in
+            k = math.floor((r.started_at - budget.window_started).total_seconds() / budget.window_seconds)
+            windows[k] = windows.get(k, 0) + r.records_durable
+    per_window = [windows[k] for k in sorted(windows)]
+    return RecoveryShown(
+        recovered=done.progress.recovered,
+        open=done.progress.open,
+        runs=done.runs,
+        per_window=per_window,
+        requests=sum(n - before.get(k, 0) for k, n in after.items()),
+    )
+
+
+async def cancel_waiting_recoveries(client: Client, results: list[CaseResult]) -> int:
+    """The demo's worker stops with the demo: cancel the recoveries still waiting for their
+    not_before (A, C, D), rather than leave them running with nobody to execute them."""
+    from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+
+    n = 0
+    for r in results:
+        for wid in r.outcome.recovery_workflow_ids:
+            handle = client.get_workflow_handle(wid)
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.cancel()
+                # Let the (still running) demo worker process the cancellation before it stops.
+                with contextlib.suppress(WorkflowFailureError):
+                    await asyncio.wait_for(handle.result(), timeout=30)
+                n += 1
+    return n

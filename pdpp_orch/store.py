@@ -314,6 +314,15 @@ class Store:
         )
         return [dict(r) for r in rows]
 
+    async def recovery_runs(self, connector: str) -> list[dict[str, Any]]:
+        """The connector's finished recovery runs, oldest first."""
+        rows = await self.pool.fetch(
+            "SELECT run_id, status, records_durable, outcome::text AS outcome FROM runs "
+            "WHERE connector = $1 AND mode = 'recovery' AND outcome IS NOT NULL ORDER BY started_at",
+            connector,
+        )
+        return [dict(r) for r in rows]
+
     async def spine_events(self, run_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT event_type, payload::text AS payload FROM spine_events WHERE run_id = $1 ORDER BY id",
@@ -646,6 +655,19 @@ class Store:
             gap_id,
         )
         return dict(row) if row else None
+
+    async def open_hints(self, connector: str) -> list[dict[str, Any]]:
+        """The hints that still own open gaps, with counts by status."""
+        rows = await self.pool.fetch(
+            "SELECT hint_id, min(stream) AS stream, min(reason) AS reason, "
+            "count(*) FILTER (WHERE status IN ('pending', 'leased')) AS open, "
+            "count(*) FILTER (WHERE status = 'recovered') AS recovered, "
+            "count(*) FILTER (WHERE status = 'terminal') AS terminal "
+            "FROM gaps WHERE connector = $1 AND hint_id IS NOT NULL GROUP BY hint_id "
+            "HAVING count(*) FILTER (WHERE status IN ('pending', 'leased')) > 0 ORDER BY hint_id",
+            connector,
+        )
+        return [dict(r) for r in rows]
 
     async def hint_subjects(self, connector: str, hint_id: str) -> list[str]:
         """The ids a hint's `include_resources` refers to (still open)."""

@@ -16,6 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from pdpp_orch import search_attributes
+from pdpp_orch.demo import toml_value
 from pdpp_orch.devstack import temporal_cli, test_server_cli
 from pdpp_orch.models import RunInput, RunOutcome, StreamScope
 from pdpp_orch.registry import Registry
@@ -100,7 +101,7 @@ class Harness:
         ]
         lines.append("env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + " }")
         for k, v in extra.items():
-            lines.append(f"{k} = {json.dumps(v)}")
+            lines.append(f"{k} = {toml_value(v)}")
         self.entries.append("\n".join(lines))
         self.registry_path.write_text("\n\n".join(self.entries) + "\n")
         return name

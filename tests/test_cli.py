@@ -131,3 +131,66 @@ async def test_demo_runs_the_seed_cases_and_says_whether_each_ended_as_designed(
     assert by_case["A"]["records_durable"] == 50_396
     assert by_case["E"]["skipped_by_reason"] == {"rate_limited": 4188}
     assert by_case["E"]["retry_hints"][0]["gap_count"] == 4188
+    # E's recovery, brought forward, within the demo budget of 2,000 units per window.
+    recovery = next(r for r in results if r["case"] == "E")["recovery"]
+    assert (recovery["recovered"], recovery["open"], recovery["per_window"]) == (4188, 0, [2000, 2000, 188])
+    assert recovery["requests"] == 4188 and recovery["requests_per_gap"] == 1.0
+    # A and D's recoveries would wait minutes for a worker that stops with the demo: cancelled.
+    for case in ("A", "D"):
+        [wid] = by_case[case]["recovery_workflow_ids"]
+        desc = await harness.client.get_workflow_handle(wid).describe()
+        assert desc.status is not None and desc.status.name in ("CANCELED", "CANCELLED")
+
+
+async def test_gaps_recover_and_budget_commands(harness: Harness, pg_url: str) -> None:
+    gap = {
+        "type": "DETAIL_GAP",
+        "stream": "a",
+        "reason": "rate_limited",
+        "retry_after_seconds": 86400,
+    }
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 5}},
+            *({"msg": {**gap, "record_key": f"k{i}"}} for i in range(3)),
+            {"state": "a"},
+            {"done": "succeeded"},
+        ],
+        budget={"units": 100, "window": "1h"},
+    )
+    async with harness.worker():
+        code, out, _ = await cli(harness, pg_url, "run", name, "--wait", "--json")
+        assert code == 3
+        outcome = json.loads(out)
+        [wid] = outcome["recovery_workflow_ids"]
+
+        code, out, _ = await cli(harness, pg_url, "gaps", name, "--json")
+        rows = json.loads(out)
+        assert code == 0 and sorted(r["subject"] for r in rows) == ["k0", "k1", "k2"]
+        assert {r["status"] for r in rows} == {"pending"}
+        code, out, _ = await cli(harness, pg_url, "gaps", name, "--status", "recovered", "--json")
+        assert json.loads(out) == []
+
+        # The recovery waits for the 24 h Retry-After; its state is visible.
+        code, out, _ = await cli(harness, pg_url, "recover", name, "--json")
+        [rec] = json.loads(out)
+        assert (rec["workflow_id"], rec["open"]) == (wid, 3)
+        assert rec["state"].startswith("waiting until not_before")
+
+        # The forward run was charged: 5 records + 3 gaps, one unit each.
+        code, out, _ = await cli(harness, pg_url, "budget", name, "--json")
+        status = json.loads(out)
+        assert (status["units"], status["spent"], status["remaining"]) == (100, 8, 92)
+
+        code, out, _ = await cli(harness, pg_url, "recover", "cancel", name, "--json")
+        assert json.loads(out)[0]["state"] == "cancel requested"
+        desc = await harness.client.get_workflow_handle(wid).describe()
+        for _ in range(50):
+            if desc.status and desc.status.name != "RUNNING":
+                break
+            await asyncio.sleep(0.1)
+            desc = await harness.client.get_workflow_handle(wid).describe()
+        assert desc.status is not None and desc.status.name == "CANCELED"
+
+        code, out, err = await cli(harness, pg_url, "gaps", "requeue", "gap_nope")
+        assert code == 2 and "no gap" in err
