@@ -260,3 +260,48 @@ async def test_owner_action_gaps_get_no_hint_and_are_never_retried(rec: Recovery
     gaps = await rec.store.list_gaps(case.connector)
     assert len(gaps) == 5 and {g["status"] for g in gaps} == {"pending"}
     assert {(g["reason"], g["recovery_class"]) for g in gaps} == {("credentials_rejected", "owner_action")}
+
+
+async def test_two_recoveries_of_one_connector_share_its_budget(rec: Recovery) -> None:
+    # Two kinds of miss in one run, hence two hints and two recoveries running at once.
+    rec.upstream.set_plan(
+        {
+            "faults": [
+                {**CHATGPT_429, "sample": {"count": 150, "seed": 11}},
+                # 4 answers of 503 exhaust the connector's own retries; the 5th request succeeds.
+                {
+                    "route": "chatgpt.conversation",
+                    "sample": {"count": 150, "seed": 12},
+                    "status": 503,
+                    "times": 4,
+                },
+            ]
+        }
+    )
+    case = rec.add("chatgpt", settings={"budget": {"units": 100, "window": "24h"}})
+    async with rec.worker():
+        o = await rec.forward(case)
+        assert sorted(h.reason for h in o.retry_hints) == ["rate_limited", "upstream_server_error"]
+        handles = [
+            await rec.client.start_workflow(
+                GapRecoveryWorkflow.run,
+                RecoveryInput(connector=o.connector, hint=h, found_run_id=o.run_id, batch_size=60),
+                id=recovery_workflow_id(h.hint_id),
+                task_queue=rec.task_queue,
+            )
+            for h in o.retry_hints
+        ]
+        results = [await h.result() for h in handles]
+    assert sum(r.progress.recovered for r in results) == len(await rec.store.list_gaps(case.connector))
+    assert all(r.progress.open == 0 for r in results)
+    # Per budget window (workflow time), both recoveries together never got more than 100.
+    runs = [RunOutcome.model_validate_json(r["outcome"]) for r in await rec.recovery_runs(case.connector)]
+    runs.sort(key=lambda r: r.started_at)
+    windows = [[runs[0]]]
+    for prev, r in itertools.pairwise(runs):
+        if r.started_at - prev.started_at > timedelta(hours=12):
+            windows.append([])
+        windows[-1].append(r)
+    assert len(windows) >= 3
+    assert all(sum(r.records_durable for r in w) <= 100 for w in windows)
+    assert sum(r.records_durable for r in runs) == sum(r.progress.recovered for r in results)

@@ -233,6 +233,7 @@ async def test_case_e_rate_limited_conversations_are_gaps_with_one_24h_hint(
     assert not any(i in text for i in list(limited)[:200])
 
     # The seed's original connector (one SKIP_RESULT per 429) leads to the same gaps and hint.
+    upstream_seed.reset()  # re-arms the plan's 429s (each fires once per conversation)
     skip = seed_cases.add("E", "chatgpt", env={"CHATGPT_GAP_STYLE": "skip_result"})
     o2 = await seed_cases.run(skip)
     [hint2] = o2.retry_hints
