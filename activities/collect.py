@@ -246,10 +246,11 @@ class Collector:
             "state": state or None,
             "bindings": {},
         }
-        if self.served:
+        if self.run_input.lease_id:
             start["detail_gaps"] = self.served
             # Detail gaps carry their locator and are drained alone; resource gaps (no locator)
-            # are fetched by a run scoped to those resources.
+            # are fetched by a run scoped to those resources. A retried attempt whose gaps were
+            # all settled by the attempt before it has nothing to do: no forward walk either.
             start["recovery_only"] = all(g["detail_locator"] is not None for g in self.served)
         return start
 

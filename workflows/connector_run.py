@@ -32,7 +32,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from pdpp_orch.outcome import derive_outcome, failed_retryably
 
-SHORT = timedelta(minutes=2)
+# Database activities take well under a second; a worker that died holding one is noticed after this.
+SHORT = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
