@@ -36,7 +36,7 @@ app = typer.Typer(
 )
 # Off a terminal, keep table rows whole instead of wrapping them at 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
 
 EXIT_CODES = {
     RunStatus.SUCCEEDED: 0,
@@ -225,9 +225,6 @@ def _run_input(s: Settings, name: str, streams: list[str], since: str | None, un
 async def _start_and_wait(
     client: Any, database_url: str, s: Settings, inp: RunInput, quiet: bool
 ) -> RunOutcome:
-    from temporalio.common import SearchAttributePair, TypedSearchAttributes
-
-    from pdpp_orch import search_attributes as sa
     from pdpp_orch.progress import watch_run
     from workflows.connector_run import ConnectorRunWorkflow
 
@@ -238,18 +235,32 @@ async def _start_and_wait(
         task_queue=s.task_queue,
         static_summary=f"{inp.connector} · {inp.mode.value} · {inp.trigger.value}",
         static_details=f"run `{inp.run_id}` of connector `{inp.connector}`",
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.CONNECTOR, inp.connector),
-                SearchAttributePair(sa.TRIGGER, inp.trigger.value),
-            ]
-        ),
+        search_attributes=_start_attributes(inp),
     )
     err.print(f"started run {inp.run_id}")
     outcome: RunOutcome = await watch_run(handle, database_url, inp.run_id, err, quiet=quiet)
     if not quiet:
         print_outcome(outcome)
     return outcome
+
+
+def _start_attributes(inp: RunInput) -> Any:
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    from pdpp_orch import search_attributes as sa
+
+    return TypedSearchAttributes(
+        [SearchAttributePair(sa.CONNECTOR, inp.connector), SearchAttributePair(sa.TRIGGER, inp.trigger.value)]
+    )
+
+
+async def running_runs(client: Any, connector: str) -> list[str]:
+    """Forward runs of `connector` that are in progress (recoveries run alongside them)."""
+    query = (
+        f"WorkflowType = 'ConnectorRunWorkflow' AND ExecutionStatus = 'Running' "
+        f"AND PdppConnector = '{connector}' AND PdppTrigger != 'recovery'"
+    )
+    return [w.id async for w in client.list_workflows(query)]
 
 
 @app.command()
@@ -263,6 +274,9 @@ def run(
         str | None, typer.Option(help="ISO time: collect until here (time_range.until).")
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show progress and wait for the outcome.")] = False,
+    allow_concurrent: Annotated[
+        bool, typer.Option("--allow-concurrent", help="Start even if a run of NAME is in progress.")
+    ] = False,
     as_json: JsonOpt = False,
     connectors: ConnectorsOpt = None,
     data_dir: DataDirOpt = None,
@@ -270,7 +284,7 @@ def run(
     """Start a run of connector NAME. With --wait the exit status tells the outcome:
     0 succeeded, 3 partially_completed, 1 failed or cancelled, 2 usage/configuration error."""
     s = _settings(data_dir, connectors)
-    _run_async(_run(s, name, stream or [], since, until, wait, as_json))
+    _run_async(_run(s, name, stream or [], since, until, wait, as_json, allow_concurrent))
 
 
 async def _run(
@@ -281,6 +295,7 @@ async def _run(
     until: str | None,
     wait: bool,
     as_json: bool,
+    allow_concurrent: bool = False,
 ) -> int:
     from pdpp_orch.client import connect
 
@@ -293,6 +308,13 @@ async def _run(
     inp = _run_input(s, name, streams, since, until)
     address, database = _endpoints(s)
     client = await connect(address, s.temporal_namespace)
+    if not allow_concurrent:
+        running = await running_runs(client, name)
+        if running:
+            raise UsageError(
+                f"connector {name!r} has a run in progress: {', '.join(running)} "
+                "(wait for it, cancel it with `pdpp-orch cancel RUN_ID`, or pass --allow-concurrent)"
+            )
     if not wait:
         from workflows.connector_run import ConnectorRunWorkflow
 
@@ -302,6 +324,7 @@ async def _run(
             id=inp.run_id,
             task_queue=s.task_queue,
             static_summary=f"{inp.connector} · {inp.mode.value} · {inp.trigger.value}",
+            search_attributes=_start_attributes(inp),
         )
         if as_json:
             print(json.dumps({"run_id": inp.run_id}))
@@ -311,6 +334,80 @@ async def _run(
     outcome = await _start_and_wait(client, database, s, inp, quiet=as_json)
     if as_json:
         print(outcome.model_dump_json(indent=2))
+    return EXIT_CODES[outcome.status]
+
+
+@app.command()
+def watch(
+    run_id: Annotated[str, typer.Argument(help="The run id (also its workflow id).")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Follow a run until it ends (progress bar on a terminal, plain lines otherwise); the exit
+    status tells the outcome, as for `run --wait`."""
+    _run_async(_watch(_settings(data_dir), run_id, as_json))
+
+
+async def _watch(s: Settings, run_id: str, as_json: bool) -> int:
+    from pdpp_orch.client import connect
+    from pdpp_orch.progress import watch_run
+
+    address, database = _endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    handle = client.get_workflow_handle(run_id, result_type=RunOutcome)
+    try:
+        await handle.describe()
+    except Exception as e:
+        raise UsageError(f"no run {run_id!r}") from e
+    outcome = await _outcome_or_exit(watch_run(handle, database, run_id, err, quiet=as_json))
+    if as_json:
+        print(outcome.model_dump_json(indent=2))
+    else:
+        print_outcome(outcome)
+    return EXIT_CODES[outcome.status]
+
+
+async def _outcome_or_exit(coro: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
+    from temporalio.client import WorkflowFailureError
+
+    try:
+        return await coro
+    except WorkflowFailureError as e:
+        raise UsageError(f"the run's workflow ended without an outcome: {e.cause or e}") from e
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run id (also its workflow id).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the cancelled run's outcome.")] = False,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Cancel a run: the connector's process group is ended, every accepted record stays durable,
+    no checkpoint commits, the outcome says `cancelled`."""
+    _run_async(_cancel(_settings(data_dir), run_id, wait, as_json))
+
+
+async def _cancel(s: Settings, run_id: str, wait: bool, as_json: bool) -> int:
+    from temporalio.service import RPCError
+
+    from pdpp_orch.client import connect
+
+    address, _ = _endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    handle = client.get_workflow_handle(run_id, result_type=RunOutcome)
+    try:
+        await handle.cancel()
+    except RPCError as e:
+        raise UsageError(f"cannot cancel {run_id!r}: {e.message}") from e
+    if not wait:
+        out.print(f"cancellation of {run_id} requested")
+        return 0
+    outcome = await _outcome_or_exit(handle.result())
+    if as_json:
+        print(outcome.model_dump_json(indent=2))
+    else:
+        print_outcome(outcome)
     return EXIT_CODES[outcome.status]
 
 
@@ -653,6 +750,213 @@ async def _budget(s: Settings, connector: str, as_json: bool) -> int:
             f"{status.granted_total:,} granted in {status.requests_total:,} requests"
         )
     return 0
+
+
+# -- schedules --------------------------------------------------------------------------------
+
+schedule_app = typer.Typer(
+    help="Recurring syncs on Temporal Schedules (one per connector, id sync-NAME).", no_args_is_help=True
+)
+app.add_typer(schedule_app, name="schedule")
+
+EveryOpt = Annotated[str | None, typer.Option("--every", help='Interval, e.g. "6h", "30m", "1d".')]
+CronOpt = Annotated[str | None, typer.Option("--cron", help='Cron expression, e.g. "0 */6 * * *".')]
+OverlapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--overlap", help="When the previous run is still going: skip (default), buffer_one, allow_all."
+    ),
+]
+
+
+def _check_overlap(overlap: str | None) -> None:
+    from pdpp_orch.schedules import OVERLAP
+
+    if overlap is not None and overlap not in OVERLAP:
+        raise typer.BadParameter(f"--overlap must be one of {', '.join(OVERLAP)}")
+
+
+@schedule_app.command("create")
+def schedule_create(
+    name: Annotated[str, typer.Argument(help="Connector name.")],
+    every: EveryOpt = None,
+    cron: CronOpt = None,
+    stream: Annotated[
+        list[str] | None, typer.Option("--stream", help="Only this stream (repeatable).")
+    ] = None,
+    overlap: OverlapOpt = None,
+    jitter: Annotated[str | None, typer.Option(help='Random delay up to this, e.g. "5m".')] = None,
+    paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+    connectors: ConnectorsOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Sync connector NAME on a schedule; its runs carry trigger `scheduled`."""
+    _check_overlap(overlap)
+    s = _settings(data_dir, connectors)
+    _run_async(_schedule_create(s, name, every, cron, stream or [], overlap or "skip", jitter, paused))
+
+
+async def _schedule_create(
+    s: Settings,
+    name: str,
+    every: str | None,
+    cron: str | None,
+    streams: list[str],
+    overlap: str,
+    jitter: str | None,
+    paused: bool,
+) -> int:
+    from temporalio.service import RPCError
+
+    from pdpp_orch import schedules
+    from pdpp_orch.client import connect
+
+    _run_input(s, name, streams, None, None)  # validates the connector and its streams
+    try:
+        spec = schedules.spec(every, cron, jitter)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    address, _ = _endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    sched = schedules.build(name, s.task_queue, spec, streams, overlap, paused, s.heartbeat_timeout_seconds)
+    try:
+        await client.create_schedule(schedules.schedule_id(name), sched)
+    except RPCError as e:
+        raise UsageError(f"cannot create schedule {schedules.schedule_id(name)}: {e.message}") from e
+    out.print(f"schedule {schedules.schedule_id(name)} created" + (" (paused)" if paused else ""))
+    return 0
+
+
+@schedule_app.command("update")
+def schedule_update(
+    name: Annotated[str, typer.Argument(help="Connector name.")],
+    every: EveryOpt = None,
+    cron: CronOpt = None,
+    jitter: Annotated[str | None, typer.Option(help="New jitter (with --every or --cron).")] = None,
+    overlap: OverlapOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Change a schedule's timing (--every or --cron) or overlap policy."""
+    _check_overlap(overlap)
+    _run_async(_schedule_update(_settings(data_dir), name, every, cron, jitter, overlap))
+
+
+async def _schedule_update(
+    s: Settings, name: str, every: str | None, cron: str | None, jitter: str | None, overlap: str | None
+) -> int:
+    from pdpp_orch import schedules
+    from pdpp_orch.client import connect
+
+    try:
+        spec = schedules.spec(every, cron, jitter) if every or cron else None
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if spec is None and overlap is None:
+        raise UsageError("nothing to change: give --every, --cron or --overlap")
+    address, _ = _endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    await _schedule_call(schedules.update(client, name, spec, overlap), name)
+    out.print(f"schedule {schedules.schedule_id(name)} updated")
+    return 0
+
+
+async def _schedule_call(coro: Coroutine[Any, Any, Any], name: str) -> Any:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        return await coro
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise UsageError(f"no schedule for connector {name!r}") from e
+        raise
+
+
+@schedule_app.command("list")
+def schedule_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """Every schedule: timing, overlap policy, paused, next run, runs and skipped overlaps."""
+    _run_async(_schedule_list(_settings(data_dir), None, as_json))
+
+
+@schedule_app.command("describe")
+def schedule_describe(
+    name: Annotated[str, typer.Argument(help="Connector name.")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """One connector's schedule."""
+    _run_async(_schedule_list(_settings(data_dir), name, as_json))
+
+
+async def _schedule_list(s: Settings, name: str | None, as_json: bool) -> int:
+    from pdpp_orch import schedules
+    from pdpp_orch.client import connect
+
+    address, _ = _endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    if name is not None:
+        ids = [schedules.schedule_id(name)]
+    else:
+        ids = sorted([e.id async for e in await client.list_schedules() if e.id.startswith("sync-")])
+    rows = []
+    for sid in ids:
+        desc = await _schedule_call(client.get_schedule_handle(sid).describe(), sid.removeprefix("sync-"))
+        rows.append(schedules.summary(desc))
+    if as_json:
+        print(json.dumps(rows if name is None else rows[0], indent=2, default=str))
+        return 0
+    t = Table(
+        "schedule", "every / cron", "overlap", "paused", "next run", "runs", "skipped (overlap)", "running"
+    )
+    for r in rows:
+        t.add_row(
+            r["schedule_id"],
+            r["every"] or r["cron"] or "",
+            r["overlap"],
+            "yes" if r["paused"] else "",
+            (r["next_run"] or "")[:19],
+            str(r["runs"]),
+            str(r["skipped_overlaps"]),
+            ", ".join(r["running"]),
+        )
+    out.print(t if rows else "no schedules")
+    return 0
+
+
+def _schedule_action(action: str) -> Any:
+    def command(
+        name: Annotated[str, typer.Argument(help="Connector name.")], data_dir: DataDirOpt = None
+    ) -> None:
+        _run_async(_schedule_do(_settings(data_dir), name, action))
+
+    command.__doc__ = {
+        "pause": "Pause a schedule (no runs start until unpaused).",
+        "unpause": "Unpause a schedule.",
+        "trigger": "Start a scheduled run now (the overlap policy applies).",
+        "delete": "Delete a schedule (runs already started go on).",
+    }[action]
+    return command
+
+
+async def _schedule_do(s: Settings, name: str, action: str) -> int:
+    from pdpp_orch import schedules
+    from pdpp_orch.client import connect
+
+    address, _ = _endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    handle = client.get_schedule_handle(schedules.schedule_id(name))
+    calls = {
+        "pause": lambda: handle.pause(note="paused by pdpp-orch"),
+        "unpause": lambda: handle.unpause(note="unpaused by pdpp-orch"),
+        "trigger": lambda: handle.trigger(),
+        "delete": lambda: handle.delete(),
+    }
+    await _schedule_call(calls[action](), name)
+    out.print(f"schedule {schedules.schedule_id(name)}: {action}d".replace("triggerd", "triggered"))
+    return 0
+
+
+for _action in ("pause", "unpause", "trigger", "delete"):
+    schedule_app.command(_action)(_schedule_action(_action))
 
 
 # -- demo / upstream --------------------------------------------------------------------------

@@ -71,7 +71,7 @@ class RunInput(BaseModel):
     """Input of ConnectorRunWorkflow. The workflow id is the run id."""
 
     connector: str
-    run_id: str
+    run_id: str = Field(default="", description="empty: the workflow id (scheduled runs)")
     trigger: Trigger = Trigger.MANUAL
     mode: Mode = Mode.FORWARD
     streams: list[StreamScope] = Field(default_factory=list, description="empty: every stream")

@@ -61,6 +61,10 @@ class ConnectorRunWorkflow:
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunOutcome:
+        if not inp.run_id:
+            # A Schedule starts every run with the same input; its workflow id (the schedule's
+            # id plus the scheduled time) is the run id.
+            inp.run_id = workflow.info().workflow_id
         started = workflow.now()
         workflow.upsert_search_attributes(
             [

@@ -1,0 +1,160 @@
+"""Recurring syncs on Temporal Schedules: one schedule per connector (id `sync-<NAME>`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleDescription,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from pdpp_orch import search_attributes as sa
+from pdpp_orch.budget import parse_window
+from pdpp_orch.models import RunInput, StreamScope, Trigger
+
+OVERLAP = {
+    "skip": ScheduleOverlapPolicy.SKIP,
+    "buffer_one": ScheduleOverlapPolicy.BUFFER_ONE,
+    "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
+}
+
+
+def schedule_id(connector: str) -> str:
+    return f"sync-{connector}"
+
+
+def spec(every: str | None, cron: str | None, jitter: str | None) -> ScheduleSpec:
+    """`--every 6h` or `--cron "0 */6 * * *"` (exactly one), with an optional `--jitter 5m`."""
+    if (every is None) == (cron is None):
+        raise ValueError("give exactly one of --every and --cron")
+    return ScheduleSpec(
+        intervals=[ScheduleIntervalSpec(every=timedelta(seconds=parse_window(every)))] if every else [],
+        cron_expressions=[cron] if cron else [],
+        jitter=timedelta(seconds=parse_window(jitter)) if jitter else None,
+    )
+
+
+def build(
+    connector: str,
+    task_queue: str,
+    schedule_spec: ScheduleSpec,
+    streams: list[str],
+    overlap: str,
+    paused: bool,
+    heartbeat_timeout_seconds: float,
+) -> Schedule:
+    """A schedule that starts ConnectorRunWorkflow with `trigger: scheduled`."""
+    from workflows.connector_run import ConnectorRunWorkflow
+
+    inp = RunInput(
+        connector=connector,
+        trigger=Trigger.SCHEDULED,
+        streams=[StreamScope(name=s) for s in streams],
+        heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+    )
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ConnectorRunWorkflow.run,
+            inp,
+            id=schedule_id(connector),
+            task_queue=task_queue,
+            static_summary=f"{connector} · forward · scheduled",
+            typed_search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.CONNECTOR, connector),
+                    SearchAttributePair(sa.TRIGGER, Trigger.SCHEDULED.value),
+                ]
+            ),
+        ),
+        spec=schedule_spec,
+        policy=SchedulePolicy(overlap=OVERLAP[overlap]),
+        state=ScheduleState(paused=paused, note="created by pdpp-orch"),
+    )
+
+
+async def update(
+    client: Client,
+    connector: str,
+    schedule_spec: ScheduleSpec | None,
+    overlap: str | None,
+) -> None:
+    """Change the timing or overlap policy of an existing schedule, keeping everything else."""
+
+    def change(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        s = current.description.schedule
+        if schedule_spec is not None:
+            s.spec = schedule_spec
+        if overlap is not None:
+            s.policy.overlap = OVERLAP[overlap]
+        return ScheduleUpdate(schedule=s)
+
+    await client.get_schedule_handle(schedule_id(connector)).update(change)
+
+
+def _field(ranges: Sequence[ScheduleRange], low: int, high: int) -> str:
+    parts = []
+    for r in ranges:
+        end = max(r.end, r.start)
+        step = f"/{r.step}" if r.step > 1 else ""
+        if r.start == low and end == high:
+            parts.append("*" + step)
+        elif end == r.start:
+            parts.append(str(r.start))
+        else:
+            parts.append(f"{r.start}-{end}{step}")
+    return ",".join(parts) or "*"
+
+
+def _cron(s: ScheduleSpec) -> str | None:
+    """The schedule's cron expression: the server stores cron strings as calendar specs, so a
+    described schedule gives them back in that form."""
+    if s.cron_expressions:
+        return s.cron_expressions[0]
+    if not s.calendars:
+        return None
+    c = s.calendars[0]
+    return " ".join(
+        (
+            _field(c.minute, 0, 59),
+            _field(c.hour, 0, 23),
+            _field(c.day_of_month, 1, 31),
+            _field(c.month, 1, 12),
+            _field(c.day_of_week, 0, 6),
+        )
+    )
+
+
+def summary(d: ScheduleDescription) -> dict[str, Any]:
+    """What an operator wants to know of a schedule, as plain data."""
+    s = d.schedule
+    spec_ = s.spec
+    every = [str(i.every) for i in spec_.intervals]
+    recent = d.info.recent_actions[-1] if d.info.recent_actions else None
+    return {
+        "schedule_id": d.id,
+        "every": every[0] if every else None,
+        "cron": _cron(spec_),
+        "jitter": str(spec_.jitter) if spec_.jitter else None,
+        "overlap": s.policy.overlap.name.lower(),
+        "paused": s.state.paused,
+        "note": s.state.note,
+        "next_run": d.info.next_action_times[0].isoformat() if d.info.next_action_times else None,
+        "runs": d.info.num_actions,
+        "skipped_overlaps": d.info.num_actions_skipped_overlap,
+        "running": [getattr(a, "workflow_id", "?") for a in d.info.running_actions],
+        "last_run": getattr(recent.action, "workflow_id", None) if recent else None,
+    }

@@ -1,0 +1,112 @@
+"""The operator's commands against the dev server: schedules, watch, cancel, one run at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.conftest import Harness
+from tests.test_cli import cli
+
+SLOW = [{"records": {"stream": "a", "count": 20}}, {"state": "a"}, {"sleep": 30}, {"done": "succeeded"}]
+QUICK = [{"records": {"stream": "a", "count": 3}}, {"state": "a"}, {"done": "succeeded"}]
+
+
+async def started(h: Harness, run_id: str) -> None:
+    """Wait until the run's connector is collecting (its row shows durable records)."""
+    for _ in range(200):
+        n = await h.store.pool.fetchval("SELECT records_durable FROM runs WHERE run_id = $1", run_id)
+        if n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{run_id} never started collecting")
+
+
+async def test_cancel_watch_and_one_run_at_a_time(harness: Harness, pg_url: str) -> None:
+    slow = harness.scripted(SLOW)
+    async with harness.worker():
+        code, out, _ = await cli(harness, pg_url, "run", slow, "--json")
+        assert code == 0
+        run_id = json.loads(out)["run_id"]
+        await started(harness, run_id)
+        # A second run of the same connector while one is going: a clear refusal, no duplicate.
+        code, _, err = await cli(harness, pg_url, "run", slow)
+        assert code == 2 and f"has a run in progress: {run_id}" in err
+        code, out, err = await cli(harness, pg_url, "cancel", run_id, "--wait", "--json")
+        outcome = json.loads(out)
+        assert code == 1 and outcome["status"] == "cancelled" and outcome["records_durable"] == 20
+        assert outcome["state_streams_committed"] == 0
+        # Once it is over, the next run may start; `watch` follows it to its outcome.
+        quick = harness.scripted(QUICK)
+        code, out, _ = await cli(harness, pg_url, "run", quick, "--json")
+        code, out, _ = await cli(harness, pg_url, "watch", json.loads(out)["run_id"], "--json")
+        assert code == 0 and json.loads(out)["status"] == "succeeded"
+        code, _, err = await cli(harness, pg_url, "watch", "no-such-run")
+        assert code == 2 and "no run" in err
+
+
+async def test_schedule_lifecycle_and_skipped_overlap(harness: Harness, pg_url: str) -> None:
+    name = harness.scripted(SLOW)
+    async with harness.worker():
+        code, out, err = await cli(harness, pg_url, "schedule", "create", name, "--every", "1h", "--paused")
+        assert code == 0, err
+        code, out, _ = await cli(harness, pg_url, "schedule", "describe", name, "--json")
+        d = json.loads(out)
+        assert (d["schedule_id"], d["every"], d["overlap"], d["paused"]) == (
+            f"sync-{name}",
+            "1:00:00",
+            "skip",
+            True,
+        )
+
+        # Triggered twice while the first run is still going: the second is skipped, visibly.
+        assert (await cli(harness, pg_url, "schedule", "trigger", name))[0] == 0
+        for _ in range(100):
+            d = json.loads((await cli(harness, pg_url, "schedule", "describe", name, "--json"))[1])
+            if d["running"]:
+                break
+            await asyncio.sleep(0.1)
+        [run_id] = d["running"]
+        assert run_id.startswith(f"sync-{name}-")
+        await started(harness, run_id)
+        assert (await cli(harness, pg_url, "schedule", "trigger", name))[0] == 0
+        for _ in range(100):
+            d = json.loads((await cli(harness, pg_url, "schedule", "describe", name, "--json"))[1])
+            if d["skipped_overlaps"]:
+                break
+            await asyncio.sleep(0.1)
+        assert d["skipped_overlaps"] == 1 and d["runs"] == 1
+        row = await harness.store.get_run(run_id)
+        assert row is not None and row["trigger"] == "scheduled"
+        await harness.client.get_workflow_handle(run_id).cancel()
+
+        assert (await cli(harness, pg_url, "schedule", "unpause", name))[0] == 0
+        assert (
+            await cli(
+                harness,
+                pg_url,
+                "schedule",
+                "update",
+                name,
+                "--cron",
+                "0 */6 * * *",
+                "--overlap",
+                "buffer_one",
+            )
+        )[0] == 0
+        d = json.loads((await cli(harness, pg_url, "schedule", "describe", name, "--json"))[1])
+        assert (d["cron"], d["every"], d["overlap"], d["paused"]) == (
+            "0 */6 * * *",
+            None,
+            "buffer_one",
+            False,
+        )
+        code, out, _ = await cli(harness, pg_url, "schedule", "list", "--json")
+        assert f"sync-{name}" in [x["schedule_id"] for x in json.loads(out)]
+        assert (await cli(harness, pg_url, "schedule", "delete", name))[0] == 0
+        code, _, err = await cli(harness, pg_url, "schedule", "describe", name)
+        assert code == 2 and "no schedule" in err
+        code, _, err = await cli(
+            harness, pg_url, "schedule", "create", name, "--every", "1h", "--cron", "* * * * *"
+        )
+        assert code == 2 and "exactly one" in err
