@@ -136,7 +136,9 @@ class ConnectorRunWorkflow:
             "commit_checkpoints",
             CommitInput(run=inp, facts=facts),
             result_type=CommitResult,
-            start_to_close_timeout=timedelta(minutes=10),
+            # Cursors up to max_state_bytes (64 MiB) commit in seconds; a dead worker's commit is
+            # retried after this.
+            start_to_close_timeout=timedelta(minutes=1),
             retry_policy=DB_RETRY,
             summary="commit proven checkpoints",
         )
