@@ -323,6 +323,43 @@ class Store:
         )
         return [dict(r) for r in rows]
 
+    async def report_rows(self, connector: str | None) -> dict[str, list[dict[str, Any]]]:
+        """What `pdpp-orch report` shows, per connector and stream: records held, committed
+        checkpoints, open gaps by reason and class, and recent runs."""
+        async with self.pool.acquire() as conn:
+            records = await conn.fetch(
+                "SELECT connector, stream, count(*) FILTER (WHERE NOT deleted) AS held, "
+                "count(*) FILTER (WHERE deleted) AS deleted, max(updated_at) AS last_write FROM records "
+                "WHERE ($1::text IS NULL OR connector = $1) GROUP BY connector, stream",
+                connector,
+            )
+            state = await conn.fetch(
+                "SELECT connector, stream, cursor_bytes, run_id, committed_at FROM stream_state "
+                "WHERE ($1::text IS NULL OR connector = $1)",
+                connector,
+            )
+            gaps = await conn.fetch(
+                "SELECT connector, stream, reason, recovery_class, status, count(*) AS n, "
+                "min(not_before) AS next_retry, count(*) FILTER (WHERE hint_id IS NOT NULL) AS planned "
+                "FROM gaps WHERE ($1::text IS NULL OR connector = $1) AND status IN ('pending', 'leased') "
+                "GROUP BY connector, stream, reason, recovery_class, status",
+                connector,
+            )
+            runs = await conn.fetch(
+                "SELECT connector, run_id, trigger, mode, status, records_durable, started_at, "
+                "outcome::text AS outcome FROM ("
+                "  SELECT *, row_number() OVER (PARTITION BY connector ORDER BY started_at DESC) AS k "
+                "  FROM runs WHERE ($1::text IS NULL OR connector = $1)) r "
+                "WHERE k <= 20 ORDER BY connector, started_at",
+                connector,
+            )
+        return {
+            "records": [dict(r) for r in records],
+            "state": [dict(r) for r in state],
+            "gaps": [dict(r) for r in gaps],
+            "runs": [dict(r) for r in runs],
+        }
+
     async def spine_events(self, run_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT event_type, payload::text AS payload FROM spine_events WHERE run_id = $1 ORDER BY id",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from tests.conftest import Harness
 from tests.test_cli import cli
@@ -110,3 +111,56 @@ async def test_schedule_lifecycle_and_skipped_overlap(harness: Harness, pg_url: 
             harness, pg_url, "schedule", "create", name, "--every", "1h", "--cron", "* * * * *"
         )
         assert code == 2 and "exactly one" in err
+
+
+async def test_report_answers_am_i_missing_anything(harness: Harness, pg_url: str, tmp_path: Any) -> None:
+    gap = {"type": "DETAIL_GAP", "stream": "a", "reason": "rate_limited", "retry_after_seconds": 3600}
+    missing = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 5}},
+            *({"msg": {**gap, "record_key": f"k{i}"}} for i in range(3)),
+            {"records": {"stream": "b", "count": 2}},
+            {
+                "msg": {
+                    "type": "SKIP_RESULT",
+                    "stream": "b",
+                    "reason": "credentials_expired",
+                    "recovery_hint": "refresh_credentials",
+                }
+            },
+            {"state": "a"},
+            {"state": "b"},
+            {"done": "succeeded"},
+        ]
+    )
+    clean = harness.scripted(QUICK)
+    await harness.run(missing, recover=False)
+    await harness.run(clean)
+    page = tmp_path / "report.html"
+    code, out, err = await cli(harness, pg_url, "report", missing, "--json", "--html", str(page))
+    assert code == 0, err
+    [r] = json.loads(out)
+    assert r["missing_anything"] and r["waiting_on_owner"] == 1 and r["next_retry_cost"] == 3
+    streams = {s["stream"]: s for s in r["streams"]}
+    a, b = streams["a"], streams["b"]
+    assert (a["records_held"], a["coverage"], a["checkpoint_bytes"] is not None) == (5, "partial", True)
+    [g] = a["gaps"]
+    assert (g["reason"], g["recovery_class"], g["open"], g["estimated_cost"]) == (
+        "rate_limited",
+        "provider_pressure",
+        3,
+        3,
+    )
+    assert b["waiting_on_owner"] == 1 and b["gaps"][0]["estimated_cost"] is None
+    assert [p["records_durable"] for p in r["recent_runs"]] == [7]
+    text = page.read_text()
+    assert missing in text and "waiting on you" in text and "<svg" in text
+    assert "src=" not in text and "href=" not in text  # self-contained: nothing fetched
+
+    code, out, _ = await cli(harness, pg_url, "report", clean, "--json")
+    [c] = json.loads(out)
+    assert not c["missing_anything"] and c["next_retry"] is None
+    code, out, _ = await cli(harness, pg_url, "report", clean)
+    assert code == 0 and "nothing missing" in out
+    code, _, err = await cli(harness, pg_url, "report", "never-ran")
+    assert code == 2 and "nothing recorded" in err
