@@ -176,7 +176,7 @@ class RunActivities:
             groups = await self.store.gap_groups(run.connector, run.run_id, max_attempts)
             pairs = [(hint_id(run.run_id, g.stream, g.kind, g.reason), g) for g in groups]
             await self.store.assign_hints(run.connector, run.run_id, pairs)
-            hints = [_hint(hid, g, entry, now, max_attempts) for hid, g in pairs]
+            hints = [hint_for(hid, g, entry, now, max_attempts) for hid, g in pairs]
         by_stream = await self.store.open_gaps(run.connector)
         return RetryPlan(
             hints=hints,
@@ -207,7 +207,8 @@ def _checkpoint_class(c: StreamCommit) -> RecoveryClass:
     return RecoveryClass.TRANSIENT
 
 
-def _hint(hid: str, g: GapGroup, entry: ConnectorEntry, now: datetime, max_attempts: int) -> RetryHint:
+def hint_for(hid: str, g: GapGroup, entry: ConnectorEntry, now: datetime, max_attempts: int) -> RetryHint:
+    """The retry hint of one group of gaps: when, what scope, how much."""
     cls = RecoveryClass(g.recovery_class)
     attempt = g.attempts + 1
     stream = None if g.stream == NO_STREAM else g.stream

@@ -643,8 +643,8 @@ def recover(
     data_dir: DataDirOpt = None,
 ) -> None:
     """The connector's recoveries (one per retry hint with open gaps): `recover NAME` shows
-    them, `--now` ends their wait for not_before or back-off, `recover cancel NAME` cancels them
-    (their gaps stay open, for the next run's hints)."""
+    them, `--now` ends their wait for not_before or back-off (and starts again those that
+    ended while their gaps are open), `recover cancel NAME` cancels them (their gaps stay open)."""
     s = _settings(data_dir)
     if name == "cancel":
         if not target:
@@ -658,39 +658,57 @@ async def _recover(s: Settings, connector: str, action: str, as_json: bool) -> i
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
 
+    from activities.runs import hint_for
     from pdpp_orch.client import connect
+    from pdpp_orch.hints import MAX_NO_PROGRESS
+    from pdpp_orch.models import RecoveryInput
     from pdpp_orch.store import Store
     from workflows.recovery import GapRecoveryWorkflow, recovery_workflow_id
 
     address, database = _endpoints(s)
     store = await Store.connect(database, max_size=1)
-    try:
-        hints = await store.open_hints(connector)
-    finally:
-        await store.close()
     client = await connect(address, s.temporal_namespace)
     rows = []
-    for h in hints:
-        wid = recovery_workflow_id(h["hint_id"])
-        handle = client.get_workflow_handle(wid)
-        try:
-            desc = await handle.describe()
-            running = desc.status == WorkflowExecutionStatus.RUNNING
-            state = desc.status.name.lower() if desc.status else "unknown"
-        except RPCError:
-            running, state = False, "not started"
-        if running and action == "now":
-            await handle.signal(GapRecoveryWorkflow.run_now)
-            state = "brought forward"
-        elif running and action == "cancel":
-            await handle.cancel()
-            state = "cancel requested"
-        elif running:
+    try:
+        hints = await store.open_hints(connector)
+        for h in hints:
+            wid = recovery_workflow_id(h["hint_id"])
+            handle = client.get_workflow_handle(wid)
             try:
-                state = await handle.query(GapRecoveryWorkflow.phase)
+                desc = await handle.describe()
+                running = desc.status == WorkflowExecutionStatus.RUNNING
+                state = desc.status.name.lower() if desc.status else "unknown"
             except RPCError:
-                state = "running (no worker to ask)"
-        rows.append({**h, "workflow_id": wid, "state": state})
+                running, state = False, "not started"
+            if not running and action == "now":
+                # Its recovery ended (cancelled, failed) or never started: start it again, due now.
+                group = await store.hint_group(connector, h["hint_id"], MAX_NO_PROGRESS)
+                if group is not None:
+                    entry = Registry.load(s.connectors).get(connector)
+                    hint = hint_for(h["hint_id"], group, entry, datetime.now(UTC), MAX_NO_PROGRESS)
+                    hint.not_before = datetime.now(UTC)
+                    await client.start_workflow(
+                        GapRecoveryWorkflow.run,
+                        RecoveryInput(connector=connector, hint=hint, found_run_id=h["run_id"]),
+                        id=wid,
+                        task_queue=s.task_queue,
+                        static_summary=f"{connector} · recover {hint.gap_count:,} × {hint.reason} (again)",
+                    )
+                    state = "started"
+            elif running and action == "now":
+                await handle.signal(GapRecoveryWorkflow.run_now)
+                state = "brought forward"
+            elif running and action == "cancel":
+                await handle.cancel()
+                state = "cancel requested"
+            elif running:
+                try:
+                    state = await handle.query(GapRecoveryWorkflow.phase)
+                except RPCError:
+                    state = "running (no worker to ask)"
+            rows.append({**h, "workflow_id": wid, "state": state})
+    finally:
+        await store.close()
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return 0

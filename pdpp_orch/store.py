@@ -135,6 +135,32 @@ class GapGroup:
     max_days: int | None
 
 
+_GAP_GROUPS = """
+SELECT stream, kind, reason, recovery_class, count(*) AS n, max(not_before) AS not_before,
+       max(attempts) AS attempts,
+       array_agg(subject ORDER BY subject) FILTER (WHERE kind = 'range') AS ranges,
+       max((locator->>'max_days')::int) FILTER (WHERE kind = 'range') AS max_days
+FROM gaps
+WHERE connector = $1 AND {where} AND recovery_class = ANY($3::text[]) AND attempts < $4
+GROUP BY stream, kind, reason, recovery_class
+ORDER BY stream, kind, reason
+"""
+
+
+def _group(r: Any) -> GapGroup:
+    return GapGroup(
+        stream=r["stream"],
+        kind=r["kind"],
+        reason=r["reason"],
+        recovery_class=r["recovery_class"],
+        count=int(r["n"]),
+        not_before=r["not_before"],
+        attempts=int(r["attempts"]),
+        ranges=list(r["ranges"] or []),
+        max_days=r["max_days"],
+    )
+
+
 @dataclass
 class QuarantineRow:
     line_no: int
@@ -503,38 +529,27 @@ class Store:
             await self._upsert_gaps(conn, connector, run_id, [gap])
 
     async def gap_groups(self, connector: str, run_id: str, max_attempts: int) -> list[GapGroup]:
-        """The pending, runtime-retryable gaps last seen by `run_id`, one group per hint."""
+        """The pending, runtime-retryable gaps last seen by `run_id` and owned by no hint yet,
+        one group per hint to be."""
         rows = await self.pool.fetch(
-            """
-            SELECT stream, kind, reason, recovery_class, count(*) AS n, max(not_before) AS not_before,
-                   max(attempts) AS attempts,
-                   array_agg(subject ORDER BY subject) FILTER (WHERE kind = 'range') AS ranges,
-                   max((locator->>'max_days')::int) FILTER (WHERE kind = 'range') AS max_days
-            FROM gaps
-            WHERE connector = $1 AND last_seen_run_id = $2 AND status = 'pending' AND hint_id IS NULL
-              AND recovery_class = ANY($3::text[]) AND attempts < $4
-            GROUP BY stream, kind, reason, recovery_class
-            ORDER BY stream, kind, reason
-            """,
+            _GAP_GROUPS.format(where="last_seen_run_id = $2 AND status = 'pending' AND hint_id IS NULL"),
             connector,
             run_id,
             RETRYABLE_CLASSES,
             max_attempts,
         )
-        return [
-            GapGroup(
-                stream=r["stream"],
-                kind=r["kind"],
-                reason=r["reason"],
-                recovery_class=r["recovery_class"],
-                count=int(r["n"]),
-                not_before=r["not_before"],
-                attempts=int(r["attempts"]),
-                ranges=list(r["ranges"] or []),
-                max_days=r["max_days"],
-            )
-            for r in rows
-        ]
+        return [_group(r) for r in rows]
+
+    async def hint_group(self, connector: str, hint_id: str, max_attempts: int) -> GapGroup | None:
+        """The open gaps of an existing hint, as the group it was planned from."""
+        row = await self.pool.fetchrow(
+            _GAP_GROUPS.format(where="hint_id = $2 AND status IN ('pending', 'leased')"),
+            connector,
+            hint_id,
+            RETRYABLE_CLASSES,
+            max_attempts,
+        )
+        return _group(row) if row else None
 
     async def assign_hints(self, connector: str, run_id: str, hints: list[tuple[str, GapGroup]]) -> None:
         """Tie each group's gaps to its hint, so the hint can refer to them by id."""
@@ -696,7 +711,7 @@ class Store:
     async def open_hints(self, connector: str) -> list[dict[str, Any]]:
         """The hints that still own open gaps, with counts by status."""
         rows = await self.pool.fetch(
-            "SELECT hint_id, min(stream) AS stream, min(reason) AS reason, "
+            "SELECT hint_id, min(stream) AS stream, min(reason) AS reason, min(last_seen_run_id) AS run_id, "
             "count(*) FILTER (WHERE status IN ('pending', 'leased')) AS open, "
             "count(*) FILTER (WHERE status = 'recovered') AS recovered, "
             "count(*) FILTER (WHERE status = 'terminal') AS terminal "

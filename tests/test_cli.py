@@ -192,5 +192,13 @@ async def test_gaps_recover_and_budget_commands(harness: Harness, pg_url: str) -
             desc = await harness.client.get_workflow_handle(wid).describe()
         assert desc.status is not None and desc.status.name == "CANCELED"
 
+        # Its gaps are still open: `recover --now` starts the hint's recovery again, due now.
+        code, out, _ = await cli(harness, pg_url, "recover", name, "--now", "--json")
+        [rec] = json.loads(out)
+        assert (rec["workflow_id"], rec["state"]) == (wid, "started")
+        again = await harness.client.get_workflow_handle(wid).describe()
+        assert again.status is not None and again.status.name == "RUNNING" and again.run_id != desc.run_id
+        await harness.client.get_workflow_handle(wid).terminate("test over")
+
         code, out, err = await cli(harness, pg_url, "gaps", "requeue", "gap_nope")
         assert code == 2 and "no gap" in err
