@@ -142,6 +142,16 @@ async def test_demo_runs_the_seed_cases_and_says_whether_each_ended_as_designed(
         assert desc.status is not None and desc.status.name in ("CANCELED", "CANCELLED")
 
 
+async def current_details(h: Harness, workflow_id: str) -> str:
+    """What the Temporal web UI shows as a workflow's current details."""
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+
+    meta = await h.client.get_workflow_handle(workflow_id).query(
+        "__temporal_workflow_metadata", result_type=WorkflowMetadata
+    )
+    return str(meta.current_details)
+
+
 async def test_gaps_recover_and_budget_commands(harness: Harness, pg_url: str) -> None:
     gap = {
         "type": "DETAIL_GAP",
@@ -181,6 +191,9 @@ async def test_gaps_recover_and_budget_commands(harness: Harness, pg_url: str) -
         code, out, _ = await cli(harness, pg_url, "budget", name, "--json")
         status = json.loads(out)
         assert (status["units"], status["spent"], status["remaining"]) == (100, 8, 92)
+        # The web UI shows the same on the budget workflow and the recovery's wait.
+        assert "92 of 100 units left" in await current_details(harness, f"budget-{name}")
+        assert "3 open" in await current_details(harness, wid)
 
         code, out, _ = await cli(harness, pg_url, "recover", "cancel", name, "--json")
         assert json.loads(out)[0]["state"] == "cancel requested"

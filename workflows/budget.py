@@ -53,13 +53,32 @@ class ConnectorBudgetWorkflow:
     def request(self, req: GrantRequest) -> Grant:
         """Grant up to the units wanted; the same request id always gets the same answer."""
         self._handled += 1
-        return self._state.grant(req, workflow.now())
+        grant = self._state.grant(req, workflow.now())
+        self._show(grant)
+        return grant
 
     @workflow.update
     def charge(self, c: Charge) -> Grant:
         """Record units spent outside a grant; idempotent by request id."""
         self._handled += 1
-        return self._state.charge(c, workflow.now())
+        grant = self._state.charge(c, workflow.now())
+        self._show(grant)
+        return grant
+
+    def _show(self, g: Grant) -> None:
+        """What the web UI shows for this budget: what is left of the window, and until when."""
+        units = self._state.config.units
+        left = (
+            "unlimited"
+            if g.remaining is None or units is None
+            else f"{g.remaining:,} of {units:,} units left"
+        )
+        workflow.set_current_details(
+            f"**{left}** in this window (until {g.window_ends:%Y-%m-%d %H:%M} UTC)\n\n"
+            f"- granted so far: {self._state.granted_total:,} in {self._state.requests_total:,} requests\n"
+            f"- charged by forward runs: {self._state.charged_total:,}"
+            f" (overspent {self._state.overspent_total:,})\n"
+        )
 
     @workflow.query
     def status(self) -> BudgetStatus:

@@ -78,6 +78,7 @@ class GapRecoveryWorkflow:
     @workflow.run
     async def run(self, inp: RecoveryInput) -> RecoveryResult:
         hint = inp.hint
+        self._progress = HintProgress(pending=hint.gap_count)  # until the ledger is first read
         if inp.rounds == 0:
             await self._wait(
                 hint.not_before - workflow.now(), f"until not_before {hint.not_before:%Y-%m-%d %H:%M}Z"
@@ -182,7 +183,12 @@ class GapRecoveryWorkflow:
         if delay <= timedelta(0):
             return
         self._phase = f"waiting {why}"
-        workflow.set_current_details(f"waiting {why} ({delay})")
+        until = workflow.now() + delay
+        p = self._progress
+        workflow.set_current_details(
+            f"**waiting {why}** — until {until:%Y-%m-%d %H:%M} UTC\n\n"
+            f"- gaps: {p.open:,} open, {p.recovered:,} recovered, {p.terminal:,} terminal\n"
+        )
         try:
             await workflow.wait_condition(lambda: self._now, timeout=delay, timeout_summary=why)
         except TimeoutError:
