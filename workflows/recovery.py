@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
@@ -33,16 +32,8 @@ with workflow.unsafe.imports_passed_through():
         TimeRange,
         Trigger,
     )
-    from workflows.connector_run import ConnectorRunWorkflow
+    from workflows.connector_run import DB_RETRY, SHORT, ConnectorRunWorkflow
 
-# Database activities take well under a second; a worker that died holding one is noticed after this.
-SHORT = timedelta(seconds=30)
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=20,
-    non_retryable_error_types=["ConfigError"],
-)
 # Without an upstream signal, a round that recovered nothing waits this long, doubling, capped.
 IDLE_BACKOFF = timedelta(minutes=5)
 IDLE_BACKOFF_CAP = timedelta(hours=6)
