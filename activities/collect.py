@@ -14,12 +14,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from activities.process import ConnectorProcess
 from pdpp_orch import protocol
@@ -28,10 +29,14 @@ from pdpp_orch.models import (
     CheckpointFact,
     CollectFacts,
     CoverageFact,
+    InteractionClosed,
+    InteractionRequest,
+    LiveProgress,
     Mode,
     RecoveryClass,
     RunInput,
     StreamFacts,
+    StreamProgress,
     StreamScope,
     Violation,
 )
@@ -50,6 +55,13 @@ MAX_VIOLATIONS_BEFORE_KILL = 10_000
 DONE_EXIT_GRACE_S = 10.0
 MAX_EXCLUDED = 50_000
 NO_STREAM = "*"
+# An INTERACTION without timeout_seconds waits this long for its owner.
+INTERACTION_TIMEOUT_S = 3600.0
+ANSWER_POLL_S = 0.5
+# Live progress goes to the workflow as signals, each an event in its history: often at first,
+# then every minute at most, so a five-hour run adds a few hundred events, not thousands.
+PROGRESS_MIN_S = 2.0
+PROGRESS_MAX_S = 60.0
 _STREAM_FIELD = re.compile(rb'"stream"\s*:\s*"([^"\\]{1,128})"')
 
 
@@ -72,6 +84,7 @@ class Collector:
         run: RunInput,
         attempt: int,
         heartbeat: Callable[[dict[str, Any]], None],
+        notify: Callable[[str, BaseModel], Awaitable[None]] | None = None,
     ):
         self.store = store
         self.entry = entry
@@ -79,6 +92,7 @@ class Collector:
         self.run_input = run
         self.attempt = attempt
         self.heartbeat = heartbeat
+        self.notify = notify
         all_streams = [s.name for s in manifest.streams]
         wanted = [s.name for s in run.streams] or all_streams
         self.scope = {s: manifest.stream(s) for s in wanted}
@@ -108,6 +122,10 @@ class Collector:
         self.served: list[dict[str, Any]] = []
         self.unreported: set[str] = set()
         self.served_keys: dict[tuple[str, str], str] = {}
+        # Interactions waiting on the owner, and each stream's own estimate of its size.
+        self.waiting: dict[str, asyncio.Task[None]] = {}
+        self.answered: set[str] = set()
+        self.totals: dict[str, int] = {}
 
     # -- facts helpers ----------------------------------------------------------------------
 
@@ -136,6 +154,37 @@ class Collector:
             "skipped": sum(sum(s.skipped_by_reason.values()) for s in self.facts.streams.values()),
             "checkpoints": sum(1 for c in self.facts.checkpoints.values() if c.proven_seq),
         }
+
+    def _live(self) -> LiveProgress:
+        p = self._progress()
+        self._sync()
+        streams = {
+            name: StreamProgress(
+                collected=self.collected.get(name, 0),
+                emitted=self.emitted.get(name, 0),
+                skipped=sum(sf.skipped_by_reason.values()),
+                total=self.totals.get(name),
+                checkpointed=bool((cp := self.facts.checkpoints.get(name)) and cp.proven_seq),
+            )
+            for name, sf in self.facts.streams.items()
+        }
+        for name, total in self.totals.items():
+            streams.setdefault(name, StreamProgress(total=total))
+        return LiveProgress(
+            attempt=self.attempt,
+            records_emitted=p["records_emitted"],
+            records_durable=p["records_durable"],
+            records_rejected=p["records_rejected"],
+            violations=p["violations"],
+            skipped=p["skipped"],
+            checkpoints=p["checkpoints"],
+            stream=p["stream"],
+            streams=streams,
+        )
+
+    async def _signal(self, name: str, arg: BaseModel) -> None:
+        if self.notify is not None:
+            await self.notify(name, arg)
 
     def _violate(self, kind: str, detail: str, line: bytes | None = None, size: int = 0) -> None:
         self.facts.violation_count += 1
@@ -196,22 +245,26 @@ class Collector:
         proc = self.proc = ConnectorProcess(self.entry.command, env, self.entry.cwd)
         flusher = asyncio.create_task(self._flusher())
         beat = asyncio.create_task(self._heartbeats())
+        reporter = asyncio.create_task(self._reporter())
         try:
             await proc.start()
             await proc.send(orjson.dumps(self._start_message(state, excluded)))
             await self._read_all()
+            await self._end_waits()
             await self._finish_process()
             await self._drain(flusher)
         except asyncio.CancelledError:
             # Cancelled by the operator (or the worker shutting down): end the connector, keep
             # every record it gave us, and leave the facts where the workflow can find them.
             self.facts.cancelled = True
+            await self._end_waits()
             await proc.terminate()
             await self._drain(flusher)
             await self.store.save_facts(self.run_input.run_id, self.finalize().model_dump_json())
             raise
         finally:
             beat.cancel()
+            reporter.cancel()
             if proc.proc is not None and proc.proc.returncode is None:
                 await proc.terminate()
             if not flusher.done():
@@ -265,7 +318,7 @@ class Collector:
             try:
                 chunk = await asyncio.wait_for(stdout.read(READ_CHUNK), timeout)
             except TimeoutError:
-                if time.monotonic() >= self.deadline:
+                if time.monotonic() >= self.deadline and not self.waiting:
                     self.facts.runtime_error = "max_run_duration_exceeded"
                     return
                 await self._cut()
@@ -345,10 +398,23 @@ class Collector:
                     raise
 
     async def _heartbeats(self) -> None:
-        interval = max(0.2, min(5.0, self.run_input.heartbeat_timeout_seconds / 4))
+        interval = max(0.2, min(1.0, self.run_input.heartbeat_timeout_seconds / 4))
         while True:
             self.heartbeat(self._progress())
             await asyncio.sleep(interval)
+
+    async def _reporter(self) -> None:
+        """Send live progress to the workflow when it changed (a signal: counts and stream
+        names only), ever less often as the run gets longer."""
+        started = time.monotonic()
+        last: LiveProgress | None = None
+        while True:
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(min(PROGRESS_MAX_S, max(PROGRESS_MIN_S, elapsed / 50)))
+            live = self._live()
+            if live != last:
+                await self._signal("report_progress", live)
+                last = live
 
     # -- one line ----------------------------------------------------------------------------
 
@@ -395,8 +461,12 @@ class Collector:
         elif t == "DETAIL_GAP_ATTEMPTED":
             self.unreported.discard(msg["gap_id"])  # the attempt is counted when the lease settles
         elif t == "PROGRESS":
-            if isinstance(msg.get("stream"), str):
-                self.last_stream = msg["stream"]
+            stream = msg.get("stream")
+            if isinstance(stream, str) and stream in self.scope:
+                self.last_stream = stream
+                total = msg.get("total")
+                if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+                    self.totals[stream] = total
         elif t == "INTERACTION":
             await self._interaction(msg)
         elif t == "DONE":
@@ -629,16 +699,77 @@ class Collector:
         self.facts.coverage[stream] = fact
 
     async def _interaction(self, msg: dict[str, Any]) -> None:
-        assert self.proc is not None
-        # Answered `cancelled` until interactive runs exist; the owner action becomes a gap.
+        """The connector waits on its owner: make what came before durable, tell the workflow
+        (kind and deadline only), and answer when `pdpp-orch respond` leaves the owner's answer
+        in PostgreSQL or the wait times out. Reading goes on meanwhile."""
         self.facts.interactions += 1
+        request_id = str(msg["request_id"])[:128]
         kind = str(msg.get("kind"))[:32]
-        await self.proc.send(
-            orjson.dumps(
-                {"type": "INTERACTION_RESPONSE", "request_id": msg["request_id"], "status": "cancelled"}
-            )
+        timeout = msg.get("timeout_seconds")
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+            timeout = INTERACTION_TIMEOUT_S
+        expires = datetime.now(UTC) + timedelta(seconds=float(timeout))
+        await self._cut()
+        await self._signal(
+            "interaction_requested", InteractionRequest(request_id=request_id, kind=kind, expires_at=expires)
         )
-        stream = self.last_stream or NO_STREAM
+        message = msg.get("message")
+        await self.store.open_interaction(
+            self.run_input.run_id,
+            self.entry.name,
+            request_id,
+            kind,
+            str(message)[:2000] if message is not None else None,
+            expires,
+        )
+        self.waiting[request_id] = asyncio.create_task(
+            self._await_answer(request_id, kind, expires, self.last_stream or NO_STREAM)
+        )
+
+    async def _await_answer(self, request_id: str, kind: str, expires: datetime, stream: str) -> None:
+        assert self.proc is not None
+        started = time.monotonic()
+        try:
+            status, data = await self._answer(request_id, expires)
+        except asyncio.CancelledError:
+            # The connector ended, or the run was cancelled, before an answer: this task is
+            # ours, so it finishes the bookkeeping instead of propagating the cancel.
+            status, data = "cancelled", None
+        else:
+            self.answered.add(request_id)
+            response: dict[str, Any] = {
+                "type": "INTERACTION_RESPONSE",
+                "request_id": request_id,
+                "status": status,
+            }
+            if status == "success" and data is not None:
+                response["data"] = orjson.loads(data)
+            try:
+                await self.proc.send(orjson.dumps(response))
+            except (BrokenPipeError, ConnectionResetError):
+                log.warning("run %s: the connector exited before its answer", self.run_input.run_id)
+                status = "cancelled"
+        # Time spent waiting on a person does not count against max_run_seconds.
+        self.deadline += time.monotonic() - started
+        await self._close_interaction(request_id, kind, status, stream)
+        self.waiting.pop(request_id, None)
+
+    async def _answer(self, request_id: str, expires: datetime) -> tuple[str, str | None]:
+        """Poll PostgreSQL for the owner's answer until it comes or the wait times out."""
+        while True:
+            answer = await self.store.take_interaction_response(self.run_input.run_id, request_id)
+            if answer is not None:
+                return answer
+            if datetime.now(UTC) >= expires:
+                return "timeout", None
+            await asyncio.sleep(ANSWER_POLL_S)
+
+    async def _close_interaction(self, request_id: str, kind: str, status: str, stream: str) -> None:
+        await self.store.close_interaction(self.run_input.run_id, request_id, status)
+        await self._signal("interaction_closed", InteractionClosed(request_id=request_id, status=status))
+        if status == "success":
+            return
+        # Unanswered: what the connector could not collect without its owner is a gap.
         sf = self._sf(stream)
         reason = f"interaction_{kind}"
         sf.skipped_by_reason[reason] = sf.skipped_by_reason.get(reason, 0) + 1
@@ -648,6 +779,14 @@ class Collector:
             GapRow(stream, "interaction", kind, reason, RecoveryClass.OWNER_ACTION.value),
             RecoveryClass.OWNER_ACTION,
         )
+
+    async def _end_waits(self) -> None:
+        """The connector ended (or the run was cancelled) while waiting on its owner."""
+        tasks = list(self.waiting.items())
+        for request_id, task in tasks:
+            if request_id not in self.answered:
+                task.cancel()
+        await asyncio.gather(*(t for _, t in tasks), return_exceptions=True)
 
     def _done(self, msg: dict[str, Any]) -> None:
         assert self.proc is not None

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -79,14 +80,24 @@ class RunActivities:
     async def collect(self, run: RunInput) -> CollectFacts:
         """Run the connector once, resuming from this run's last proven checkpoints."""
         entry, manifest = self._entry(run.connector)
-        attempt = activity.info().attempt
-        collector = Collector(self.store, entry, manifest, run, attempt, activity.heartbeat)
+        info = activity.info()
+        assert info.workflow_id is not None  # collect is only ever run by ConnectorRunWorkflow
+        handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+
+        async def notify(signal: str, arg: BaseModel) -> None:
+            # Progress is best effort: a signal that cannot be delivered never fails the run.
+            try:
+                await handle.signal(signal, arg)
+            except Exception as e:
+                log.warning("run %s: could not signal %s: %s", run.run_id, signal, e)
+
+        collector = Collector(self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify)
         facts = await collector.run()
         log.info(
             "collect finished run=%s connector=%s attempt=%d records_durable=%d violations=%d",
             run.run_id,
             run.connector,
-            attempt,
+            info.attempt,
             facts.records_durable,
             facts.violation_count,
         )

@@ -160,9 +160,7 @@ async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_
         out.print(f"Database URL    : {ep.database_url}  (PDPP_DATABASE_URL)")
         out.print(f"Task queue      : {s.task_queue}")
         for name in sync:
-            outcome = await _start_and_wait(
-                client, ep.database_url, s, _run_input(s, name, [], None, None), False
-            )
+            outcome = await _start_and_wait(client, s, _run_input(s, name, [], None, None), False)
             code = max(code, EXIT_CODES[outcome.status])
         if once:
             stop.set()
@@ -222,9 +220,7 @@ def _run_input(s: Settings, name: str, streams: list[str], since: str | None, un
     )
 
 
-async def _start_and_wait(
-    client: Any, database_url: str, s: Settings, inp: RunInput, quiet: bool
-) -> RunOutcome:
+async def _start_and_wait(client: Any, s: Settings, inp: RunInput, quiet: bool) -> RunOutcome:
     from pdpp_orch.progress import watch_run
     from workflows.connector_run import ConnectorRunWorkflow
 
@@ -238,7 +234,7 @@ async def _start_and_wait(
         search_attributes=_start_attributes(inp),
     )
     err.print(f"started run {inp.run_id}")
-    outcome: RunOutcome = await watch_run(handle, database_url, inp.run_id, err, quiet=quiet)
+    outcome: RunOutcome = await watch_run(handle, inp.run_id, err, quiet=quiet)
     if not quiet:
         print_outcome(outcome)
     return outcome
@@ -306,7 +302,7 @@ async def _run(
             except ValueError as e:
                 raise UsageError(f"not an ISO time: {value!r}") from e
     inp = _run_input(s, name, streams, since, until)
-    address, database = _endpoints(s)
+    address, _ = _endpoints(s)
     client = await connect(address, s.temporal_namespace)
     if not allow_concurrent:
         running = await running_runs(client, name)
@@ -331,7 +327,7 @@ async def _run(
         else:
             out.print(f"started run {inp.run_id}  (pdpp-orch status {inp.run_id})")
         return 0
-    outcome = await _start_and_wait(client, database, s, inp, quiet=as_json)
+    outcome = await _start_and_wait(client, s, inp, quiet=as_json)
     if as_json:
         print(outcome.model_dump_json(indent=2))
     return EXIT_CODES[outcome.status]
@@ -343,7 +339,8 @@ def watch(
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Follow a run until it ends (progress bar on a terminal, plain lines otherwise); the exit
+    """Follow a run until it ends, from its live `progress` query: a bar per stream on a
+    terminal, a plain line every 5 s otherwise, and a note when it waits on its owner. The exit
     status tells the outcome, as for `run --wait`."""
     _run_async(_watch(_settings(data_dir), run_id, as_json))
 
@@ -352,14 +349,14 @@ async def _watch(s: Settings, run_id: str, as_json: bool) -> int:
     from pdpp_orch.client import connect
     from pdpp_orch.progress import watch_run
 
-    address, database = _endpoints(s)
+    address, _ = _endpoints(s)
     client = await connect(address, s.temporal_namespace)
     handle = client.get_workflow_handle(run_id, result_type=RunOutcome)
     try:
         await handle.describe()
     except Exception as e:
         raise UsageError(f"no run {run_id!r}") from e
-    outcome = await _outcome_or_exit(watch_run(handle, database, run_id, err, quiet=as_json))
+    outcome = await _outcome_or_exit(watch_run(handle, run_id, err, quiet=as_json))
     if as_json:
         print(outcome.model_dump_json(indent=2))
     else:
@@ -409,6 +406,106 @@ async def _cancel(s: Settings, run_id: str, wait: bool, as_json: bool) -> int:
     else:
         print_outcome(outcome)
     return EXIT_CODES[outcome.status]
+
+
+@app.command()
+def respond(
+    run_id: Annotated[str, typer.Argument(help="The run waiting on its owner.")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="The answer, a JSON object; `-` reads it from stdin and `@FILE` from a file, which "
+            "keeps it out of your shell history.",
+        ),
+    ] = None,
+    request: Annotated[
+        str | None, typer.Option("--request", help="The request id, when the run waits on several.")
+    ] = None,
+    cancel_: Annotated[bool, typer.Option("--cancel", help="Decline: answer `cancelled`.")] = False,
+    ttl: Annotated[
+        float, typer.Option(help="Seconds the answer may wait in PostgreSQL for the run to read it.")
+    ] = 600.0,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Answer a run's INTERACTION (credentials, OTP, manual action). The answer goes to the
+    connector through PostgreSQL, read once and then erased; it never enters Temporal history
+    and is never printed or logged. Without --data or --cancel, on a terminal, you are prompted
+    for it without echo."""
+    if cancel_ and data is not None:
+        raise typer.BadParameter("--data and --cancel exclude each other")
+    _run_async(_respond(_settings(data_dir), run_id, data, request, cancel_, ttl))
+
+
+def _answer_json(data: str | None, prompt: str | None) -> str:
+    """The answer as JSON text, from the option, stdin, a file, or a hidden prompt."""
+    import getpass
+
+    if data is None:
+        if not sys.stdin.isatty():
+            raise UsageError("give the answer with --data (or --cancel to decline)")
+        data = getpass.getpass(f"{prompt or 'answer'} (JSON object, not echoed): ")
+    elif data == "-":
+        data = sys.stdin.read()
+    elif data.startswith("@"):
+        try:
+            data = Path(data[1:]).read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot read {data[1:]}: {e.strerror}") from e
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError as e:
+        # Never echo the answer: it may be a password.
+        raise UsageError(f"the answer is not valid JSON ({e.msg} at position {e.pos})") from None
+    if not isinstance(value, dict):
+        raise UsageError('the answer must be a JSON object, e.g. {"code": "123456"}')
+    return json.dumps(value)
+
+
+async def _respond(
+    s: Settings, run_id: str, data: str | None, request: str | None, cancel: bool, ttl: float
+) -> int:
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
+
+    from pdpp_orch.client import connect
+    from pdpp_orch.models import RespondInput, RespondResult
+    from pdpp_orch.store import Store
+
+    address, database = _endpoints(s)
+    store = await Store.connect(database, max_size=1)
+    try:
+        pending = await store.interactions(run_id)
+        prompt = next((p["message"] for p in pending if request in (None, p["request_id"])), None)
+        answer = None if cancel else _answer_json(data, prompt)
+        client = await connect(address, s.temporal_namespace)
+        try:
+            accepted: RespondResult = await client.get_workflow_handle(run_id).execute_update(
+                "respond", RespondInput(request_id=request, cancel=cancel), result_type=RespondResult
+            )
+        except WorkflowUpdateFailedError as e:
+            raise UsageError(str(e.cause or e)) from None
+        except RPCError as e:
+            raise UsageError(f"cannot answer {run_id!r}: {e.message}") from None
+        status = "cancelled" if cancel else "success"
+        if not await store.answer_interaction(run_id, accepted.request_id, status, answer, ttl):
+            raise UsageError(f"request {accepted.request_id} of {run_id} is no longer waiting")
+        for _ in range(int(30 / 0.25)):
+            rows = [
+                r
+                for r in await store.interactions(run_id, pending_only=False)
+                if r["request_id"] == accepted.request_id
+            ]
+            if rows and rows[0]["status"] != "pending":
+                out.print(f"{accepted.kind} answer delivered to the connector of {run_id}")
+                return 0
+            await asyncio.sleep(0.25)
+        out.print(
+            f"{accepted.kind} answer stored for {run_id}; the run reads it within {ttl:.0f} s or it is erased"
+        )
+        return 0
+    finally:
+        await store.close()
 
 
 def print_outcome(o: RunOutcome) -> None:
@@ -492,6 +589,11 @@ async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -
     store = await Store.connect(database, max_size=1)
     try:
         rows = await store.list_runs(connector, limit)
+        waiting: dict[str, list[dict[str, Any]]] = {}
+        for w in await store.interactions():
+            waiting.setdefault(w["run_id"], []).append(
+                {k: w[k] for k in ("request_id", "kind", "message", "expires_at")}
+            )
     finally:
         await store.close()
     if as_json:
@@ -503,6 +605,7 @@ async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -
                 "connector": r["connector"],
                 "status": r["status"],
                 "records_durable": r["records_durable"],
+                "waiting_on": waiting.get(r["run_id"], []),
             }
             for r in rows
         ]
@@ -510,6 +613,12 @@ async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -
         return 0
     t = Table("run_id", "connector", "trigger", "status", "needs_retry", "durable", "reason", "started")
     for r in rows:
+        reason = r["reason"] or ""
+        if not r["outcome"] and r["run_id"] in waiting:
+            reason = "; ".join(
+                f"{w['kind']} until {w['expires_at']:%H:%M} UTC: pdpp-orch respond {r['run_id']}"
+                for w in waiting[r["run_id"]]
+            )
         t.add_row(
             r["run_id"],
             r["connector"],
@@ -517,7 +626,7 @@ async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -
             r["status"],
             "yes" if r["needs_retry"] else "",
             f"{r['records_durable']:,}",
-            r["reason"] or "",
+            reason,
             r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
         )
     out.print(t)

@@ -123,3 +123,23 @@ ALTER TABLE gaps ADD COLUMN IF NOT EXISTS leased_until timestamptz;
 ALTER TABLE gaps ADD COLUMN IF NOT EXISTS last_attempt_at timestamptz;
 ALTER TABLE gaps ADD COLUMN IF NOT EXISTS terminal_reason text;
 CREATE INDEX IF NOT EXISTS gaps_lease ON gaps (connector, lease_id);
+
+-- v4: interactions. A connector's INTERACTION waits here for its owner. The prompt stays in
+-- this table only; the answer (`response`) is written by `pdpp-orch respond`, read once by the
+-- run's collect activity, and cleared then or when `response_expires_at` passes, whichever is
+-- first: it never enters Temporal history.
+CREATE TABLE IF NOT EXISTS interactions (
+    run_id              text        NOT NULL,
+    request_id          text        NOT NULL,
+    connector           text        NOT NULL,
+    kind                text        NOT NULL,
+    message             text,
+    status              text        NOT NULL DEFAULT 'pending',
+    response            jsonb,
+    response_status     text,
+    response_expires_at timestamptz,
+    expires_at          timestamptz NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    closed_at           timestamptz,
+    PRIMARY KEY (run_id, request_id)
+);

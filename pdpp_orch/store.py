@@ -18,7 +18,7 @@ import orjson
 
 from pdpp_orch.models import CheckpointFact, RecoveryClass, RunOutcome, RunStatus, StreamCommit
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 TERMINAL_EVENTS = {
     RunStatus.SUCCEEDED: "run.completed",
@@ -218,6 +218,13 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+# Answers nobody picked up are erased after their TTL, whatever happens to the run.
+_PURGE_RESPONSES = (
+    "UPDATE interactions SET response = NULL, response_status = NULL, response_expires_at = NULL "
+    "WHERE response_expires_at < now()"
+)
+
+
 class Store:
     """Typed access to the record store; construct with `Store.connect(dsn)`."""
 
@@ -246,6 +253,104 @@ class Store:
                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 SCHEMA_VERSION,
             )
+
+    # -- interactions -----------------------------------------------------------------------
+
+    async def open_interaction(
+        self,
+        run_id: str,
+        connector: str,
+        request_id: str,
+        kind: str,
+        message: str | None,
+        expires_at: datetime,
+    ) -> None:
+        """Record that the run waits on its owner (a repeated request id starts over)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_PURGE_RESPONSES)
+            await conn.execute(
+                """
+                INSERT INTO interactions (run_id, request_id, connector, kind, message, expires_at)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT (run_id, request_id) DO UPDATE SET kind = EXCLUDED.kind,
+                    message = EXCLUDED.message, expires_at = EXCLUDED.expires_at, status = 'pending',
+                    response = NULL, response_status = NULL, response_expires_at = NULL, closed_at = NULL
+                """,
+                run_id,
+                request_id,
+                connector,
+                kind,
+                message,
+                expires_at,
+            )
+            await conn.execute("UPDATE runs SET status = 'waiting_on_owner' WHERE run_id = $1", run_id)
+
+    async def answer_interaction(
+        self, run_id: str, request_id: str, status: str, data_json: str | None, ttl_seconds: float
+    ) -> bool:
+        """Leave the owner's answer for the run to pick up; False if it no longer waits."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_PURGE_RESPONSES)
+            return bool(
+                await conn.fetchval(
+                    "UPDATE interactions SET response = $3::jsonb, response_status = $4, "
+                    "response_expires_at = now() + make_interval(secs => $5) "
+                    "WHERE run_id = $1 AND request_id = $2 AND status = 'pending' RETURNING 1",
+                    run_id,
+                    request_id,
+                    data_json,
+                    status,
+                    ttl_seconds,
+                )
+            )
+
+    async def take_interaction_response(self, run_id: str, request_id: str) -> tuple[str, str | None] | None:
+        """The owner's answer (status, data JSON), once: reading it erases it."""
+        row = await self.pool.fetchrow(
+            """
+            WITH old AS (
+                SELECT response::text AS response, response_status FROM interactions
+                WHERE run_id = $1 AND request_id = $2 AND status = 'pending'
+                  AND response_status IS NOT NULL AND response_expires_at > now()
+                FOR UPDATE
+            )
+            UPDATE interactions i SET response = NULL, response_expires_at = NULL
+            FROM old WHERE i.run_id = $1 AND i.request_id = $2
+            RETURNING old.response, old.response_status
+            """,
+            run_id,
+            request_id,
+        )
+        return (row["response_status"], row["response"]) if row else None
+
+    async def close_interaction(self, run_id: str, request_id: str, status: str) -> None:
+        """The connector got its answer (or the wait ended): erase any response data."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE interactions SET status = $3, closed_at = now(), response = NULL, "
+                "response_expires_at = NULL WHERE run_id = $1 AND request_id = $2",
+                run_id,
+                request_id,
+                status,
+            )
+            await conn.execute(
+                "UPDATE runs SET status = 'running' WHERE run_id = $1 AND status = 'waiting_on_owner' "
+                "AND NOT EXISTS (SELECT 1 FROM interactions WHERE run_id = $1 AND status = 'pending')",
+                run_id,
+            )
+
+    async def interactions(
+        self, run_id: str | None = None, *, pending_only: bool = True
+    ) -> list[dict[str, Any]]:
+        """Interactions (prompt included, never the answer), newest first."""
+        rows = await self.pool.fetch(
+            "SELECT run_id, request_id, connector, kind, message, status, expires_at, created_at, closed_at "
+            "FROM interactions WHERE ($1::text IS NULL OR run_id = $1) AND (NOT $2 OR status = 'pending') "
+            "ORDER BY created_at DESC",
+            run_id,
+            pending_only,
+        )
+        return [dict(r) for r in rows]
 
     # -- runs -------------------------------------------------------------------------------
 

@@ -50,6 +50,9 @@ def build_worker(client: Client, store: Store, task_queue: str, registry: Callab
         # memory bounded; scale out with more workers on the same task queue.
         max_concurrent_activities=20,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        # A cancel reaches an activity with the answer to its next heartbeat; the SDK otherwise
+        # throttles heartbeats to 80% of the heartbeat timeout (24 s by default).
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
     )
 
 

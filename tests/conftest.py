@@ -3,7 +3,9 @@ fresh task queue and connector registry per test."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -70,6 +72,14 @@ async def store(pg_url: str) -> AsyncIterator[Store]:
 @pytest.fixture
 def client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
+
+
+def history_text(history: WorkflowHistory) -> str:
+    """A workflow history as JSON plus every payload decoded: what a reader of the history (the
+    web UI, `temporal workflow show`) can see in clear text."""
+    text = history.to_json()
+    blobs = re.findall(r'"data":\s*"([A-Za-z0-9+/=]+)"', text)
+    return text + "\n" + "\n".join(base64.b64decode(b).decode("utf-8", "replace") for b in blobs)
 
 
 class Harness:

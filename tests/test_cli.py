@@ -37,7 +37,9 @@ OUTCOME_FIELDS = {
 }
 
 
-async def cli(h: Harness, pg_url: str, *args: str, **extra_env: str) -> tuple[int, str, str]:
+async def cli(
+    h: Harness, pg_url: str, *args: str, stdin: bytes | None = None, **extra_env: str
+) -> tuple[int, str, str]:
     env = {
         **os.environ,
         **extra_env,
@@ -52,10 +54,11 @@ async def cli(h: Harness, pg_url: str, *args: str, **extra_env: str) -> tuple[in
         "pdpp_orch.cli",
         *args,
         env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate()
+    out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 

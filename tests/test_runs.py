@@ -452,19 +452,3 @@ async def test_pdpp_strict_commits_nothing_on_failure_unless_certified(harness: 
     proven = harness.scripted([*failing, {"done": "failed", "error": {"message": "boom"}}])
     await harness.run(proven)
     assert await committed(harness, proven) == {"a": {"offset": 3}, "b": {"offset": 3}}
-
-
-async def test_interaction_is_answered_cancelled_and_becomes_an_owner_action_gap(harness: Harness) -> None:
-    name = harness.scripted(
-        [
-            {"records": {"stream": "a", "count": 1}},
-            {"msg": {"type": "INTERACTION", "request_id": "r1", "kind": "otp", "message": "code?"}},
-            {"state": "a"},
-            {"done": "succeeded"},
-        ]
-    )
-    o = await harness.run(name)
-    assert o.status is RunStatus.PARTIALLY_COMPLETED and not o.needs_retry
-    assert o.skipped_by_reason == {"interaction_otp": 1}
-    [gap] = await harness.store.list_gaps(name)
-    assert (gap["kind"], gap["recovery_class"]) == ("interaction", "owner_action")

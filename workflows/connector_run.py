@@ -20,15 +20,21 @@ with workflow.unsafe.imports_passed_through():
         CommitInput,
         CommitResult,
         FinishInput,
+        InteractionClosed,
+        InteractionRequest,
+        LiveProgress,
         Mode,
         PlanInput,
         PreparedRun,
         RecoveryInput,
+        RespondInput,
+        RespondResult,
         RetryHint,
         RetryPlan,
         RunFacts,
         RunInput,
         RunOutcome,
+        RunProgress,
     )
     from pdpp_orch.outcome import derive_outcome, failed_retryably
 
@@ -52,19 +58,83 @@ COLLECT_RETRY = RetryPolicy(
 class ConnectorRunWorkflow:
     """Prepare, collect, commit what is proven, derive and record the outcome."""
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, inp: RunInput) -> None:
         self._phase = "starting"
+        # A Schedule starts every run with the same input; its workflow id (the schedule's id
+        # plus the scheduled time) is the run id.
+        self._run_id = inp.run_id or workflow.info().workflow_id
+        self._connector = inp.connector
+        self._live = LiveProgress()
+        self._waiting: dict[str, InteractionRequest] = {}
+        self._status: str | None = None
 
     @workflow.query
     def phase(self) -> str:
         return self._phase
 
+    @workflow.query
+    def progress(self) -> RunProgress:
+        """Live progress: counts per stream, checkpoints, and what the run waits on."""
+        return RunProgress(
+            run_id=self._run_id,
+            connector=self._connector,
+            phase=self._phase,
+            live=self._live,
+            waiting=list(self._waiting.values()),
+            status=self._status,
+        )
+
+    @workflow.signal
+    def report_progress(self, live: LiveProgress) -> None:
+        """From the collect activity, every few seconds to a minute while it runs."""
+        self._live = live
+        if not self._waiting:
+            workflow.set_current_details(_live_details(live))
+
+    @workflow.signal
+    def interaction_requested(self, req: InteractionRequest) -> None:
+        """The connector waits on its owner (the prompt itself stays in PostgreSQL)."""
+        self._waiting[req.request_id] = req
+        self._phase = "waiting on the owner"
+        workflow.upsert_search_attributes([sa.RUN_STATUS.value_set("waiting_on_owner")])
+        workflow.set_current_details(
+            f"**waiting on the owner**: {req.kind}, until {req.expires_at:%Y-%m-%d %H:%M} UTC\n\n"
+            f"answer with `pdpp-orch respond {self._run_id} --data -`"
+        )
+
+    @workflow.signal
+    def interaction_closed(self, closed: InteractionClosed) -> None:
+        self._waiting.pop(closed.request_id, None)
+        if not self._waiting and self._phase == "waiting on the owner":
+            self._phase = "collecting"
+            workflow.upsert_search_attributes([sa.RUN_STATUS.value_set("running")])
+            workflow.set_current_details(_live_details(self._live))
+
+    @workflow.update
+    def respond(self, req: RespondInput) -> RespondResult:
+        """`pdpp-orch respond`: name the request being answered. The answer's data goes to
+        PostgreSQL, never through here."""
+        pending = self._waiting[req.request_id] if req.request_id else next(iter(self._waiting.values()))
+        return RespondResult(request_id=pending.request_id, kind=pending.kind, expires_at=pending.expires_at)
+
+    @respond.validator
+    def _validate_respond(self, req: RespondInput) -> None:
+        if not self._waiting:
+            raise ValueError(f"run {self._run_id} is not waiting on its owner (phase: {self._phase})")
+        if req.request_id and req.request_id not in self._waiting:
+            raise ValueError(
+                f"run {self._run_id} is not waiting on request {req.request_id!r}"
+                f" (it waits on: {', '.join(self._waiting)})"
+            )
+        if not req.request_id and len(self._waiting) > 1:
+            raise ValueError(
+                f"run {self._run_id} waits on several requests; name one: {', '.join(self._waiting)}"
+            )
+
     @workflow.run
     async def run(self, inp: RunInput) -> RunOutcome:
-        if not inp.run_id:
-            # A Schedule starts every run with the same input; its workflow id (the schedule's
-            # id plus the scheduled time) is the run id.
-            inp.run_id = workflow.info().workflow_id
+        inp.run_id = self._run_id
         started = workflow.now()
         workflow.upsert_search_attributes(
             [
@@ -99,6 +169,7 @@ class ConnectorRunWorkflow:
                 summary=f"run connector {inp.connector}",
             )
         except (ActivityError, CancelledError) as e:
+            self._waiting.clear()
             cause = e.cause if isinstance(e, ActivityError) else e
             if isinstance(cause, CancelledError):
                 cancelled = True
@@ -131,6 +202,14 @@ class ConnectorRunWorkflow:
                 retry_policy=DB_RETRY,
                 summary="charge the budget",
             )
+        self._waiting.clear()
+        self._live = self._live.model_copy(
+            update={
+                "records_emitted": facts.records_emitted,
+                "records_durable": facts.records_durable,
+                "records_rejected": facts.records_rejected,
+            }
+        )
         self._phase = "committing"
         commit: CommitResult = await workflow.execute_activity(
             "commit_checkpoints",
@@ -187,6 +266,7 @@ class ConnectorRunWorkflow:
             ]
         )
         workflow.set_current_details(_details(outcome))
+        self._status = outcome.status.value
         self._phase = "done"
         return outcome
 
@@ -212,6 +292,21 @@ def _describe(err: BaseException | None) -> str:
     if isinstance(err, ApplicationError):
         return f"{err.type or 'error'}: {err.message}"[:300]
     return type(err).__name__ if err else "unknown error"
+
+
+def _live_details(p: LiveProgress) -> str:
+    rows = "".join(
+        f"| {name} | {s.collected:,}{f' of ~{s.total:,}' if s.total else ''} | {s.skipped:,} |"
+        f" {'yes' if s.checkpointed else ''} |\n"
+        for name, s in sorted(p.streams.items())
+    )
+    return (
+        f"**collecting** (attempt {p.attempt}){f' · now `{p.stream}`' if p.stream else ''}\n\n"
+        f"- records durable: {p.records_durable:,} of {p.records_emitted:,} emitted"
+        f" ({p.records_rejected:,} rejected)\n"
+        f"- skipped so far: {p.skipped:,} · checkpoints proven: {p.checkpoints}\n\n"
+        + (f"| stream | collected | skipped | checkpoint |\n|---|---|---|---|\n{rows}" if rows else "")
+    )
 
 
 def _details(o: RunOutcome) -> str:

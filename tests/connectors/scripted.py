@@ -7,6 +7,8 @@ SCRIPT_PLAN is a path to a JSON list of steps:
   {"msg": {...}}                                 any message, as given
   {"raw": "text"}                                a raw line (need not be JSON)
   {"sleep": 0.5}
+  {"await_response": true}                       read an INTERACTION_RESPONSE from stdin, append it
+                                                 to SCRIPT_RESPONSE_LOG
   {"done": "succeeded" | "failed", "records_emitted": optional override, "error": optional}
   {"exit": 3}                                    exit now with this code (no DONE)
 SCRIPT_START_LOG, if set, is a file the START message is appended to (one JSON line per run).
@@ -65,6 +67,11 @@ def main() -> None:
                 emitted += 1
         elif "raw" in step:
             out.write(step["raw"].encode() + b"\n")
+        elif "await_response" in step:
+            out.flush()
+            line = sys.stdin.buffer.readline()
+            with open(os.environ["SCRIPT_RESPONSE_LOG"], "ab") as f:
+                f.write(line)
         elif "sleep" in step:
             out.flush()
             time.sleep(step["sleep"])

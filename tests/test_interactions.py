@@ -1,0 +1,224 @@
+"""Interactions (`pdpp-orch respond`) and live progress (the `progress` query), against the real
+servers: the answer reaches the connector and nowhere else."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+from temporalio.client import WorkflowHandle
+
+from pdpp_orch.models import RunOutcome, RunProgress, RunStatus
+from pdpp_orch.progress import watch_run
+from tests.conftest import Harness, history_text
+from tests.test_cli import cli, current_details
+from workflows.connector_run import ConnectorRunWorkflow
+
+SECRET = "907142-marker"
+PROMPT = "Enter the code sent to +1 555 0100"
+T = TypeVar("T")
+
+
+def otp(timeout: float | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"type": "INTERACTION", "request_id": "r1", "kind": "otp", "message": PROMPT}
+    if timeout is not None:
+        msg["timeout_seconds"] = timeout
+    return {"msg": msg}
+
+
+def interactive(h: Harness, tmp: Path, steps: list[dict[str, Any]]) -> tuple[str, Path]:
+    log = tmp / "responses.jsonl"
+    name = h.scripted(steps)
+    h.entries[-1] = h.entries[-1].replace("env = { ", f'env = {{ SCRIPT_RESPONSE_LOG = "{log}", ', 1)
+    h.registry_path.write_text("\n\n".join(h.entries) + "\n")
+    return name, log
+
+
+async def start(h: Harness, name: str) -> WorkflowHandle[Any, RunOutcome]:
+    inp = h.run_input(name)
+    return await h.client.start_workflow(
+        ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=h.task_queue
+    )
+
+
+async def until(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 20.0) -> T:
+    for _ in range(int(seconds / 0.1)):
+        value = await probe()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def progress(handle: WorkflowHandle[Any, RunOutcome]) -> RunProgress:
+    return await handle.query("progress", result_type=RunProgress)
+
+
+async def test_respond_delivers_the_answer_to_the_connector_only(
+    harness: Harness, tmp_path: Path, pg_url: str
+) -> None:
+    name, responses = interactive(
+        harness,
+        tmp_path,
+        [
+            {"records": {"stream": "a", "count": 3}},
+            otp(),
+            {"await_response": True},
+            {"records": {"stream": "a", "count": 2}},
+            {"state": "a"},
+            {"done": "succeeded"},
+        ],
+    )
+    async with harness.worker():
+        handle = await start(harness, name)
+
+        async def waiting() -> RunProgress | None:
+            p = await progress(handle)
+            return p if p.waiting else None
+
+        p = await until(waiting, "the run to wait on its owner")
+        assert [(w.request_id, w.kind) for w in p.waiting] == [("r1", "otp")]
+        # What came before the interaction is durable while the owner is away.
+        assert (
+            await harness.store.pool.fetchval("SELECT count(*) FROM records WHERE connector = $1", name) == 3
+        )
+        assert "waiting on the owner" in await current_details(harness, handle.id)
+        query = f'PdppRunStatus = "waiting_on_owner" AND PdppConnector = "{name}"'
+
+        async def listed() -> list[str] | None:
+            return [w.id async for w in harness.client.list_workflows(query)] or None
+
+        assert await until(listed, "the UI's filter to find the waiting run") == [handle.id]
+
+        code, out, _ = await cli(harness, pg_url, "runs", "--json")
+        [row] = [r for r in json.loads(out) if r["run_id"] == handle.id]
+        assert row["status"] == "waiting_on_owner"
+        assert row["waiting_on"] == [
+            {
+                "request_id": "r1",
+                "kind": "otp",
+                "message": PROMPT,
+                "expires_at": row["waiting_on"][0]["expires_at"],
+            }
+        ]
+
+        code, out, err = await cli(
+            harness, pg_url, "respond", handle.id, "--data", "-", stdin=json.dumps({"code": SECRET}).encode()
+        )
+        assert code == 0, err
+        assert "delivered to the connector" in out and SECRET not in out + err
+        o = await handle.result()
+
+    assert o.status is RunStatus.SUCCEEDED and o.records_durable == 5 and o.gaps_opened == 0
+    [answer] = [json.loads(x) for x in responses.read_text().splitlines()]
+    assert answer == {
+        "type": "INTERACTION_RESPONSE",
+        "request_id": "r1",
+        "status": "success",
+        "data": {"code": SECRET},
+    }
+    # Neither the answer nor the prompt is in Temporal history; the answer is gone from PostgreSQL.
+    history = history_text(await handle.fetch_history())
+    assert "r1" in history and SECRET not in history and "555 0100" not in history
+    row = await harness.store.pool.fetchrow(
+        "SELECT status, response, response_status FROM interactions WHERE run_id = $1", handle.id
+    )
+    assert (row["status"], row["response"]) == ("success", None)
+
+
+async def test_unanswered_interaction_times_out_into_an_owner_action_gap(
+    harness: Harness, tmp_path: Path
+) -> None:
+    name, responses = interactive(
+        harness,
+        tmp_path,
+        [
+            {"records": {"stream": "a", "count": 1}},
+            otp(timeout=1),
+            {"await_response": True},
+            {"state": "a"},
+            {"done": "succeeded"},
+        ],
+    )
+    o = await harness.run(name)
+    assert json.loads(responses.read_text())["status"] == "timeout"
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and not o.needs_retry
+    assert o.skipped_by_reason == {"interaction_otp": 1}
+    [gap] = await harness.store.list_gaps(name)
+    assert (gap["kind"], gap["recovery_class"]) == ("interaction", "owner_action")
+
+
+async def test_respond_to_a_run_that_does_not_wait_is_a_clear_error(harness: Harness, pg_url: str) -> None:
+    name = harness.scripted([{"records": {"stream": "a", "count": 1}}, {"sleep": 30}, {"done": "succeeded"}])
+    async with harness.worker():
+        handle = await start(harness, name)
+        await until(lambda: harness.store.get_run(handle.id), "the run to start")
+        code, _, err = await cli(harness, pg_url, "respond", handle.id, "--data", '{"code": "1"}')
+        assert code == 2 and "is not waiting on its owner" in err
+        code, _, err = await cli(harness, pg_url, "respond", handle.id, "--data", "{not json")
+        assert code == 2 and "not valid JSON" in err and "not json" not in err
+        await handle.cancel()
+        assert (await handle.result()).status is RunStatus.CANCELLED
+
+
+async def test_progress_query_and_ui_details_follow_a_running_collect(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            {"msg": {"type": "PROGRESS", "stream": "a", "message": "listing", "total": 250}},
+            {"records": {"stream": "a", "count": 120}},
+            {"state": "a"},
+            {"sleep": 4},
+            {"records": {"stream": "a", "count": 130}},
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    async with harness.worker():
+        handle = await start(harness, name)
+
+        async def live() -> RunProgress | None:
+            p = await progress(handle)
+            return p if p.live.records_durable else None
+
+        p = await until(live, "a progress signal")
+        assert p.phase == "collecting" and p.live.records_durable == 120
+        a = p.live.streams["a"]
+        assert (a.collected, a.total, a.checkpointed) == (120, 250, True)
+        details = await current_details(harness, handle.id)
+        assert "records durable: 120 of 120 emitted" in details and "120 of ~250" in details
+        o = await handle.result()
+        done = await progress(handle)
+    assert o.records_durable == 250
+    assert (done.phase, done.status, done.live.records_durable) == ("done", "succeeded", 250)
+
+
+async def test_watch_renders_the_progress_query_as_bars_or_plain_lines(harness: Harness, pg_url: str) -> None:
+    steps = [
+        {"msg": {"type": "PROGRESS", "stream": "a", "message": "listing", "total": 90}},
+        {"records": {"stream": "a", "count": 40}},
+        {"state": "a"},
+        {"sleep": 6},
+        {"records": {"stream": "a", "count": 50}},
+        {"state": "a"},
+        {"done": "succeeded"},
+    ]
+    async with harness.worker():
+        # Off a terminal: plain lines from the query, then the outcome.
+        handle = await start(harness, harness.scripted(steps))
+        code, out, err = await cli(harness, pg_url, "watch", handle.id)
+        assert code == 0 and "succeeded" in out
+        assert f"{handle.id}: collecting · 40 durable of 40 emitted" in err and "a 40/90" in err
+
+        # On a terminal: a bar per stream, with the connector's estimate as its total.
+        handle = await start(harness, harness.scripted(steps))
+        screen = io.StringIO()
+        console = Console(file=screen, force_terminal=True, width=200)
+        outcome = await watch_run(handle, handle.id, console, quiet=False)
+    assert outcome.records_durable == 90
+    frames = screen.getvalue()
+    assert "40 of ~90 ✓" in frames and "━" in frames and f"{handle.id} · collecting" in frames

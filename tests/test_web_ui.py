@@ -1,0 +1,165 @@
+"""The Temporal web UI of `pdpp-orch dev`, driven in headless Chromium the way an operator uses
+it: filter the workflow list by our search attributes, find the run by its summary, open it and
+read its outcome in the current details. Screenshots are kept under the test's tmp directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from pdpp_orch.devstack import find_running
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Debian's chromium is not installed (.ci/run installs it with apt-get where it can)",
+)
+ABC = Path(__file__).parent / "connectors" / "abc.json"
+SCRIPTED = Path(__file__).parent / "connectors" / "scripted.py"
+# Flags for a machine with no internet: no background fetches, no sandbox as root.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pdpp(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pdpp_orch.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def dev_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+    """`pdpp-orch dev` in the background with a registry of one connector that skips a channel;
+    yields the environment other commands need and the UI's URL."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps(
+            [
+                {"records": {"stream": "a", "count": 7}},
+                {
+                    "msg": {
+                        "type": "SKIP_RESULT",
+                        "stream": "a",
+                        "reason": "rate_limited",
+                        "resource_ids": ["c1"],
+                    }
+                },
+                {"state": "a"},
+                {"done": "succeeded"},
+            ]
+        )
+    )
+    registry = tmp_path / "connectors.toml"
+    registry.write_text(
+        f"[connectors.uichat]\ncommand = {json.dumps([sys.executable, str(SCRIPTED)])}\n"
+        f"manifest = {json.dumps(str(ABC))}\nenv = {{ SCRIPT_PLAN = {json.dumps(str(plan))} }}\n"
+    )
+    data_dir = tmp_path / "stack"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TEMPORAL_ADDRESS", "PDPP_DATABASE_URL", "PDPP_TASK_QUEUE")
+    }
+    env |= {"PDPP_DATA_DIR": str(data_dir), "PDPP_CONNECTORS": str(registry)}
+    log = (tmp_path / "dev.log").open("wb")
+    dev = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pdpp_orch.cli",
+            "dev",
+            "--temporal-port",
+            str(free_port()),
+            "--ui-port",
+            str(free_port()),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(600):
+            ep = find_running(data_dir)
+            if ep is not None:
+                break
+            assert dev.poll() is None, (tmp_path / "dev.log").read_text()
+            subprocess.run(["sleep", "0.1"])
+        else:
+            raise AssertionError("pdpp-orch dev did not come up in 60 s")
+        yield env, ep.ui_url
+    finally:
+        os.killpg(dev.pid, signal.SIGINT)
+        try:
+            dev.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(dev.pid, signal.SIGKILL)
+        log.close()
+
+
+async def test_web_ui_lists_the_run_by_our_filter_and_shows_its_summary_and_outcome(
+    dev_stack: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    env, ui = dev_stack
+    done = await asyncio.to_thread(pdpp, env, "run", "uichat", "--wait", "--json")
+    assert done.returncode == 3, done.stderr  # partially_completed
+    run_id = json.loads(done.stdout)["run_id"]
+    query = 'PdppConnector="uichat" AND PdppRunStatus="partially_completed"'
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page(viewport={"width": 1600, "height": 1000})
+        # Visibility is eventually consistent: reload until the filter finds the run.
+        for _ in range(20):
+            await page.goto(f"{ui}/namespaces/default/workflows?query={quote(query)}")
+            try:
+                await page.get_by_text(run_id).first.wait_for(timeout=3000)
+                break
+            except Exception:
+                continue
+        await page.screenshot(path=str(tmp_path / "workflow-list.png"), full_page=True)
+        assert await page.get_by_text(run_id).count() >= 1
+
+        await page.get_by_role("link", name=run_id).first.click()
+        try:
+            await page.get_by_text("partially_completed").first.wait_for(timeout=15000)
+            # The summary and the current details (the outcome in markdown) are the run's
+            # user metadata.
+            await page.get_by_text("User Metadata", exact=True).first.click()
+            # The UI renders each markdown field in a sandboxed frame of its own.
+            for _ in range(50):
+                frames = [await f.content() for f in page.frames]
+                if sum("rate_limited: 1" in f or "uichat · forward · manual" in f for f in frames) >= 2:
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            await page.screenshot(path=str(tmp_path / "workflow-details.png"), full_page=True)
+        await browser.close()
+    assert any("uichat · forward · manual" in f for f in frames)  # the static summary
+    assert any("rate_limited: 1" in f and "partially_completed" in f for f in frames)  # the outcome
+    print(f"screenshots: {tmp_path}/workflow-list.png, {tmp_path}/workflow-details.png")
