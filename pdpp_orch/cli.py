@@ -928,6 +928,12 @@ async def _report(s: Settings, name: str | None, as_json: bool, html_file: Path 
         )
         owner = f" · [red]{r.waiting_on_owner:,} waiting on you[/]" if r.waiting_on_owner else ""
         out.print(f"[bold]{r.connector}[/]: {verdict} · {retry}{owner}")
+        for a in r.asks:
+            out.print(
+                f"  [red]run {a.run_id} waits for your {a.kind}[/] until {a.expires_at:%Y-%m-%d %H:%M} UTC:"
+                f" pdpp-orch respond {a.run_id} --data -",
+                highlight=False,
+            )
         t = Table("stream", "records held", "checkpoint", "age (h)", "coverage", "open gaps")
         for st in r.streams:
             t.add_row(

@@ -46,13 +46,23 @@ class RunPoint(BaseModel):
     gaps_opened: int
 
 
+class OwnerAsk(BaseModel):
+    """A run waiting on its owner right now (the prompt itself is not in the report)."""
+
+    run_id: str
+    request_id: str
+    kind: str
+    expires_at: datetime
+
+
 class ConnectorReport(BaseModel):
     connector: str
     missing_anything: bool
     streams: list[StreamReport]
     next_retry: datetime | None
     next_retry_cost: int
-    waiting_on_owner: int
+    waiting_on_owner: int = Field(description="owner-action gaps plus runs waiting on the owner now")
+    asks: list[OwnerAsk] = Field(default_factory=list)
     recent_runs: list[RunPoint]
 
 
@@ -61,6 +71,7 @@ def build(
 ) -> list[ConnectorReport]:
     """Turn the store's rows into one report per connector."""
     connectors = sorted({r["connector"] for part in rows.values() for r in part})
+    asks = rows.get("asks", [])
     latest: dict[tuple[str, str], str] = {}
     runs: dict[str, list[RunPoint]] = {}
     for r in rows["runs"]:
@@ -107,14 +118,23 @@ def build(
             )
         planned = [g for s in reports for g in s.gaps if g.estimated_cost is not None]
         next_retry = min((g.next_retry for g in planned if g.next_retry), default=None)
+        mine = [
+            OwnerAsk(
+                run_id=a["run_id"], request_id=a["request_id"], kind=a["kind"], expires_at=a["expires_at"]
+            )
+            for a in asks
+            if a["connector"] == c
+        ]
         out.append(
             ConnectorReport(
                 connector=c,
-                missing_anything=any(s.gaps or s.coverage in ("partial", "unproven") for s in reports),
+                missing_anything=bool(mine)
+                or any(s.gaps or s.coverage in ("partial", "unproven") for s in reports),
                 streams=reports,
                 next_retry=next_retry,
                 next_retry_cost=sum(g.estimated_cost or 0 for g in planned),
-                waiting_on_owner=sum(s.waiting_on_owner for s in reports),
+                waiting_on_owner=sum(s.waiting_on_owner for s in reports) + len(mine),
+                asks=mine,
                 recent_runs=runs.get(c, []),
             )
         )
@@ -181,6 +201,12 @@ def to_html(reports: list[ConnectorReport], now: datetime) -> str:
             f" · <span class=bad>{r.waiting_on_owner:,} waiting on you</span>" if r.waiting_on_owner else ""
         )
         parts.append(f"<h2>{e(r.connector)}</h2><p>{verdict} · {retry}{owner}</p>")
+        parts.extend(
+            f"<p class=bad>run {e(a.run_id)} waits for your {e(a.kind)}"
+            f" until {a.expires_at:%Y-%m-%d %H:%M} UTC:"
+            f" <code>pdpp-orch respond {e(a.run_id)} --data -</code></p>"
+            for a in r.asks
+        )
         parts.append(
             "<table><tr><th>stream</th><th>records held</th><th>checkpoint</th><th>coverage</th>"
             "<th>open gaps</th></tr>"

@@ -456,7 +456,7 @@ class Store:
 
     async def report_rows(self, connector: str | None) -> dict[str, list[dict[str, Any]]]:
         """What `pdpp-orch report` shows, per connector and stream: records held, committed
-        checkpoints, open gaps by reason and class, and recent runs."""
+        checkpoints, open gaps by reason and class, recent runs, and runs waiting on the owner."""
         async with self.pool.acquire() as conn:
             records = await conn.fetch(
                 "SELECT connector, stream, count(*) FILTER (WHERE NOT deleted) AS held, "
@@ -484,7 +484,13 @@ class Store:
                 "WHERE k <= 20 ORDER BY connector, started_at",
                 connector,
             )
+            asks = await conn.fetch(
+                "SELECT connector, run_id, request_id, kind, expires_at FROM interactions "
+                "WHERE ($1::text IS NULL OR connector = $1) AND status = 'pending' ORDER BY created_at",
+                connector,
+            )
         return {
+            "asks": [dict(r) for r in asks],
             "records": [dict(r) for r in records],
             "state": [dict(r) for r in state],
             "gaps": [dict(r) for r in gaps],

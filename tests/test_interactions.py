@@ -107,6 +107,13 @@ async def test_respond_delivers_the_answer_to_the_connector_only(
             }
         ]
 
+        page = tmp_path / "report.html"
+        code, out, _ = await cli(harness, pg_url, "report", name, "--json", "--html", str(page))
+        [report] = json.loads(out)
+        assert report["missing_anything"] and report["waiting_on_owner"] == 1
+        assert [(a["run_id"], a["kind"]) for a in report["asks"]] == [(handle.id, "otp")]
+        assert f"pdpp-orch respond {handle.id}" in page.read_text()
+
         code, out, err = await cli(
             harness, pg_url, "respond", handle.id, "--data", "-", stdin=json.dumps({"code": SECRET}).encode()
         )
