@@ -188,9 +188,13 @@ class Collector:
 
     def _violate(self, kind: str, detail: str, line: bytes | None = None, size: int = 0) -> None:
         self.facts.violation_count += 1
+        quarantined = line is not None or bool(size)
         if len(self.facts.violations) < MAX_VIOLATIONS_KEPT:
-            self.facts.violations.append(Violation(kind=kind, line_no=self.line_no, detail=detail[:300]))
-        if line is not None or size:
+            # Facts go into Temporal history: the detail of a line-borne violation quotes what
+            # the connector wrote (a key, a stream name), so it stays in the quarantine table.
+            shown = "see quarantine" if quarantined else detail[:300]
+            self.facts.violations.append(Violation(kind=kind, line_no=self.line_no, detail=shown))
+        if quarantined:
             self.facts.lines_quarantined += 1
             excerpt = (line or b"")[:EXCERPT_BYTES].decode("utf-8", "replace")
             self.batch.quarantine.append(

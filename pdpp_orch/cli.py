@@ -131,6 +131,26 @@ def dev(
     _run_async(_dev(s, sync or [], once, temporal_port, ui_port))
 
 
+async def _start_dev_codec_server(ui_port: int) -> tuple[str, Any] | None:
+    """With a key configured, a loopback codec server for the dev UI (its URL and runner)."""
+    from aiohttp import web
+
+    from pdpp_orch.codec import EncryptionCodec, Keyring
+    from pdpp_orch.codec_server import make_app
+    from pdpp_orch.devstack import free_port
+
+    keyring = Keyring.from_env()
+    if keyring is None:
+        return None
+    port = free_port(8888)
+    # The dev UI is served from loopback and calls the codec from the browser without a token.
+    origins = [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"]
+    runner = web.AppRunner(make_app(EncryptionCodec(keyring), None, origins))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return f"http://127.0.0.1:{port}", runner
+
+
 async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_port: int) -> int:
     from pdpp_orch.client import connect
     from pdpp_orch.worker import run_worker
@@ -139,14 +159,26 @@ async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_
     for name in sync:
         registry.get(name).load_manifest()
     stack: DevStack | None = None
+    codec: tuple[str, Any] | None = None
     if s.temporal_address and s.database_url:
         ep = Endpoints(s.temporal_address, "(external)", s.database_url, os.getpid())
     else:
         if s.temporal_address or s.database_url:
             raise UsageError("set both TEMPORAL_ADDRESS and PDPP_DATABASE_URL, or neither")
-        stack = DevStack(s.data_dir, temporal_port=temporal_port, ui_port=ui_port)
+        from pdpp_orch.devstack import free_port
+
+        ui_port = free_port(ui_port)
+        codec = await _start_dev_codec_server(ui_port)
+        stack = DevStack(
+            s.data_dir,
+            temporal_port=temporal_port,
+            ui_port=ui_port,
+            codec_endpoint=codec[0] if codec else None,
+        )
         err.print(f"starting the dev stack in {s.data_dir} …")
         ep = await asyncio.to_thread(stack.start)
+        if codec:
+            err.print(f"payloads are encrypted; the web UI decrypts them through {codec[0]}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -172,6 +204,8 @@ async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_
         if stack is not None:
             err.print("stopping the dev stack …")
             await asyncio.to_thread(stack.stop)
+        if codec is not None:
+            await codec[1].cleanup()
     return code
 
 
@@ -951,6 +985,73 @@ async def _report(s: Settings, name: str | None, as_json: bool, html_file: Path 
 
 
 # -- schedules --------------------------------------------------------------------------------
+
+# -- encryption --------------------------------------------------------------------------------
+
+
+@app.command()
+def keygen(
+    key_id: Annotated[str, typer.Argument(help="A name for the key, e.g. the date: 2026-11.")],
+) -> None:
+    """Print a new AES-256 key entry `KEY_ID=BASE64` for PDPP_ENCRYPTION_KEYS or the key file.
+    Put it first to encrypt with it; keep the old entries after it so old histories decrypt."""
+    from pdpp_orch.codec import new_key_entry
+
+    try:
+        print(new_key_entry(key_id))
+    except ConfigError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        _finish(2)
+
+
+@app.command("codec-server")
+def codec_server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8888,
+    ui_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ui-origin", help="A web UI origin allowed to call it (repeatable), e.g. http://localhost:8233."
+        ),
+    ] = None,
+) -> None:
+    """Serve Temporal's remote codec endpoints (/decode, /encode) with the configured keys, so
+    the web UI (its codec server setting, or TEMPORAL_CODEC_ENDPOINT) and `temporal workflow
+    show --codec-endpoint URL --codec-auth "Bearer TOKEN"` show payloads in clear. Requests must
+    carry `Authorization: Bearer $PDPP_CODEC_TOKEN`; without a token it only listens on
+    loopback."""
+    _run_async(_codec_server(host, port, ui_origin or []))
+
+
+async def _codec_server(host: str, port: int, origins: list[str]) -> int:
+    from aiohttp import web
+
+    from pdpp_orch.codec import EncryptionCodec, Keyring
+    from pdpp_orch.codec_server import make_app
+
+    keyring = Keyring.from_env()
+    if keyring is None:
+        raise UsageError("no key configured: set PDPP_ENCRYPTION_KEYS or PDPP_ENCRYPTION_KEY_FILE")
+    token = os.environ.get("PDPP_CODEC_TOKEN") or None
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        raise UsageError("set PDPP_CODEC_TOKEN to listen beyond loopback")
+    runner = web.AppRunner(make_app(EncryptionCodec(keyring), token, origins))
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    err.print(
+        f"codec server on http://{host}:{port} ({len(keyring.keys)} key(s), "
+        f"{'bearer token required' if token else 'no token: loopback only'}); Ctrl-C to stop"
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    return 0
+
 
 schedule_app = typer.Typer(
     help="Recurring syncs on Temporal Schedules (one per connector, id sync-NAME).", no_args_is_help=True

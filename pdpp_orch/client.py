@@ -1,10 +1,15 @@
-"""Connecting to Temporal the one way the project does it (pydantic payloads)."""
+"""Connecting to Temporal the one way the project does it: pydantic payloads, encrypted when a
+key is configured (pdpp_orch.codec)."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+
+from pdpp_orch.codec import Keyring, data_converter
 
 
 async def connect(address: str, namespace: str = "default") -> Client:
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+    """A client (and, through it, a worker) using the keyring configured in the environment."""
+    return await Client.connect(
+        address, namespace=namespace, data_converter=data_converter(Keyring.from_env())
+    )

@@ -60,7 +60,7 @@ class Endpoints:
     pid: int
 
 
-def _free_port(preferred: int) -> int:
+def free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as s:
             try:
@@ -105,8 +105,16 @@ def find_running(data_dir: Path) -> Endpoints | None:
 class DevStack:
     """Starts and stops the embedded Temporal + PostgreSQL pair."""
 
-    def __init__(self, data_dir: Path, *, temporal_port: int = 7233, ui_port: int = 8233):
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        temporal_port: int = 7233,
+        ui_port: int = 8233,
+        codec_endpoint: str | None = None,
+    ):
         self.data_dir = data_dir
+        self.codec_endpoint = codec_endpoint
         self.temporal_port = temporal_port
         self.ui_port = ui_port
         self._temporal: subprocess.Popen[bytes] | None = None
@@ -131,8 +139,8 @@ class DevStack:
 
     def _start_temporal(self) -> tuple[str, str]:
         binary = temporal_cli()
-        port = _free_port(self.temporal_port)
-        ui_port = _free_port(self.ui_port)
+        port = free_port(self.temporal_port)
+        ui_port = free_port(self.ui_port)
         log = self.data_dir / "temporal.log"
         cmd = [
             binary,
@@ -149,6 +157,7 @@ class DevStack:
             "--log-level",
             "warn",
             *search_attribute_flags(),
+            *(["--ui-codec-endpoint", self.codec_endpoint] if self.codec_endpoint else []),
         ]
         with open(log, "ab") as out:
             self._temporal = subprocess.Popen(
