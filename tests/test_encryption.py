@@ -87,12 +87,13 @@ def marker_script() -> list[dict[str, Any]]:
                 "last_error": {"message": f"429 for {MARKER}"},
             }
         },
-        {"msg": {"type": "SKIP_RESULT", "stream": "b", "reason": "not_found", "message": f"gone: {MARKER}",
-                 "resource_ids": [f"r-{MARKER}"]}},
-        {"msg": {"type": "INTERACTION", "request_id": "otp1", "kind": "otp", "message": f"code sent to {MARKER}",
-                 "timeout_seconds": 0.5}},
+        {"msg": {"type": "SKIP_RESULT", "stream": "b", "reason": "not_found",
+                 "message": f"gone: {MARKER}", "resource_ids": [f"r-{MARKER}"]}},
+        {"msg": {"type": "INTERACTION", "request_id": "otp1", "kind": "otp",
+                 "message": f"code sent to {MARKER}", "timeout_seconds": 0.5}},
         {"await_response": True},
-        {"msg": {"type": "RECORD", "stream": f"s{MARKER}", "key": "x", "data": {"id": "x"}, "emitted_at": "x"}},
+        {"msg": {"type": "RECORD", "stream": f"s{MARKER}", "key": "x", "data": {"id": "x"},
+                 "emitted_at": "x"}},
         {"raw": f'{{"type": "RECORD", "stream": "a", "data": "{MARKER}" truncated'},
         {"msg": {"type": "STATE", "stream": "b", "cursor": {"after": MARKER}}},
         {"done": "failed", "error": {"message": f"upstream said {MARKER}", "code": "upstream_error"}},
@@ -198,7 +199,8 @@ async def test_the_marker_never_reaches_temporal_in_clear_text(
     # The five cases (B twice), their connectors renamed for this test.
     selected = [
         demo.Case(c.key, c.title, f"{c.connector}_{tag}", c.bundled, c.settings,
-                  {**c.env, "CLAUDE_CODE_ROOT": str(claude_root), "SLACK_ARCHIVE": str(tmp_path / "slack.sqlite")},
+                  {**c.env, "CLAUDE_CODE_ROOT": str(claude_root),
+                   "SLACK_ARCHIVE": str(tmp_path / "slack.sqlite")},
                   c.streams)
         for c in demo.cases(tmp_path)
     ]  # fmt: skip
@@ -207,10 +209,11 @@ async def test_the_marker_never_reaches_temporal_in_clear_text(
     plan.write_text(json.dumps(marker_script()))
     scripted = f"marker_{tag}"
     with registry.open("a") as f:
+        command = [sys.executable, str(HERE / "connectors" / "scripted.py")]
+        env = {"SCRIPT_PLAN": str(plan), "SCRIPT_RESPONSE_LOG": str(tmp_path / "r.jsonl")}
         f.write(
-            f"\n[connectors.{scripted}]\ncommand = {json.dumps([sys.executable, str(HERE / 'connectors' / 'scripted.py')])}\n"
-            f"manifest = {json.dumps(str(HERE / 'connectors' / 'abc.json'))}\n"
-            f"env = {{ SCRIPT_PLAN = {json.dumps(str(plan))}, SCRIPT_RESPONSE_LOG = {json.dumps(str(tmp_path / 'r.jsonl'))} }}\n"
+            f"\n[connectors.{scripted}]\ncommand = {json.dumps(command)}\n"
+            f"manifest = {json.dumps(str(HERE / 'connectors' / 'abc.json'))}\nenv = {demo.toml_value(env)}\n"
         )
     task_queue = f"tq-{tag}"
     async with build_worker(client, store, task_queue, lambda: Registry.load(registry)):
@@ -245,7 +248,8 @@ async def test_the_marker_never_reaches_temporal_in_clear_text(
     in_db = {
         "records": "SELECT count(*) FROM records WHERE data::text LIKE $1",
         "cursors": "SELECT count(*) FROM stream_state WHERE cursor::text LIKE $1",
-        "gaps": "SELECT count(*) FROM gaps WHERE subject LIKE $1 OR locator::text LIKE $1 OR last_error LIKE $1",
+        "gaps": "SELECT count(*) FROM gaps "
+        "WHERE subject LIKE $1 OR locator::text LIKE $1 OR last_error LIKE $1",
         "prompts": "SELECT count(*) FROM interactions WHERE message LIKE $1",
     }
     for what, sql in in_db.items():
