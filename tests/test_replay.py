@@ -1,0 +1,48 @@
+"""Recorded histories (tests/replay/histories, written by tests/replay/record_histories.py)
+replay against the current workflow code: a change that would break workflows already running
+fails here instead of in production (then use `workflow.patched`, docs/operations.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.budget import ConnectorBudgetWorkflow
+from workflows.connector_run import ConnectorRunWorkflow
+from workflows.recovery import GapRecoveryWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "replay" / "histories").glob("*.json"))
+
+
+def test_the_fixtures_cover_every_workflow_and_case() -> None:
+    types = {p.name.split("--")[0] for p in HISTORIES}
+    assert types == {"ConnectorRunWorkflow", "GapRecoveryWorkflow", "ConnectorBudgetWorkflow"}
+    runs = " ".join(p.name for p in HISTORIES if p.name.startswith("ConnectorRunWorkflow"))
+    for case in (
+        "gmail",
+        "claude_code-",
+        "claude_code_capped",
+        "slack",
+        "usaa",
+        "chatgpt-2",
+        "recovery",
+        "interactive",
+    ):
+        assert case in runs, case
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_recorded_history_replays_on_the_current_code(path: Path) -> None:
+    workflow_id = path.name.split("--", 1)[1].removesuffix(".json")
+    history = WorkflowHistory.from_json(workflow_id, await asyncio.to_thread(path.read_text))
+    replayer = Replayer(
+        workflows=[ConnectorRunWorkflow, GapRecoveryWorkflow, ConnectorBudgetWorkflow],
+        data_converter=pydantic_data_converter,
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
