@@ -210,6 +210,44 @@ async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_
 
 
 @app.command()
+def health(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each server.")] = 5.0,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Exit 0 when Temporal and PostgreSQL answer (for container liveness/readiness probes),
+    1 with the reason otherwise."""
+    _run_async(_health(_settings(data_dir), timeout))
+
+
+async def _health(s: Settings, wait_s: float) -> int:
+    import asyncpg
+
+    from pdpp_orch.client import connect
+
+    address, database = _endpoints(s)
+    problems = []
+    try:
+        client = await asyncio.wait_for(connect(address, s.temporal_namespace), wait_s)
+        await asyncio.wait_for(client.service_client.check_health(), wait_s)
+    except Exception as e:
+        problems.append(f"Temporal at {address}: {type(e).__name__}: {e}"[:300])
+    try:
+        conn = await asyncpg.connect(database, timeout=wait_s)
+        try:
+            await conn.fetchval("SELECT 1", timeout=wait_s)
+        finally:
+            await conn.close()
+    except Exception as e:
+        # Never print the DSN: it may hold a password.
+        problems.append(f"PostgreSQL: {type(e).__name__}: {e}"[:300])
+    for p in problems:
+        err.print(f"[red]unhealthy:[/red] {p}", highlight=False)
+    if not problems:
+        out.print("ok: Temporal and PostgreSQL answer")
+    return 1 if problems else 0
+
+
+@app.command()
 def worker(connectors: ConnectorsOpt = None, data_dir: DataDirOpt = None) -> None:
     """Run just a worker (against TEMPORAL_ADDRESS/PDPP_DATABASE_URL or the running dev stack)."""
     s = _settings(data_dir, connectors)

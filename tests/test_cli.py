@@ -218,3 +218,11 @@ async def test_gaps_recover_and_budget_commands(harness: Harness, pg_url: str) -
 
         code, out, err = await cli(harness, pg_url, "gaps", "requeue", "gap_nope")
         assert code == 2 and "no gap" in err
+
+
+async def test_health_says_which_server_does_not_answer(harness: Harness, pg_url: str) -> None:
+    code, out, _ = await cli(harness, pg_url, "health")
+    assert code == 0 and "ok" in out
+    dead = "postgresql://worker:hunter2@127.0.0.1:1/records"
+    code, _, err = await cli(harness, dead, "health", "--timeout", "2")
+    assert code == 1 and "PostgreSQL" in err and "Temporal" not in err and "hunter2" not in err
