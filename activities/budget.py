@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from pdpp_orch import telemetry
 from pdpp_orch.budget import BudgetCall, BudgetConfig, BudgetInput, BudgetStatus, ChargeCall, Grant
 from workflows.budget import ConnectorBudgetWorkflow, budget_workflow_id
 
@@ -30,20 +31,24 @@ class BudgetActivities:
     async def request_budget(self, req: BudgetCall) -> Grant:
         """Ask the connector's budget for units. Retries of this activity reuse the request id,
         so they get the first answer back instead of spending again."""
-        return await self._update(
+        grant = await self._update(
             req.connector,
             req.request.config,
             lambda h: h.execute_update(ConnectorBudgetWorkflow.request, req.request),
         )
+        telemetry.budget_units.add(grant.granted, {"connector": req.connector, "kind": "granted"})
+        return grant
 
     @activity.defn
     async def charge_budget(self, req: ChargeCall) -> Grant:
         """Report units a run spent; idempotent by the charge's request id."""
-        return await self._update(
+        grant = await self._update(
             req.connector,
             req.charge.config,
             lambda h: h.execute_update(ConnectorBudgetWorkflow.charge, req.charge),
         )
+        telemetry.budget_units.add(req.charge.units, {"connector": req.connector, "kind": "charged"})
+        return grant
 
     async def _update(
         self, connector: str, config: BudgetConfig, call: Callable[[BudgetHandle], Awaitable[T]]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from temporalio import activity
 
 from activities.runs import config_error
+from pdpp_orch import telemetry
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import HintProgress, HintRef, LeaseInput, RecoveryPolicy, SettleInput
 from pdpp_orch.registry import Registry
@@ -46,18 +47,25 @@ class RecoveryActivities:
     @activity.defn
     async def settle_gaps(self, data: SettleInput) -> HintProgress:
         """Settle what a recovery run was served, then report where the hint stands."""
-        if data.close_all:
-            await self.store.close_hint(data.connector, data.hint_id, data.run_id)
-        elif data.lease_id is not None:
-            await self.store.settle_lease(
-                data.connector,
-                data.lease_id,
-                data.run_id,
-                data.run_clean,
-                data.max_attempts,
-                data.max_no_progress,
+        with telemetry.span(
+            "pdpp.gaps.settle", connector=data.connector, hint_id=data.hint_id, run_clean=data.run_clean
+        ) as sp:
+            if data.close_all:
+                await self.store.close_hint(data.connector, data.hint_id, data.run_id)
+            elif data.lease_id is not None:
+                await self.store.settle_lease(
+                    data.connector,
+                    data.lease_id,
+                    data.run_id,
+                    data.run_clean,
+                    data.max_attempts,
+                    data.max_no_progress,
+                )
+            progress = await self.hint_progress(data.connector, data.hint_id)
+            sp.set_attributes(
+                {"pending": progress.pending, "recovered": progress.recovered, "terminal": progress.terminal}
             )
-        return await self.hint_progress(data.connector, data.hint_id)
+        return progress
 
     async def hint_progress(self, connector: str, hint_id: str) -> HintProgress:
         counts, wait = await self.store.hint_progress(connector, hint_id)

@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.collect import NO_STREAM, Collector, facts_from_resume
+from pdpp_orch import telemetry
 from pdpp_orch.hints import MAX_NO_PROGRESS, hint_id, not_before, parse_day, split_range
 from pdpp_orch.manifest import ConfigError, Manifest
 from pdpp_orch.models import (
@@ -92,7 +93,21 @@ class RunActivities:
                 log.warning("run %s: could not signal %s: %s", run.run_id, signal, e)
 
         collector = Collector(self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify)
-        facts = await collector.run()
+        with (
+            telemetry.context(run_id=run.run_id, connector=run.connector),
+            telemetry.span(
+                "pdpp.connector", connector=run.connector, run_id=run.run_id, attempt=info.attempt
+            ) as sp,
+        ):
+            facts = await collector.run()
+            sp.set_attributes(
+                {
+                    "exit_code": facts.exit_code if facts.exit_code is not None else -1,
+                    "records_emitted": facts.records_emitted,
+                    "records_durable": facts.records_durable,
+                    "violations": facts.violation_count,
+                }
+            )
         log.info(
             "collect finished run=%s connector=%s attempt=%d records_durable=%d violations=%d",
             run.run_id,
@@ -138,7 +153,11 @@ class RunActivities:
                     StreamCommit(stream=stream, committed=False, reason=cp.unproven_reason or "unproven")
                 )
             else:
-                c = await self.store.commit_checkpoint(run.connector, run.run_id, cp, entry.max_state_bytes)
+                with telemetry.span("pdpp.checkpoint.commit", connector=run.connector, stream=stream) as sp:
+                    c = await self.store.commit_checkpoint(
+                        run.connector, run.run_id, cp, entry.max_state_bytes
+                    )
+                    sp.set_attributes({"committed": c.committed, "bytes": c.bytes, "reason": c.reason or ""})
                 if c.committed and cp.unproven_reason:
                     # An earlier proven cursor moved forward; the latest one is still lost.
                     c = StreamCommit(
@@ -205,7 +224,17 @@ class RunActivities:
             for sf in data.facts.streams.values()
             for reason, n in sorted(sf.skipped_by_reason.items())
         ]
-        await self.store.finish_run(data.outcome, events)
+        if await self.store.finish_run(data.outcome, events):
+            o = data.outcome
+            attrs = {"connector": o.connector, "mode": o.mode.value}
+            telemetry.run_duration.record(
+                (o.finished_at - o.started_at).total_seconds(), {**attrs, "status": o.status.value}
+            )
+            telemetry.records_rejected.add(o.records_rejected, attrs)
+            for reason, n in o.skipped_by_reason.items():
+                telemetry.skips.add(n, {**attrs, "reason": reason})
+            for cls, n in (await self.store.open_gaps_by_class(o.connector)).items():
+                telemetry.gaps_open.set(n, {"connector": o.connector, "recovery_class": cls})
 
 
 def _checkpoint_class(c: StreamCommit) -> RecoveryClass:

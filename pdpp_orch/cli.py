@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import secrets
 import signal
@@ -71,6 +70,9 @@ def _settings(data_dir: Path | None = None, connectors: Path | None = None) -> S
 
 
 def _finish(code: int) -> None:
+    from pdpp_orch import telemetry
+
+    telemetry.shutdown()  # exports what is still batched
     # The Temporal client can crash the interpreter at exit (a known SDK issue): leave at once.
     sys.stdout.flush()
     sys.stderr.flush()
@@ -1451,7 +1453,9 @@ def upstream(
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("PDPP_LOG_LEVEL", "WARNING"))
+    from pdpp_orch.telemetry import configure_logging
+
+    configure_logging(os.environ.get("PDPP_LOG_LEVEL", "WARNING"), os.environ.get("PDPP_LOG_FORMAT", "text"))
     # platformdirs warns when asked for a runtime dir in a container without XDG_RUNTIME_DIR;
     # its fallback under /tmp is fine for the embedded stack.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")

@@ -7,6 +7,7 @@ upsert, and the checkpoint that the flushed records prove (DESIGN §2, §6).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from pdpp_orch import telemetry
 from pdpp_orch.models import CheckpointFact, RecoveryClass, RunOutcome, RunStatus, StreamCommit
 
 SCHEMA_VERSION = "4"
@@ -399,8 +401,9 @@ class Store:
         )
         return {r["stream"]: orjson.loads(r["facts"]) for r in rows}
 
-    async def finish_run(self, outcome: RunOutcome, events: list[tuple[str, dict[str, Any]]]) -> None:
-        """Write the outcome, `events` and the terminal spine event, once."""
+    async def finish_run(self, outcome: RunOutcome, events: list[tuple[str, dict[str, Any]]]) -> bool:
+        """Write the outcome, `events` and the terminal spine event, once; False if they were
+        already written (a retried activity)."""
         payload = outcome.model_dump_json()
         async with self.pool.acquire() as conn, conn.transaction():
             updated = await conn.fetchval(
@@ -424,6 +427,7 @@ class Store:
                 await conn.executemany(
                     _INSERT_SPINE, [(outcome.run_id, outcome.connector, t, p) for t, p in rows]
                 )
+            return bool(updated)
 
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         row = await self.pool.fetchrow(
@@ -587,6 +591,15 @@ class Store:
             connector,
         )
         return {r["stream"]: int(r["n"]) for r in rows}
+
+    async def open_gaps_by_class(self, connector: str) -> dict[str, int]:
+        """Open gaps per recovery class (every class present, zeros included)."""
+        rows = await self.pool.fetch(
+            "SELECT recovery_class, count(*) FILTER (WHERE status IN ('pending', 'leased')) AS n "
+            "FROM gaps WHERE connector = $1 GROUP BY recovery_class",
+            connector,
+        )
+        return {r["recovery_class"]: int(r["n"]) for r in rows}
 
     async def list_gaps(
         self, connector: str | None = None, status: str | None = None
@@ -869,57 +882,87 @@ class Store:
         and the batch goes through staging + upsert instead (FlushResult.conflicted)."""
         recovered = 0
         conflicted = False
-        async with self.pool.acquire() as conn, conn.transaction():
-            if batch.records:
-                conflicted = not await self._write_records(conn, connector, run_id, batch, try_copy)
-            if batch.gaps:
-                await self._upsert_gaps(conn, connector, run_id, batch.gaps)
-            if batch.recovered_gap_ids:
-                status = await conn.execute(_SETTLE_RECOVERED, connector, run_id, batch.recovered_gap_ids)
-                recovered = int(status.split()[-1])
-            if batch.quarantine:
-                q = batch.quarantine
-                await conn.execute(
-                    _INSERT_QUARANTINE,
-                    run_id,
-                    attempt,
-                    [r.line_no for r in q],
-                    [r.kind for r in q],
-                    [r.detail for r in q],
-                    [r.line_bytes for r in q],
-                    [r.excerpt for r in q],
+        started = time.monotonic()
+        with (
+            telemetry.span(
+                "pdpp.flush", connector=connector, rows=len(batch.records), bytes=batch.bytes
+            ) as sp,
+        ):
+            async with self.pool.acquire() as conn, conn.transaction():
+                recovered, conflicted = await self._flush_in(
+                    conn, connector, run_id, attempt, batch, progress, try_copy
                 )
-            for cp in batch.checkpoints:
-                await conn.execute(
-                    _UPSERT_RUN_CHECKPOINT,
-                    run_id,
-                    cp.stream,
-                    cp.seq,
-                    cp.cursor_json,
-                    cp.cursor_bytes,
-                    cp.facts_json,
-                )
-            if batch.records:
-                batch.spine.append(
-                    (
-                        "batch_ingested",
-                        {"records": batch.accepted, "rows": len(batch.records), "bytes": batch.bytes},
-                    )
-                )
-            if batch.spine:
-                await conn.executemany(
-                    _INSERT_SPINE,
-                    [(run_id, connector, t, orjson.dumps(p).decode()) for t, p in batch.spine],
-                )
-            await conn.execute(
-                _RUN_PROGRESS,
-                run_id,
-                int(progress.get("records_emitted", 0)),
-                int(progress.get("records_durable", 0)),
-                orjson.dumps(progress).decode(),
-                attempt,
-            )
+            sp.set_attribute("conflicted", conflicted)
+        elapsed = time.monotonic() - started
+        attrs = {"connector": connector}
+        telemetry.flush_latency.record(elapsed, attrs)
+        if batch.accepted:
+            telemetry.records_durable.add(batch.accepted, attrs)
+            telemetry.rows_per_second.record(batch.accepted / max(elapsed, 1e-6), attrs)
         return FlushResult(gaps_recovered=recovered, conflicted=conflicted)
+
+    async def _flush_in(
+        self,
+        conn: Any,
+        connector: str,
+        run_id: str,
+        attempt: int,
+        batch: Flush,
+        progress: dict[str, Any],
+        try_copy: bool,
+    ) -> tuple[int, bool]:
+        recovered = 0
+        conflicted = False
+        if batch.records:
+            conflicted = not await self._write_records(conn, connector, run_id, batch, try_copy)
+        if batch.gaps:
+            await self._upsert_gaps(conn, connector, run_id, batch.gaps)
+        if batch.recovered_gap_ids:
+            status = await conn.execute(_SETTLE_RECOVERED, connector, run_id, batch.recovered_gap_ids)
+            recovered = int(status.split()[-1])
+        if batch.quarantine:
+            q = batch.quarantine
+            await conn.execute(
+                _INSERT_QUARANTINE,
+                run_id,
+                attempt,
+                [r.line_no for r in q],
+                [r.kind for r in q],
+                [r.detail for r in q],
+                [r.line_bytes for r in q],
+                [r.excerpt for r in q],
+            )
+        for cp in batch.checkpoints:
+            await conn.execute(
+                _UPSERT_RUN_CHECKPOINT,
+                run_id,
+                cp.stream,
+                cp.seq,
+                cp.cursor_json,
+                cp.cursor_bytes,
+                cp.facts_json,
+            )
+        if batch.records:
+            batch.spine.append(
+                (
+                    "batch_ingested",
+                    {"records": batch.accepted, "rows": len(batch.records), "bytes": batch.bytes},
+                )
+            )
+        if batch.spine:
+            await conn.executemany(
+                _INSERT_SPINE,
+                [(run_id, connector, t, orjson.dumps(p).decode()) for t, p in batch.spine],
+            )
+        await conn.execute(
+            _RUN_PROGRESS,
+            run_id,
+            int(progress.get("records_emitted", 0)),
+            int(progress.get("records_durable", 0)),
+            orjson.dumps(progress).decode(),
+            attempt,
+        )
+        return recovered, conflicted
 
     async def _write_records(
         self, conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool
