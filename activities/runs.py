@@ -9,7 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.collect import NO_STREAM, Collector, facts_from_resume
 from pdpp_orch import telemetry
@@ -17,6 +19,8 @@ from pdpp_orch.hints import MAX_NO_PROGRESS, hint_id, not_before, parse_day, spl
 from pdpp_orch.manifest import ConfigError, Manifest
 from pdpp_orch.models import (
     CheckpointPolicy,
+    ClaimInput,
+    ClaimResult,
     CollectFacts,
     CommitInput,
     CommitResult,
@@ -76,6 +80,26 @@ class RunActivities:
             budget_window_seconds=budget.window_seconds,
             cost_per_item=entry.budget.cost_per_item,
         )
+
+    @activity.defn
+    async def claim_connector(self, data: ClaimInput) -> ClaimResult:
+        """Take the connector's one-forward-run-at-a-time lock, or name the live run holding
+        it. A holder whose workflow is gone (terminated, timed out) is released here."""
+        holder = await self.store.claim_connector(data.connector, data.run_id)
+        if holder is None:
+            return ClaimResult()
+        try:
+            desc = await activity.client().get_workflow_handle(holder).describe()
+            alive = desc.status == WorkflowExecutionStatus.RUNNING
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+            alive = False
+        if alive:
+            return ClaimResult(holder=holder)
+        log.warning("run %s of %s ended without an outcome; releasing its lock", holder, data.connector)
+        await self.store.release_connector(data.connector, holder)
+        return ClaimResult(holder=await self.store.claim_connector(data.connector, data.run_id))
 
     @activity.defn
     async def collect(self, run: RunInput) -> CollectFacts:
@@ -224,7 +248,9 @@ class RunActivities:
             for sf in data.facts.streams.values()
             for reason, n in sorted(sf.skipped_by_reason.items())
         ]
-        if await self.store.finish_run(data.outcome, events):
+        finished = await self.store.finish_run(data.outcome, events)
+        await self.store.release_connector(data.outcome.connector, data.outcome.run_id)
+        if finished:
             o = data.outcome
             attrs = {"connector": o.connector, "mode": o.mode.value}
             telemetry.run_duration.record(

@@ -376,6 +376,7 @@ async def _run(
             except ValueError as e:
                 raise UsageError(f"not an ISO time: {value!r}") from e
     inp = _run_input(s, name, streams, since, until)
+    inp.allow_concurrent = allow_concurrent
     address, _ = _endpoints(s)
     client = await connect(address, s.temporal_namespace)
     if not allow_concurrent:

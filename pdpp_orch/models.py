@@ -80,6 +80,9 @@ class RunInput(BaseModel):
     recover: bool = Field(default=True, description="start a GapRecoveryWorkflow for each retry hint")
     hint_id: str | None = Field(default=None, description="recovery runs: the hint being executed")
     lease_id: str | None = Field(default=None, description="recovery runs: the gaps served, by lease")
+    allow_concurrent: bool = Field(
+        default=False, description="forward runs: start even while another run of the connector is going"
+    )
 
 
 class PreparedRun(BaseModel):
@@ -428,3 +431,14 @@ class RunProgress(BaseModel):
     live: LiveProgress = Field(default_factory=LiveProgress)
     waiting: list[InteractionRequest] = Field(default_factory=list)
     status: str | None = Field(default=None, description="the outcome's status once it ended")
+
+
+class ClaimInput(BaseModel):
+    connector: str
+    run_id: str
+
+
+class ClaimResult(BaseModel):
+    """None: the run holds its connector's lock; else the run it waits for."""
+
+    holder: str | None = None

@@ -143,3 +143,11 @@ CREATE TABLE IF NOT EXISTS interactions (
     closed_at           timestamptz,
     PRIMARY KEY (run_id, request_id)
 );
+
+-- v5: one forward run per connector at a time. The holder's row is taken over once its run
+-- has an outcome or its workflow is no longer running (terminated, timed out).
+CREATE TABLE IF NOT EXISTS connector_locks (
+    connector   text PRIMARY KEY,
+    run_id      text        NOT NULL,
+    acquired_at timestamptz NOT NULL DEFAULT now()
+);

@@ -33,6 +33,7 @@ def build_worker(client: Client, store: Store, task_queue: str, registry: Callab
         task_queue=task_queue,
         workflows=[ConnectorRunWorkflow, GapRecoveryWorkflow, ConnectorBudgetWorkflow],
         activities=[
+            acts.claim_connector,
             acts.prepare_run,
             acts.collect,
             acts.load_facts,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any
 
 from tests.conftest import Harness
@@ -164,3 +165,50 @@ async def test_report_answers_am_i_missing_anything(harness: Harness, pg_url: st
     assert code == 0 and "nothing missing" in out
     code, _, err = await cli(harness, pg_url, "report", "never-ran")
     assert code == 2 and "nothing recorded" in err
+
+
+async def test_a_scheduled_run_waits_for_the_manual_run_of_its_connector(harness: Harness) -> None:
+    from pdpp_orch.models import RunProgress, RunStatus, Trigger
+    from tests.test_cli import current_details
+    from workflows.connector_run import ConnectorRunWorkflow
+
+    name = harness.scripted([{"records": {"stream": "a", "count": 20}}, {"state": "a"}, {"sleep": 3},
+                             {"done": "succeeded"}])  # fmt: skip
+    async with harness.worker():
+        manual = harness.run_input(name)
+        first = await harness.client.start_workflow(
+            ConnectorRunWorkflow.run, manual, id=manual.run_id, task_queue=harness.task_queue
+        )
+        await started(harness, manual.run_id)
+        # What a Schedule starts: same connector, no CLI in between to refuse it.
+        scheduled = harness.run_input(name, trigger=Trigger.SCHEDULED)
+        second = await harness.client.start_workflow(
+            ConnectorRunWorkflow.run, scheduled, id=scheduled.run_id, task_queue=harness.task_queue
+        )
+        for _ in range(100):
+            p = await second.query("progress", result_type=RunProgress)
+            if p.phase.startswith("waiting for run"):
+                break
+            await asyncio.sleep(0.1)
+        assert p.phase == f"waiting for run {manual.run_id}"
+        assert f"waiting** for run `{manual.run_id}`" in await current_details(harness, second.id)
+        # Nothing of the second run touched the connector while the first was going.
+        assert len(harness.starts(name)) == 1
+        o1 = await first.result()
+        o2 = await second.result()
+    assert o1.status is RunStatus.SUCCEEDED and o2.status is RunStatus.SUCCEEDED
+    row = await harness.store.get_run(o2.run_id)
+    assert row is not None and row["started_at"] >= o1.finished_at - timedelta(seconds=1)
+    assert len(harness.starts(name)) == 2
+    # An operator who asks for it gets two at once.
+    both = [harness.run_input(name, allow_concurrent=True) for _ in range(2)]
+    async with harness.worker():
+        handles = [
+            await harness.client.start_workflow(
+                ConnectorRunWorkflow.run, i, id=i.run_id, task_queue=harness.task_queue
+            )
+            for i in both
+        ]
+        for h in handles:
+            await started(harness, h.id)
+        await asyncio.gather(*(h.result() for h in handles))

@@ -16,6 +16,8 @@ with workflow.unsafe.imports_passed_through():
     from pdpp_orch import search_attributes as sa
     from pdpp_orch.budget import BudgetConfig, Charge, ChargeCall
     from pdpp_orch.models import (
+        ClaimInput,
+        ClaimResult,
         CollectFacts,
         CommitInput,
         CommitResult,
@@ -38,6 +40,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from pdpp_orch.outcome import derive_outcome, failed_retryably
 
+# Added after histories were recorded: runs started before it replay without the claim.
+ONE_RUN_PER_CONNECTOR = "one-run-per-connector"
+# Polls for the other run's end: soon at first, then every minute.
+CLAIM_FIRST_WAIT = timedelta(seconds=5)
+CLAIM_MAX_WAIT = timedelta(minutes=1)
 # Database activities take well under a second; a worker that died holding one is noticed after this.
 SHORT = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(
@@ -143,6 +150,8 @@ class ConnectorRunWorkflow:
                 sa.RUN_STATUS.value_set("running"),
             ]
         )
+        if inp.mode is Mode.FORWARD and not inp.allow_concurrent and workflow.patched(ONE_RUN_PER_CONNECTOR):
+            await self._claim_connector(inp)
         self._phase = "preparing"
         prepared: PreparedRun = await workflow.execute_activity(
             "prepare_run",
@@ -269,6 +278,29 @@ class ConnectorRunWorkflow:
         self._status = outcome.status.value
         self._phase = "done"
         return outcome
+
+    async def _claim_connector(self, inp: RunInput) -> None:
+        """Wait, on a durable timer, while another forward run of the connector is going
+        (started by hand while a scheduled one runs, or the other way round)."""
+        wait = CLAIM_FIRST_WAIT
+        while True:
+            claim: ClaimResult = await workflow.execute_activity(
+                "claim_connector",
+                ClaimInput(connector=inp.connector, run_id=inp.run_id),
+                result_type=ClaimResult,
+                start_to_close_timeout=SHORT,
+                retry_policy=DB_RETRY,
+                summary="one run per connector",
+            )
+            if claim.holder is None:
+                return
+            self._phase = f"waiting for run {claim.holder}"
+            workflow.set_current_details(
+                f"**waiting** for run `{claim.holder}` of {inp.connector} to end (one run per connector at a "
+                "time; start with --allow-concurrent to run alongside)"
+            )
+            await workflow.sleep(wait, summary=f"wait for {claim.holder}")
+            wait = min(wait * 2, CLAIM_MAX_WAIT)
 
     async def _start_recovery(self, inp: RunInput, hint: RetryHint) -> str:
         """Start the recovery of one hint; it outlives this run (ABANDON)."""
