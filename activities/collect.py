@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
 
-from activities.process import ConnectorProcess
+from activities.process import ConnectorProcess, connector_env
 from pdpp_orch import protocol
 from pdpp_orch.manifest import Manifest
 from pdpp_orch.models import (
@@ -53,6 +55,8 @@ EXCERPT_BYTES = 2048
 MAX_VIOLATIONS_KEPT = 20
 MAX_VIOLATIONS_BEFORE_KILL = 10_000
 DONE_EXIT_GRACE_S = 10.0
+# How often a quiet read loop looks at the clock and at whether the connector has exited.
+WAKE_S = 1.0
 MAX_EXCLUDED = 50_000
 NO_STREAM = "*"
 # An INTERACTION without timeout_seconds waits this long for its owner.
@@ -117,7 +121,10 @@ class Collector:
         self.rejected_total = 0
         self.emitted: dict[str, int] = {}
         self.collected: dict[str, int] = {}
-        self.deadline = time.monotonic() + run.max_run_seconds
+        max_run = min(run.max_run_seconds, entry.max_run_seconds or run.max_run_seconds)
+        self.deadline = time.monotonic() + max_run
+        # When the connector last wrote anything (or stopped waiting on its owner).
+        self.quiet_since = time.monotonic()
         # Recovery: the gaps this run is served, and those it has not yet said anything about.
         self.served: list[dict[str, Any]] = []
         self.unreported: set[str] = set()
@@ -245,8 +252,19 @@ class Collector:
             self.unreported = {g["gap_id"] for g in self.served if g["detail_locator"] is not None}
             self.served_keys = {(g["stream"], g["record_key"]): g["gap_id"] for g in self.served}
         self._restore(resume)
-        env = {**os.environ, **self.entry.env}
-        proc = self.proc = ConnectorProcess(self.entry.command, env, self.entry.cwd)
+        scratch = None
+        if self.entry.cwd is not None:
+            workdir = self.entry.cwd
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = scratch = Path(tempfile.mkdtemp(prefix=f"pdpp-{self.entry.name}-"))
+        try:
+            env = connector_env(self.entry, workdir)
+        except BaseException:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        proc = self.proc = ConnectorProcess(self.entry.command, env, workdir)
         flusher = asyncio.create_task(self._flusher())
         beat = asyncio.create_task(self._heartbeats())
         reporter = asyncio.create_task(self._reporter())
@@ -273,6 +291,8 @@ class Collector:
                 await proc.terminate()
             if not flusher.done():
                 flusher.cancel()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         await proc.finish_stderr()
         self._end_checks()
         facts = self.finalize()
@@ -315,24 +335,31 @@ class Collector:
         assert self.proc is not None
         splitter = protocol.LineSplitter(self.entry.line_limit)
         stdout = self.proc.stdout
+        self.quiet_since = time.monotonic()
         while True:
-            timeout = self._time_left()
+            timeout = min(self._time_left(), WAKE_S)
             if self.batch.records or self.batch.gaps or self.batch.quarantine:
                 timeout = min(timeout, max(0.05, FLUSH_INTERVAL_S - (time.monotonic() - self.batch_started)))
             try:
                 chunk = await asyncio.wait_for(stdout.read(READ_CHUNK), timeout)
             except TimeoutError:
-                if time.monotonic() >= self.deadline and not self.waiting:
-                    self.facts.runtime_error = "max_run_duration_exceeded"
+                if self._out_of_time():
                     return
+                if self.proc.exited and not self.waiting:
+                    # The connector is gone but something it started still holds stdout open:
+                    # the conversation is over, and its leftovers die with it.
+                    self.proc.reap_group()
                 await self._cut()
                 continue
             if not chunk:
                 break
+            self.quiet_since = time.monotonic()
             for item in splitter.feed(chunk):
                 await self._line(item)
             if self.flush_error:
                 raise self.flush_error
+            if self._out_of_time():  # a connector that never pauses must still meet its deadline
+                return
             if self.facts.violation_count > MAX_VIOLATIONS_BEFORE_KILL:
                 self.facts.runtime_error = "too_many_protocol_violations"
                 return
@@ -342,7 +369,21 @@ class Collector:
             await self._line(item)
 
     def _time_left(self) -> float:
-        return max(0.01, self.deadline - time.monotonic())
+        stalls_at = self.quiet_since + self.entry.stall_timeout_seconds
+        return max(0.01, min(self.deadline, stalls_at) - time.monotonic())
+
+    def _out_of_time(self) -> bool:
+        """Whether the run has used up its duration, or the connector has been silent for its
+        stall timeout; either ends it. Time spent waiting on the owner counts for neither."""
+        now = time.monotonic()
+        if self.waiting:
+            self.quiet_since = now
+            return False
+        if now >= self.deadline:
+            self.facts.runtime_error = "max_run_duration_exceeded"
+        elif now - self.quiet_since >= self.entry.stall_timeout_seconds:
+            self.facts.runtime_error = "connector_stalled"
+        return self.facts.runtime_error is not None
 
     async def _finish_process(self) -> None:
         assert self.proc is not None
@@ -753,8 +794,9 @@ class Collector:
             except (BrokenPipeError, ConnectionResetError):
                 log.warning("run %s: the connector exited before its answer", self.run_input.run_id)
                 status = "cancelled"
-        # Time spent waiting on a person does not count against max_run_seconds.
+        # Time spent waiting on a person does not count against max_run_seconds, nor as a stall.
         self.deadline += time.monotonic() - started
+        self.quiet_since = time.monotonic()
         await self._close_interaction(request_id, kind, status, stream)
         self.waiting.pop(request_id, None)
 

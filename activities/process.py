@@ -1,17 +1,87 @@
 """A connector child process: its own process group, stdin kept open for replies, stderr kept
-as a bounded tail for diagnostics (never copied into Temporal history)."""
+as a bounded tail for diagnostics (never copied into Temporal history), and an environment
+holding only what its registry entry declares."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+
+from pdpp_orch.manifest import ConfigError
+from pdpp_orch.registry import SECRET_REF, ConnectorEntry
 
 STDERR_TAIL_LINES = 50
 PIPE_BUFFER = 4 << 20
+_PR_SET_PDEATHSIG = 1
+
+
+def connector_env(entry: ConnectorEntry, home: Path) -> dict[str, str]:
+    """The environment a connector runs with: a minimal base, the worker variables its entry
+    passes through, then its own `env` with `env:NAME` / `file:/path` references resolved.
+
+    Nothing else of the worker's environment (database URLs, cloud credentials, other
+    connectors' tokens) reaches a connector. A reference that cannot be resolved is a
+    ConfigError naming the connector and the variable, never a value."""
+    worker = os.environ
+    env = {
+        "PATH": worker.get("PATH") or os.defpath,
+        "HOME": str(home),
+        "LANG": worker.get("LANG") or "C.UTF-8",
+        "TZ": worker.get("TZ") or "UTC",
+    }
+    if worker.get("LC_ALL"):
+        env["LC_ALL"] = worker["LC_ALL"]
+    for name in entry.pass_env:
+        if name in worker:
+            env[name] = worker[name]
+    for key, value in entry.env.items():
+        env[key] = _resolve(entry.name, key, value)
+    return env
+
+
+def _resolve(connector: str, key: str, value: str) -> str:
+    ref = SECRET_REF.match(value)
+    if ref is None:
+        return value
+    kind, target = ref.group(1), ref.group(2)
+    where = f"connector {connector!r}: env {key}"
+    if kind == "env":
+        if target not in os.environ:
+            raise ConfigError(f"{where}: the worker's environment has no {target}")
+        return os.environ[target]
+    try:
+        text = Path(target).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise ConfigError(f"{where}: secret file {target} cannot be read ({reason})") from None
+    # Secret files are usually written with a trailing newline that is not part of the secret.
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook that makes the kernel SIGKILL the connector when the worker dies, so a
+    worker killed with SIGKILL leaves no connector behind (Linux only; elsewhere, None)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the worker died before the hook ran
+            os._exit(1)
+
+    return hook
 
 
 class ConnectorProcess:
@@ -35,9 +105,14 @@ class ConnectorProcess:
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,  # its own process group, so we can end all of it
+            preexec_fn=_die_with_parent(),
             limit=PIPE_BUFFER,  # the pipe transport pauses at 2x this; small values starve reads
         )
         self._stderr_task = asyncio.create_task(self._drain_stderr())
+
+    @property
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.returncode is not None
 
     @property
     def stdout(self) -> asyncio.StreamReader:

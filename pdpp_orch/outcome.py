@@ -16,6 +16,9 @@ from pdpp_orch.models import (
     StreamOutcome,
 )
 
+# runtime_error values (CollectFacts) that are reported as the outcome's reason as they are.
+CONNECTOR_LIMITS = frozenset({"connector_stalled", "max_run_duration_exceeded"})
+
 
 def derive_status(
     *,
@@ -64,7 +67,9 @@ def derive_reason(facts: CollectFacts, commit: CommitResult, error: str | None) 
     if facts.violated:
         return "connector_protocol_violation"
     if facts.runtime_error:
-        return "runtime_error"
+        # Limits the runtime enforced on the connector are causes of their own; anything
+        # else that went wrong inside the runtime stays a plain runtime_error.
+        return facts.runtime_error if facts.runtime_error in CONNECTOR_LIMITS else "runtime_error"
     if facts.done_status is None and not facts.cancelled:
         return "connector_exit_without_done"
     if facts.done_status == "failed":

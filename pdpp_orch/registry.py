@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -17,6 +18,12 @@ from pdpp_orch.models import CheckpointPolicy
 BUNDLED_REGISTRY = Path(__file__).parent / "connectors" / "bundled.toml"
 DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
 MIN_MAX_LINE_BYTES = 1024 * 1024
+DEFAULT_STALL_TIMEOUT_S = 600.0
+# Connector names end up in workflow ids, schedule ids, file names and log lines.
+CONNECTOR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# An env value of this form is a reference resolved by the worker at spawn time, never stored.
+SECRET_REF = re.compile(r"^(env|file):(.*)$", re.DOTALL)
 
 
 class Budget(BaseModel):
@@ -44,17 +51,52 @@ class ConnectorEntry(BaseModel):
     name: str
     command: list[str] = Field(min_length=1)
     manifest: Path
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(
+        default_factory=dict, description='values may be "env:NAME" or "file:/path" references'
+    )
+    pass_env: list[str] = Field(
+        default_factory=list, description="worker environment variables passed through when set"
+    )
     checkpoint_policy: CheckpointPolicy = CheckpointPolicy.COMMIT_PROVEN
     max_state_bytes: int = Field(default=DEFAULT_MAX_STATE_BYTES, gt=0)
     max_line_bytes: int | None = Field(
         default=None, description="default: max(max_state_bytes, 64 MiB) + 1 MiB"
     )
     cwd: Path | None = None
+    stall_timeout_seconds: float = Field(default=DEFAULT_STALL_TIMEOUT_S, gt=0)
+    max_run_seconds: float | None = Field(default=None, gt=0, description="default: the run's own limit")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     budget: Budget = Field(default_factory=Budget)
 
     model_config = {"extra": "forbid"}
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not CONNECTOR_NAME.match(v):
+            raise ValueError("a connector name is a letter, then letters, digits, _ or - (≤ 64)")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not ENV_NAME.match(key):
+                raise ValueError(f"{key[:64]!r} is not an environment variable name")
+            ref = SECRET_REF.match(value)
+            if ref and ref.group(1) == "env" and not ENV_NAME.match(ref.group(2)):
+                raise ValueError(f"{key}: {value[:64]!r} does not name an environment variable")
+            if ref and ref.group(1) == "file" and not ref.group(2):
+                raise ValueError(f"{key}: file: needs a path")
+        return v
+
+    @field_validator("pass_env")
+    @classmethod
+    def _pass_env_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name[:64]!r} is not an environment variable name")
+        return v
 
     @field_validator("command")
     @classmethod
@@ -97,6 +139,10 @@ def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
         entry.manifest = (base / entry.manifest).resolve()
         if entry.cwd is not None:
             entry.cwd = (base / entry.cwd).resolve()
+        for key, value in entry.env.items():
+            ref = SECRET_REF.match(value)
+            if ref and ref.group(1) == "file":
+                entry.env[key] = f"file:{(base / ref.group(2)).resolve()}"
         entries[name] = entry
     return entries
 
