@@ -10,6 +10,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 STREAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+CONNECTOR_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+# Field names are the data's own, so any printable text; they end up in error messages.
+FIELD_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 
 
 class ConfigError(Exception):
@@ -75,10 +78,17 @@ def check_dependencies(manifest: Manifest) -> None:
     if dupes:
         raise ConfigError(f"duplicate stream names: {', '.join(dupes)}")
     known = set(names)
+    if not CONNECTOR_KEY.match(manifest.connector_key):
+        raise ConfigError(
+            f"invalid connector_key {manifest.connector_key[:64]!r} (letters, digits, _ . -; ≤128)"
+        )
     for s in manifest.streams:
-        where = f"stream {s.name!r}"
+        where = f"stream {s.name[:64]!r}"
         if not STREAM_NAME.match(s.name):
             raise ConfigError(f"{where}: invalid stream name (letters, digits, _ . -; ≤128)")
+        for f in [*s.primary_key, s.cursor_field, s.consent_time_field]:
+            if f is not None and not FIELD_NAME.match(f):
+                raise ConfigError(f"{where}: invalid field name {f[:64]!r} (1-128 printable characters)")
         if s.state_stream is not None and s.parent_streams is not None:
             raise ConfigError(f"{where}: has both state_stream and parent_streams")
         if s.parent_streams is not None and not s.parent_streams:
