@@ -162,6 +162,7 @@ async def test_hung_connector_is_stalled_and_its_process_group_ended(harness: Ha
     began = time.monotonic()
     o = await harness.run(name)
     took = time.monotonic() - began
+    print(f"\nstalled: run took {took:.1f}s, {o.records_durable} durable, reason {o.reason}")
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_stalled"
     exact(o, 120)
     assert await rows(harness.store, name) == {"a": 120}
@@ -206,6 +207,7 @@ async def test_stderr_flood_of_50_mb_neither_blocks_nor_buffers(harness: Harness
     base = peak_rss_reset()
     o = await harness.run(name)
     growth = peak_rss() - base
+    print(f"\nstderr flood: peak RSS growth {growth / 2**20:.1f} MiB")
     assert o.status is RunStatus.SUCCEEDED
     exact(o, 200)
     assert await rows(harness.store, name) == {"a": 200}
@@ -221,6 +223,7 @@ async def test_100_mb_line_is_line_too_long_and_not_buffered(harness: Harness, l
     base = peak_rss_reset()
     o = await harness.run(name)
     growth = peak_rss() - base
+    print(f"\n100 MiB line, limit {limit}: peak RSS growth {growth / 2**20:.1f} MiB")
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_protocol_violation"
     exact(o, 200)  # the long line never became a record: the connector did not count it either
     [q] = await harness.store.quarantined(o.run_id)
@@ -427,8 +430,11 @@ async def kill_worker_at(point: str, client: Client, pg_url: str, tmp: Path) -> 
                 "committed": await committed(store, name),
             }
             workers[0].send_signal(signal.SIGKILL)
-            workers[0].wait()
+            await asyncio.to_thread(workers[0].wait)
             killed_at = time.monotonic()
+            # A connector that was running dies with its worker rather than write into nothing.
+            connector = h.starts(name)[-1]["_pid"]
+            orphaned = await _still_alive_after(connector, 2.0)
             for conn in holders:
                 await conn.execute("ROLLBACK")
             await asyncio.sleep(0.5)  # the dead worker's transaction is rolled back by now
@@ -471,7 +477,16 @@ async def kill_worker_at(point: str, client: Client, pg_url: str, tmp: Path) -> 
             "next": nxt,
             "next_rows": await rows(store, name),
             "took_after_kill": took,
+            "connector_outlived_worker": orphaned,
         }
+
+
+async def _still_alive_after(pid: int, seconds: float) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        if not alive(pid):
+            return False
+        await asyncio.sleep(0.05)
+    return alive(pid)
 
 
 async def _at_least(probe: Callable[[], Awaitable[int]], n: int) -> bool:
@@ -512,6 +527,7 @@ async def test_worker_sigkilled_at_three_points_loses_and_duplicates_nothing(
         assert r["next"].status is RunStatus.SUCCEEDED
         exact(r["next"], 20)
         assert r["next_rows"] == {s: n + 10 for s, n in TOTAL.items()}, point
+        assert not r["connector_outlived_worker"], point
     mid = results[0]
     # No partial batch: the batch held mid-flush was never visible, and the retried attempt
     # started from the resume point that was durable when the worker died.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import RunStatus
 from pdpp_orch.registry import Registry
 from tests.conftest import Harness, history_text
-from tests.test_faults import alive, exact, faulty, pages, rows, start, until
+from tests.test_faults import _still_alive_after, alive, exact, faulty, pages, rows, start, until
+from tests.test_worker_crash import start_worker
 
 REGISTRY = '[connectors.ok]\ncommand = ["true"]\nmanifest = "m.json"\n'
 TOKEN = "tok-5d1c0e-never-to-be-seen"
@@ -212,3 +214,23 @@ async def test_waiting_on_the_owner_is_not_a_stall(harness: Harness) -> None:
         o = await handle.result()
     assert o.status is RunStatus.SUCCEEDED, o.reason
     exact(o, 20)
+
+
+async def test_a_silent_connector_dies_with_its_sigkilled_worker(harness: Harness, pg_url: str) -> None:
+    # It writes nothing, so no broken pipe would ever tell it that its worker is gone.
+    name = faulty(harness, [pages("a", 10), {"hang": True}])
+    inp = harness.run_input(name, heartbeat_timeout_seconds=2.0)
+    worker = start_worker(harness, pg_url)
+    try:
+        await start(harness, inp)
+        await until(lambda: _durable_at_least(harness, name, 10), "10 records durable", 60)
+        connector = harness.starts(name)[0]["_pid"]
+        assert alive(connector)
+        worker.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(worker.wait)
+        assert not await _still_alive_after(connector, 2.0)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        # The run is left to its heartbeat timeout: nothing polls this task queue any more.
+        await harness.client.get_workflow_handle(inp.run_id).terminate()

@@ -3,6 +3,7 @@
 Unlike scripted.py, its records do not depend on how often it runs: stream S holds records
 S-000000 .. S-{total-1}, and a run resumed from cursor {"offset": k} emits only k.. onwards.
 So after any crash and resume, the record store must hold exactly `total` rows per stream.
+FAULT_START_LOG, if set, gets every START as a JSON line, with the connector's pid as `_pid`.
 
 FAULT_PLAN is a path to a JSON list of steps:
   {"pages": {"stream": "a", "total": 300, "every": 50, "pause": 0.1}}
@@ -41,7 +42,7 @@ def main() -> None:
     start = json.loads(sys.stdin.buffer.readline())
     if os.environ.get("FAULT_START_LOG"):
         with open(os.environ["FAULT_START_LOG"], "a") as f:
-            f.write(json.dumps(start) + "\n")
+            f.write(json.dumps({**start, "_pid": os.getpid()}) + "\n")
     offsets = {s: int((c or {}).get("offset", 0)) for s, c in (start.get("state") or {}).items()}
     out = sys.stdout.buffer
     emitted = 0
