@@ -27,6 +27,7 @@ from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import Mode, RunInput, RunOutcome, RunStatus, StreamScope, TimeRange, Trigger
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
+from pdpp_orch.store import SchemaError
 
 app = typer.Typer(
     help="Run PDPP connectors as Temporal workflows and tell the truth about every run.",
@@ -82,7 +83,7 @@ def _finish(code: int) -> None:
 def _run_async(coro: Coroutine[Any, Any, int]) -> None:
     try:
         code = asyncio.run(coro)
-    except (UsageError, ConfigError, DevStackError) as e:
+    except (UsageError, ConfigError, DevStackError, SchemaError) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         code = 2
     except KeyboardInterrupt:
@@ -209,6 +210,24 @@ async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_
         if codec is not None:
             await codec[1].cleanup()
     return code
+
+
+@app.command()
+def migrate(data_dir: DataDirOpt = None) -> None:
+    """Create or migrate the record store's schema (idempotent), as the database owner. Workers
+    and the CLI do this themselves unless PDPP_APPLY_SCHEMA=0, which a least-privilege role
+    needs (deploy/postgres/worker-role.sql)."""
+    _run_async(_migrate(_settings(data_dir)))
+
+
+async def _migrate(s: Settings) -> int:
+    from pdpp_orch.store import SCHEMA_VERSION, Store
+
+    _, database = _endpoints(s)
+    store = await Store.connect(database, max_size=1, apply_schema=True)
+    await store.close()
+    out.print(f"record store schema at v{SCHEMA_VERSION}")
+    return 0
 
 
 @app.command()
@@ -1055,16 +1074,23 @@ def codec_server(
             "--ui-origin", help="A web UI origin allowed to call it (repeatable), e.g. http://localhost:8233."
         ),
     ] = None,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="No token, on any address: only behind a proxy that authenticates the UI's users.",
+        ),
+    ] = False,
 ) -> None:
     """Serve Temporal's remote codec endpoints (/decode, /encode) with the configured keys, so
     the web UI (its codec server setting, or TEMPORAL_CODEC_ENDPOINT) and `temporal workflow
     show --codec-endpoint URL --codec-auth "Bearer TOKEN"` show payloads in clear. Requests must
     carry `Authorization: Bearer $PDPP_CODEC_TOKEN`; without a token it only listens on
     loopback."""
-    _run_async(_codec_server(host, port, ui_origin or []))
+    _run_async(_codec_server(host, port, ui_origin or [], allow_unauthenticated))
 
 
-async def _codec_server(host: str, port: int, origins: list[str]) -> int:
+async def _codec_server(host: str, port: int, origins: list[str], allow_unauthenticated: bool = False) -> int:
     from aiohttp import web
 
     from pdpp_orch.codec import EncryptionCodec, Keyring
@@ -1074,8 +1100,8 @@ async def _codec_server(host: str, port: int, origins: list[str]) -> int:
     if keyring is None:
         raise UsageError("no key configured: set PDPP_ENCRYPTION_KEYS or PDPP_ENCRYPTION_KEY_FILE")
     token = os.environ.get("PDPP_CODEC_TOKEN") or None
-    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
-        raise UsageError("set PDPP_CODEC_TOKEN to listen beyond loopback")
+    if token is None and not allow_unauthenticated and host not in ("127.0.0.1", "localhost", "::1"):
+        raise UsageError("set PDPP_CODEC_TOKEN to listen beyond loopback (or --allow-unauthenticated)")
     runner = web.AppRunner(make_app(EncryptionCodec(keyring), token, origins))
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -18,8 +18,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_app(codec: EncryptionCodec, token: str | None, origins: Iterable[str]) -> web.Application:
-    """The codec endpoints. With `token`, every request must carry `Authorization: Bearer
-    TOKEN`; `origins` may call from a browser (CORS, credentials allowed)."""
+    """The codec endpoints. With `token`, every request but /health must carry
+    `Authorization: Bearer TOKEN`; `origins` may call from a browser (CORS, credentials
+    allowed)."""
     allowed = set(origins)
 
     @web.middleware
@@ -27,7 +28,7 @@ def make_app(codec: EncryptionCodec, token: str | None, origins: Iterable[str]) 
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS":
             response: web.StreamResponse = web.Response(status=204)
-        elif token is not None and not _authorised(request, token):
+        elif token is not None and request.path != "/health" and not _authorised(request, token):
             response = web.json_response({"error": "missing or wrong bearer token"}, status=401)
         else:
             try:

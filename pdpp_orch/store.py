@@ -7,6 +7,7 @@ upsert, and the checkpoint that the flushed records prove (DESIGN §2, §6).
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -220,6 +221,10 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+class SchemaError(Exception):
+    """The database's schema is not the one this code needs (and it may not migrate it)."""
+
+
 # Answers nobody picked up are erased after their TTL, whatever happens to the run.
 _PURGE_RESPONSES = (
     "UPDATE interactions SET response = NULL, response_status = NULL, response_expires_at = NULL "
@@ -234,11 +239,38 @@ class Store:
         self.pool = pool
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> Store:
+    async def connect(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, apply_schema: bool | None = None
+    ) -> Store:
+        """A pool on `dsn`, with the schema applied, or (`apply_schema` False; default: the
+        environment's PDPP_APPLY_SCHEMA, on unless `0`) only checked to be the version this
+        code needs, for a least-privilege role that cannot run DDL."""
+        if apply_schema is None:
+            apply_schema = os.environ.get("PDPP_APPLY_SCHEMA", "1").strip().lower() not in (
+                "0",
+                "false",
+                "no",
+            )
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
         store = cls(pool)
-        await store.apply_schema()
+        try:
+            await (store.apply_schema() if apply_schema else store.check_schema())
+        except BaseException:
+            await pool.close()
+            raise
         return store
+
+    async def check_schema(self) -> None:
+        """Raise SchemaError unless the database's schema is the version this code needs."""
+        try:
+            found = await self.pool.fetchval("SELECT value FROM schema_meta WHERE key = 'version'")
+        except asyncpg.UndefinedTableError:
+            found = None
+        if found != SCHEMA_VERSION:
+            raise SchemaError(
+                f"the record store's schema is {'v' + found if found else 'missing'}, this code needs "
+                f"v{SCHEMA_VERSION}: run `pdpp-orch migrate` as the database owner"
+            )
 
     async def close(self) -> None:
         await self.pool.close()

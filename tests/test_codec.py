@@ -106,6 +106,7 @@ async def test_codec_server_decodes_for_bearers_of_the_token_and_answers_cors() 
         assert denied.status == 401 and denied.headers["Access-Control-Allow-Origin"] == ui
         wrong = await http.post("/decode", data=body, headers={"Authorization": "Bearer nope"})
         assert wrong.status == 401
+        assert (await http.get("/health")).status == 200  # probes carry no token
 
         ok = await http.post(
             "/decode", data=body, headers={"Authorization": "Bearer s3cret", "X-Namespace": "default"}

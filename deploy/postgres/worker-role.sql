@@ -15,9 +15,8 @@
 -- `CREATE ROLE pdpp_worker LOGIN` first; this script then leaves the role as it is. Set the
 -- password outside of this file (`\password pdpp_worker`, or your platform's IAM).
 --
--- Today the worker still applies the schema itself at start, which needs the owner's rights:
--- docs/operations.md ("The worker's PostgreSQL role") says what has to change before workers
--- can log in as pdpp_worker.
+-- Workers and the CLI logging in as pdpp_worker need PDPP_APPLY_SCHEMA=0 (they then only check
+-- the schema's version); the owner applies migrations with `pdpp-orch migrate`.
 
 DO $$
 BEGIN
