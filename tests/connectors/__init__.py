@@ -1,0 +1,25 @@
+"""Test connectors, and a helper to register the scripted one."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pdpp_orch.demo import toml_value
+
+
+def append_scripted(registry: Path, name: str, plan: list[dict[str, Any]], work: Path) -> Path:
+    """Add a scripted connector (tests/connectors/scripted.py on the abc manifest) playing
+    `plan` to a registry file; its INTERACTION answers are logged to WORK/NAME.responses.jsonl."""
+    here = Path(__file__).parent
+    script = work / f"{name}.plan.json"
+    script.write_text(json.dumps(plan))
+    env = {"SCRIPT_PLAN": str(script), "SCRIPT_RESPONSE_LOG": str(work / f"{name}.responses.jsonl")}
+    with registry.open("a") as f:
+        f.write(
+            f"\n[connectors.{name}]\ncommand = {json.dumps([sys.executable, str(here / 'scripted.py')])}\n"
+            f"manifest = {json.dumps(str(here / 'abc.json'))}\nenv = {toml_value(env)}\n"
+        )
+    return registry

@@ -1,12 +1,12 @@
 """Record the workflow histories that tests/test_replay.py replays against the current code.
 
-    python -m tests.replay.record_histories      # rewrites tests/replay/histories/*.json
+    python -m tests.replay.record_histories LABEL   # writes tests/replay/histories/LABEL/*.json
 
 Runs the five seed cases (small world) through a real Temporal dev server, embedded PostgreSQL
 and the simulated upstreams, brings Case E's recovery forward so the recovery and budget
-workflows have histories too, and adds a run that waits on its owner and is answered. Record
-again only when a workflow change is meant to be incompatible (and then version it instead,
-see docs/operations.md): the point of the fixtures is that old histories keep replaying.
+workflows have histories too, and adds a run that waits on its owner and is answered. Record a
+new LABEL after a versioned workflow change (`workflow.patched`, docs/operations.md) and keep
+the older folders: the point of the fixtures is that old histories keep replaying.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from pdpp_orch.registry import Registry
 from pdpp_orch.store import Store
 from pdpp_orch.upstream.process import UpstreamProcess
 from pdpp_orch.worker import build_worker
+from tests.connectors import append_scripted
 from workflows.connector_run import ConnectorRunWorkflow
 
 OUT = Path(__file__).parent / "histories"
-TESTS = Path(__file__).parent.parent
 
 INTERACTIVE = [
     {"records": {"stream": "a", "count": 3}},
@@ -46,7 +46,7 @@ INTERACTIVE = [
 ]
 
 
-async def record(work: Path) -> list[Path]:
+async def record(work: Path, out: Path) -> list[Path]:
     pg = get_server(work / "pg", cleanup_mode="delete")
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
@@ -69,16 +69,7 @@ async def record(work: Path) -> list[Path]:
                 for c in demo.cases(work)
             ]  # fmt: skip
             registry = demo.write_registry(work / "connectors.toml", selected, up.url)
-            script = work / "interactive.json"
-            script.write_text(json.dumps(INTERACTIVE))
-            entry = {"SCRIPT_PLAN": str(script), "SCRIPT_RESPONSE_LOG": str(work / "responses.jsonl")}
-            command = [sys.executable, str(TESTS / "connectors" / "scripted.py")]
-            manifest = TESTS / "connectors" / "abc.json"
-            with registry.open("a") as f:
-                f.write(
-                    f"\n[connectors.interactive]\ncommand = {json.dumps(command)}\n"
-                    f"manifest = {json.dumps(str(manifest))}\nenv = {demo.toml_value(entry)}\n"
-                )
+            append_scripted(registry, "interactive", INTERACTIVE, work)
             queue = f"record-{uuid.uuid4().hex[:6]}"
             async with build_worker(client, store, queue, lambda: Registry.load(registry)):
                 results = await demo.run_cases(client, queue, selected)
@@ -101,13 +92,10 @@ async def record(work: Path) -> list[Path]:
                 await store.answer_interaction("interactive", "r1", "success", '{"code": "1"}', 60)
                 await handle.result()
                 await demo.cancel_waiting_recoveries(client, results)
-        OUT.mkdir(exist_ok=True)
-        for old in OUT.glob("*.json"):
-            old.unlink()
         written = []
         async for wf in client.list_workflows():
             history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
-            path = OUT / f"{wf.workflow_type}--{wf.id}.json"
+            path = out / f"{wf.workflow_type}--{wf.id}.json"
             path.write_text(history.to_json())
             written.append(path)
         return written
@@ -118,8 +106,14 @@ async def record(work: Path) -> list[Path]:
 
 
 def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.replay.record_histories LABEL")
+    out = OUT / sys.argv[1]
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.json"):
+        old.unlink()
     with tempfile.TemporaryDirectory() as tmp:
-        for path in asyncio.run(record(Path(tmp))):
+        for path in asyncio.run(record(Path(tmp), out)):
             print(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
 
 
