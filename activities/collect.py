@@ -243,6 +243,7 @@ class Collector:
     # -- the run -----------------------------------------------------------------------------
 
     async def run(self) -> CollectFacts:
+        await self.store.begin_attempt(self.run_input.run_id, self.attempt)
         state, resume = await self.store.start_state(self.entry.name, self.run_input.run_id, list(self.scope))
         excluded: dict[str, list[str]] = {}
         if self.run_input.mode is Mode.FORWARD:

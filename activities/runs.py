@@ -67,6 +67,12 @@ class RunActivities:
         for s in run.streams:
             if manifest.stream(s.name) is None:
                 raise config_error(ConfigError(f"connector {run.connector!r} has no stream {s.name!r}"))
+        if await self.store.run_finished(run.run_id):
+            raise ApplicationError(
+                f"run {run.run_id} already has its outcome; a run id is used once",
+                type="RunIdReused",
+                non_retryable=True,
+            )
         await self.store.start_run(run.run_id, run.connector, run.trigger.value, run.mode.value)
         streams = [s.name for s in run.streams] or [s.name for s in manifest.streams]
         sizes = await self.store.committed_state_sizes(run.connector)

@@ -96,7 +96,8 @@ ON CONFLICT (run_id, stream) DO UPDATE SET
 """
 
 _RUN_PROGRESS = """
-UPDATE runs SET records_emitted = $2, records_durable = $3, progress = $4::jsonb, attempt = $5
+UPDATE runs SET records_emitted = $2, records_durable = $3, progress = $4::jsonb,
+    attempt = greatest(attempt, $5)
 WHERE run_id = $1
 """
 
@@ -219,6 +220,10 @@ def copy_json_field(json_bytes: bytes) -> bytes:
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+class StaleAttemptError(Exception):
+    """A collect attempt tried to write after a newer attempt of its run had started."""
 
 
 class SchemaError(Exception):
@@ -435,6 +440,19 @@ class Store:
                     "run.started",
                     orjson.dumps({"trigger": trigger, "mode": mode}).decode(),
                 )
+
+    async def run_finished(self, run_id: str) -> bool:
+        """Whether `run_id` already has its outcome (a run id is never run twice)."""
+        return bool(
+            await self.pool.fetchval("SELECT finished_at IS NOT NULL FROM runs WHERE run_id = $1", run_id)
+        )
+
+    async def begin_attempt(self, run_id: str, attempt: int) -> None:
+        """Mark `attempt` as the run's current collect attempt: from now on an older attempt
+        still running (its heartbeat timed out, it did not die) can no longer flush."""
+        await self.pool.execute(
+            "UPDATE runs SET attempt = greatest(attempt, $2) WHERE run_id = $1", run_id, attempt
+        )
 
     async def save_facts(self, run_id: str, facts_json: str) -> None:
         await self.pool.execute(
@@ -974,6 +992,12 @@ class Store:
     ) -> tuple[int, bool]:
         recovered = 0
         conflicted = False
+        # A fencing token: the row lock also orders this run's flushes.
+        current = await conn.fetchval("SELECT attempt FROM runs WHERE run_id = $1 FOR UPDATE", run_id)
+        if current is not None and current > attempt:
+            raise StaleAttemptError(
+                f"collect attempt {attempt} of {run_id} was superseded by attempt {current}"
+            )
         if batch.records:
             conflicted = not await self._write_records(conn, connector, run_id, batch, try_copy)
         if batch.gaps:

@@ -313,11 +313,6 @@ async def test_same_run_id_started_twice_on_two_workers_runs_once(harness: Harne
     assert [e for e in events if e.startswith("run.")] == ["run.started", "run.completed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a finished run's id can be started again (Temporal's default id reuse policy): the "
-    "connector runs again, its outcome restores the first run's counters and is not recorded",
-)
 async def test_finished_run_id_started_again_does_not_run_again(harness: Harness) -> None:
     name = faulty(harness, [pages("a", 100), {"done": "succeeded"}])
     inp = harness.run_input(name)

@@ -452,3 +452,32 @@ async def test_pdpp_strict_commits_nothing_on_failure_unless_certified(harness: 
     proven = harness.scripted([*failing, {"done": "failed", "error": {"message": "boom"}}])
     await harness.run(proven)
     assert await committed(harness, proven) == {"a": {"offset": 3}, "b": {"offset": 3}}
+
+
+async def test_a_superseded_collect_attempt_cannot_write(harness: Harness) -> None:
+    import uuid
+
+    import pytest
+
+    from pdpp_orch.store import Flush, StaleAttemptError, copy_json_field
+
+    store = harness.store
+    run_id = f"fence-{uuid.uuid4().hex[:8]}"
+    await store.start_run(run_id, "fence", "manual", "forward")
+
+    def batch(key: str) -> Flush:
+        f = Flush(accepted=1, bytes=10)
+        f.records[("a", key)] = copy_json_field(b'{"id": "' + key.encode() + b'"}') + b"\tf"
+        return f
+
+    await store.begin_attempt(run_id, 1)
+    await store.flush("fence", run_id, 1, batch("k1"), {})
+    # Attempt 2 starts (attempt 1's heartbeat timed out, but its process lives on).
+    await store.begin_attempt(run_id, 2)
+    with pytest.raises(StaleAttemptError, match=r"attempt 1 .* superseded by attempt 2"):
+        await store.flush("fence", run_id, 1, batch("k2"), {})
+    await store.flush("fence", run_id, 2, batch("k3"), {})
+    keys = await store.pool.fetch(
+        "SELECT key FROM records WHERE connector = 'fence' AND last_run_id = $1", run_id
+    )
+    assert sorted(r["key"] for r in keys) == ["k1", "k3"]
