@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-STREAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
-CONNECTOR_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+# Used with fullmatch: `$` would also match before a trailing newline.
+STREAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
+CONNECTOR_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 # Field names are the data's own, so any printable text; they end up in error messages.
-FIELD_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+FIELD_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
 class ConfigError(Exception):
@@ -47,8 +48,8 @@ class StreamSpec(BaseModel):
 
 
 class RefreshPolicy(BaseModel):
-    max_recovery_attempts: int = 5
-    max_cooldown_cycles: int | None = None
+    max_recovery_attempts: int = Field(default=5, ge=0)
+    max_cooldown_cycles: int | None = Field(default=None, ge=0)
     rate_limit_sensitivity: str | None = None
 
 
@@ -78,16 +79,16 @@ def check_dependencies(manifest: Manifest) -> None:
     if dupes:
         raise ConfigError(f"duplicate stream names: {', '.join(dupes)}")
     known = set(names)
-    if not CONNECTOR_KEY.match(manifest.connector_key):
+    if not CONNECTOR_KEY.fullmatch(manifest.connector_key):
         raise ConfigError(
             f"invalid connector_key {manifest.connector_key[:64]!r} (letters, digits, _ . -; ≤128)"
         )
     for s in manifest.streams:
         where = f"stream {s.name[:64]!r}"
-        if not STREAM_NAME.match(s.name):
+        if not STREAM_NAME.fullmatch(s.name):
             raise ConfigError(f"{where}: invalid stream name (letters, digits, _ . -; ≤128)")
         for f in [*s.primary_key, s.cursor_field, s.consent_time_field]:
-            if f is not None and not FIELD_NAME.match(f):
+            if f is not None and not FIELD_NAME.fullmatch(f):
                 raise ConfigError(f"{where}: invalid field name {f[:64]!r} (1-128 printable characters)")
         if s.state_stream is not None and s.parent_streams is not None:
             raise ConfigError(f"{where}: has both state_stream and parent_streams")
@@ -108,40 +109,47 @@ def check_dependencies(manifest: Manifest) -> None:
 
 
 def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
-    white, grey, black = 0, 1, 2
-    color = dict.fromkeys(graph, white)
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        color[node] = grey
-        stack.append(node)
-        for nxt in graph[node]:
-            if color[nxt] == grey:
-                return [*stack[stack.index(nxt) :], nxt]
-            if color[nxt] == white:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        color[node] = black
-        return None
-
-    for n in graph:
-        if color[n] == white:
-            found = visit(n)
-            if found:
-                return found
+    """A depth-first search with its own stack: a chain of thousands of streams is no cycle and
+    must not exhaust Python's."""
+    on_path, done = 1, 2
+    state: dict[str, int] = {}
+    for root in graph:
+        if root in state:
+            continue
+        path, todo = [root], [iter(graph[root])]
+        state[root] = on_path
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                state[path.pop()] = done
+                todo.pop()
+            elif state.get(nxt) == on_path:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt not in state:
+                state[nxt] = on_path
+                path.append(nxt)
+                todo.append(iter(graph[nxt]))
     return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def load_manifest(path: Path) -> Manifest:
     """Read and fully validate a manifest file; every problem is a ConfigError naming the file."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: manifest file not found") from e
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable JSON manifest: {e}") from e
+    except (OSError, ValueError, RecursionError) as e:
+        # ValueError: bad JSON or UTF-8, NaN, an integer too long to read, a NUL in the path.
+        raise ConfigError(f"{path}: not a readable JSON manifest: {str(e)[:200]}") from e
+    if not isinstance(raw, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(raw), "a number"
+        )
+        raise ConfigError(f"{path}: a manifest must be a JSON object, not {kind}")
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as e:

@@ -55,9 +55,20 @@ _ACTION_CLASS = {
 }
 
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_TWENTY_DIGITS = b"0" * 20  # 2**64 has 20 digits: anything shorter fits orjson's 64 bits
+# orjson reads integers within [-2**63, 2**64) exactly and anything beyond as a float: a run of
+# 20 digits, or a minus and 19, may be beyond.
+_TWENTY_DIGITS = b"0" * 20
+_MINUS_NINETEEN_DIGITS = b"-" + b"0" * 19
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# orjson writes values nested at most 254 deep, and a message is one level around its values:
+# anything deeper could be read but never written back (or stored).
+MAX_NESTING = 254
+# Longer than any real Retry-After, and short enough for datetime arithmetic.
+MAX_RETRY_AFTER_S = 366 * 86400.0
 _PRESSURE = re.compile(r"rate.?limit|429|quota|throttl|too.?many", re.IGNORECASE)
-_ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # fullmatch: `$` also matches before a \n
+# U+0000 in JSON text, as orjson and json write it: \u0000 after an even run of backslashes.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,18 +130,19 @@ class LineSplitter:
         if self._oversize:
             self._oversize += len(rest)
             return
-        if len(self._partial) + len(rest) > self.max_line_bytes:
+        # One byte more than the limit may be the `\r` that is stripped once the line ends.
+        if len(self._partial) + len(rest) > self.max_line_bytes + 1:
             self._oversize = len(self._partial) + len(rest)
             self._partial.clear()
             return
         self._partial += rest
 
     def _line(self, line: bytes) -> bytes | LineError:
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if len(line) > self.max_line_bytes:
+        text = line[:-1] if line.endswith(b"\r") else line
+        if len(text) > self.max_line_bytes:
+            # The size as received, like that of a line dropped before its end was seen.
             return self._too_long(len(line))
-        return line
+        return text
 
     def _too_long(self, n: int) -> LineError:
         detail = f"line of {n} bytes exceeds the {self.max_line_bytes}-byte limit"
@@ -141,16 +153,48 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:32]} is infinity when parsed as double")
+    return value
+
+
+def _loads_exact(line: bytes) -> Any:
+    """The stdlib parser, which keeps every integer exact, held to what orjson accepts: strict
+    UTF-8 without a byte order mark, finite numbers, no lone surrogate escapes."""
+    msg = json.loads(line.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
+    if _SURROGATE_ESCAPE.search(line):
+        json.dumps(msg, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+    return msg
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    while todo:
+        v, depth = todo.pop()
+        if isinstance(v, dict):
+            v = v.values()
+        elif not isinstance(v, list):
+            continue
+        if depth == limit:
+            return True
+        todo.extend((x, depth + 1) for x in v)
+    return False
+
+
 def decode(line: bytes) -> dict[str, Any] | LineError:
     """Decode one line into a message object with a known `type`, or classify why not."""
     try:
-        if _TWENTY_DIGITS in line.translate(_DIGITS_TO_ZERO):
-            # orjson reads integers beyond 64 bits as floats; the stdlib keeps them exact.
-            msg = json.loads(line, parse_constant=_reject_constant)
+        digits = line.translate(_DIGITS_TO_ZERO)
+        if _TWENTY_DIGITS in digits or _MINUS_NINETEEN_DIGITS in digits:
+            msg = _loads_exact(line)
         else:
             msg = orjson.loads(line)
     except (orjson.JSONDecodeError, ValueError, RecursionError) as e:
         return LineError("invalid_json", str(e)[:200])
+    if line.count(b"[") + line.count(b"{") > MAX_NESTING and _nested_deeper_than(msg, MAX_NESTING):
+        return LineError("invalid_json", f"nested deeper than {MAX_NESTING} levels")
     if not isinstance(msg, dict):
         return LineError("not_an_object", f"a JSON {type(msg).__name__}, not an object")
     t = msg.get("type")
@@ -244,7 +288,7 @@ def retry_after_seconds(msg: dict[str, Any]) -> float | None:
         if isinstance(holder, dict):
             v = holder.get("retry_after_seconds")
             if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
-                return float(v)
+                return float(min(v, MAX_RETRY_AFTER_S))
     return None
 
 
@@ -288,7 +332,7 @@ def check_fields(msg: dict[str, Any]) -> LineError | None:
         want("state_stream", str)
         for f in ("required_keys", "hydrated_keys", "gap_keys"):
             v = msg.get(f)
-            if v is not None and not isinstance(v, list) and count_or_len(v) != v:
+            if v is not None and not isinstance(v, list) and not _is_count(v):
                 problems.append(f"DETAIL_COVERAGE.{f} must be a list of keys or a count")
         if msg.get("required_keys") is None:
             problems.append("DETAIL_COVERAGE.required_keys is required")
@@ -313,11 +357,17 @@ def check_fields(msg: dict[str, Any]) -> LineError | None:
                 problems.append("DONE.error must be an object")
             else:
                 code = err.get("code")
-                if code is not None and not (isinstance(code, str) and _ERROR_CODE.match(code)):
+                if code is not None and not (isinstance(code, str) and _ERROR_CODE.fullmatch(code)):
                     problems.append("DONE.error.code must be snake_case, at most 64 characters")
+    if not problems and _NUL_ESCAPE.search(dumps(msg)):
+        problems.append(f"{t} contains \\u0000, which PostgreSQL text and jsonb cannot store")
     if problems:
         return LineError("schema_invalid", "; ".join(problems))
     return None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -19,9 +20,13 @@ BUNDLED_REGISTRY = Path(__file__).parent / "connectors" / "bundled.toml"
 DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
 MIN_MAX_LINE_BYTES = 1024 * 1024
 DEFAULT_STALL_TIMEOUT_S = 600.0
-# Connector names end up in workflow ids, schedule ids, file names and log lines.
-CONNECTOR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Connector names end up in workflow ids, schedule ids, file names and log lines. Both are
+# used with fullmatch: `$` would also match before a trailing newline.
+CONNECTOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# The longest wait a budget window or a retry back-off may name: beyond it datetime arithmetic
+# overflows, long before anyone would want to wait that long.
+MAX_WAIT_S = 366 * 86400.0
 # An env value of this form is a reference resolved by the worker at spawn time, never stored.
 SECRET_REF = re.compile(r"^(env|file):(.*)$", re.DOTALL)
 
@@ -29,16 +34,19 @@ SECRET_REF = re.compile(r"^(env|file):(.*)$", re.DOTALL)
 class Budget(BaseModel):
     """`[connectors.NAME.budget]`: what forward runs and recoveries may spend upstream."""
 
-    units: int | None = Field(default=None, ge=0, description="units per window; absent: unlimited")
+    units: int | None = Field(
+        default=None, ge=0, strict=True, description="units per window; absent: unlimited"
+    )
     window: str = Field(default="24h", description='e.g. "24h", "90m", "7d"')
-    cost_per_item: int = Field(default=1, ge=1, description="units one fetched item costs")
+    cost_per_item: int = Field(default=1, ge=1, strict=True, description="units one fetched item costs")
 
     model_config = {"extra": "forbid"}
 
     @field_validator("window")
     @classmethod
     def _window_parses(cls, v: str) -> str:
-        parse_window(v)
+        if parse_window(v) > MAX_WAIT_S:
+            raise ValueError(f"budget window {v!r} is longer than 366 days")
         return v
 
     def config(self) -> BudgetConfig:
@@ -58,13 +66,16 @@ class ConnectorEntry(BaseModel):
         default_factory=list, description="worker environment variables passed through when set"
     )
     checkpoint_policy: CheckpointPolicy = CheckpointPolicy.COMMIT_PROVEN
-    max_state_bytes: int = Field(default=DEFAULT_MAX_STATE_BYTES, gt=0)
+    # Strict numbers: a TOML `true` is not a byte count or a duration.
+    max_state_bytes: int = Field(default=DEFAULT_MAX_STATE_BYTES, gt=0, strict=True)
     max_line_bytes: int | None = Field(
-        default=None, description="default: max(max_state_bytes, 64 MiB) + 1 MiB"
+        default=None, gt=0, strict=True, description="default: max(max_state_bytes, 64 MiB) + 1 MiB"
     )
     cwd: Path | None = None
-    stall_timeout_seconds: float = Field(default=DEFAULT_STALL_TIMEOUT_S, gt=0)
-    max_run_seconds: float | None = Field(default=None, gt=0, description="default: the run's own limit")
+    stall_timeout_seconds: float = Field(default=DEFAULT_STALL_TIMEOUT_S, gt=0, strict=True)
+    max_run_seconds: float | None = Field(
+        default=None, gt=0, strict=True, description="default: the run's own limit"
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     budget: Budget = Field(default_factory=Budget)
 
@@ -73,7 +84,7 @@ class ConnectorEntry(BaseModel):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if not CONNECTOR_NAME.match(v):
+        if not CONNECTOR_NAME.fullmatch(v):
             raise ValueError("a connector name is a letter, then letters, digits, _ or - (≤ 64)")
         return v
 
@@ -81,10 +92,12 @@ class ConnectorEntry(BaseModel):
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
         for key, value in v.items():
-            if not ENV_NAME.match(key):
+            if not ENV_NAME.fullmatch(key):
                 raise ValueError(f"{key[:64]!r} is not an environment variable name")
+            if "\x00" in value:
+                raise ValueError(f"{key}: a value cannot contain NUL")
             ref = SECRET_REF.match(value)
-            if ref and ref.group(1) == "env" and not ENV_NAME.match(ref.group(2)):
+            if ref and ref.group(1) == "env" and not ENV_NAME.fullmatch(ref.group(2)):
                 raise ValueError(f"{key}: {value[:64]!r} does not name an environment variable")
             if ref and ref.group(1) == "file" and not ref.group(2):
                 raise ValueError(f"{key}: file: needs a path")
@@ -94,16 +107,38 @@ class ConnectorEntry(BaseModel):
     @classmethod
     def _pass_env_names(cls, v: list[str]) -> list[str]:
         for name in v:
-            if not ENV_NAME.match(name):
+            if not ENV_NAME.fullmatch(name):
                 raise ValueError(f"{name[:64]!r} is not an environment variable name")
         return v
 
     @field_validator("command")
     @classmethod
     def _python_is_this_python(cls, v: list[str]) -> list[str]:
+        if any("\x00" in a for a in v):
+            raise ValueError("an argument cannot contain NUL")
         # "python" in a registry means the interpreter the worker runs on, so bundled and
         # user connectors find the same installed packages.
         return [sys.executable if i == 0 and a in ("python", "python3") else a for i, a in enumerate(v)]
+
+    @field_validator("manifest", "cwd")
+    @classmethod
+    def _a_path(cls, v: Path | None) -> Path | None:
+        if v is not None and "\x00" in str(v):
+            raise ValueError("a path cannot contain NUL")
+        return v
+
+    @field_validator("retry")
+    @classmethod
+    def _waits_that_fit(cls, v: RetryPolicy) -> RetryPolicy:
+        for cls_name in ("provider_pressure", "transient"):
+            p = getattr(v, cls_name)
+            for f in ("base_seconds", "cap_seconds"):
+                seconds = getattr(p, f)
+                if not math.isfinite(seconds) or seconds > MAX_WAIT_S:
+                    raise ValueError(f"{cls_name}.{f} must be at most 366 days, not {seconds}")
+            if not math.isfinite(p.factor):
+                raise ValueError(f"{cls_name}.factor must be finite")
+        return v
 
     @property
     def line_limit(self) -> int:
@@ -120,8 +155,15 @@ def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: connector registry not found") from e
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable TOML file: {e}") from e
+    except (OSError, ValueError, RecursionError) as e:
+        # ValueError: bad TOML or UTF-8, or an integer too long to read.
+        raise ConfigError(f"{path}: not a readable TOML file: {str(e)[:200]}") from e
+    unknown = sorted(set(raw) - {"connectors"})
+    if unknown:
+        # Most likely a misspelt [connectors.NAME] table, which would otherwise vanish silently.
+        raise ConfigError(
+            f"{path}: unknown top-level key {unknown[0][:64]!r} (expected [connectors.NAME] tables)"
+        )
     tables = raw.get("connectors", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{path}: 'connectors' must be a table of [connectors.NAME] tables")
@@ -129,6 +171,11 @@ def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
     for name, table in tables.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: connectors.{name} must be a table")
+        if "name" in table:
+            # The table's own name is the connector's; a `name` key would silently rename it.
+            raise ConfigError(
+                f"{path}: connectors.{name}.name: not a field (the table's name is the connector's)"
+            )
         try:
             entry = ConnectorEntry.model_validate({"name": name, **table})
         except ValidationError as e:
