@@ -61,6 +61,7 @@ MAX_EXCLUDED = 50_000
 NO_STREAM = "*"
 # An INTERACTION without timeout_seconds waits this long for its owner.
 INTERACTION_TIMEOUT_S = 3600.0
+MAX_INTERACTION_TIMEOUT_S = 7 * 24 * 3600.0
 ANSWER_POLL_S = 0.5
 # Live progress goes to the workflow as signals, each an event in its history: often at first,
 # then every minute at most, so a five-hour run adds a few hundred events, not thousands.
@@ -203,9 +204,16 @@ class Collector:
             self.facts.violations.append(Violation(kind=kind, line_no=self.line_no, detail=shown))
         if quarantined:
             self.facts.lines_quarantined += 1
-            excerpt = (line or b"")[:EXCERPT_BYTES].decode("utf-8", "replace")
+            # PostgreSQL text cannot hold U+0000: the quarantine keeps a visible stand-in.
+            excerpt = (line or b"")[:EXCERPT_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd")
             self.batch.quarantine.append(
-                QuarantineRow(self.line_no, kind, detail[:1000], size or len(line or b""), excerpt)
+                QuarantineRow(
+                    self.line_no,
+                    kind,
+                    detail[:1000].replace("\x00", "\ufffd"),
+                    size or len(line or b""),
+                    excerpt,
+                )
             )
 
     # -- resume ------------------------------------------------------------------------------
@@ -561,7 +569,7 @@ class Collector:
             self._violate(key.kind, key.detail, item)
             return
         data = protocol.dumps(msg["data"])
-        if b"\\u0000" in data:
+        if protocol.contains_nul(data):
             self.rejected_total += 1
             self._sf(stream).rejected += 1
             self._violate(
@@ -647,7 +655,7 @@ class Collector:
             subjects = [
                 (
                     "range",
-                    orjson.dumps(time_range, option=orjson.OPT_SORT_KEYS).decode(),
+                    protocol.dumps(time_range, sort_keys=True).decode(),
                     _range_locator(msg.get("diagnostics")),
                 )
             ]
@@ -692,19 +700,19 @@ class Collector:
         # A DETAIL_GAP is a retryable miss unless it says otherwise.
         cls = self._classify(msg, item, reason, msg.get("retryable"), default_action="retry_by_runtime")
         raw_key = msg.get("record_key")
-        key = raw_key if isinstance(raw_key, str) else orjson.dumps(raw_key).decode() if raw_key else None
+        key = raw_key if isinstance(raw_key, str) else protocol.dumps(raw_key).decode() if raw_key else None
         self.unreported.discard(str(msg.get("gap_id")))
         if key is not None:
             self.unreported.discard(self.served_keys.get((stream, key), ""))
         locator = msg.get("detail_locator")
-        subject = key or orjson.dumps(locator, option=orjson.OPT_SORT_KEYS).decode()
+        subject = key or protocol.dumps(locator, sort_keys=True).decode()
         sf = self._sf(stream)
         sf.skipped_by_reason[reason] = sf.skipped_by_reason.get(reason, 0) + 1
         if key is not None:
             self.gap_keys.setdefault(stream, set()).add(key)
         last_error = msg.get("last_error")
-        err_text = orjson.dumps(last_error).decode()[:500] if last_error is not None else None
-        loc_json = orjson.dumps(locator).decode() if locator is not None else None
+        err_text = protocol.dumps(last_error).decode()[:500] if last_error is not None else None
+        loc_json = protocol.dumps(locator).decode() if locator is not None else None
         if cls is not RecoveryClass.INFORMATIONAL:
             sf.non_informational_skips += 1
         self._gap(
@@ -719,7 +727,7 @@ class Collector:
             return
         gap_raw = msg.get("gap_keys")
         gap_keys = (
-            {k if isinstance(k, str) else orjson.dumps(k).decode() for k in gap_raw}
+            {k if isinstance(k, str) else protocol.dumps(k).decode() for k in gap_raw}
             if isinstance(gap_raw, list)
             else None
         )
@@ -752,8 +760,13 @@ class Collector:
         request_id = str(msg["request_id"])[:128]
         kind = str(msg.get("kind"))[:32]
         timeout = msg.get("timeout_seconds")
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        if (
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or not 0 < timeout < float("inf")
+        ):
             timeout = INTERACTION_TIMEOUT_S
+        timeout = min(float(timeout), MAX_INTERACTION_TIMEOUT_S)
         expires = datetime.now(UTC) + timedelta(seconds=float(timeout))
         await self._cut()
         await self._signal(

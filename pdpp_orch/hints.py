@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import date, datetime, timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pdpp_orch.models import RecoveryClass, TimeRange
 
@@ -21,6 +21,9 @@ MAX_NO_PROGRESS = 8
 
 class ClassPolicy(BaseModel):
     """Back-off of one recovery class: `base_seconds` × `factor`^(attempt-1), capped."""
+
+    # Strict: `true` is not 1 second, and infinities are not a policy.
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
 
     base_seconds: float = Field(gt=0)
     factor: float = Field(default=2.0, ge=1.0)
@@ -38,7 +41,11 @@ class RetryPolicy(BaseModel):
     def delay(self, cls: RecoveryClass, attempt: int) -> timedelta:
         """How long to wait before retry number `attempt` (1-based) of a gap of class `cls`."""
         p = self.provider_pressure if cls is RecoveryClass.PROVIDER_PRESSURE else self.transient
-        seconds = p.base_seconds * p.factor ** max(0, attempt - 1)
+        seconds = p.base_seconds
+        for _ in range(max(0, attempt - 1)):
+            if seconds >= p.cap_seconds:
+                break  # capped already: never multiply towards an overflow
+            seconds *= p.factor
         return timedelta(seconds=min(seconds, p.cap_seconds))
 
 

@@ -203,12 +203,19 @@ def decode(line: bytes) -> dict[str, Any] | LineError:
     return msg
 
 
-def dumps(value: Any) -> bytes:
-    """Compact JSON; exact for integers beyond 64 bits, which orjson cannot write."""
+def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
+    """Compact JSON (keys sorted when it is an identity); exact for integers beyond 64 bits,
+    which orjson cannot write."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
     except TypeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys).encode()
+
+
+def contains_nul(json_bytes: bytes) -> bool:
+    """Whether JSON text holds an escaped U+0000 (not the text `\\u0000`), which PostgreSQL's
+    jsonb cannot store."""
+    return b"\\u0000" in json_bytes and _NUL_ESCAPE.search(json_bytes) is not None
 
 
 def record_key(msg: dict[str, Any], primary_key: list[str]) -> str | LineError:

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -85,9 +84,6 @@ def json_values(ints: st.SearchStrategy[int] = ANY_INTS, leaves: int = 10) -> st
     )
 
 
-# Values for the fields collect.py serializes with orjson directly (see the xfail below): no
-# integers beyond 64 bits there.
-SAFE_VALUES = json_values(SMALL_INTS, leaves=6)
 ANY_VALUES = json_values()
 
 
@@ -217,9 +213,9 @@ def other_msg(draw: st.DrawFn, t: str, stream: str | None = None) -> dict[str, A
     if t == "DETAIL_GAP":
         msg = {"type": t, "stream": s, "reason": draw(TEXT), "retryable": draw(st.booleans())}
         msg["record_key"] = draw(st.none() | TEXT | st.lists(TEXT, max_size=2))
-        msg["detail_locator"] = draw(TEXT | st.dictionaries(KEYS, SAFE_VALUES, max_size=2))
+        msg["detail_locator"] = draw(TEXT | st.dictionaries(KEYS, ANY_VALUES, max_size=2))
         if draw(st.booleans()):
-            msg["last_error"] = draw(SAFE_VALUES)
+            msg["last_error"] = draw(ANY_VALUES)
         if draw(st.booleans()):
             msg["retry_after_seconds"] = draw(st.integers(0, 10**30) | st.floats(0, 1e300))
         return msg
@@ -440,7 +436,7 @@ def scripts(draw: st.DrawFn, max_lines: int = 16) -> Script:
             else:
                 f = draw(st.sampled_from(sorted(fields)))
                 right, kind, _ = fields[f]
-                base[f] = draw(SAFE_VALUES.filter(lambda v, right=right: v is not None and not right(v)))
+                base[f] = draw(ANY_VALUES.filter(lambda v, right=right: v is not None and not right(v)))
             if t == "RECORD" and kind is None:  # a field the runtime never reads
                 line = Line(enc(draw, base), RECORD_LINE, True, base["stream"], rec_key, clean=False)
             else:
@@ -890,17 +886,12 @@ async def test_records_accepted_are_exactly_the_records_durable(
         assert (o.status is RunStatus.SUCCEEDED) == (status == "succeeded"), o
 
 
-# -- bugs in activities/collect.py, each with its minimal input ---------------------------------
-# The generators above leave these inputs out (NUL bytes in unreadable lines, integers beyond 64
-# bits in the fields below, huge INTERACTION timeouts, a literal "\u0000" text) so that the
-# properties keep guarding everything else; these tests say what is still wrong.
+# -- inputs that once made collect raise, each minimal ---------------------------------------------
+# NUL bytes in unreadable lines, integers beyond 64 bits in gap fields, huge INTERACTION
+# timeouts, the text "\u0000" (a backslash, not NUL) in a record.
 
 DONE_0 = b'{"type":"DONE","status":"succeeded","records_emitted":0}'
 DONE_1 = b'{"type":"DONE","status":"succeeded","records_emitted":1}'
-ORJSON_64_BITS = (
-    "collect.py calls orjson.dumps directly on a connector-supplied value, which raises on "
-    "integers beyond 64 bits (protocol.dumps would not): Collector.run raises TypeError"
-)
 
 
 @pytest.mark.parametrize(
@@ -910,36 +901,26 @@ ORJSON_64_BITS = (
             [b"\x00", DONE_0],
             "invalid_json",
             id="nul-byte-in-an-unreadable-line",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=asyncpg.exceptions.CharacterNotInRepertoireError,
-                reason="collect.py _violate keeps the raw line's NUL in the quarantine excerpt; "
-                "PostgreSQL text cannot store it, the flush fails and Collector.run raises",
-            ),
         ),
         pytest.param(
             [b'{"type":"DETAIL_GAP","stream":"a","detail_locator":{"n":18446744073709551616}}', DONE_0],
             None,
             id="big-int-in-detail-locator",
-            marks=pytest.mark.xfail(strict=True, raises=TypeError, reason=ORJSON_64_BITS),
         ),
         pytest.param(
             [b'{"type":"DETAIL_GAP","stream":"a","record_key":[18446744073709551616]}', DONE_0],
             None,
             id="big-int-in-detail-gap-record-key",
-            marks=pytest.mark.xfail(strict=True, raises=TypeError, reason=ORJSON_64_BITS),
         ),
         pytest.param(
             [b'{"type":"DETAIL_GAP","stream":"a","last_error":{"n":18446744073709551616}}', DONE_0],
             None,
             id="big-int-in-last-error",
-            marks=pytest.mark.xfail(strict=True, raises=TypeError, reason=ORJSON_64_BITS),
         ),
         pytest.param(
             [b'{"type":"SKIP_RESULT","stream":"a","time_range":{"since":18446744073709551616}}', DONE_0],
             None,
             id="big-int-in-skip-time-range",
-            marks=pytest.mark.xfail(strict=True, raises=TypeError, reason=ORJSON_64_BITS),
         ),
         pytest.param(
             [
@@ -948,29 +929,16 @@ ORJSON_64_BITS = (
             ],
             None,
             id="big-int-in-coverage-gap-keys",
-            marks=pytest.mark.xfail(strict=True, raises=TypeError, reason=ORJSON_64_BITS),
         ),
         pytest.param(
             [b'{"type":"INTERACTION","request_id":"r","kind":"otp","timeout_seconds":1e300}', DONE_0],
             None,
             id="interaction-timeout-beyond-datetime",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=OverflowError,
-                reason="collect.py _interaction adds timedelta(seconds=timeout_seconds) to now without "
-                "a bound: 1e300 (or anything past year 9999) raises OverflowError",
-            ),
         ),
         pytest.param(
             [b'{"type":"RECORD","stream":"a","key":"k","data":{"id":"k","text":"\\\\u0000"}}', DONE_1],
             RECORD_LINE,
             id="literal-backslash-u0000-text",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="collect.py _record rejects any record whose JSON contains the bytes \\u0000, "
-                'also the text "\\u0000" (an escaped backslash, not NUL), as schema_invalid',
-            ),
         ),
     ],
 )
