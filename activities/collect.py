@@ -63,10 +63,12 @@ NO_STREAM = "*"
 INTERACTION_TIMEOUT_S = 3600.0
 MAX_INTERACTION_TIMEOUT_S = 7 * 24 * 3600.0
 ANSWER_POLL_S = 0.5
-# Live progress goes to the workflow as signals, each an event in its history: often at first,
-# then every minute at most, so a five-hour run adds a few hundred events, not thousands.
-PROGRESS_MIN_S = 2.0
-PROGRESS_MAX_S = 60.0
+# Live progress goes to the workflow as signals, and each costs four history events (the
+# signal and the workflow task it wakes). After 2 s, then every 10 s, then a tenth of the time
+# elapsed, at most every 5 min: a 20 s run adds 3 signals, an hour about 50, eight hours 130.
+PROGRESS_FIRST_S = 2.0
+PROGRESS_MIN_S = 10.0
+PROGRESS_MAX_S = 300.0
 _STREAM_FIELD = re.compile(rb'"stream"\s*:\s*"([^"\\]{1,128})"')
 
 
@@ -462,9 +464,10 @@ class Collector:
         names only), ever less often as the run gets longer."""
         started = time.monotonic()
         last: LiveProgress | None = None
+        delay = PROGRESS_FIRST_S
         while True:
-            elapsed = time.monotonic() - started
-            await asyncio.sleep(min(PROGRESS_MAX_S, max(PROGRESS_MIN_S, elapsed / 50)))
+            await asyncio.sleep(delay)
+            delay = min(PROGRESS_MAX_S, max(PROGRESS_MIN_S, (time.monotonic() - started) / 10))
             live = self._live()
             if live != last:
                 await self._signal("report_progress", live)

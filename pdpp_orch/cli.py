@@ -188,7 +188,7 @@ async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_
         loop.add_signal_handler(sig, stop.set)
     code = 0
     try:
-        client = await connect(ep.temporal_address, s.temporal_namespace)
+        client = await connect(ep.temporal_address, s.temporal_namespace, wait_s=60)
         worker = asyncio.create_task(run_worker(client, ep.database_url, s.task_queue, s.connectors, stop))
         out.print(f"Temporal web UI : {ep.ui_url}")
         out.print(f"Temporal address: {ep.temporal_address}  (TEMPORAL_ADDRESS)")
@@ -284,7 +284,8 @@ async def _worker(s: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    client = await connect(address, s.temporal_namespace)
+    # A worker started beside its server (compose, a pod) waits for it to come up.
+    client = await connect(address, s.temporal_namespace, wait_s=60)
     err.print(f"worker on {address}, task queue {s.task_queue}; Ctrl-C to stop")
     await run_worker(client, database, s.task_queue, s.connectors, stop)
     return 0
@@ -1380,7 +1381,7 @@ async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve:
     try:
         await asyncio.to_thread(d.prepare_inputs, work, selected, err.print)
         store = await Store.connect(database)
-        client = await connect(address, s.temporal_namespace)
+        client = await connect(address, s.temporal_namespace, wait_s=60)
         try:
             await d.reset_connectors(store, [c.connector for c in selected])
             async with UpstreamProcess(world=world, plan=d.DEMO_PLAN) as up:

@@ -95,10 +95,12 @@ ON CONFLICT (run_id, stream) DO UPDATE SET
     facts = EXCLUDED.facts, written_at = now()
 """
 
+# The last statement of a flush, and its fencing token: an attempt older than the run's current
+# one updates nothing, and its whole batch is rolled back.
 _RUN_PROGRESS = """
-UPDATE runs SET records_emitted = $2, records_durable = $3, progress = $4::jsonb,
-    attempt = greatest(attempt, $5)
-WHERE run_id = $1
+UPDATE runs SET records_emitted = $2, records_durable = $3, progress = $4::jsonb, attempt = $5
+WHERE run_id = $1 AND attempt <= $5
+RETURNING 1
 """
 
 _INSERT_SPINE = """
@@ -992,12 +994,6 @@ class Store:
     ) -> tuple[int, bool]:
         recovered = 0
         conflicted = False
-        # A fencing token: the row lock also orders this run's flushes.
-        current = await conn.fetchval("SELECT attempt FROM runs WHERE run_id = $1 FOR UPDATE", run_id)
-        if current is not None and current > attempt:
-            raise StaleAttemptError(
-                f"collect attempt {attempt} of {run_id} was superseded by attempt {current}"
-            )
         if batch.records:
             conflicted = not await self._write_records(conn, connector, run_id, batch, try_copy)
         if batch.gaps:
@@ -1039,7 +1035,7 @@ class Store:
                 _INSERT_SPINE,
                 [(run_id, connector, t, orjson.dumps(p).decode()) for t, p in batch.spine],
             )
-        await conn.execute(
+        updated = await conn.fetchval(
             _RUN_PROGRESS,
             run_id,
             int(progress.get("records_emitted", 0)),
@@ -1047,6 +1043,12 @@ class Store:
             orjson.dumps(progress).decode(),
             attempt,
         )
+        if updated is None:
+            current = await conn.fetchval("SELECT attempt FROM runs WHERE run_id = $1", run_id)
+            if current is not None:
+                raise StaleAttemptError(
+                    f"collect attempt {attempt} of {run_id} was superseded by attempt {current}"
+                )
         return recovered, conflicted
 
     async def _write_records(

@@ -565,13 +565,15 @@ class DevServer:
             return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     async def start(self) -> None:
+        """Start it and wait until its frontend answers (an open port is not enough)."""
         self.proc = self._spawn()
-        for _ in range(300):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
+        for _ in range(600):
             assert self.proc.poll() is None, self.log.read_text()[-2000:]
-            await asyncio.sleep(0.1)
+            try:
+                await Client.connect(self.address)
+                return
+            except RuntimeError:  # connection refused, or "Frontend is not healthy yet"
+                await asyncio.sleep(0.1)
         raise AssertionError("the Temporal dev server did not start")
 
     def stop(self) -> None:
