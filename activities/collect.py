@@ -365,8 +365,7 @@ class Collector:
             if not chunk:
                 break
             self.quiet_since = time.monotonic()
-            for item in splitter.feed(chunk):
-                await self._line(item)
+            await self._lines(splitter.feed(chunk))
             if self.flush_error:
                 raise self.flush_error
             if self._out_of_time():  # a connector that never pauses must still meet its deadline
@@ -376,8 +375,7 @@ class Collector:
                 return
             if time.monotonic() - self.batch_started >= FLUSH_INTERVAL_S and not self.batch.empty():
                 await self._cut()
-        for item in splitter.finish():
-            await self._line(item)
+        await self._lines(splitter.finish())
 
     def _time_left(self) -> float:
         stalls_at = self.quiet_since + self.entry.stall_timeout_seconds
@@ -475,31 +473,47 @@ class Collector:
 
     # -- one line ----------------------------------------------------------------------------
 
-    async def _line(self, item: bytes | protocol.LineError) -> None:
+    async def _lines(self, items: list[bytes | protocol.LineError]) -> None:
+        """Classify a chunk's lines in order. RECORDs, nearly every line, stay synchronous:
+        one coroutine per chunk, not per line."""
+        for item in items:
+            msg = self._take(item)
+            if msg is None:
+                continue
+            assert isinstance(item, bytes)  # a LineError is never a message
+            if msg["type"] == "RECORD":
+                self._record(msg, item)
+                if len(self.batch.records) >= BATCH_RECORDS or self.batch.bytes >= BATCH_BYTES:
+                    await self._cut()
+            else:
+                await self._message(msg, item)
+
+    def _take(self, item: bytes | protocol.LineError) -> dict[str, Any] | None:
+        """Count the line and decode it; None when it is not a message to act on (a violation
+        already recorded, a blank line, anything after DONE)."""
         self.line_no += 1
         if isinstance(item, protocol.LineError):
             self._violate(item.kind, item.detail, size=item.size)
-            return
+            return None
         if len(item) < 8 and not item.strip():
-            return  # blank lines are framing noise, not messages
+            return None  # blank lines are framing noise, not messages
         msg = protocol.decode(item)
         if isinstance(msg, protocol.LineError):
             if msg.kind == "invalid_json":
                 self._count_unreadable(item)
             self._violate(msg.kind, msg.detail, item)
-            return
-        t = msg["type"]
+            return None
         if self.done_seen:
-            if t == "RECORD":
+            if msg["type"] == "RECORD":
                 self.emitted_total += 1
                 self.rejected_total += 1
-            self._violate("message_after_done", f"{t} after DONE", item)
-            return
-        if t == "RECORD":
-            self._record(msg, item)
-            if len(self.batch.records) >= BATCH_RECORDS or self.batch.bytes >= BATCH_BYTES:
-                await self._cut()
-            return
+            self._violate("message_after_done", f"{msg['type']} after DONE", item)
+            return None
+        return msg
+
+    async def _message(self, msg: dict[str, Any], item: bytes) -> None:
+        """Any message but RECORD."""
+        t = msg["type"]
         err = protocol.check_fields(msg)
         if err:
             self._violate(err.kind, err.detail, item)
@@ -559,13 +573,14 @@ class Collector:
         self.emitted_total += 1
         self.seen_records += 1
         stream = msg.get("stream")
-        if isinstance(stream, str) and stream in self.pk:
-            self.emitted[stream] = self.emitted.get(stream, 0) + 1
-        if not self._in_scope(stream, item):
+        pk = self.pk.get(stream) if isinstance(stream, str) else None  # in scope iff it has one
+        if pk is None:
             self.rejected_total += 1
+            self._in_scope(stream, item)  # says why
             return
         assert isinstance(stream, str)
-        key = protocol.record_key(msg, self.pk[stream])
+        self.emitted[stream] = self.emitted.get(stream, 0) + 1
+        key = protocol.record_key(msg, pk)
         if isinstance(key, protocol.LineError):
             self.rejected_total += 1
             self._sf(stream).rejected += 1

@@ -20,10 +20,20 @@ import sys
 import time
 import uuid
 
-from _stack import RssSampler, Stack, copy_baseline, embedded_stack, example_entry, workers
+import asyncpg
+from _stack import CpuMeter, RssSampler, Stack, copy_baseline, embedded_stack, example_entry, workers
 
 from pdpp_orch.models import RunInput, RunOutcome, StreamScope
 from workflows.connector_run import ConnectorRunWorkflow
+
+
+async def checkpoint(dsn: str) -> None:
+    """Start from a fresh PostgreSQL checkpoint, as the baseline does."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
 
 
 async def whole_path(stack: Stack, n: int) -> tuple[float, int, float, RunOutcome]:
@@ -32,17 +42,20 @@ async def whole_path(stack: Stack, n: int) -> tuple[float, int, float, RunOutcom
     task_queue = f"bench-{uuid.uuid4().hex[:8]}"
     async with workers(stack, task_queue, registry) as [worker]:
         sampler = RssSampler([worker.pid]).start()
+        cpu = CpuMeter(stack, [worker.pid])
         try:
             inp = RunInput(
                 connector="bench",
                 run_id=f"bench-{uuid.uuid4().hex[:8]}",
                 streams=[StreamScope(name="notes")],
             )
+            await checkpoint(stack.dsn)
             t0 = time.perf_counter()
             outcome: RunOutcome = await stack.client.execute_workflow(
                 ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=task_queue
             )
             elapsed = time.perf_counter() - t0
+            print(f"whole path: {CpuMeter.describe(cpu.used())}", file=sys.stderr)
             events = await stack.history_events(inp.run_id)
         finally:
             sampler.stop()

@@ -212,6 +212,8 @@ class FlushResult:
 
 def copy_text_field(s: str) -> bytes:
     """Escape a value for COPY's text format."""
+    if s.isprintable() and "\\" not in s:  # the common key: nothing to escape (two C scans)
+        return s.encode()
     return (s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")).encode()
 
 
@@ -1059,9 +1061,10 @@ class Store:
             head = copy_text_field(connector) + b"\t"
             run = copy_text_field(run_id)
             tail = b"\t" + run + b"\t" + run + b"\n"
+            heads = {st: head + copy_text_field(st) + b"\t" for st in {st for st, _ in batch.records}}
             buf = bytearray()
             for (stream, key), row in batch.records.items():
-                buf += head + copy_text_field(stream) + b"\t" + copy_text_field(key) + b"\t" + row + tail
+                buf += heads[stream] + copy_text_field(key) + b"\t" + row + tail
             try:
                 async with conn.transaction():  # a savepoint: a conflict undoes only this COPY
                     await conn.copy_to_table("records", source=_once(bytes(buf)), columns=_DIRECT_COLUMNS)
