@@ -154,6 +154,7 @@ class Collector:
             self._sf(name).collected = n
 
     def _progress(self) -> dict[str, Any]:
+        """The run's totals, for heartbeats and the `runs` row."""
         return {
             "attempt": self.attempt,
             "records_emitted": self.emitted_total,
@@ -166,7 +167,7 @@ class Collector:
         }
 
     def _live(self) -> LiveProgress:
-        p = self._progress()
+        """The totals plus each stream's counters, for the workflow's `progress` query."""
         self._sync()
         streams = {
             name: StreamProgress(
@@ -180,17 +181,7 @@ class Collector:
         }
         for name, total in self.totals.items():
             streams.setdefault(name, StreamProgress(total=total))
-        return LiveProgress(
-            attempt=self.attempt,
-            records_emitted=p["records_emitted"],
-            records_durable=p["records_durable"],
-            records_rejected=p["records_rejected"],
-            violations=p["violations"],
-            skipped=p["skipped"],
-            checkpoints=p["checkpoints"],
-            stream=p["stream"],
-            streams=streams,
-        )
+        return LiveProgress(**self._progress(), streams=streams)
 
     async def _signal(self, name: str, arg: BaseModel) -> None:
         if self.notify is not None:

@@ -7,13 +7,14 @@ error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import signal
 import sys
 import warnings
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +28,7 @@ from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import Mode, RunInput, RunOutcome, RunStatus, StreamScope, TimeRange, Trigger
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
-from pdpp_orch.store import SchemaError
+from pdpp_orch.store import SchemaError, Store
 
 app = typer.Typer(
     help="Run PDPP connectors as Temporal workflows and tell the truth about every run.",
@@ -102,6 +103,16 @@ def _endpoints(s: Settings) -> tuple[str, str]:
             "TEMPORAL_ADDRESS and PDPP_DATABASE_URL"
         )
     return address, database
+
+
+@contextlib.asynccontextmanager
+async def _store(database: str) -> AsyncIterator[Store]:
+    """A one-connection store for a command."""
+    store = await Store.connect(database, max_size=1)
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def new_run_id(connector: str) -> str:
@@ -565,11 +576,9 @@ async def _respond(
 
     from pdpp_orch.client import connect
     from pdpp_orch.models import RespondInput, RespondResult
-    from pdpp_orch.store import Store
 
     address, database = _endpoints(s)
-    store = await Store.connect(database, max_size=1)
-    try:
+    async with _store(database) as store:
         pending = await store.interactions(run_id)
         prompt = next((p["message"] for p in pending if request in (None, p["request_id"])), None)
         answer = None if cancel else _answer_json(data, prompt)
@@ -599,8 +608,6 @@ async def _respond(
             f"{accepted.kind} answer stored for {run_id}; the run reads it within {ttl:.0f} s or it is erased"
         )
         return 0
-    finally:
-        await store.close()
 
 
 def print_outcome(o: RunOutcome) -> None:
@@ -639,14 +646,10 @@ def status(
 
 
 async def _status(s: Settings, run_id: str, as_json: bool) -> int:
-    from pdpp_orch.store import Store
 
     _, database = _endpoints(s)
-    store = await Store.connect(database, max_size=1)
-    try:
+    async with _store(database) as store:
         row = await store.get_run(run_id)
-    finally:
-        await store.close()
     if row is None:
         raise UsageError(f"no run {run_id!r}")
     if row["outcome"]:
@@ -678,19 +681,15 @@ def runs(
 
 
 async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -> int:
-    from pdpp_orch.store import Store
 
     _, database = _endpoints(s)
-    store = await Store.connect(database, max_size=1)
-    try:
+    async with _store(database) as store:
         rows = await store.list_runs(connector, limit)
         waiting: dict[str, list[dict[str, Any]]] = {}
         for w in await store.interactions():
             waiting.setdefault(w["run_id"], []).append(
                 {k: w[k] for k in ("request_id", "kind", "message", "expires_at")}
             )
-    finally:
-        await store.close()
     if as_json:
         items = [
             json.loads(r["outcome"])
@@ -759,14 +758,10 @@ def gaps(
 
 
 async def _gaps(s: Settings, connector: str | None, status: str | None, limit: int, as_json: bool) -> int:
-    from pdpp_orch.store import Store
 
     _, database = _endpoints(s)
-    store = await Store.connect(database, max_size=1)
-    try:
+    async with _store(database) as store:
         rows = await store.list_gaps(connector, status)
-    finally:
-        await store.close()
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -793,15 +788,11 @@ async def _requeue(s: Settings, gap_id: str, as_json: bool) -> int:
     from pdpp_orch.client import connect
     from pdpp_orch.hints import MAX_NO_PROGRESS
     from pdpp_orch.models import HintScope, RecoveryClass, RecoveryInput, ResourceRef, RetryHint
-    from pdpp_orch.store import Store
     from workflows.recovery import GapRecoveryWorkflow, recovery_workflow_id
 
     address, database = _endpoints(s)
-    store = await Store.connect(database, max_size=1)
-    try:
+    async with _store(database) as store:
         row = await store.requeue_gap(gap_id)
-    finally:
-        await store.close()
     if row is None:
         raise UsageError(f"no gap {gap_id!r}")
     hint = RetryHint(
@@ -866,14 +857,12 @@ async def _recover(s: Settings, connector: str, action: str, as_json: bool) -> i
     from pdpp_orch.client import connect
     from pdpp_orch.hints import MAX_NO_PROGRESS
     from pdpp_orch.models import RecoveryInput
-    from pdpp_orch.store import Store
     from workflows.recovery import GapRecoveryWorkflow, recovery_workflow_id
 
     address, database = _endpoints(s)
-    store = await Store.connect(database, max_size=1)
     client = await connect(address, s.temporal_namespace)
     rows = []
-    try:
+    async with _store(database) as store:
         hints = await store.open_hints(connector)
         for h in hints:
             wid = recovery_workflow_id(h["hint_id"])
@@ -911,8 +900,6 @@ async def _recover(s: Settings, connector: str, action: str, as_json: bool) -> i
                 except RPCError:
                     state = "running (no worker to ask)"
             rows.append({**h, "workflow_id": wid, "state": state})
-    finally:
-        await store.close()
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -995,14 +982,10 @@ def report(
 
 async def _report(s: Settings, name: str | None, as_json: bool, html_file: Path | None) -> int:
     from pdpp_orch import report as rp
-    from pdpp_orch.store import Store
 
     _, database = _endpoints(s)
-    store = await Store.connect(database, max_size=1)
-    try:
+    async with _store(database) as store:
         rows = await store.report_rows(name)
-    finally:
-        await store.close()
     registry = Registry.load(s.connectors)
     costs = {n: e.budget.cost_per_item for n, e in registry.entries.items()}
     now = rp.generated_at()

@@ -93,12 +93,20 @@ class Harness:
         self.registry_path = tmp / "connectors.toml"
         self.entries: list[str] = []
 
-    def scripted(self, steps: list[dict[str, Any]], *, manifest: Path = ABC_MANIFEST, **extra: Any) -> str:
-        """Register a scripted connector playing `steps`; returns its (unique) name."""
+    def scripted(
+        self,
+        steps: list[dict[str, Any]],
+        *,
+        manifest: Path = ABC_MANIFEST,
+        env: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> str:
+        """Register a scripted connector playing `steps` (with `env` added to its
+        environment); returns its (unique) name."""
         name = f"c{uuid.uuid4().hex[:8]}"
         plan = self.tmp / f"{name}.plan.json"
         plan.write_text(json.dumps(steps))
-        env = {"SCRIPT_PLAN": str(plan), "SCRIPT_START_LOG": str(self.start_log(name))}
+        env = {"SCRIPT_PLAN": str(plan), "SCRIPT_START_LOG": str(self.start_log(name)), **(env or {})}
         return self.register(name, [sys.executable, str(SCRIPTED)], manifest, env, **extra)
 
     def register(

@@ -13,24 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from pdpp_orch.hints import ClassPolicy, RetryPolicy
 from pdpp_orch.manifest import ConfigError, Manifest, load_manifest
 from pdpp_orch.models import RecoveryClass
 from pdpp_orch.registry import Registry
-
-
-def fuzz(examples: int) -> Any:
-    # Per test, not a profile in the shared conftest: derandomized so CI sees the same examples.
-    return settings(
-        derandomize=True,
-        database=None,
-        deadline=None,
-        max_examples=examples,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+from tests.test_fuzz_protocol import fuzz
 
 
 @pytest.fixture(scope="module")

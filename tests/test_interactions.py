@@ -33,10 +33,7 @@ def otp(timeout: float | None = None) -> dict[str, Any]:
 
 def interactive(h: Harness, tmp: Path, steps: list[dict[str, Any]]) -> tuple[str, Path]:
     log = tmp / "responses.jsonl"
-    name = h.scripted(steps)
-    h.entries[-1] = h.entries[-1].replace("env = { ", f'env = {{ SCRIPT_RESPONSE_LOG = "{log}", ', 1)
-    h.registry_path.write_text("\n\n".join(h.entries) + "\n")
-    return name, log
+    return h.scripted(steps, env={"SCRIPT_RESPONSE_LOG": str(log)}), log
 
 
 async def start(h: Harness, name: str) -> WorkflowHandle[Any, RunOutcome]:
