@@ -43,13 +43,14 @@ from pdpp_orch.models import (
     Violation,
 )
 from pdpp_orch.registry import ConnectorEntry
-from pdpp_orch.store import CheckpointWrite, Flush, GapRow, QuarantineRow, Store, copy_json_field
+from pdpp_orch.store import CheckpointWrite, Flush, GapRow, QuarantineRow, RefusedRecord, Store
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
 BATCH_RECORDS = 20_000
 BATCH_BYTES = 16 << 20
+YIELD_EVERY_LINES = 64
 FLUSH_INTERVAL_S = 1.0
 EXCERPT_BYTES = 2048
 MAX_VIOLATIONS_KEPT = 20
@@ -118,6 +119,10 @@ class Collector:
         self.last_stream: str | None = None
         self.durable = 0
         self.try_copy = True
+        # Records PostgreSQL refused (found at flush time), and each stream's last checkpoint
+        # written to the run's resume point: what stays proven when a later one is taken back.
+        self.refusals = 0
+        self.written: dict[str, tuple[int | None, int]] = {}
         # Hot-path counters as plain ints (pydantic attribute writes cost a microsecond each);
         # `_sync` copies them into `facts`.
         self.emitted_total = 0
@@ -187,21 +192,24 @@ class Collector:
         if self.notify is not None:
             await self.notify(name, arg)
 
-    def _violate(self, kind: str, detail: str, line: bytes | None = None, size: int = 0) -> None:
+    def _violate(
+        self, kind: str, detail: str, line: bytes | None = None, size: int = 0, line_no: int | None = None
+    ) -> None:
         self.facts.violation_count += 1
+        line_no = self.line_no if line_no is None else line_no
         quarantined = line is not None or bool(size)
         if len(self.facts.violations) < MAX_VIOLATIONS_KEPT:
             # Facts go into Temporal history: the detail of a line-borne violation quotes what
             # the connector wrote (a key, a stream name), so it stays in the quarantine table.
             shown = "see quarantine" if quarantined else detail[:300]
-            self.facts.violations.append(Violation(kind=kind, line_no=self.line_no, detail=shown))
+            self.facts.violations.append(Violation(kind=kind, line_no=line_no, detail=shown))
         if quarantined:
             self.facts.lines_quarantined += 1
             # PostgreSQL text cannot hold U+0000: the quarantine keeps a visible stand-in.
             excerpt = (line or b"")[:EXCERPT_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd")
             self.batch.quarantine.append(
                 QuarantineRow(
-                    self.line_no,
+                    line_no,
                     kind,
                     detail[:1000].replace("\x00", "\ufffd"),
                     size or len(line or b""),
@@ -254,6 +262,9 @@ class Collector:
             self.unreported = {g["gap_id"] for g in self.served if g["detail_locator"] is not None}
             self.served_keys = {(g["stream"], g["record_key"]): g["gap_id"] for g in self.served}
         self._restore(resume)
+        self.written = {
+            s: (cp.proven_seq, cp.proven_bytes) for s, cp in self.facts.checkpoints.items() if cp.proven_seq
+        }
         scratch = None
         if self.entry.cwd is not None:
             workdir = self.entry.cwd
@@ -343,7 +354,8 @@ class Collector:
             if self.batch.records or self.batch.gaps or self.batch.quarantine:
                 timeout = min(timeout, max(0.05, FLUSH_INTERVAL_S - (time.monotonic() - self.batch_started)))
             try:
-                chunk = await asyncio.wait_for(stdout.read(READ_CHUNK), timeout)
+                async with asyncio.timeout(timeout):  # unlike wait_for, no task per read
+                    chunk = await stdout.read(READ_CHUNK)
             except TimeoutError:
                 if self._out_of_time():
                     return
@@ -410,6 +422,7 @@ class Collector:
         if self.batch.empty():
             return
         batch, self.batch = self.batch, Flush()
+        batch.last_line = self.line_no
         self.batch_started = time.monotonic()
         await self.queue.put(batch)
         if self.flush_error:
@@ -423,6 +436,8 @@ class Collector:
             if self.flush_error:
                 continue
             try:
+                if self.refusals:
+                    self._drop_checkpoints(batch)
                 self.durable += batch.accepted
                 progress = self._progress()
                 result = await self.store.flush(
@@ -436,11 +451,41 @@ class Collector:
                 # After the first key that already existed, every batch goes through upsert.
                 self.try_copy = self.try_copy and not result.conflicted
                 self.facts.gaps_recovered += result.gaps_recovered
+                if result.refused:
+                    self._refused(result.refused, batch)
+                for cw in batch.checkpoints:
+                    self.written[cw.stream] = (cw.seq, cw.cursor_bytes)
             except BaseException as e:  # surfaced by the reader at its next step
                 self.durable -= batch.accepted
                 self.flush_error = e
                 if isinstance(e, asyncio.CancelledError):
                     raise
+
+    def _refused(self, refused: list[RefusedRecord], batch: Flush) -> None:
+        """Records PostgreSQL would not store: each a violation found at flush time, so the
+        batch's checkpoint (after them) and every later one is unproven, as if found on reading."""
+        self.refusals += len(refused)
+        self.durable -= len(refused)
+        for r in refused:
+            self.rejected_total += 1
+            self._sf(r.stream).rejected += 1
+            self.collected[r.stream] -= 1
+            self._violate(
+                r.kind,
+                f"{r.detail} (stream {r.stream[:64]!r}, key {r.key[:64]!r})",
+                r.data,
+                line_no=batch.last_line,
+            )
+        self._drop_checkpoints(batch)
+
+    def _drop_checkpoints(self, batch: Flush) -> None:
+        """Take back the checkpoints staged as proven in `batch`: the last one written stays."""
+        for cw in batch.checkpoints:
+            cp = self.facts.checkpoints.get(cw.stream)
+            if cp is not None:
+                cp.proven_seq, cp.proven_bytes = self.written.get(cw.stream, (None, 0))
+                cp.unproven_reason = "after_protocol_violation"
+        batch.checkpoints = []
 
     async def _heartbeats(self) -> None:
         interval = max(0.2, min(1.0, self.run_input.heartbeat_timeout_seconds / 4))
@@ -466,8 +511,11 @@ class Collector:
 
     async def _lines(self, items: list[bytes | protocol.LineError]) -> None:
         """Classify a chunk's lines in order. RECORDs, nearly every line, stay synchronous:
-        one coroutine per chunk, not per line."""
-        for item in items:
+        one coroutine per chunk, not per line. Every few dozen lines it lets the event loop
+        run, so the COPY of the batch before goes on streaming while this one is parsed."""
+        for n, item in enumerate(items, 1):
+            if n % YIELD_EVERY_LINES == 0:
+                await asyncio.sleep(0)
             msg = self._take(item)
             if msg is None:
                 continue
@@ -577,16 +625,9 @@ class Collector:
             self._sf(stream).rejected += 1
             self._violate(key.kind, key.detail, item)
             return
-        data = protocol.dumps(msg["data"])
-        if protocol.contains_nul(data):
-            self.rejected_total += 1
-            self._sf(stream).rejected += 1
-            self._violate(
-                "schema_invalid", "data contains \\u0000, which PostgreSQL jsonb cannot store", item
-            )
-            return
-        deleted = b"t" if msg.get("op") == "delete" else b"f"
-        self.batch.records[(stream, key)] = copy_json_field(data) + b"\t" + deleted
+        # Data PostgreSQL cannot store (U+0000) is rare enough to find when a flush is refused
+        # (`_refused`); looking for it in every record here would cost more than parsing it.
+        self.batch.records[(stream, key)] = (protocol.record_data(msg["data"]), msg.get("op") == "delete")
         self.batch.accepted += 1
         self.batch.bytes += len(item)
         self.collected[stream] = self.collected.get(stream, 0) + 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import os
 import signal
 import sys
@@ -19,6 +20,8 @@ from pdpp_orch.registry import SECRET_REF, ConnectorEntry
 
 STDERR_TAIL_LINES = 50
 PIPE_BUFFER = 4 << 20
+STDOUT_PIPE_BYTES = 1 << 20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
 _PR_SET_PDEATHSIG = 1
 
 
@@ -108,7 +111,23 @@ class ConnectorProcess:
             preexec_fn=_die_with_parent(),
             limit=PIPE_BUFFER,  # the pipe transport pauses at 2x this; small values starve reads
         )
+        self._widen_stdout()
         self._stderr_task = asyncio.create_task(self._drain_stderr())
+
+    def _widen_stdout(self) -> None:
+        """Let a busy connector write 1 MiB ahead, and take it in 1 MiB reads: the default
+        64 KiB pipe read 256 KiB at a time costs a large allocation per 64 KiB of lines."""
+        assert self.proc is not None
+        transport = self.proc._transport.get_pipe_transport(1)  # type: ignore[attr-defined]
+        pipe = transport.get_extra_info("pipe") if transport is not None else None
+        if pipe is None:
+            return
+        try:
+            fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, STDOUT_PIPE_BYTES)
+        except OSError:  # over /proc/sys/fs/pipe-max-size: the default pipe still works
+            return
+        if hasattr(transport, "max_size"):
+            transport.max_size = STDOUT_PIPE_BYTES
 
     @property
     def exited(self) -> bool:

@@ -6,8 +6,10 @@ upsert, and the checkpoint that the flushed records prove (DESIGN §2, §6).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from pdpp_orch import telemetry
+from pdpp_orch import protocol, telemetry
 from pdpp_orch.models import CheckpointFact, RecoveryClass, RunOutcome, RunStatus, StreamCommit
 
 SCHEMA_VERSION = "5"
@@ -185,11 +187,14 @@ class CheckpointWrite:
     facts_json: str
 
 
+SOCKET_BUFFER_BYTES = 8 << 20
+
+
 @dataclass
 class Flush:
     """One transaction's worth of work, in the order the connector emitted it."""
 
-    records: dict[tuple[str, str], bytes] = field(default_factory=dict)  # -> b"data\tdeleted"
+    records: dict[tuple[str, str], tuple[bytes, bool]] = field(default_factory=dict)  # -> data, deleted
     gaps: list[GapRow] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
     recovered_gap_ids: list[str] = field(default_factory=list)
@@ -197,6 +202,7 @@ class Flush:
     spine: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     accepted: int = 0
     bytes: int = 0
+    last_line: int = 0  # the line the batch was cut at
 
     def empty(self) -> bool:
         return not (
@@ -204,22 +210,71 @@ class Flush:
         )
 
 
+@dataclass(frozen=True)
+class RefusedRecord:
+    """A record whose data PostgreSQL would not store (what the full JSON check says of it)."""
+
+    stream: str
+    key: str
+    kind: str
+    detail: str
+    data: bytes
+
+
 @dataclass
 class FlushResult:
     gaps_recovered: int
     conflicted: bool = False
+    # Records left out of the batch; the batch's checkpoints were then not written either.
+    refused: list[RefusedRecord] = field(default_factory=list)
 
 
-def copy_text_field(s: str) -> bytes:
-    """Escape a value for COPY's text format."""
-    if s.isprintable() and "\\" not in s:  # the common key: nothing to escape (two C scans)
-        return s.encode()
-    return (s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")).encode()
+# COPY's binary format: no escaping to do here, no delimiters to scan for in PostgreSQL.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
+_COPY_TRAILER = b"\xff\xff"
+_JSONB_VERSION = b"\x01"
+_BOOLS = {True: b"\x00\x00\x00\x01\x01", False: b"\x00\x00\x00\x01\x00"}
 
 
-def copy_json_field(json_bytes: bytes) -> bytes:
-    """JSON from orjson has no raw control characters; only backslashes need doubling."""
-    return json_bytes.replace(b"\\", b"\\\\")
+def _field(value: bytes) -> bytes:
+    return len(value).to_bytes(4, "big") + value
+
+
+def copy_rows(
+    rows: dict[tuple[str, str], tuple[bytes, bool]], head: bytes = b"", tail: bytes = b"", columns: int = 4
+) -> bytes:
+    """Binary COPY data for records: per row `head` fields, stream, key, data (jsonb), deleted,
+    then `tail` fields; `columns` counts them all."""
+    count = columns.to_bytes(2, "big")
+    starts = {stream: count + head + _field(stream.encode()) for stream, _ in rows}
+    ends = {flag: _BOOLS[flag] + tail for flag in (True, False)}
+    parts = [_COPY_HEADER]
+    for (stream, key), (data, deleted) in rows.items():
+        k = key.encode()
+        parts += (
+            starts[stream],
+            len(k).to_bytes(4, "big"),
+            k,
+            (len(data) + 1).to_bytes(4, "big"),
+            _JSONB_VERSION,
+            data,
+            ends[deleted],
+        )
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """A connection whose socket buffers a whole batch: a COPY then streams into PostgreSQL
+    while the collector parses the next batch, instead of a socketful at a time between the
+    collector's lines."""
+    conn: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
+    transport = getattr(conn, "_transport", None)  # asyncpg keeps its socket private
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):  # the kernel caps it at net.core.wmem_max
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    return conn
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -260,7 +315,7 @@ class Store:
                 "false",
                 "no",
             )
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, connect=_connect)
         store = cls(pool)
         try:
             await (store.apply_schema() if apply_schema else store.check_schema())
@@ -963,8 +1018,6 @@ class Store:
         With `try_copy`, records are first COPYed straight into `records` (the fast path for
         keys never seen before); a key that exists makes that attempt roll back to a savepoint
         and the batch goes through staging + upsert instead (FlushResult.conflicted)."""
-        recovered = 0
-        conflicted = False
         started = time.monotonic()
         with (
             telemetry.span(
@@ -972,17 +1025,15 @@ class Store:
             ) as sp,
         ):
             async with self.pool.acquire() as conn, conn.transaction():
-                recovered, conflicted = await self._flush_in(
-                    conn, connector, run_id, attempt, batch, progress, try_copy
-                )
-            sp.set_attribute("conflicted", conflicted)
+                result = await self._flush_in(conn, connector, run_id, attempt, batch, progress, try_copy)
+            sp.set_attribute("conflicted", result.conflicted)
         elapsed = time.monotonic() - started
         attrs = {"connector": connector}
         telemetry.flush_latency.record(elapsed, attrs)
         if batch.accepted:
             telemetry.records_durable.add(batch.accepted, attrs)
             telemetry.rows_per_second.record(batch.accepted / max(elapsed, 1e-6), attrs)
-        return FlushResult(gaps_recovered=recovered, conflicted=conflicted)
+        return result
 
     async def _flush_in(
         self,
@@ -993,16 +1044,15 @@ class Store:
         batch: Flush,
         progress: dict[str, Any],
         try_copy: bool,
-    ) -> tuple[int, bool]:
-        recovered = 0
-        conflicted = False
+    ) -> FlushResult:
+        result = FlushResult(gaps_recovered=0)
         if batch.records:
-            conflicted = not await self._write_records(conn, connector, run_id, batch, try_copy)
+            result = await self._write_records(conn, connector, run_id, batch.records, try_copy)
         if batch.gaps:
             await self._upsert_gaps(conn, connector, run_id, batch.gaps)
         if batch.recovered_gap_ids:
             status = await conn.execute(_SETTLE_RECOVERED, connector, run_id, batch.recovered_gap_ids)
-            recovered = int(status.split()[-1])
+            result.gaps_recovered = int(status.split()[-1])
         if batch.quarantine:
             q = batch.quarantine
             await conn.execute(
@@ -1015,7 +1065,8 @@ class Store:
                 [r.line_bytes for r in q],
                 [r.excerpt for r in q],
             )
-        for cp in batch.checkpoints:
+        # A checkpoint comes after its batch's records: one refused is a violation before it.
+        for cp in [] if result.refused else batch.checkpoints:
             await conn.execute(
                 _UPSERT_RUN_CHECKPOINT,
                 run_id,
@@ -1051,31 +1102,62 @@ class Store:
                 raise StaleAttemptError(
                     f"collect attempt {attempt} of {run_id} was superseded by attempt {current}"
                 )
-        return recovered, conflicted
+        return result
 
     async def _write_records(
-        self, conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool
+        self,
+        conn: Any,
+        connector: str,
+        run_id: str,
+        rows: dict[tuple[str, str], tuple[bytes, bool]],
+        try_copy: bool,
+    ) -> FlushResult:
+        """Write the batch's records. The collector passes data on as the connector wrote it,
+        checked as JSON but not as PostgreSQL's jsonb input; should PostgreSQL refuse any of
+        it, every row is put through the full JSON check, and those that fail it are left out."""
+        try:
+            async with conn.transaction():  # a savepoint: a refusal undoes only this write
+                return FlushResult(
+                    0, conflicted=not await self._copy_rows(conn, connector, run_id, rows, try_copy)
+                )
+        except asyncpg.DataError:
+            pass
+        kept: dict[tuple[str, str], tuple[bytes, bool]] = {}
+        refused: list[RefusedRecord] = []
+        for (stream, key), (data, deleted) in rows.items():
+            checked = protocol.strict_record(key, data)
+            if isinstance(checked, protocol.LineError):
+                refused.append(RefusedRecord(stream, key, checked.kind, checked.detail, data))
+            else:
+                kept[(stream, key)] = (checked, deleted)
+        conflicted = bool(kept) and not await self._copy_rows(conn, connector, run_id, kept, try_copy)
+        return FlushResult(0, conflicted=conflicted, refused=refused)
+
+    async def _copy_rows(
+        self,
+        conn: Any,
+        connector: str,
+        run_id: str,
+        rows: dict[tuple[str, str], tuple[bytes, bool]],
+        try_copy: bool,
     ) -> bool:
-        """Write the batch's records; True if the direct COPY succeeded."""
+        """COPY rows in; True if straight into `records` (every key new), False if through
+        staging + upsert."""
         if try_copy:
-            head = copy_text_field(connector) + b"\t"
-            run = copy_text_field(run_id)
-            tail = b"\t" + run + b"\t" + run + b"\n"
-            heads = {st: head + copy_text_field(st) + b"\t" for st in {st for st, _ in batch.records}}
-            buf = bytearray()
-            for (stream, key), row in batch.records.items():
-                buf += heads[stream] + copy_text_field(key) + b"\t" + row + tail
+            run = _field(run_id.encode())
+            data = copy_rows(rows, head=_field(connector.encode()), tail=run + run, columns=7)
             try:
                 async with conn.transaction():  # a savepoint: a conflict undoes only this COPY
-                    await conn.copy_to_table("records", source=_once(bytes(buf)), columns=_DIRECT_COLUMNS)
+                    await conn.copy_to_table(
+                        "records", source=_once(data), columns=_DIRECT_COLUMNS, format="binary"
+                    )
                 return True
             except asyncpg.UniqueViolationError:
                 pass
         await conn.execute(_STAGE)
-        buf = bytearray()
-        for (stream, key), row in batch.records.items():
-            buf += copy_text_field(stream) + b"\t" + copy_text_field(key) + b"\t" + row + b"\n"
-        await conn.copy_to_table("records_stage", source=_once(bytes(buf)), columns=_STAGE_COLUMNS)
+        await conn.copy_to_table(
+            "records_stage", source=_once(copy_rows(rows)), columns=_STAGE_COLUMNS, format="binary"
+        )
         await conn.execute(_UPSERT_RECORDS, connector, run_id)
         return False
 

@@ -459,7 +459,7 @@ async def test_a_superseded_collect_attempt_cannot_write(harness: Harness) -> No
 
     import pytest
 
-    from pdpp_orch.store import Flush, StaleAttemptError, copy_json_field
+    from pdpp_orch.store import Flush, StaleAttemptError
 
     store = harness.store
     run_id = f"fence-{uuid.uuid4().hex[:8]}"
@@ -467,7 +467,7 @@ async def test_a_superseded_collect_attempt_cannot_write(harness: Harness) -> No
 
     def batch(key: str) -> Flush:
         f = Flush(accepted=1, bytes=10)
-        f.records[("a", key)] = copy_json_field(b'{"id": "' + key.encode() + b'"}') + b"\tf"
+        f.records[("a", key)] = (b'{"id": "' + key.encode() + b'"}', False)
         return f
 
     await store.begin_attempt(run_id, 1)

@@ -26,12 +26,18 @@ from typing import Any, BinaryIO, NoReturn
 
 import orjson
 
+# Lines are written in batches: one pipe write per line would make the runtime read them a few
+# at a time. A batch goes out when it is this big, when a line finds it this old, and at every
+# STATE and DONE.
+WRITE_BUFFER_BYTES = 256 << 10
+WRITE_BUFFER_SECONDS = 0.1
 
-def _dumps(msg: dict[str, Any]) -> bytes:
+
+def _line(msg: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(msg, option=orjson.OPT_NON_STR_KEYS)
+        return orjson.dumps(msg, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
     except TypeError:  # an integer beyond 64 bits: the stdlib writes it exactly
-        return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 class Connector:
@@ -40,6 +46,8 @@ class Connector:
     def __init__(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None):
         self._in = stdin or sys.stdin.buffer
         self._out = stdout or sys.stdout.buffer
+        self._pending = bytearray()
+        self._pending_since = 0.0
         self.records_emitted = 0
         self.start_message: dict[str, Any] = {}
 
@@ -111,14 +119,28 @@ class Connector:
     # -- writing -----------------------------------------------------------------------------
 
     def emit(self, msg: dict[str, Any]) -> None:
-        self._out.write(_dumps(msg) + b"\n")
+        self._write(_line(msg))
 
     def emit_raw_line(self, line: bytes) -> None:
         """Write `line` as it is, plus the newline. Only for reproducing connectors that wrote
         lines no JSON encoder would; everything else goes through `emit`."""
-        self._out.write(line + b"\n")
+        self._write(line + b"\n")
+
+    def _write(self, line: bytes) -> None:
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending += line
+        if (
+            len(self._pending) >= WRITE_BUFFER_BYTES
+            or time.monotonic() - self._pending_since >= WRITE_BUFFER_SECONDS
+        ):
+            self.flush()
 
     def flush(self) -> None:
+        """Send every line written so far."""
+        if self._pending:
+            self._out.write(self._pending)
+            self._pending.clear()
         self._out.flush()
 
     def record(
