@@ -193,7 +193,13 @@ class Collector:
             await self.notify(name, arg)
 
     def _violate(
-        self, kind: str, detail: str, line: bytes | None = None, size: int = 0, line_no: int | None = None
+        self,
+        kind: str,
+        detail: str,
+        line: bytes | None = None,
+        size: int = 0,
+        line_no: int | None = None,
+        batch: Flush | None = None,
     ) -> None:
         self.facts.violation_count += 1
         line_no = self.line_no if line_no is None else line_no
@@ -207,7 +213,7 @@ class Collector:
             self.facts.lines_quarantined += 1
             # PostgreSQL text cannot hold U+0000: the quarantine keeps a visible stand-in.
             excerpt = (line or b"")[:EXCERPT_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd")
-            self.batch.quarantine.append(
+            (batch or self.batch).quarantine.append(
                 QuarantineRow(
                     line_no,
                     kind,
@@ -422,7 +428,6 @@ class Collector:
         if self.batch.empty():
             return
         batch, self.batch = self.batch, Flush()
-        batch.last_line = self.line_no
         self.batch_started = time.monotonic()
         await self.queue.put(batch)
         if self.flush_error:
@@ -452,7 +457,10 @@ class Collector:
                 self.try_copy = self.try_copy and not result.conflicted
                 self.facts.gaps_recovered += result.gaps_recovered
                 if result.refused:
-                    self._refused(result.refused, batch)
+                    late = self._refused(result.refused, batch)
+                    await self.store.flush(
+                        self.entry.name, self.run_input.run_id, self.attempt, late, self._progress()
+                    )
                 for cw in batch.checkpoints:
                     self.written[cw.stream] = (cw.seq, cw.cursor_bytes)
             except BaseException as e:  # surfaced by the reader at its next step
@@ -461,9 +469,11 @@ class Collector:
                 if isinstance(e, asyncio.CancelledError):
                     raise
 
-    def _refused(self, refused: list[RefusedRecord], batch: Flush) -> None:
+    def _refused(self, refused: list[RefusedRecord], batch: Flush) -> Flush:
         """Records PostgreSQL would not store: each a violation found at flush time, so the
-        batch's checkpoint (after them) and every later one is unproven, as if found on reading."""
+        batch's checkpoint (after them) and every later one is unproven, as if found on reading.
+        Returns their quarantine rows, to be written at once."""
+        late = Flush()
         self.refusals += len(refused)
         self.durable -= len(refused)
         for r in refused:
@@ -474,9 +484,11 @@ class Collector:
                 r.kind,
                 f"{r.detail} (stream {r.stream[:64]!r}, key {r.key[:64]!r})",
                 r.data,
-                line_no=batch.last_line,
+                line_no=r.line_no,
+                batch=late,
             )
         self._drop_checkpoints(batch)
+        return late
 
     def _drop_checkpoints(self, batch: Flush) -> None:
         """Take back the checkpoints staged as proven in `batch`: the last one written stays."""
@@ -627,7 +639,11 @@ class Collector:
             return
         # Data PostgreSQL cannot store (U+0000) is rare enough to find when a flush is refused
         # (`_refused`); looking for it in every record here would cost more than parsing it.
-        self.batch.records[(stream, key)] = (protocol.record_data(msg["data"]), msg.get("op") == "delete")
+        self.batch.records[(stream, key)] = (
+            protocol.record_data(msg["data"]),
+            msg.get("op") == "delete",
+            self.line_no,
+        )
         self.batch.accepted += 1
         self.batch.bytes += len(item)
         self.collected[stream] = self.collected.get(stream, 0) + 1

@@ -188,13 +188,15 @@ class CheckpointWrite:
 
 
 SOCKET_BUFFER_BYTES = 8 << 20
+Row = tuple[bytes, bool, int]
 
 
 @dataclass
 class Flush:
     """One transaction's worth of work, in the order the connector emitted it."""
 
-    records: dict[tuple[str, str], tuple[bytes, bool]] = field(default_factory=dict)  # -> data, deleted
+    # (stream, key) -> its latest version in the batch: (data JSON, deleted, line number)
+    records: dict[tuple[str, str], Row] = field(default_factory=dict)
     gaps: list[GapRow] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
     recovered_gap_ids: list[str] = field(default_factory=list)
@@ -202,7 +204,6 @@ class Flush:
     spine: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     accepted: int = 0
     bytes: int = 0
-    last_line: int = 0  # the line the batch was cut at
 
     def empty(self) -> bool:
         return not (
@@ -219,6 +220,7 @@ class RefusedRecord:
     kind: str
     detail: str
     data: bytes
+    line_no: int
 
 
 @dataclass
@@ -241,7 +243,7 @@ def _field(value: bytes) -> bytes:
 
 
 def copy_rows(
-    rows: dict[tuple[str, str], tuple[bytes, bool]], head: bytes = b"", tail: bytes = b"", columns: int = 4
+    rows: dict[tuple[str, str], Row], head: bytes = b"", tail: bytes = b"", columns: int = 4
 ) -> bytes:
     """Binary COPY data for records: per row `head` fields, stream, key, data (jsonb), deleted,
     then `tail` fields; `columns` counts them all."""
@@ -249,7 +251,7 @@ def copy_rows(
     starts = {stream: count + head + _field(stream.encode()) for stream, _ in rows}
     ends = {flag: _BOOLS[flag] + tail for flag in (True, False)}
     parts = [_COPY_HEADER]
-    for (stream, key), (data, deleted) in rows.items():
+    for (stream, key), (data, deleted, _) in rows.items():
         k = key.encode()
         parts += (
             starts[stream],
@@ -1109,7 +1111,7 @@ class Store:
         conn: Any,
         connector: str,
         run_id: str,
-        rows: dict[tuple[str, str], tuple[bytes, bool]],
+        rows: dict[tuple[str, str], Row],
         try_copy: bool,
     ) -> FlushResult:
         """Write the batch's records. The collector passes data on as the connector wrote it,
@@ -1122,14 +1124,14 @@ class Store:
                 )
         except asyncpg.DataError:
             pass
-        kept: dict[tuple[str, str], tuple[bytes, bool]] = {}
+        kept: dict[tuple[str, str], Row] = {}
         refused: list[RefusedRecord] = []
-        for (stream, key), (data, deleted) in rows.items():
+        for (stream, key), (data, deleted, line_no) in rows.items():
             checked = protocol.strict_record(key, data)
             if isinstance(checked, protocol.LineError):
-                refused.append(RefusedRecord(stream, key, checked.kind, checked.detail, data))
+                refused.append(RefusedRecord(stream, key, checked.kind, checked.detail, data, line_no))
             else:
-                kept[(stream, key)] = (checked, deleted)
+                kept[(stream, key)] = (checked, deleted, line_no)
         conflicted = bool(kept) and not await self._copy_rows(conn, connector, run_id, kept, try_copy)
         return FlushResult(0, conflicted=conflicted, refused=refused)
 
@@ -1138,7 +1140,7 @@ class Store:
         conn: Any,
         connector: str,
         run_id: str,
-        rows: dict[tuple[str, str], tuple[bytes, bool]],
+        rows: dict[tuple[str, str], Row],
         try_copy: bool,
     ) -> bool:
         """COPY rows in; True if straight into `records` (every key new), False if through

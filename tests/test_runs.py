@@ -101,6 +101,43 @@ async def test_malformed_state_keeps_every_record_and_earlier_checkpoints(harnes
     assert "18446744073709551615n" in q[0]["excerpt"]
 
 
+async def test_records_postgresql_refuses_are_found_at_flush_and_lose_nothing_else(harness: Harness) -> None:
+    """U+0000 in a record's data or key is valid JSON that PostgreSQL cannot store. The parser
+    does not look for it (that would cost more than parsing); the flush finds it, keeps every
+    other record of its batch, and the checkpoint after it is not committed."""
+    bad = [
+        {"type": "RECORD", "stream": "b", "key": "nul", "data": {"id": "nul", "text": "a\u0000b"}},
+        {"type": "RECORD", "stream": "b", "key": "k\u0000", "data": {"id": "k\u0000"}},
+    ]
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 30}},
+            {"state": "a"},
+            {"records": {"stream": "b", "count": 10}},
+            *({"msg": m} for m in bad),
+            {"records": {"stream": "b", "count": 5}},
+            {"state": "b"},
+            {"records": {"stream": "a", "count": 5}},
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED
+    assert o.reason == "connector_protocol_violation"
+    assert (o.records_emitted, o.records_durable, o.records_rejected) == (52, 50, 2)
+    rows = await records(harness, name)
+    assert len(rows) == 50 and not {"nul", "k\x00"} & {r["key"] for r in rows}
+    assert sum(r["stream"] == "b" for r in rows) == 15
+    # a's first STATE came before the refused records; b's and a's second came after them.
+    assert await committed(harness, name) == {"a": {"offset": 30}}
+    by_stream = {s.stream: s.checkpoint for s in o.streams}
+    assert by_stream == {"a": "earlier_committed", "b": "after_protocol_violation"}
+    q = await harness.store.quarantined(o.run_id)
+    assert [(r["line_no"], r["kind"]) for r in q] == [(42, "schema_invalid"), (43, "schema_invalid")]
+    assert {"data contains" in r["detail"] or "key contains" in r["detail"] for r in q} == {True}
+
+
 async def test_exit_without_done_keeps_records_and_is_not_succeeded(harness: Harness) -> None:
     name = harness.scripted(
         [
@@ -467,7 +504,7 @@ async def test_a_superseded_collect_attempt_cannot_write(harness: Harness) -> No
 
     def batch(key: str) -> Flush:
         f = Flush(accepted=1, bytes=10)
-        f.records[("a", key)] = (b'{"id": "' + key.encode() + b'"}', False)
+        f.records[("a", key)] = (b'{"id": "' + key.encode() + b'"}', False, 1)
         return f
 
     await store.begin_attempt(run_id, 1)
