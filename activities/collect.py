@@ -43,7 +43,15 @@ from pdpp_orch.models import (
     Violation,
 )
 from pdpp_orch.registry import ConnectorEntry
-from pdpp_orch.store import CheckpointWrite, Flush, GapRow, QuarantineRow, RefusedRecord, Store
+from pdpp_orch.store import (
+    CheckpointWrite,
+    Flush,
+    GapRow,
+    QuarantineRow,
+    RefusedRecord,
+    Store,
+    copy_payload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -428,6 +436,12 @@ class Collector:
         if self.batch.empty():
             return
         batch, self.batch = self.batch, Flush()
+        if batch.records:  # made here, while the flusher's COPY before it streams into PostgreSQL
+            direct = self.try_copy
+            batch.payload = (
+                direct,
+                copy_payload(self.entry.name, self.run_input.run_id, batch.records, direct),
+            )
         self.batch_started = time.monotonic()
         await self.queue.put(batch)
         if self.flush_error:

@@ -189,6 +189,7 @@ class CheckpointWrite:
 
 SOCKET_BUFFER_BYTES = 8 << 20
 Row = tuple[bytes, bool, int]
+Payload = tuple[bool, bytes]  # (for the direct COPY into records?, binary COPY data)
 
 
 @dataclass
@@ -197,6 +198,8 @@ class Flush:
 
     # (stream, key) -> its latest version in the batch: (data JSON, deleted, line number)
     records: dict[tuple[str, str], Row] = field(default_factory=dict)
+    # The records' COPY data, if the collector made it while the batch before was being written.
+    payload: Payload | None = None
     gaps: list[GapRow] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
     recovered_gap_ids: list[str] = field(default_factory=list)
@@ -264,6 +267,19 @@ def copy_rows(
         )
     parts.append(_COPY_TRAILER)
     return b"".join(parts)
+
+
+def copy_payload(
+    connector: str, run_id: str, rows: dict[tuple[str, str], Row], direct: bool, made: Payload | None = None
+) -> bytes:
+    """Binary COPY data for `rows`, straight into `records` (`direct`) or into staging; `made`
+    is used when it is the one asked for."""
+    if made is not None and made[0] == direct:
+        return made[1]
+    if not direct:
+        return copy_rows(rows)
+    run = _field(run_id.encode())
+    return copy_rows(rows, head=_field(connector.encode()), tail=run + run, columns=7)
 
 
 async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
@@ -1049,7 +1065,7 @@ class Store:
     ) -> FlushResult:
         result = FlushResult(gaps_recovered=0)
         if batch.records:
-            result = await self._write_records(conn, connector, run_id, batch.records, try_copy)
+            result = await self._write_records(conn, connector, run_id, batch, try_copy)
         if batch.gaps:
             await self._upsert_gaps(conn, connector, run_id, batch.gaps)
         if batch.recovered_gap_ids:
@@ -1107,21 +1123,15 @@ class Store:
         return result
 
     async def _write_records(
-        self,
-        conn: Any,
-        connector: str,
-        run_id: str,
-        rows: dict[tuple[str, str], Row],
-        try_copy: bool,
+        self, conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool
     ) -> FlushResult:
         """Write the batch's records. The collector passes data on as the connector wrote it,
         checked as JSON but not as PostgreSQL's jsonb input; should PostgreSQL refuse any of
         it, every row is put through the full JSON check, and those that fail it are left out."""
+        rows = batch.records
         try:
-            async with conn.transaction():  # a savepoint: a refusal undoes only this write
-                return FlushResult(
-                    0, conflicted=not await self._copy_rows(conn, connector, run_id, rows, try_copy)
-                )
+            direct = await self._copy_rows(conn, connector, run_id, rows, try_copy, batch.payload)
+            return FlushResult(0, conflicted=not direct)
         except asyncpg.DataError:
             pass
         kept: dict[tuple[str, str], Row] = {}
@@ -1142,25 +1152,31 @@ class Store:
         run_id: str,
         rows: dict[tuple[str, str], Row],
         try_copy: bool,
+        payload: Payload | None = None,
     ) -> bool:
         """COPY rows in; True if straight into `records` (every key new), False if through
-        staging + upsert."""
+        staging + upsert. Each step is a savepoint: a conflict or a refusal undoes only it."""
         if try_copy:
-            run = _field(run_id.encode())
-            data = copy_rows(rows, head=_field(connector.encode()), tail=run + run, columns=7)
             try:
-                async with conn.transaction():  # a savepoint: a conflict undoes only this COPY
+                async with conn.transaction():
                     await conn.copy_to_table(
-                        "records", source=_once(data), columns=_DIRECT_COLUMNS, format="binary"
+                        "records",
+                        source=_once(copy_payload(connector, run_id, rows, True, payload)),
+                        columns=_DIRECT_COLUMNS,
+                        format="binary",
                     )
                 return True
             except asyncpg.UniqueViolationError:
                 pass
-        await conn.execute(_STAGE)
-        await conn.copy_to_table(
-            "records_stage", source=_once(copy_rows(rows)), columns=_STAGE_COLUMNS, format="binary"
-        )
-        await conn.execute(_UPSERT_RECORDS, connector, run_id)
+        async with conn.transaction():
+            await conn.execute(_STAGE)
+            await conn.copy_to_table(
+                "records_stage",
+                source=_once(copy_payload(connector, run_id, rows, False, payload)),
+                columns=_STAGE_COLUMNS,
+                format="binary",
+            )
+            await conn.execute(_UPSERT_RECORDS, connector, run_id)
         return False
 
     async def _upsert_gaps(self, conn: Any, connector: str, run_id: str, gaps: list[GapRow]) -> None:
