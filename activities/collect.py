@@ -55,7 +55,6 @@ from pdpp_orch.store import (
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1 << 20
 BATCH_RECORDS = 20_000
 BATCH_BYTES = 16 << 20
 YIELD_EVERY_LINES = 64
@@ -316,6 +315,7 @@ class Collector:
             reporter.cancel()
             if proc.proc is not None and proc.proc.returncode is None:
                 await proc.terminate()
+            proc.close_stdout()
             if not flusher.done():
                 flusher.cancel()
             if scratch is not None:
@@ -369,7 +369,7 @@ class Collector:
                 timeout = min(timeout, max(0.05, FLUSH_INTERVAL_S - (time.monotonic() - self.batch_started)))
             try:
                 async with asyncio.timeout(timeout):  # unlike wait_for, no task per read
-                    chunk = await stdout.read(READ_CHUNK)
+                    chunk = await stdout.read()
             except TimeoutError:
                 if self._out_of_time():
                     return

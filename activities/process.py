@@ -87,6 +87,63 @@ def _die_with_parent() -> Callable[[], None] | None:
     return hook
 
 
+class StdoutReader(asyncio.Protocol):
+    """The connector's stdout as the pipe delivers it, chunk by chunk: unlike a StreamReader,
+    nothing is copied into a buffer and out again. Past `limit` unread bytes the pipe is not
+    read, so a connector faster than the runtime waits on its full pipe."""
+
+    def __init__(self, limit: int):
+        self._limit = limit
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._transport: asyncio.ReadTransport | None = None
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.ReadTransport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > self._limit and not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+            self._paused = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """The next chunk, waiting for one; b"" once the connector's stdout is closed."""
+        while not self._chunks:
+            if self._eof:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunk = self._chunks.popleft()
+        self._size -= len(chunk)
+        if self._paused and self._size <= self._limit // 2 and self._transport is not None:
+            self._transport.resume_reading()
+            self._paused = False
+        return chunk
+
+
 class ConnectorProcess:
     """Spawns a connector and owns its whole process group until it is reaped."""
 
@@ -98,45 +155,52 @@ class ConnectorProcess:
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self.stderr_bytes = 0
         self._stderr_task: asyncio.Task[None] | None = None
+        self._stdout: StdoutReader | None = None
+        self._stdout_transport: asyncio.ReadTransport | None = None
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.env,
-            cwd=self.cwd,
-            start_new_session=True,  # its own process group, so we can end all of it
-            preexec_fn=_die_with_parent(),
-            limit=PIPE_BUFFER,  # the pipe transport pauses at 2x this; small values starve reads
-        )
-        self._widen_stdout()
-        self._stderr_task = asyncio.create_task(self._drain_stderr())
-
-    def _widen_stdout(self) -> None:
-        """Let a busy connector write 1 MiB ahead, and take it in 1 MiB reads: the default
-        64 KiB pipe read 256 KiB at a time costs a large allocation per 64 KiB of lines."""
-        assert self.proc is not None
-        transport = self.proc._transport.get_pipe_transport(1)  # type: ignore[attr-defined]
-        pipe = transport.get_extra_info("pipe") if transport is not None else None
-        if pipe is None:
-            return
+        read_end, write_end = os.pipe()
+        # A busy connector writes up to 1 MiB ahead, taken in reads as large: the default
+        # 64 KiB pipe, read 256 KiB at a time, costs a large allocation per 64 KiB of lines.
+        with contextlib.suppress(OSError):  # over /proc/sys/fs/pipe-max-size: the default works
+            fcntl.fcntl(read_end, F_SETPIPE_SZ, STDOUT_PIPE_BYTES)
         try:
-            fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, STDOUT_PIPE_BYTES)
-        except OSError:  # over /proc/sys/fs/pipe-max-size: the default pipe still works
-            return
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=write_end,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,  # its own process group, so we can end all of it
+                preexec_fn=_die_with_parent(),
+                limit=PIPE_BUFFER,  # stderr's; the transport pauses at 2x this
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        transport, self._stdout = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: StdoutReader(PIPE_BUFFER), os.fdopen(read_end, "rb", buffering=0)
+        )
         if hasattr(transport, "max_size"):
             transport.max_size = STDOUT_PIPE_BYTES
+        self._stdout_transport = transport
+        self._stderr_task = asyncio.create_task(self._drain_stderr())
 
     @property
     def exited(self) -> bool:
         return self.proc is not None and self.proc.returncode is not None
 
     @property
-    def stdout(self) -> asyncio.StreamReader:
-        assert self.proc is not None and self.proc.stdout is not None
-        return self.proc.stdout
+    def stdout(self) -> StdoutReader:
+        assert self._stdout is not None
+        return self._stdout
+
+    def close_stdout(self) -> None:
+        if self._stdout_transport is not None:
+            self._stdout_transport.close()
 
     async def send(self, line: bytes) -> bool:
         """Write one line to the connector's stdin; False if it has gone away."""

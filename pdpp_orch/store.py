@@ -251,22 +251,28 @@ def copy_rows(
     """Binary COPY data for records: per row `head` fields, stream, key, data (jsonb), deleted,
     then `tail` fields; `columns` counts them all."""
     count = columns.to_bytes(2, "big")
-    starts = {stream: count + head + _field(stream.encode()) for stream, _ in rows}
     ends = {flag: _BOOLS[flag] + tail for flag in (True, False)}
-    parts = [_COPY_HEADER]
+    out = [_COPY_HEADER]
+    last, start = None, b""
     for (stream, key), (data, deleted, _) in rows.items():
+        if stream != last:  # batches are mostly runs of one stream
+            last, start = stream, count + head + _field(stream.encode())
         k = key.encode()
-        parts += (
-            starts[stream],
-            len(k).to_bytes(4, "big"),
-            k,
-            (len(data) + 1).to_bytes(4, "big"),
-            _JSONB_VERSION,
-            data,
-            ends[deleted],
+        out.append(
+            b"".join(
+                (
+                    start,
+                    len(k).to_bytes(4, "big"),
+                    k,
+                    (len(data) + 1).to_bytes(4, "big"),
+                    _JSONB_VERSION,
+                    data,
+                    ends[deleted],
+                )
+            )
         )
-    parts.append(_COPY_TRAILER)
-    return b"".join(parts)
+    out.append(_COPY_TRAILER)
+    return b"".join(out)
 
 
 def copy_payload(
