@@ -118,7 +118,7 @@ class Collector:
         self.done_seen = False
         self.batch = Flush()
         self.batch_started = 0.0
-        self.queue: asyncio.Queue[Flush | None] = asyncio.Queue(maxsize=2)
+        self.queue: asyncio.Queue[Flush | None] = asyncio.Queue(maxsize=1)
         self.flush_error: BaseException | None = None
         self.coverage: dict[str, _Coverage] = {}
         self.gap_keys: dict[str, set[str]] = {}
@@ -129,6 +129,7 @@ class Collector:
         # Records PostgreSQL refused (found at flush time), and each stream's last checkpoint
         # written to the run's resume point: what stays proven when a later one is taken back.
         self.refusals = 0
+        self.flushing = False  # the flusher is writing a batch
         self.written: dict[str, tuple[int | None, int]] = {}
         # Hot-path counters as plain ints (pydantic attribute writes cost a microsecond each);
         # `_sync` copies them into `facts`.
@@ -432,9 +433,14 @@ class Collector:
     # -- batching ----------------------------------------------------------------------------
 
     async def _cut(self) -> None:
-        """Hand the current batch to the flusher (waits if two are already queued)."""
+        """Hand the current batch to the flusher (waits while one is already queued)."""
         if self.batch.empty():
             return
+        await self.queue.put(self._take_batch())
+        if self.flush_error:
+            raise self.flush_error
+
+    def _take_batch(self) -> Flush:
         batch, self.batch = self.batch, Flush()
         if batch.records:  # made here, while the flusher's COPY before it streams into PostgreSQL
             direct = self.try_copy
@@ -443,45 +449,55 @@ class Collector:
                 copy_payload(self.entry.name, self.run_input.run_id, batch.records, direct),
             )
         self.batch_started = time.monotonic()
-        await self.queue.put(batch)
-        if self.flush_error:
-            raise self.flush_error
+        return batch
 
     async def _flusher(self) -> None:
         while True:
             batch = await self.queue.get()
             if batch is None:
                 return
-            if self.flush_error:
-                continue
-            try:
-                if self.refusals:
-                    self._drop_checkpoints(batch)
-                self.durable += batch.accepted
-                progress = self._progress()
-                result = await self.store.flush(
-                    self.entry.name,
-                    self.run_input.run_id,
-                    self.attempt,
-                    batch,
-                    progress,
-                    try_copy=self.try_copy,
+            while batch is not None:
+                if not self.flush_error:
+                    self.flushing = True
+                    try:
+                        await self._write(batch)
+                    finally:
+                        self.flushing = False
+                # Checkpoints that arrived during the write go now, with their records (the
+                # reader is between two lines whenever this task runs).
+                batch = None
+                if self.queue.empty() and self.batch.checkpoints and not self.flush_error:
+                    batch = self._take_batch()
+
+    async def _write(self, batch: Flush) -> None:
+        try:
+            if self.refusals:
+                self._drop_checkpoints(batch)
+            self.durable += batch.accepted
+            progress = self._progress()
+            result = await self.store.flush(
+                self.entry.name,
+                self.run_input.run_id,
+                self.attempt,
+                batch,
+                progress,
+                try_copy=self.try_copy,
+            )
+            # After the first key that already existed, every batch goes through upsert.
+            self.try_copy = self.try_copy and not result.conflicted
+            self.facts.gaps_recovered += result.gaps_recovered
+            if result.refused:
+                late = self._refused(result.refused, batch)
+                await self.store.flush(
+                    self.entry.name, self.run_input.run_id, self.attempt, late, self._progress()
                 )
-                # After the first key that already existed, every batch goes through upsert.
-                self.try_copy = self.try_copy and not result.conflicted
-                self.facts.gaps_recovered += result.gaps_recovered
-                if result.refused:
-                    late = self._refused(result.refused, batch)
-                    await self.store.flush(
-                        self.entry.name, self.run_input.run_id, self.attempt, late, self._progress()
-                    )
-                for cw in batch.checkpoints:
-                    self.written[cw.stream] = (cw.seq, cw.cursor_bytes)
-            except BaseException as e:  # surfaced by the reader at its next step
-                self.durable -= batch.accepted
-                self.flush_error = e
-                if isinstance(e, asyncio.CancelledError):
-                    raise
+            for cw in batch.checkpoints:
+                self.written[cw.stream] = (cw.seq, cw.cursor_bytes)
+        except BaseException as e:  # surfaced by the reader at its next step
+            self.durable -= batch.accepted
+            self.flush_error = e
+            if isinstance(e, asyncio.CancelledError):
+                raise
 
     def _refused(self, refused: list[RefusedRecord], batch: Flush) -> Flush:
         """Records PostgreSQL would not store: each a violation found at flush time, so the
@@ -501,17 +517,21 @@ class Collector:
                 line_no=r.line_no,
                 batch=late,
             )
-        self._drop_checkpoints(batch)
+        self._drop_checkpoints(batch, after=min(r.line_no for r in refused))
         return late
 
-    def _drop_checkpoints(self, batch: Flush) -> None:
-        """Take back the checkpoints staged as proven in `batch`: the last one written stays."""
+    def _drop_checkpoints(self, batch: Flush, after: int = 0) -> None:
+        """Take back the checkpoints staged as proven in `batch` past line `after` (the store
+        wrote those before it): each stream keeps the last one written."""
+        kept = [cw for cw in batch.checkpoints if cw.seq < after]
+        for cw in kept:
+            self.written[cw.stream] = (cw.seq, cw.cursor_bytes)
         for cw in batch.checkpoints:
             cp = self.facts.checkpoints.get(cw.stream)
-            if cp is not None:
+            if cw.seq > after and cp is not None:
                 cp.proven_seq, cp.proven_bytes = self.written.get(cw.stream, (None, 0))
                 cp.unproven_reason = "after_protocol_violation"
-        batch.checkpoints = []
+        batch.checkpoints = kept
 
     async def _heartbeats(self) -> None:
         interval = max(0.2, min(1.0, self.run_input.heartbeat_timeout_seconds / 4))
@@ -686,7 +706,12 @@ class Collector:
                 stream, self.line_no, cursor_json.decode(), len(cursor_json), self._snapshot(stream)
             )
         )
-        await self._cut()
+        # With the flusher idle the checkpoint is written at once, with the records before it.
+        # While it writes, the batch keeps growing and the flusher takes it when done (group
+        # commit): a connector checkpointing every 100 records then costs a transaction per
+        # write, not one per checkpoint.
+        if not self.flushing and self.queue.empty():
+            await self._cut()
 
     def _unproven_reason(self, stream: str) -> str | None:
         """Why a STATE for `stream` cannot be proven now, or None (DESIGN §2)."""

@@ -1089,8 +1089,11 @@ class Store:
                 [r.line_bytes for r in q],
                 [r.excerpt for r in q],
             )
-        # A checkpoint comes after its batch's records: one refused is a violation before it.
-        for cp in [] if result.refused else batch.checkpoints:
+        # A refused record is a violation: no checkpoint after it is written.
+        first_refused = min((r.line_no for r in result.refused), default=None)
+        for cp in batch.checkpoints:
+            if first_refused is not None and cp.seq > first_refused:
+                continue
             await conn.execute(
                 _UPSERT_RUN_CHECKPOINT,
                 run_id,

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pdpp_orch.models import CommitStatus, RunOutcome, RunStatus
 from tests.conftest import Harness
 
@@ -136,6 +138,23 @@ async def test_records_postgresql_refuses_are_found_at_flush_and_lose_nothing_el
     q = await harness.store.quarantined(o.run_id)
     assert [(r["line_no"], r["kind"]) for r in q] == [(42, "schema_invalid"), (43, "schema_invalid")]
     assert {"data contains" in r["detail"] or "key contains" in r["detail"] for r in q} == {True}
+
+
+async def test_checkpoints_arriving_during_a_write_share_the_next_transaction(harness: Harness) -> None:
+    """Group commit: a connector that checkpoints every 10 records does not cost a transaction
+    per checkpoint. A STATE closes its batch at once only while nothing is being written;
+    otherwise it goes with the next write, in the same transaction as the records before it."""
+    steps: list[dict[str, Any]] = []
+    for _ in range(500):
+        steps += [{"records": {"stream": "a", "count": 10}}, {"state": "a"}]
+    name = harness.scripted([*steps, {"done": "succeeded"}])
+    o = await harness.run(name)
+    assert o.status is RunStatus.SUCCEEDED
+    assert (o.records_emitted, o.records_durable) == (5000, 5000)
+    assert await committed(harness, name) == {"a": {"offset": 5000}}
+    writes = [e for e in await harness.store.spine_events(o.run_id) if e["event_type"] == "batch_ingested"]
+    assert sum(orjson.loads(e["payload"])["records"] for e in writes) == 5000
+    assert len(writes) < 250, f"{len(writes)} transactions for 500 checkpoints"
 
 
 async def test_exit_without_done_keeps_records_and_is_not_succeeded(harness: Harness) -> None:
