@@ -567,8 +567,7 @@ class Collector:
                 continue
             assert isinstance(item, bytes)  # a LineError is never a message
             if msg["type"] == "RECORD":
-                self._record(msg, item)
-                if len(self.batch.records) >= BATCH_RECORDS or self.batch.bytes >= BATCH_BYTES:
+                if self._record(msg, item):
                     await self._cut()
             else:
                 await self._message(msg, item)
@@ -654,36 +653,43 @@ class Collector:
             self._violate("unknown_stream", f"stream {str(stream)[:64]!r} is not in the manifest", item)
         return False
 
-    def _record(self, msg: dict[str, Any], item: bytes) -> None:
+    def _record(self, msg: dict[str, Any], item: bytes) -> bool:
+        """Take a RECORD; True when it filled the batch. (Nearly every line comes here: locals
+        instead of repeated attribute lookups.)"""
         self.emitted_total += 1
         self.seen_records += 1
         stream = msg.get("stream")
-        pk = self.pk.get(stream) if isinstance(stream, str) else None  # in scope iff it has one
+        pk = self.pk.get(stream) if stream.__class__ is str else None  # in scope iff it has one
         if pk is None:
             self.rejected_total += 1
             self._in_scope(stream, item)  # says why
-            return
+            return False
         assert isinstance(stream, str)
-        self.emitted[stream] = self.emitted.get(stream, 0) + 1
+        emitted = self.emitted
+        emitted[stream] = emitted.get(stream, 0) + 1
         key = protocol.record_key(msg, pk)
         if isinstance(key, protocol.LineError):
             self.rejected_total += 1
             self._sf(stream).rejected += 1
             self._violate(key.kind, key.detail, item)
-            return
+            return False
         # Data PostgreSQL cannot store (U+0000) is rare enough to find when a flush is refused
         # (`_refused`); looking for it in every record here would cost more than parsing it.
-        self.batch.records[(stream, key)] = (
+        batch = self.batch
+        records = batch.records
+        records[(stream, key)] = (
             protocol.record_data(msg["data"]),
-            msg.get("op") == "delete",
+            "op" in msg and msg["op"] == "delete",
             self.line_no,
         )
-        self.batch.accepted += 1
-        self.batch.bytes += len(item)
-        self.collected[stream] = self.collected.get(stream, 0) + 1
+        batch.accepted += 1
+        batch.bytes += len(item)
+        collected = self.collected
+        collected[stream] = collected.get(stream, 0) + 1
         self.last_stream = stream
-        if self.batch_started == 0.0 or len(self.batch.records) == 1:
+        if len(records) == 1:
             self.batch_started = time.monotonic()
+        return len(records) >= BATCH_RECORDS or batch.bytes >= BATCH_BYTES
 
     async def _state(self, msg: dict[str, Any], item: bytes) -> None:
         stream = msg["stream"]

@@ -301,8 +301,10 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
     return conn
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
+async def _once(data: bytes) -> AsyncIterator[memoryview]:
+    view = memoryview(data)
+    for i in range(0, len(view), 1 << 18):
+        yield view[i : i + (1 << 18)]
 
 
 class StaleAttemptError(Exception):
