@@ -33,8 +33,11 @@ _KEY_SLOT = "\x00" * 10  # where each record's key goes in the body (keys are 10
 
 
 @functools.cache
-def _body_template(pad: int) -> str:
-    return (f"{_KEY_SLOT} lorem ipsum dolor sit amet " * (pad // 30 + 1))[: pad + len(_KEY_SLOT)]
+def _body_pieces(pad: int) -> list[str]:
+    """The body around its key slots: joined by a key, it is the body of that key's record."""
+    return (f"{_KEY_SLOT} lorem ipsum dolor sit amet " * (pad // 30 + 1))[: pad + len(_KEY_SLOT)].split(
+        _KEY_SLOT
+    )
 
 
 def make_record(stream: str, i: int, size: int) -> tuple[str, dict[str, object]]:
@@ -51,7 +54,7 @@ def make_record(stream: str, i: int, size: int) -> tuple[str, dict[str, object]]
     pad = size - 130 - len(stream)
     if pad > 0:
         if len(key) == len(_KEY_SLOT):
-            data["body"] = _body_template(pad).replace(_KEY_SLOT, key)[:pad]
+            data["body"] = key.join(_body_pieces(pad))[:pad]
         else:  # beyond 10**9 records
             data["body"] = (f"{key} lorem ipsum dolor sit amet " * (pad // 30 + 1))[:pad]
     return key, data

@@ -27,8 +27,8 @@ from typing import Any, BinaryIO, NoReturn
 import orjson
 
 # Lines are written in batches: one pipe write per line would make the runtime read them a few
-# at a time. A batch goes out when it is this big, when a line finds it this old, and at every
-# STATE and DONE.
+# at a time. A batch goes out when the next line would not fit in this many bytes, when a line
+# finds it this old, and at every STATE and DONE.
 WRITE_BUFFER_BYTES = 256 << 10
 WRITE_BUFFER_SECONDS = 0.1
 
@@ -46,7 +46,10 @@ class Connector:
     def __init__(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None):
         self._in = stdin or sys.stdin.buffer
         self._out = stdout or sys.stdout.buffer
-        self._pending = bytearray()
+        # Lines not yet written, in a buffer allocated once (one that grows and shrinks with
+        # each batch costs more than encoding the lines).
+        self._buf = bytearray(WRITE_BUFFER_BYTES)
+        self._used = 0
         self._pending_since = 0.0
         self.records_emitted = 0
         self.start_message: dict[str, Any] = {}
@@ -127,20 +130,27 @@ class Connector:
         self._write(line + b"\n")
 
     def _write(self, line: bytes) -> None:
-        if not self._pending:
+        end = self._used + len(line)
+        if end > len(self._buf):
+            self.flush()
+            if len(line) > len(self._buf):
+                self._out.write(line)
+                self._out.flush()
+                return
+            end = len(line)
+        if not self._used:
             self._pending_since = time.monotonic()
-        self._pending += line
-        if (
-            len(self._pending) >= WRITE_BUFFER_BYTES
-            or time.monotonic() - self._pending_since >= WRITE_BUFFER_SECONDS
-        ):
+        self._buf[self._used : end] = line
+        self._used = end
+        if time.monotonic() - self._pending_since >= WRITE_BUFFER_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         """Send every line written so far."""
-        if self._pending:
-            self._out.write(self._pending)
-            self._pending.clear()
+        if self._used:
+            with memoryview(self._buf) as view:
+                self._out.write(view[: self._used])
+            self._used = 0
         self._out.flush()
 
     def record(
@@ -155,7 +165,7 @@ class Connector:
         }
         if delete:
             msg["op"] = "delete"
-        self.emit(msg)
+        self._write(_line(msg))
         self.records_emitted += 1
 
     def state(self, stream: str, cursor: dict[str, Any] | None) -> None:
