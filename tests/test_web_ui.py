@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -121,6 +122,21 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
         log.close()
 
 
+async def frame_texts(page: Any) -> list[str]:
+    """The HTML of every frame on the page. The UI replaces its markdown frames as it re-renders:
+    one detached while being read is skipped (the caller polls again)."""
+    from playwright.async_api import Error as PlaywrightError
+
+    texts = []
+    for frame in page.frames:
+        try:
+            texts.append(await frame.content())
+        except PlaywrightError as e:
+            if "detached" not in str(e):
+                raise
+    return texts
+
+
 async def test_web_ui_lists_the_run_by_our_filter_and_shows_its_summary_and_outcome(
     dev_stack: tuple[dict[str, str], str], tmp_path: Path
 ) -> None:
@@ -153,7 +169,7 @@ async def test_web_ui_lists_the_run_by_our_filter_and_shows_its_summary_and_outc
             await page.get_by_text("User Metadata", exact=True).first.click()
             # The UI renders each markdown field in a sandboxed frame of its own.
             for _ in range(50):
-                frames = [await f.content() for f in page.frames]
+                frames = await frame_texts(page)
                 if sum("rate_limited: 1" in f or "uichat · forward · manual" in f for f in frames) >= 2:
                     break
                 await asyncio.sleep(0.2)
