@@ -679,7 +679,7 @@ class Collector:
         records = batch.records
         records[(stream, key)] = (
             protocol.record_data(msg["data"]),
-            "op" in msg and msg["op"] == "delete",
+            msg.get("op") == "delete",
             self.line_no,
         )
         batch.accepted += 1

@@ -188,9 +188,6 @@ def record_data(value: Any) -> bytes:
     return _ENCODER.encode(value)
 
 
-NUL_IN_DATA = "data contains \\u0000, which PostgreSQL jsonb cannot store"
-
-
 def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
     """Compact JSON (keys sorted when it is an identity); exact for integers beyond 64 bits,
     which orjson cannot write."""
@@ -250,7 +247,7 @@ def strict_record(key: str, data: bytes) -> bytes | LineError:
         return msg
     out = record_data(msg["data"])
     if contains_nul(out):
-        return LineError("schema_invalid", NUL_IN_DATA)
+        return LineError("schema_invalid", "data contains \\u0000, which PostgreSQL jsonb cannot store")
     return out
 
 

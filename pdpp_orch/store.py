@@ -230,7 +230,7 @@ class RefusedRecord:
 class FlushResult:
     gaps_recovered: int
     conflicted: bool = False
-    # Records left out of the batch; the batch's checkpoints were then not written either.
+    # Records left out of the batch; no checkpoint after the first of them was written.
     refused: list[RefusedRecord] = field(default_factory=list)
 
 
@@ -245,7 +245,7 @@ def _field(value: bytes) -> bytes:
     return len(value).to_bytes(4, "big") + value
 
 
-def copy_rows(
+def _binary_rows(
     rows: dict[tuple[str, str], Row], head: bytes = b"", tail: bytes = b"", columns: int = 4
 ) -> bytes:
     """Binary COPY data for records: per row `head` fields, stream, key, data (jsonb), deleted,
@@ -283,9 +283,9 @@ def copy_payload(
     if made is not None and made[0] == direct:
         return made[1]
     if not direct:
-        return copy_rows(rows)
+        return _binary_rows(rows)
     run = _field(run_id.encode())
-    return copy_rows(rows, head=_field(connector.encode()), tail=run + run, columns=7)
+    return _binary_rows(rows, head=_field(connector.encode()), tail=run + run, columns=7)
 
 
 async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
@@ -301,7 +301,8 @@ async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
     return conn
 
 
-async def _once(data: bytes) -> AsyncIterator[memoryview]:
+async def _slices(data: bytes) -> AsyncIterator[memoryview]:
+    """COPY data as asyncpg sends it: 256 KiB at a time, without copying it into pieces."""
     view = memoryview(data)
     for i in range(0, len(view), 1 << 18):
         yield view[i : i + (1 << 18)]
@@ -1172,7 +1173,7 @@ class Store:
                 async with conn.transaction():
                     await conn.copy_to_table(
                         "records",
-                        source=_once(copy_payload(connector, run_id, rows, True, payload)),
+                        source=_slices(copy_payload(connector, run_id, rows, True, payload)),
                         columns=_DIRECT_COLUMNS,
                         format="binary",
                     )
@@ -1183,7 +1184,7 @@ class Store:
             await conn.execute(_STAGE)
             await conn.copy_to_table(
                 "records_stage",
-                source=_once(copy_payload(connector, run_id, rows, False, payload)),
+                source=_slices(copy_payload(connector, run_id, rows, False, payload)),
                 columns=_STAGE_COLUMNS,
                 format="binary",
             )
