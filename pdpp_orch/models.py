@@ -306,6 +306,11 @@ class RecoveryInput(BaseModel):
     found_run_id: str
     batch_size: int = Field(default=1000, description="most gaps served to one recovery run")
     heartbeat_timeout_seconds: float = 30.0
+    continue_as_new_after: int = Field(
+        default=200,
+        ge=1,
+        description="passes (each a budget ask, then a run or a wait) before continuing as new",
+    )
     rounds: int = 0
     chunks_done: int = 0
     idle_rounds: int = 0

@@ -108,9 +108,10 @@ class Recovery:
         )
         return [dict(r) for r in rows]
 
-    async def budget_answers(self, workflow_id: str, activity: str) -> list[Grant]:
-        """What the budget answered `workflow_id`'s `activity` calls, in order, from its history."""
-        history = await self.client.get_workflow_handle(workflow_id).fetch_history()
+    async def budget_answers(self, workflow_id: str, activity: str, run_id: str | None = None) -> list[Grant]:
+        """What the budget answered `workflow_id`'s `activity` calls, in order, from the history
+        of its run `run_id` (default: the latest)."""
+        history = await self.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         answers: list[Grant] = []
         wanted = 0
         for e in history.events:
@@ -124,6 +125,16 @@ class Recovery:
                     [g] = await self.client.data_converter.decode(done.result.payloads, [Grant])
                     answers.append(g)
         return answers
+
+    async def run_chain(self, workflow_id: str, first_run_id: str | None) -> list[str]:
+        """The run ids of `workflow_id` from `first_run_id` on, following continue-as-new."""
+        chain, run_id = [], first_run_id
+        while run_id:
+            chain.append(run_id)
+            history = await self.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+            last = history.events[-1]
+            run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+        return chain
 
     async def gaps_by_status(self, connector: str) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -333,3 +344,43 @@ async def test_two_recoveries_of_one_connector_share_its_budget(rec: Recovery) -
     assert len(windows) >= 3
     assert all(sum(r.records_durable for r in w) <= 100 for w in windows)
     assert sum(r.records_durable for r in runs) == sum(r.progress.recovered for r in results)
+
+
+async def test_a_recovery_continued_as_new_carries_its_counts_and_fetches_each_gap_once(
+    rec: Recovery,
+) -> None:
+    rec.upstream.set_plan({"faults": [{**CHATGPT_429, "sample": {"count": 150, "seed": 5}}]})
+    case = rec.add("chatgpt", settings={"budget": {"units": 100, "window": "24h"}})
+    async with rec.worker():
+        o = await rec.forward(case)
+        [hint] = o.retry_hints
+        limited = set(rec.upstream.fault_ids(0))
+        before = rec.requests("chatgpt.conversation")
+        wid = recovery_workflow_id(hint.hint_id)
+        handle = await rec.client.start_workflow(
+            GapRecoveryWorkflow.run,
+            # Two passes per run: 150 gaps at 40 a run and 100 units a day need seven or eight.
+            RecoveryInput(
+                connector=o.connector,
+                hint=hint,
+                found_run_id=o.run_id,
+                batch_size=40,
+                continue_as_new_after=2,
+            ),
+            id=wid,
+            task_queue=rec.task_queue,
+        )
+        result = await handle.result()
+        chain = await rec.run_chain(wid, handle.first_execution_run_id)
+        asked = [g for run_id in chain for g in await rec.budget_answers(wid, "request_budget", run_id)]
+    assert len(chain) >= 3
+    assert (result.progress.recovered, result.progress.open, result.progress.terminal) == (150, 0, 0)
+    # The counters went on across the chain: every run and every refusal of every link counted.
+    assert result.runs == result.rounds == len(await rec.recovery_runs(case.connector))
+    assert result.runs == sum(g.granted > 0 for g in asked)
+    assert result.budget_waits == sum(g.granted == 0 for g in asked) >= 1
+    assert len(asked) == result.runs + result.budget_waits
+    assert len({g.request_id for g in asked}) == len(asked)  # no link asked with a used id
+    fetched = rec.since("chatgpt.conversation", before)
+    assert set(fetched) == limited and max(fetched.values()) == 1
+    assert await rec.gaps_by_status(case.connector) == {"recovered": 150}

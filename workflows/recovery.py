@@ -83,10 +83,14 @@ class GapRecoveryWorkflow:
         )
         ref = HintRef(connector=inp.connector, hint_id=hint.hint_id)
         chunks = hint.scope.time_ranges or []
+        passes = 0
         while True:
-            if workflow.info().is_continue_as_new_suggested():
+            # A hint of thousands of gaps under a tight budget loops for days; the counters in
+            # `inp` carry over, so the history stays bounded whether or not the server asks.
+            if workflow.info().is_continue_as_new_suggested() or passes >= inp.continue_as_new_after:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(inp)
+            passes += 1
             self._progress = await workflow.execute_activity(
                 "gap_progress",
                 ref,
