@@ -9,13 +9,16 @@ import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from pdpp_orch import search_attributes
 from pdpp_orch.demo import toml_value
@@ -51,6 +54,26 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+@workflow.defn(sandboxed=False)
+class Metronome:
+    """A timer never more than TICK ahead, for the time-skipping server to skip to.
+
+    That server skips to its next timer whenever nothing holds time still, which includes the
+    moment between a workflow's completion and the client taking the lock back. With no timer
+    but the ten-year execution timeout it gives every workflow, it jumps ten years and times out
+    long-lived ones such as a connector's budget. With this one, such a jump is at most a TICK.
+    """
+
+    TICK = timedelta(hours=1)
+
+    @workflow.run
+    async def run(self, ticks: int = 0) -> None:
+        while ticks < 500:
+            await workflow.sleep(self.TICK)
+            ticks += 1
+        workflow.continue_as_new(0)  # a bounded history
+
+
 @pytest.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server: durable timers of hours pass in milliseconds."""
@@ -58,7 +81,9 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=test_server_cli(), data_converter=pydantic_data_converter
     )
     await search_attributes.register(env.client)
-    yield env
+    async with Worker(env.client, task_queue="metronome", workflows=[Metronome]):
+        await env.client.start_workflow(Metronome.run, id="metronome", task_queue="metronome")
+        yield env
     await env.shutdown()
 
 
