@@ -50,7 +50,6 @@ from pdpp_orch.store import (
     QuarantineRow,
     RefusedRecord,
     Store,
-    copy_payload,
 )
 
 log = logging.getLogger(__name__)
@@ -442,12 +441,8 @@ class Collector:
 
     def _take_batch(self) -> Flush:
         batch, self.batch = self.batch, Flush()
-        if batch.records:  # made here, while the flusher's COPY before it streams into PostgreSQL
-            direct = self.try_copy
-            batch.payload = (
-                direct,
-                copy_payload(self.entry.name, self.run_input.run_id, batch.records, direct),
-            )
+        # COPY data made here, while the flusher's COPY before it streams into PostgreSQL.
+        batch.seal(self.entry.name, self.run_input.run_id)
         self.batch_started = time.monotonic()
         return batch
 

@@ -11,7 +11,8 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from array import array
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -36,16 +37,17 @@ RETRYABLE_CLASSES = [c.value for c in RecoveryClass if c.runtime_retryable]
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS records_stage (
-    stream text, key text, data jsonb, deleted boolean
+    connector text, stream text, key text, data jsonb, deleted boolean,
+    first_run_id text, last_run_id text
 ) ON COMMIT DELETE ROWS
 """
 
-_STAGE_COLUMNS = ["stream", "key", "data", "deleted"]
-_DIRECT_COLUMNS = ["connector", "stream", "key", "data", "deleted", "first_run_id", "last_run_id"]
+# One column list for the direct COPY and for staging, so one COPY payload serves both.
+_COPY_COLUMNS = ["connector", "stream", "key", "data", "deleted", "first_run_id", "last_run_id"]
 
 _UPSERT_RECORDS = """
 INSERT INTO records AS r (connector, stream, key, data, deleted, first_run_id, last_run_id)
-SELECT $1, stream, key, data, deleted, $2, $2 FROM records_stage
+SELECT connector, stream, key, data, deleted, first_run_id, last_run_id FROM records_stage
 ON CONFLICT (connector, stream, key) DO UPDATE SET
     data = CASE WHEN EXCLUDED.deleted THEN r.data ELSE EXCLUDED.data END,
     deleted = EXCLUDED.deleted,
@@ -189,7 +191,6 @@ class CheckpointWrite:
 
 SOCKET_BUFFER_BYTES = 8 << 20
 Row = tuple[bytes, bool, int]
-Payload = tuple[bool, bytes]  # (for the direct COPY into records?, binary COPY data)
 
 
 @dataclass
@@ -198,8 +199,11 @@ class Flush:
 
     # (stream, key) -> its latest version in the batch: (data JSON, deleted, line number)
     records: dict[tuple[str, str], Row] = field(default_factory=dict)
-    # The records' COPY data, if the collector made it while the batch before was being written.
-    payload: Payload | None = None
+    # What `seal` turns the records into: their COPY data, how many rows that holds, and each
+    # row's line number (for the rare batch PostgreSQL refuses part of).
+    payload: bytes = b""
+    rows: int = 0
+    lines: array[int] = field(default_factory=lambda: array("q"))
     gaps: list[GapRow] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
     recovered_gap_ids: list[str] = field(default_factory=list)
@@ -208,9 +212,24 @@ class Flush:
     accepted: int = 0
     bytes: int = 0
 
+    def seal(self, connector: str, run_id: str) -> None:
+        """Turn the records into their COPY data and let the records go: a batch waiting for
+        its write then holds its data once, not twice."""
+        if not self.records:
+            return
+        self.payload = copy_payload(connector, run_id, self.records)
+        self.rows = len(self.records)
+        self.lines = array("q", [line_no for _, _, line_no in self.records.values()])
+        self.records = {}
+
     def empty(self) -> bool:
         return not (
-            self.records or self.gaps or self.quarantine or self.recovered_gap_ids or self.checkpoints
+            self.records
+            or self.rows
+            or self.gaps
+            or self.quarantine
+            or self.recovered_gap_ids
+            or self.checkpoints
         )
 
 
@@ -245,18 +264,17 @@ def _field(value: bytes) -> bytes:
     return len(value).to_bytes(4, "big") + value
 
 
-def _binary_rows(
-    rows: dict[tuple[str, str], Row], head: bytes = b"", tail: bytes = b"", columns: int = 4
-) -> bytes:
-    """Binary COPY data for records: per row `head` fields, stream, key, data (jsonb), deleted,
-    then `tail` fields; `columns` counts them all."""
-    count = columns.to_bytes(2, "big")
-    ends = {flag: _BOOLS[flag] + tail for flag in (True, False)}
+def copy_payload(connector: str, run_id: str, rows: dict[tuple[str, str], Row]) -> bytes:
+    """Binary COPY data for `rows`, in the columns of _COPY_COLUMNS."""
+    count = len(_COPY_COLUMNS).to_bytes(2, "big")
+    head = count + _field(connector.encode())
+    run = _field(run_id.encode())
+    ends = {flag: _BOOLS[flag] + run + run for flag in (True, False)}
     out = [_COPY_HEADER]
     last, start = None, b""
     for (stream, key), (data, deleted, _) in rows.items():
         if stream != last:  # batches are mostly runs of one stream
-            last, start = stream, count + head + _field(stream.encode())
+            last, start = stream, head + _field(stream.encode())
         k = key.encode()
         out.append(
             b"".join(
@@ -275,17 +293,18 @@ def _binary_rows(
     return b"".join(out)
 
 
-def copy_payload(
-    connector: str, run_id: str, rows: dict[tuple[str, str], Row], direct: bool, made: Payload | None = None
-) -> bytes:
-    """Binary COPY data for `rows`, straight into `records` (`direct`) or into staging; `made`
-    is used when it is the one asked for."""
-    if made is not None and made[0] == direct:
-        return made[1]
-    if not direct:
-        return _binary_rows(rows)
-    run = _field(run_id.encode())
-    return _binary_rows(rows, head=_field(connector.encode()), tail=run + run, columns=7)
+def _payload_rows(payload: bytes) -> Iterator[tuple[str, str, bytes, bool]]:
+    """(stream, key, data JSON, deleted) of each row of copy_payload's data, in order."""
+    view, pos = memoryview(payload), len(_COPY_HEADER)
+    while int.from_bytes(view[pos : pos + 2], "big", signed=True) != -1:
+        pos += 2
+        fields = []
+        for _ in range(len(_COPY_COLUMNS)):
+            n = int.from_bytes(view[pos : pos + 4], "big")
+            fields.append(bytes(view[pos + 4 : pos + 4 + n]))
+            pos += 4 + n
+        _, stream, key, data, deleted, _, _ = fields
+        yield stream.decode(), key.decode(), data[1:], deleted == b"\x01"
 
 
 async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
@@ -1046,10 +1065,9 @@ class Store:
         keys never seen before); a key that exists makes that attempt roll back to a savepoint
         and the batch goes through staging + upsert instead (FlushResult.conflicted)."""
         started = time.monotonic()
+        batch.seal(connector, run_id)
         with (
-            telemetry.span(
-                "pdpp.flush", connector=connector, rows=len(batch.records), bytes=batch.bytes
-            ) as sp,
+            telemetry.span("pdpp.flush", connector=connector, rows=batch.rows, bytes=batch.bytes) as sp,
         ):
             async with self.pool.acquire() as conn, conn.transaction():
                 result = await self._flush_in(conn, connector, run_id, attempt, batch, progress, try_copy)
@@ -1073,7 +1091,7 @@ class Store:
         try_copy: bool,
     ) -> FlushResult:
         result = FlushResult(gaps_recovered=0)
-        if batch.records:
+        if batch.rows:
             result = await self._write_records(conn, connector, run_id, batch, try_copy)
         if batch.gaps:
             await self._upsert_gaps(conn, connector, run_id, batch.gaps)
@@ -1106,11 +1124,11 @@ class Store:
                 cp.cursor_bytes,
                 cp.facts_json,
             )
-        if batch.records:
+        if batch.rows:
             batch.spine.append(
                 (
                     "batch_ingested",
-                    {"records": batch.accepted, "rows": len(batch.records), "bytes": batch.bytes},
+                    {"records": batch.accepted, "rows": batch.rows, "bytes": batch.bytes},
                 )
             )
         if batch.spine:
@@ -1140,42 +1158,34 @@ class Store:
         """Write the batch's records. The collector passes data on as the connector wrote it,
         checked as JSON but not as PostgreSQL's jsonb input; should PostgreSQL refuse any of
         it, every row is put through the full JSON check, and those that fail it are left out."""
-        rows = batch.records
         try:
-            direct = await self._copy_rows(conn, connector, run_id, rows, try_copy, batch.payload)
+            direct = await self._copy_rows(conn, batch.payload, try_copy)
             return FlushResult(0, conflicted=not direct)
         except asyncpg.DataError:
             pass
         kept: dict[tuple[str, str], Row] = {}
         refused: list[RefusedRecord] = []
-        for (stream, key), (data, deleted, line_no) in rows.items():
+        for (stream, key, data, deleted), line_no in zip(
+            _payload_rows(batch.payload), batch.lines, strict=True
+        ):
             checked = protocol.strict_record(key, data)
             if isinstance(checked, protocol.LineError):
                 refused.append(RefusedRecord(stream, key, checked.kind, checked.detail, data, line_no))
             else:
                 kept[(stream, key)] = (checked, deleted, line_no)
-        conflicted = bool(kept) and not await self._copy_rows(conn, connector, run_id, kept, try_copy)
+        conflicted = bool(kept) and not await self._copy_rows(
+            conn, copy_payload(connector, run_id, kept), try_copy
+        )
         return FlushResult(0, conflicted=conflicted, refused=refused)
 
-    async def _copy_rows(
-        self,
-        conn: Any,
-        connector: str,
-        run_id: str,
-        rows: dict[tuple[str, str], Row],
-        try_copy: bool,
-        payload: Payload | None = None,
-    ) -> bool:
+    async def _copy_rows(self, conn: Any, payload: bytes, try_copy: bool) -> bool:
         """COPY rows in; True if straight into `records` (every key new), False if through
         staging + upsert. Each step is a savepoint: a conflict or a refusal undoes only it."""
         if try_copy:
             try:
                 async with conn.transaction():
                     await conn.copy_to_table(
-                        "records",
-                        source=_slices(copy_payload(connector, run_id, rows, True, payload)),
-                        columns=_DIRECT_COLUMNS,
-                        format="binary",
+                        "records", source=_slices(payload), columns=_COPY_COLUMNS, format="binary"
                     )
                 return True
             except asyncpg.UniqueViolationError:
@@ -1183,12 +1193,9 @@ class Store:
         async with conn.transaction():
             await conn.execute(_STAGE)
             await conn.copy_to_table(
-                "records_stage",
-                source=_slices(copy_payload(connector, run_id, rows, False, payload)),
-                columns=_STAGE_COLUMNS,
-                format="binary",
+                "records_stage", source=_slices(payload), columns=_COPY_COLUMNS, format="binary"
             )
-            await conn.execute(_UPSERT_RECORDS, connector, run_id)
+            await conn.execute(_UPSERT_RECORDS)
         return False
 
     async def _upsert_gaps(self, conn: Any, connector: str, run_id: str, gaps: list[GapRow]) -> None:

@@ -140,6 +140,38 @@ async def test_records_postgresql_refuses_are_found_at_flush_and_lose_nothing_el
     assert {"data contains" in r["detail"] or "key contains" in r["detail"] for r in q} == {True}
 
 
+async def test_a_refused_record_among_updates_and_deletes_leaves_them_applied(harness: Harness) -> None:
+    """The refusal path rebuilds its batch from the COPY data: a tombstone stays a tombstone
+    and an update lands, through the upsert that keys already stored take."""
+
+    def record(key: str, text: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "msg": {"type": "RECORD", "stream": "a", "key": key, "data": {"id": key, "text": text}, **extra}
+        }
+
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 3}},
+            {"state": "a"},  # flushes: the keys below exist, so their batch is upserted
+            record("a-000001", "updated"),
+            record("a-000000", "gone", op="delete"),
+            record("x", "a\u0000b"),
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert (o.records_emitted, o.records_durable, o.records_rejected) == (6, 5, 1)
+    rows = {r["key"]: r for r in await records(harness, name)}
+    assert sorted(rows) == ["a-000000", "a-000001", "a-000002"]
+    assert rows["a-000000"]["deleted"] and json.loads(rows["a-000000"]["data"])["text"] == "item 0 of a"
+    assert not rows["a-000001"]["deleted"] and json.loads(rows["a-000001"]["data"])["text"] == "updated"
+    assert json.loads(rows["a-000002"]["data"])["text"] == "item 2 of a"
+    assert await committed(harness, name) == {"a": {"offset": 3}}
+    q = await harness.store.quarantined(o.run_id)
+    assert [(r["line_no"], r["kind"]) for r in q] == [(7, "schema_invalid")]
+
+
 async def test_checkpoints_arriving_during_a_write_share_the_next_transaction(harness: Harness) -> None:
     """Group commit: a connector that checkpoints every 10 records does not cost a transaction
     per checkpoint. A STATE closes its batch at once only while nothing is being written;
