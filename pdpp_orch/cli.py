@@ -1185,15 +1185,30 @@ def schedule_update(
     cron: CronOpt = None,
     jitter: Annotated[str | None, typer.Option(help="New jitter (with --every or --cron).")] = None,
     overlap: OverlapOpt = None,
+    rekey: Annotated[
+        bool,
+        typer.Option(
+            "--rekey",
+            help="Only encrypt the schedule's stored run input again, under the first key of "
+            "the keyring (after a key rotation); every update does this too.",
+        ),
+    ] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Change a schedule's timing (--every or --cron) or overlap policy."""
+    """Change a schedule's timing (--every or --cron) or overlap policy, or re-encrypt its
+    stored run input under the first key (--rekey)."""
     _check_overlap(overlap)
-    _run_async(_schedule_update(_settings(data_dir), name, every, cron, jitter, overlap))
+    _run_async(_schedule_update(_settings(data_dir), name, every, cron, jitter, overlap, rekey))
 
 
 async def _schedule_update(
-    s: Settings, name: str, every: str | None, cron: str | None, jitter: str | None, overlap: str | None
+    s: Settings,
+    name: str,
+    every: str | None,
+    cron: str | None,
+    jitter: str | None,
+    overlap: str | None,
+    rekey: bool = False,
 ) -> int:
     from pdpp_orch import schedules
     from pdpp_orch.client import connect
@@ -1202,11 +1217,17 @@ async def _schedule_update(
         spec = schedules.spec(every, cron, jitter) if every or cron else None
     except ValueError as e:
         raise UsageError(str(e)) from e
-    if spec is None and overlap is None:
-        raise UsageError("nothing to change: give --every, --cron or --overlap")
+    if spec is None and overlap is None and not rekey:
+        raise UsageError("nothing to change: give --every, --cron, --overlap or --rekey")
     address, _ = _endpoints(s)
     client = await connect(address, s.temporal_namespace)
-    await _schedule_call(schedules.update(client, name, spec, overlap), name)
+    try:
+        await _schedule_call(schedules.update(client, name, spec, overlap), name)
+    except ValueError as e:  # the codec: its input is under a key this keyring lacks
+        raise UsageError(
+            f"the schedule's stored run input cannot be decrypted: {e}; keep the old key in the "
+            "keyring (after the new one) until every schedule is updated"
+        ) from e
     out.print(f"schedule {schedules.schedule_id(name)} updated")
     return 0
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
     Schedule,
@@ -92,14 +93,23 @@ async def update(
     schedule_spec: ScheduleSpec | None,
     overlap: str | None,
 ) -> None:
-    """Change the timing or overlap policy of an existing schedule, keeping everything else."""
+    """Change the timing or overlap policy of an existing schedule, keeping everything else.
 
-    def change(current: ScheduleUpdateInput) -> ScheduleUpdate:
+    The input of the runs it starts is decoded and written again, so it ends up encrypted under
+    the keyring's first key: after a key rotation this is what moves a schedule off the old key
+    (a plain update would carry the stored, still encrypted input over as it is)."""
+
+    async def change(current: ScheduleUpdateInput) -> ScheduleUpdate:
         s = current.description.schedule
         if schedule_spec is not None:
             s.spec = schedule_spec
         if overlap is not None:
             s.policy.overlap = OVERLAP[overlap]
+        action = s.action
+        if isinstance(action, ScheduleActionStartWorkflow) and action.args:
+            stored = [a for a in action.args if isinstance(a, Payload)]
+            if len(stored) == len(action.args):
+                action.args = await client.data_converter.decode(stored, [RunInput])
         return ScheduleUpdate(schedule=s)
 
     await client.get_schedule_handle(schedule_id(connector)).update(change)

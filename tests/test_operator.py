@@ -7,6 +7,10 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from temporalio.api.common.v1 import Payload
+
+from pdpp_orch.codec import Keyring, data_converter, new_key_entry
+from pdpp_orch.models import RunInput, Trigger
 from tests.conftest import Harness
 from tests.test_cli import cli
 
@@ -212,3 +216,38 @@ async def test_a_scheduled_run_waits_for_the_manual_run_of_its_connector(harness
         for h in handles:
             await started(harness, h.id)
         await asyncio.gather(*(h.result() for h in handles))
+
+
+async def test_schedule_update_rekey_moves_the_stored_input_to_the_first_key(
+    harness: Harness, pg_url: str
+) -> None:
+    name = harness.scripted(QUICK)
+    old, new, other = (new_key_entry(k) for k in ("k-old", "k-new", "k-other"))
+    handle = harness.client.get_schedule_handle(f"sync-{name}")
+
+    async def stored() -> Payload:
+        [p] = (await handle.describe()).schedule.action.args  # type: ignore[attr-defined]
+        assert isinstance(p, Payload)
+        return p
+
+    code, _, err = await cli(
+        harness, pg_url, "schedule", "create", name, "--every", "1h", "--paused", PDPP_ENCRYPTION_KEYS=old
+    )
+    assert code == 0, err
+    assert (await stored()).metadata["encryption-key-id"] == b"k-old"
+    # Rotated: the new key first, the old one still there to decrypt with.
+    code, _, err = await cli(
+        harness, pg_url, "schedule", "update", name, "--rekey", PDPP_ENCRYPTION_KEYS=f"{new},{old}"
+    )
+    assert code == 0, err
+    p = await stored()
+    assert p.metadata["encryption-key-id"] == b"k-new"
+    [inp] = await data_converter(Keyring.parse([new], "test")).decode([p], [RunInput])
+    assert (inp.connector, inp.trigger) == (name, Trigger.SCHEDULED)
+    # A keyring without the key it is under: a clear refusal, and the schedule is left as it was.
+    code, _, err = await cli(
+        harness, pg_url, "schedule", "update", name, "--rekey", PDPP_ENCRYPTION_KEYS=other
+    )
+    assert code == 2 and "'k-new', which is not configured" in err and "keep the old key" in err
+    assert (await stored()).metadata["encryption-key-id"] == b"k-new"
+    await handle.delete()
