@@ -8,12 +8,15 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
+import functools
 import os
 import signal
 import sys
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.registry import SECRET_REF, ConnectorEntry
@@ -23,6 +26,45 @@ PIPE_BUFFER = 4 << 20
 STDOUT_PIPE_BYTES = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
 _PR_SET_PDEATHSIG = 1
+# Set in every connector's environment to the worker that started it (pid and start time, so a
+# reused pid is not taken for it): whatever the connector starts inherits it, which is how a
+# later worker recognises what a dead one left behind.
+OWNER_ENV = "PDPP_CONNECTOR_OWNER"
+
+
+@functools.cache
+def owner_tag() -> str:
+    """This worker process as OWNER_ENV names it."""
+    me = psutil.Process()
+    return f"{me.pid}:{int(me.create_time() * 1000)}"
+
+
+def _alive(tag: str) -> bool:
+    pid, _, started = tag.partition(":")
+    try:
+        return str(int(psutil.Process(int(pid)).create_time() * 1000)) == started
+    except (ValueError, psutil.NoSuchProcess):
+        return False
+    except psutil.Error:
+        return True  # not ours to judge
+
+
+def reap_orphans() -> int:
+    """SIGKILL the processes that connectors of dead workers on this machine left running.
+
+    The kernel kills a connector when its worker dies (PR_SET_PDEATHSIG), but not what the
+    connector started: a browser, a helper, a shell's child. Those go on calling the upstream,
+    with nobody reading them. Returns how many were killed."""
+    killed = 0
+    for p in psutil.process_iter():
+        try:
+            tag = p.environ().get(OWNER_ENV)
+            if tag and tag != owner_tag() and not _alive(tag):
+                p.kill()
+                killed += 1
+        except psutil.Error:  # gone meanwhile, or another user's
+            continue
+    return killed
 
 
 def connector_env(entry: ConnectorEntry, home: Path) -> dict[str, str]:
@@ -170,7 +212,7 @@ class ConnectorProcess:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=write_end,
                 stderr=asyncio.subprocess.PIPE,
-                env=self.env,
+                env={**self.env, OWNER_ENV: owner_tag()},
                 cwd=self.cwd,
                 start_new_session=True,  # its own process group, so we can end all of it
                 preexec_fn=_die_with_parent(),

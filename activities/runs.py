@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.collect import NO_STREAM, Collector, facts_from_resume
+from activities.process import reap_orphans
 from pdpp_orch import telemetry
 from pdpp_orch.hints import MAX_NO_PROGRESS, hint_id, not_before, parse_day, split_range
 from pdpp_orch.manifest import ConfigError, Manifest
@@ -122,6 +124,10 @@ class RunActivities:
             except Exception as e:
                 log.warning("run %s: could not signal %s: %s", run.run_id, signal, e)
 
+        if info.attempt > 1:  # the attempt before may have died with its worker, here
+            reaped = await asyncio.to_thread(reap_orphans)
+            if reaped:
+                log.warning("run %s: killed %d process(es) an earlier attempt left", run.run_id, reaped)
         collector = Collector(self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify)
         with (
             telemetry.context(run_id=run.run_id, connector=run.connector),

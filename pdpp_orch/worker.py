@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.budget import BudgetActivities
+from activities.process import reap_orphans
 from activities.recovery import RecoveryActivities
 from activities.runs import RunActivities
 from pdpp_orch.registry import Registry
@@ -70,6 +71,9 @@ async def run_worker(
     stop: asyncio.Event,
 ) -> None:
     """Run a worker until `stop` is set."""
+    reaped = await asyncio.to_thread(reap_orphans)
+    if reaped:
+        log.warning("killed %d process(es) left running by connectors of a dead worker", reaped)
     store = await Store.connect(database_url)
     try:
         worker = build_worker(client, store, task_queue, registry_loader(registry_path))

@@ -43,7 +43,8 @@ async def test_connector_sees_only_what_its_entry_declares(
     seen = json.loads(dump.read_text())
     env, cwd = seen["env"], seen["cwd"]
     declared = {"FAULT_PLAN", "FAULT_START_LOG", "TOKEN", "KEY", "PLAIN", "PDPP_TEST_PASSED"}
-    assert set(env) - {"LC_CTYPE", "LC_ALL"} == {"PATH", "HOME", "LANG", "TZ", *declared}
+    base = {"PATH", "HOME", "LANG", "TZ", "PDPP_CONNECTOR_OWNER"}
+    assert set(env) - {"LC_CTYPE", "LC_ALL"} == {*base, *declared}
     assert (env["TOKEN"], env["KEY"], env["PLAIN"]) == (TOKEN, KEY, "plain")
     assert env["PDPP_TEST_PASSED"] == "passed through"
     # Its own working directory, which is also its HOME, and is gone after the run.

@@ -12,6 +12,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 from activities.budget import budget_status
 from pdpp_orch.models import RecoveryInput, RunOutcome, RunStatus
 from pdpp_orch.upstream.process import UpstreamProcess
@@ -159,3 +161,65 @@ async def test_worker_killed_mid_recovery_resumes_without_double_spending(
     fetched = {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
     assert len(fetched) == 4_188 and max(fetched.values()) <= 2
     assert sum(fetched.values()) - 4_188 <= 500
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def test_what_a_connector_started_dies_with_its_sigkilled_worker(harness: Harness, pg_url: str) -> None:
+    """The kernel ends the connector of a worker killed with SIGKILL, but not a process the
+    connector started (a browser, say): the next worker on the machine does."""
+    spawned = harness.tmp / "spawned.pids"
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 5}},
+            {"state": "a"},
+            {"spawn": ["sleep", "300"]},
+            {"sleep": 120},
+            {"done": "succeeded"},
+        ],
+        env={"SCRIPT_SPAWN_LOG": str(spawned)},
+    )
+    inp = harness.run_input(name, heartbeat_timeout_seconds=2.0)
+    first = start_worker(harness, pg_url)
+    second = None
+    try:
+        handle = await harness.client.start_workflow(
+            ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=harness.task_queue
+        )
+        for _ in range(600):
+            if spawned.exists() and spawned.read_text().strip():
+                break
+            await asyncio.sleep(0.05)
+        [helper] = [int(p) for p in spawned.read_text().split()]
+        connector = psutil.Process(helper).ppid()
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        for _ in range(100):  # the connector goes with its worker (PR_SET_PDEATHSIG) ...
+            if gone(connector):
+                break
+            await asyncio.sleep(0.05)
+        assert gone(connector)
+        assert not gone(helper)  # ... what it started does not
+
+        second = start_worker(harness, pg_url)
+        for _ in range(300):
+            if gone(helper):
+                break
+            await asyncio.sleep(0.05)
+        assert gone(helper)
+        await handle.cancel()
+        outcome: RunOutcome = await asyncio.wait_for(handle.result(), 60)
+        assert outcome.status is RunStatus.CANCELLED and outcome.records_durable >= 5
+        # The second attempt's own helper went with its process group at the cancel.
+        helpers = [int(p) for p in spawned.read_text().split()]
+        assert all(gone(p) for p in helpers)
+    finally:
+        for p in (first, second):
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                p.wait(30)

@@ -7,6 +7,8 @@ SCRIPT_PLAN is a path to a JSON list of steps:
   {"msg": {...}}                                 any message, as given
   {"raw": "text"}                                a raw line (need not be JSON)
   {"sleep": 0.5}
+  {"spawn": ["sleep", "300"]}                   start a process of its own (a browser, a helper) and
+                                                 append its pid to SCRIPT_SPAWN_LOG
   {"await_response": true}                       read an INTERACTION_RESPONSE from stdin, append it
                                                  to SCRIPT_RESPONSE_LOG
   {"done": "succeeded" | "failed", "records_emitted": optional override, "error": optional}
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from typing import Any
@@ -72,6 +75,10 @@ def main() -> None:
             line = sys.stdin.buffer.readline()
             with open(os.environ["SCRIPT_RESPONSE_LOG"], "ab") as f:
                 f.write(line)
+        elif "spawn" in step:
+            child = subprocess.Popen(step["spawn"])
+            with open(os.environ["SCRIPT_SPAWN_LOG"], "a") as f:
+                f.write(f"{child.pid}\n")
         elif "sleep" in step:
             out.flush()
             time.sleep(step["sleep"])
