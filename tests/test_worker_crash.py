@@ -38,6 +38,32 @@ def start_worker(h: Harness, pg_url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT)
 
 
+class Workers:
+    """One test's worker subprocesses; those still running at the end are stopped (SIGINT)."""
+
+    def __init__(self, h: Harness, pg_url: str):
+        self.h, self.pg_url = h, pg_url
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self.procs.append(start_worker(self.h, self.pg_url))
+        return self.procs[-1]
+
+    @staticmethod
+    def kill(p: subprocess.Popen[bytes]) -> None:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                p.wait(30)
+
+
 async def test_sigkilled_worker_is_replaced_and_counts_stay_exact(harness: Harness, pg_url: str) -> None:
     name = harness.register(
         "crashy",
@@ -50,9 +76,8 @@ async def test_sigkilled_worker_is_replaced_and_counts_stay_exact(harness: Harne
         },
     )
     inp = harness.run_input(name, heartbeat_timeout_seconds=2.0)
-    first = start_worker(harness, pg_url)
-    second = None
-    try:
+    with Workers(harness, pg_url) as workers:
+        first = workers.start()
         handle = await harness.client.start_workflow(
             ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=harness.task_queue
         )
@@ -66,21 +91,15 @@ async def test_sigkilled_worker_is_replaced_and_counts_stay_exact(harness: Harne
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("the run never got going")
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        workers.kill(first)
         resume_offset = await harness.store.pool.fetchval(
             "SELECT (cursor->>'offset')::int FROM run_checkpoints WHERE run_id = $1 AND stream = 'notes'",
             inp.run_id,
         )
         assert resume_offset and resume_offset % EVERY == 0
 
-        second = start_worker(harness, pg_url)
+        workers.start()
         outcome: RunOutcome = await asyncio.wait_for(handle.result(), 120)
-    finally:
-        for p in (first, second):
-            if p and p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                p.wait(20)
 
     total = 2 * PER_STREAM + 6
     assert outcome.status is RunStatus.SUCCEEDED
@@ -120,9 +139,8 @@ async def test_worker_killed_mid_recovery_resumes_without_double_spending(
             batch_size=500,
             heartbeat_timeout_seconds=2.0,
         )
-        first = start_worker(harness, pg_url)
-        second = None
-        try:
+        with Workers(harness, pg_url) as workers:
+            first = workers.start()
             handle = await harness.client.start_workflow(
                 GapRecoveryWorkflow.run,
                 inp,
@@ -140,16 +158,10 @@ async def test_worker_killed_mid_recovery_resumes_without_double_spending(
                 await asyncio.sleep(0.05)
             else:
                 raise AssertionError("the recovery never got going")
-            first.send_signal(signal.SIGKILL)
-            first.wait()
-            second = start_worker(harness, pg_url)
+            workers.kill(first)
+            workers.start()
             result = await asyncio.wait_for(handle.result(), 180)
             status = await budget_status(harness.client, name)  # a query: needs the live worker
-        finally:
-            for p in (first, second):
-                if p and p.poll() is None:
-                    p.send_signal(signal.SIGINT)
-                    p.wait(20)
         after = up.counters("chatgpt.conversation", ids=True)["ids"]
     assert (result.progress.recovered, result.progress.open) == (4_188, 0)
     rows = await harness.store.pool.fetchval("SELECT count(*) FROM records WHERE connector = $1", name)
@@ -185,9 +197,8 @@ async def test_what_a_connector_started_dies_with_its_sigkilled_worker(harness: 
         env={"SCRIPT_SPAWN_LOG": str(spawned)},
     )
     inp = harness.run_input(name, heartbeat_timeout_seconds=2.0)
-    first = start_worker(harness, pg_url)
-    second = None
-    try:
+    with Workers(harness, pg_url) as workers:
+        first = workers.start()
         handle = await harness.client.start_workflow(
             ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=harness.task_queue
         )
@@ -197,8 +208,7 @@ async def test_what_a_connector_started_dies_with_its_sigkilled_worker(harness: 
             await asyncio.sleep(0.05)
         [helper] = [int(p) for p in spawned.read_text().split()]
         connector = psutil.Process(helper).ppid()
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        workers.kill(first)
         for _ in range(100):  # the connector goes with its worker (PR_SET_PDEATHSIG) ...
             if gone(connector):
                 break
@@ -206,7 +216,7 @@ async def test_what_a_connector_started_dies_with_its_sigkilled_worker(harness: 
         assert gone(connector)
         assert not gone(helper)  # ... what it started does not
 
-        second = start_worker(harness, pg_url)
+        workers.start()
         for _ in range(300):
             if gone(helper):
                 break
@@ -218,8 +228,3 @@ async def test_what_a_connector_started_dies_with_its_sigkilled_worker(harness: 
         # The second attempt's own helper went with its process group at the cancel.
         helpers = [int(p) for p in spawned.read_text().split()]
         assert all(gone(p) for p in helpers)
-    finally:
-        for p in (first, second):
-            if p and p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                p.wait(30)
