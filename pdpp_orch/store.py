@@ -217,7 +217,7 @@ class Flush:
         its write then holds its data once, not twice."""
         if not self.records:
             return
-        self.payload = copy_payload(connector, run_id, self.records)
+        self.payload = _copy_payload(connector, run_id, self.records)
         self.rows = len(self.records)
         self.lines = array("q", [line_no for _, _, line_no in self.records.values()])
         self.records = {}
@@ -264,7 +264,7 @@ def _field(value: bytes) -> bytes:
     return len(value).to_bytes(4, "big") + value
 
 
-def copy_payload(connector: str, run_id: str, rows: dict[tuple[str, str], Row]) -> bytes:
+def _copy_payload(connector: str, run_id: str, rows: dict[tuple[str, str], Row]) -> bytes:
     """Binary COPY data for `rows`, in the columns of _COPY_COLUMNS."""
     count = len(_COPY_COLUMNS).to_bytes(2, "big")
     head = count + _field(connector.encode())
@@ -294,7 +294,7 @@ def copy_payload(connector: str, run_id: str, rows: dict[tuple[str, str], Row]) 
 
 
 def _payload_rows(payload: bytes) -> Iterator[tuple[str, str, bytes, bool]]:
-    """(stream, key, data JSON, deleted) of each row of copy_payload's data, in order."""
+    """(stream, key, data JSON, deleted) of each row of _copy_payload's data, in order."""
     view, pos = memoryview(payload), len(_COPY_HEADER)
     while int.from_bytes(view[pos : pos + 2], "big", signed=True) != -1:
         pos += 2
@@ -1174,7 +1174,7 @@ class Store:
             else:
                 kept[(stream, key)] = (checked, deleted, line_no)
         conflicted = bool(kept) and not await self._copy_rows(
-            conn, copy_payload(connector, run_id, kept), try_copy
+            conn, _copy_payload(connector, run_id, kept), try_copy
         )
         return FlushResult(0, conflicted=conflicted, refused=refused)
 
