@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import fcntl
 import functools
+import logging
 import os
 import signal
 import sys
@@ -20,6 +21,8 @@ import psutil
 
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.registry import SECRET_REF, ConnectorEntry
+
+log = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 50
 PIPE_BUFFER = 4 << 20
@@ -54,7 +57,7 @@ def reap_orphans() -> int:
 
     The kernel kills a connector when its worker dies (PR_SET_PDEATHSIG), but not what the
     connector started: a browser, a helper, a shell's child. Those go on calling the upstream,
-    with nobody reading them. Returns how many were killed."""
+    with nobody reading them. Returns how many were killed (and logs it)."""
     killed = 0
     for p in psutil.process_iter():
         try:
@@ -64,6 +67,8 @@ def reap_orphans() -> int:
                 killed += 1
         except psutil.Error:  # gone meanwhile, or another user's
             continue
+    if killed:
+        log.warning("killed %d process(es) left running by connectors of a dead worker", killed)
     return killed
 
 

@@ -125,9 +125,7 @@ class RunActivities:
                 log.warning("run %s: could not signal %s: %s", run.run_id, signal, e)
 
         if info.attempt > 1:  # the attempt before may have died with its worker, here
-            reaped = await asyncio.to_thread(reap_orphans)
-            if reaped:
-                log.warning("run %s: killed %d process(es) an earlier attempt left", run.run_id, reaped)
+            await asyncio.to_thread(reap_orphans)
         collector = Collector(self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify)
         with (
             telemetry.context(run_id=run.run_id, connector=run.connector),

@@ -71,9 +71,7 @@ async def run_worker(
     stop: asyncio.Event,
 ) -> None:
     """Run a worker until `stop` is set."""
-    reaped = await asyncio.to_thread(reap_orphans)
-    if reaped:
-        log.warning("killed %d process(es) left running by connectors of a dead worker", reaped)
+    await asyncio.to_thread(reap_orphans)
     store = await Store.connect(database_url)
     try:
         worker = build_worker(client, store, task_queue, registry_loader(registry_path))
