@@ -1,9 +1,8 @@
-"""Activities that talk to a connector's ConnectorBudgetWorkflow, and the CLI's status helper."""
+"""Activities that talk to a connector's ConnectorBudgetWorkflow."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from temporalio import activity
@@ -12,8 +11,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from pdpp_orch import telemetry
-from pdpp_orch.budget import BudgetCall, BudgetConfig, BudgetInput, BudgetStatus, ChargeCall, Grant
-from workflows.budget import ConnectorBudgetWorkflow, budget_workflow_id
+from pdpp_orch.budget import BudgetCall, BudgetConfig, BudgetInput, ChargeCall, Grant
+from workflows.budget import ConnectorBudgetWorkflow
+from workflows.ids import budget_workflow_id
 
 T = TypeVar("T")
 BudgetHandle = WorkflowHandle[ConnectorBudgetWorkflow, None]
@@ -75,16 +75,3 @@ class BudgetActivities:
         )
         # A handle without a run id follows the workflow across continue-as-new.
         return await call(self.client.get_workflow_handle_for(ConnectorBudgetWorkflow.run, handle.id))
-
-
-async def budget_status(client: Client, connector: str, now: datetime | None = None) -> BudgetStatus | None:
-    """The connector's budget as of `now` (default: this machine's clock), or None if it never
-    had a budget workflow. A worker polling the budget's task queue must be up to answer."""
-    handle = client.get_workflow_handle_for(ConnectorBudgetWorkflow.run, budget_workflow_id(connector))
-    try:
-        status = await handle.query(ConnectorBudgetWorkflow.status)
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    return status.at(now or datetime.now(UTC))

@@ -1,6 +1,5 @@
 """A connector child process: its own process group, stdin kept open for replies, stderr kept
-as a bounded tail for diagnostics (never copied into Temporal history), and an environment
-holding only what its registry entry declares."""
+as a bounded tail for diagnostics (never copied into Temporal history); it dies with its worker."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
-import functools
 import logging
 import os
 import signal
@@ -17,10 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
-from pdpp_orch.manifest import ConfigError
-from pdpp_orch.registry import SECRET_REF, ConnectorEntry
+from activities.orphans import OWNER_ENV, owner_tag
 
 log = logging.getLogger(__name__)
 
@@ -29,90 +24,7 @@ PIPE_BUFFER = 4 << 20
 STDOUT_PIPE_BYTES = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
 _PR_SET_PDEATHSIG = 1
-# Set in every connector's environment to the worker that started it (pid and start time, so a
-# reused pid is not taken for it): whatever the connector starts inherits it, which is how a
-# later worker recognises what a dead one left behind.
-OWNER_ENV = "PDPP_CONNECTOR_OWNER"
-
-
-@functools.cache
-def owner_tag() -> str:
-    """This worker process as OWNER_ENV names it."""
-    me = psutil.Process()
-    return f"{me.pid}:{int(me.create_time() * 1000)}"
-
-
-def _alive(tag: str) -> bool:
-    pid, _, started = tag.partition(":")
-    try:
-        return str(int(psutil.Process(int(pid)).create_time() * 1000)) == started
-    except (ValueError, psutil.NoSuchProcess):
-        return False
-    except psutil.Error:
-        return True  # not ours to judge
-
-
-def reap_orphans() -> int:
-    """SIGKILL the processes that connectors of dead workers on this machine left running.
-
-    The kernel kills a connector when its worker dies (PR_SET_PDEATHSIG), but not what the
-    connector started: a browser, a helper, a shell's child. Those go on calling the upstream,
-    with nobody reading them. Returns how many were killed (and logs it)."""
-    killed = 0
-    for p in psutil.process_iter():
-        try:
-            tag = p.environ().get(OWNER_ENV)
-            if tag and tag != owner_tag() and not _alive(tag):
-                p.kill()
-                killed += 1
-        except psutil.Error:  # gone meanwhile, or another user's
-            continue
-    if killed:
-        log.warning("killed %d process(es) left running by connectors of a dead worker", killed)
-    return killed
-
-
-def connector_env(entry: ConnectorEntry, home: Path) -> dict[str, str]:
-    """The environment a connector runs with: a minimal base, the worker variables its entry
-    passes through, then its own `env` with `env:NAME` / `file:/path` references resolved.
-
-    Nothing else of the worker's environment (database URLs, cloud credentials, other
-    connectors' tokens) reaches a connector. A reference that cannot be resolved is a
-    ConfigError naming the connector and the variable, never a value."""
-    worker = os.environ
-    env = {
-        "PATH": worker.get("PATH") or os.defpath,
-        "HOME": str(home),
-        "LANG": worker.get("LANG") or "C.UTF-8",
-        "TZ": worker.get("TZ") or "UTC",
-    }
-    if worker.get("LC_ALL"):
-        env["LC_ALL"] = worker["LC_ALL"]
-    for name in entry.pass_env:
-        if name in worker:
-            env[name] = worker[name]
-    for key, value in entry.env.items():
-        env[key] = _resolve(entry.name, key, value)
-    return env
-
-
-def _resolve(connector: str, key: str, value: str) -> str:
-    ref = SECRET_REF.match(value)
-    if ref is None:
-        return value
-    kind, target = ref.group(1), ref.group(2)
-    where = f"connector {connector!r}: env {key}"
-    if kind == "env":
-        if target not in os.environ:
-            raise ConfigError(f"{where}: the worker's environment has no {target}")
-        return os.environ[target]
-    try:
-        text = Path(target).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
-        raise ConfigError(f"{where}: secret file {target} cannot be read ({reason})") from None
-    # Secret files are usually written with a trailing newline that is not part of the secret.
-    return text.removesuffix("\n").removesuffix("\r")
+_PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> Callable[[], None] | None:

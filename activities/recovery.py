@@ -2,45 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from temporalio import activity
 
-from activities.runs import config_error
-from pdpp_orch import telemetry
-from pdpp_orch.manifest import ConfigError
+from activities.config import RegistryLoader, entry_and_manifest
+from pdpp_orch import policy, telemetry
 from pdpp_orch.models import HintProgress, HintRef, LeaseInput, RecoveryPolicy, SettleInput
-from pdpp_orch.registry import Registry
 from pdpp_orch.store import Store
 
 
 class RecoveryActivities:
     """Leases, settlements and configuration for recoveries; given the store and the registry."""
 
-    def __init__(self, store: Store, registry: Callable[[], Registry]):
+    def __init__(self, store: Store, registry: RegistryLoader):
         self.store = store
         self.registry = registry
 
     @activity.defn
     async def recovery_policy(self, connector: str) -> RecoveryPolicy:
         """The connector's budget, cost per item and attempt limits, as configured now."""
-        try:
-            entry = self.registry().get(connector)
-            manifest = entry.load_manifest()
-        except ConfigError as e:
-            raise config_error(e) from e
+        entry, manifest = entry_and_manifest(self.registry, connector)
         budget = entry.budget.config()
         return RecoveryPolicy(
             cost_per_item=entry.budget.cost_per_item,
             budget_units=budget.units,
             budget_window_seconds=budget.window_seconds,
             max_attempts=manifest.capabilities.refresh_policy.max_recovery_attempts,
+            max_no_progress=policy.MAX_NO_PROGRESS,
         )
 
     @activity.defn
     async def lease_gaps(self, data: LeaseInput) -> int:
         """Lease up to `limit` of the hint's open gaps (idempotent per lease id)."""
-        return await self.store.lease_gaps(
+        return await self.store.leases.lease(
             data.connector, data.hint_id, data.lease_id, data.limit, data.max_attempts, data.lease_seconds
         )
 
@@ -51,9 +44,9 @@ class RecoveryActivities:
             "pdpp.gaps.settle", connector=data.connector, hint_id=data.hint_id, run_clean=data.run_clean
         ) as sp:
             if data.close_all:
-                await self.store.close_hint(data.connector, data.hint_id, data.run_id)
+                await self.store.leases.close_hint(data.connector, data.hint_id, data.run_id)
             elif data.lease_id is not None:
-                await self.store.settle_lease(
+                await self.store.leases.settle_lease(
                     data.connector,
                     data.lease_id,
                     data.run_id,
@@ -61,23 +54,13 @@ class RecoveryActivities:
                     data.max_attempts,
                     data.max_no_progress,
                 )
-            progress = await self.hint_progress(data.connector, data.hint_id)
+            progress = await self.store.leases.hint_progress(data.connector, data.hint_id)
             sp.set_attributes(
                 {"pending": progress.pending, "recovered": progress.recovered, "terminal": progress.terminal}
             )
         return progress
 
-    async def hint_progress(self, connector: str, hint_id: str) -> HintProgress:
-        counts, wait = await self.store.hint_progress(connector, hint_id)
-        return HintProgress(
-            pending=counts.get("pending", 0),
-            leased=counts.get("leased", 0),
-            recovered=counts.get("recovered", 0),
-            terminal=counts.get("terminal", 0),
-            wait_seconds=wait,
-        )
-
     @activity.defn
     async def gap_progress(self, data: HintRef) -> HintProgress:
         """Where the hint's gaps stand (no settlement)."""
-        return await self.hint_progress(data.connector, data.hint_id)
+        return await self.store.leases.hint_progress(data.connector, data.hint_id)

@@ -34,8 +34,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pdpp_orch import search_attributes  # noqa: E402
-from pdpp_orch.client import connect  # noqa: E402
 from pdpp_orch.connectors.example import make_record  # noqa: E402
+from pdpp_orch.control.connect import connect  # noqa: E402
 from pdpp_orch.store import Store  # noqa: E402
 
 EXAMPLE_MANIFEST = ROOT / "pdpp_orch" / "connectors" / "example.json"

@@ -82,3 +82,13 @@ async def _payloads(request: web.Request) -> list[Payload]:
 def _reply(payloads: list[Payload]) -> web.Response:
     body = json_format.MessageToJson(Payloads(payloads=payloads))
     return web.Response(text=body, content_type="application/json")
+
+
+async def serve(
+    codec: EncryptionCodec, token: str | None, origins: Iterable[str], host: str, port: int
+) -> web.AppRunner:
+    """Start the codec endpoints on host:port; `await runner.cleanup()` stops them."""
+    runner = web.AppRunner(make_app(codec, token, origins))
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -57,6 +57,38 @@ class RecoveryClass(StrEnum):
         return self in (RecoveryClass.PROVIDER_PRESSURE, RecoveryClass.TRANSIENT)
 
 
+class GapStatus(StrEnum):
+    """Where a gap of the ledger stands: open (pending, or leased to a recovery run) or settled."""
+
+    PENDING = "pending"
+    LEASED = "leased"
+    RECOVERED = "recovered"
+    TERMINAL = "terminal"
+
+    @property
+    def open(self) -> bool:
+        return self in (GapStatus.PENDING, GapStatus.LEASED)
+
+
+class GapKind(StrEnum):
+    """What a gap stands for: one item, a time range, a whole stream, a checkpoint that did not
+    commit, a whole run that failed retryably, or an interaction nobody answered."""
+
+    ITEM = "item"
+    RANGE = "range"
+    STREAM = "stream"
+    CHECKPOINT = "checkpoint"
+    RUN = "run"
+    INTERACTION = "interaction"
+
+
+class LiveStatus(StrEnum):
+    """The `runs` row's status before the run has its outcome."""
+
+    RUNNING = "running"
+    WAITING_ON_OWNER = "waiting_on_owner"
+
+
 class TimeRange(BaseModel):
     since: str | None = None
     until: str | None = None
@@ -325,7 +357,7 @@ class RecoveryPolicy(BaseModel):
     budget_units: int | None
     budget_window_seconds: float
     max_attempts: int
-    max_no_progress: int = 8
+    max_no_progress: int = Field(description="pdpp_orch.policy.MAX_NO_PROGRESS when it was read")
     lease_seconds: float = 3600.0
 
 
@@ -409,9 +441,18 @@ class InteractionRequest(BaseModel):
     expires_at: datetime
 
 
+class InteractionStatus(StrEnum):
+    """An interaction waits (`pending`) until the owner answers, declines or it times out."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
 class InteractionClosed(BaseModel):
     request_id: str
-    status: str = Field(description="success | timeout | cancelled")
+    status: InteractionStatus
 
 
 class RespondInput(BaseModel):

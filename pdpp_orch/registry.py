@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from pdpp_orch.budget import BudgetConfig, parse_window
-from pdpp_orch.hints import RetryPolicy
 from pdpp_orch.manifest import ConfigError, Manifest, load_manifest
 from pdpp_orch.models import CheckpointPolicy
+from pdpp_orch.policy import RetryPolicy
 
 BUNDLED_REGISTRY = Path(__file__).parent / "connectors" / "bundled.toml"
 DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
@@ -225,3 +227,10 @@ class Registry:
         except KeyError:
             known = ", ".join(sorted(self.entries)) or "none"
             raise ConfigError(f"unknown connector {name!r} (known: {known})") from None
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value: tables inline, scalars and lists as JSON writes them (TOML-compatible)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import html
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import BaseModel, Field
 
-from pdpp_orch.models import RecoveryClass, RunOutcome
+from pdpp_orch.models import Mode, RecoveryClass
+from pdpp_orch.store.reports import OpenGaps, ReportRows
 
 OWNER_CLASSES = {RecoveryClass.OWNER_ACTION.value}
 
@@ -66,100 +66,99 @@ class ConnectorReport(BaseModel):
     recent_runs: list[RunPoint]
 
 
-def build(
-    rows: dict[str, list[dict[str, Any]]], cost_per_item: dict[str, int], now: datetime
-) -> list[ConnectorReport]:
+def build(rows: ReportRows, cost_per_item: dict[str, int], now: datetime) -> list[ConnectorReport]:
     """Turn the store's rows into one report per connector."""
-    connectors = sorted({r["connector"] for part in rows.values() for r in part})
-    asks = rows.get("asks", [])
+    connectors = sorted(
+        {r.connector for part in (rows.records, rows.state, rows.gaps, rows.runs, rows.asks) for r in part}
+    )
     latest: dict[tuple[str, str], str] = {}
     runs: dict[str, list[RunPoint]] = {}
-    for r in rows["runs"]:
-        outcome = RunOutcome.model_validate_json(r["outcome"]) if r["outcome"] else None
-        runs.setdefault(r["connector"], []).append(
+    for r in rows.runs:
+        o = r.outcome
+        runs.setdefault(r.connector, []).append(
             RunPoint(
-                run_id=r["run_id"],
-                started_at=r["started_at"],
-                status=r["status"],
-                records_durable=r["records_durable"],
-                gaps_opened=outcome.gaps_opened if outcome else 0,
+                run_id=r.run_id,
+                started_at=r.started_at,
+                status=r.status.value,
+                records_durable=r.records_durable,
+                gaps_opened=o.gaps_opened if o else 0,
             )
         )
-        if outcome is not None and r["mode"] == "forward":
-            for s in outcome.streams:  # runs come oldest first: the last one wins
-                latest[(r["connector"], s.stream)] = s.coverage
-    out = []
-    for c in connectors:
-        streams = sorted(
-            {r["stream"] for part in ("records", "state", "gaps") for r in rows[part] if r["connector"] == c}
-        )
-        reports = []
-        for st in streams:
-            rec = next((r for r in rows["records"] if (r["connector"], r["stream"]) == (c, st)), None)
-            state = next((r for r in rows["state"] if (r["connector"], r["stream"]) == (c, st)), None)
-            gaps = _gaps(
-                [g for g in rows["gaps"] if (g["connector"], g["stream"]) == (c, st)], cost_per_item.get(c, 1)
-            )
-            committed = state["committed_at"] if state else None
-            reports.append(
-                StreamReport(
-                    stream=st,
-                    records_held=int(rec["held"]) if rec else 0,
-                    records_deleted=int(rec["deleted"]) if rec else 0,
-                    checkpoint_committed_at=committed,
-                    checkpoint_age_hours=round((now - committed).total_seconds() / 3600, 1)
-                    if committed
-                    else None,
-                    checkpoint_bytes=int(state["cursor_bytes"]) if state else None,
-                    coverage=latest.get((c, st), "unknown"),
-                    gaps=gaps,
-                    waiting_on_owner=sum(g.open for g in gaps if g.recovery_class in OWNER_CLASSES),
-                )
-            )
-        planned = [g for s in reports for g in s.gaps if g.estimated_cost is not None]
-        next_retry = min((g.next_retry for g in planned if g.next_retry), default=None)
-        mine = [
-            OwnerAsk(
-                run_id=a["run_id"], request_id=a["request_id"], kind=a["kind"], expires_at=a["expires_at"]
-            )
-            for a in asks
-            if a["connector"] == c
-        ]
-        out.append(
-            ConnectorReport(
-                connector=c,
-                missing_anything=bool(mine)
-                or any(s.gaps or s.coverage in ("partial", "unproven") for s in reports),
-                streams=reports,
-                next_retry=next_retry,
-                next_retry_cost=sum(g.estimated_cost or 0 for g in planned),
-                waiting_on_owner=sum(s.waiting_on_owner for s in reports) + len(mine),
-                asks=mine,
-                recent_runs=runs.get(c, []),
-            )
-        )
-    return out
+        if o is not None and r.mode is Mode.FORWARD:
+            for s in o.streams:  # runs come oldest first: the last one wins
+                latest[(r.connector, s.stream)] = s.coverage
+    return [_connector(c, rows, latest, runs.get(c, []), cost_per_item.get(c, 1), now) for c in connectors]
 
 
-def _gaps(rows: list[dict[str, Any]], cost_per_item: int) -> list[GapSummary]:
+def _connector(
+    c: str,
+    rows: ReportRows,
+    latest: dict[tuple[str, str], str],
+    recent: list[RunPoint],
+    cost_per_item: int,
+    now: datetime,
+) -> ConnectorReport:
+    names = sorted(
+        {r.stream for part in (rows.records, rows.state, rows.gaps) for r in part if r.connector == c}
+    )
+    streams = [_stream(c, st, rows, latest, cost_per_item, now) for st in names]
+    planned = [g for s in streams for g in s.gaps if g.estimated_cost is not None]
+    asks = [
+        OwnerAsk(run_id=a.run_id, request_id=a.request_id, kind=a.kind, expires_at=a.expires_at)
+        for a in rows.asks
+        if a.connector == c
+    ]
+    return ConnectorReport(
+        connector=c,
+        missing_anything=bool(asks) or any(s.gaps or s.coverage in ("partial", "unproven") for s in streams),
+        streams=streams,
+        next_retry=min((g.next_retry for g in planned if g.next_retry), default=None),
+        next_retry_cost=sum(g.estimated_cost or 0 for g in planned),
+        waiting_on_owner=sum(s.waiting_on_owner for s in streams) + len(asks),
+        asks=asks,
+        recent_runs=recent,
+    )
+
+
+def _stream(
+    c: str, st: str, rows: ReportRows, latest: dict[tuple[str, str], str], cost_per_item: int, now: datetime
+) -> StreamReport:
+    rec = next((r for r in rows.records if (r.connector, r.stream) == (c, st)), None)
+    state = next((r for r in rows.state if (r.connector, r.stream) == (c, st)), None)
+    gaps = _gaps([g for g in rows.gaps if (g.connector, g.stream) == (c, st)], cost_per_item)
+    committed = state.committed_at if state else None
+    return StreamReport(
+        stream=st,
+        records_held=rec.held if rec else 0,
+        records_deleted=rec.deleted if rec else 0,
+        checkpoint_committed_at=committed,
+        checkpoint_age_hours=round((now - committed).total_seconds() / 3600, 1) if committed else None,
+        checkpoint_bytes=state.cursor_bytes if state else None,
+        coverage=latest.get((c, st), "unknown"),
+        gaps=gaps,
+        waiting_on_owner=sum(g.open for g in gaps if g.recovery_class in OWNER_CLASSES),
+    )
+
+
+def _gaps(rows: list[OpenGaps], cost_per_item: int) -> list[GapSummary]:
     merged: dict[tuple[str, str], GapSummary] = {}
     for g in rows:
-        key = (g["reason"], g["recovery_class"])
-        retried = RecoveryClass(g["recovery_class"]).runtime_retryable
+        key = (g.reason, g.recovery_class.value)
+        retried = g.recovery_class.runtime_retryable
         cur = merged.get(key)
         if cur is None:
             cur = merged[key] = GapSummary(
-                reason=g["reason"],
-                recovery_class=g["recovery_class"],
+                reason=g.reason,
+                recovery_class=g.recovery_class.value,
                 open=0,
                 next_retry=None,
                 estimated_cost=0 if retried else None,
             )
-        cur.open += int(g["n"])
+        cur.open += g.n
         if retried and cur.estimated_cost is not None:
-            cur.estimated_cost += int(g["n"]) * cost_per_item
-        if g["next_retry"] and retried:
-            cur.next_retry = min(cur.next_retry or g["next_retry"], g["next_retry"])
+            cur.estimated_cost += g.n * cost_per_item
+        if g.next_retry and retried:
+            cur.next_retry = min(cur.next_retry or g.next_retry, g.next_retry)
     return sorted(merged.values(), key=lambda x: (-x.open, x.reason))
 
 

@@ -12,7 +12,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.budget import BudgetActivities
-from activities.process import reap_orphans
+from activities.checkpoints import CheckpointActivities
+from activities.orphans import reap_orphans
 from activities.recovery import RecoveryActivities
 from activities.runs import RunActivities
 from pdpp_orch.registry import Registry
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 def build_worker(client: Client, store: Store, task_queue: str, registry: Callable[[], Registry]) -> Worker:
     """A worker for every workflow and activity of the project on `task_queue`."""
     acts = RunActivities(store, registry)
+    checkpoints = CheckpointActivities(store, registry)
     recovery = RecoveryActivities(store, registry)
     budget = BudgetActivities(client, task_queue)
     return Worker(
@@ -38,8 +40,8 @@ def build_worker(client: Client, store: Store, task_queue: str, registry: Callab
             acts.prepare_run,
             acts.collect,
             acts.load_facts,
-            acts.commit_checkpoints,
-            acts.plan_retries,
+            checkpoints.commit_checkpoints,
+            checkpoints.plan_retries,
             acts.finish_run,
             recovery.recovery_policy,
             recovery.lease_gaps,

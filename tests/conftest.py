@@ -3,15 +3,17 @@ fresh task queue and connector registry per test."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from temporalio import workflow
@@ -21,10 +23,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from pdpp_orch import search_attributes
-from pdpp_orch.demo import toml_value
 from pdpp_orch.devstack import temporal_cli, test_server_cli
 from pdpp_orch.models import RunInput, RunOutcome, StreamScope
-from pdpp_orch.registry import Registry
+from pdpp_orch.registry import Registry, toml_value
 from pdpp_orch.store import Store
 from pdpp_orch.worker import build_worker
 from workflows.connector_run import ConnectorRunWorkflow
@@ -32,6 +33,7 @@ from workflows.connector_run import ConnectorRunWorkflow
 HERE = Path(__file__).parent
 SCRIPTED = HERE / "connectors" / "scripted.py"
 ABC_MANIFEST = HERE / "connectors" / "abc.json"
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +99,17 @@ async def store(pg_url: str) -> AsyncIterator[Store]:
 @pytest.fixture
 def client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
+
+
+async def until(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 30.0) -> T:
+    """The first truthy value of `probe`, polled for at most `seconds` (then the test fails)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = await probe()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def history_text(history: WorkflowHistory) -> str:

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.budget import BudgetActivities, budget_status
+from activities.budget import BudgetActivities
 from pdpp_orch.budget import (
     RECENT_MAX,
     BudgetCall,
@@ -28,7 +28,9 @@ from pdpp_orch.budget import (
     parse_window,
     window_at,
 )
-from workflows.budget import ConnectorBudgetWorkflow, budget_workflow_id
+from pdpp_orch.control.budget import budget_status
+from workflows.budget import ConnectorBudgetWorkflow
+from workflows.ids import budget_workflow_id
 
 DAY = 24 * 3600.0
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

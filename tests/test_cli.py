@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Harness
+from tests.conftest import Harness, until
 
 OUTCOME_FIELDS = {
     "run_id",
@@ -38,10 +38,9 @@ OUTCOME_FIELDS = {
 }
 
 
-async def cli(
-    h: Harness, pg_url: str, *args: str, stdin: bytes | None = None, **extra_env: str
-) -> tuple[int, str, str]:
-    env = {
+def cli_env(h: Harness, pg_url: str, **extra_env: str) -> dict[str, str]:
+    """The environment of a `pdpp-orch` command talking to the test's servers and task queue."""
+    return {
         **os.environ,
         **extra_env,
         "TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
@@ -49,12 +48,17 @@ async def cli(
         "PDPP_TASK_QUEUE": h.task_queue,
         "PDPP_CONNECTORS": str(h.registry_path),
     }
+
+
+async def cli(
+    h: Harness, pg_url: str, *args: str, stdin: bytes | None = None, **extra_env: str
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "pdpp_orch.cli",
         *args,
-        env=env,
+        env=cli_env(h, pg_url, **extra_env),
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -237,3 +241,33 @@ async def test_a_configuration_error_is_printed_whole_brackets_included(
     code, _, err = await cli(harness, pg_url, "run", "gmail", PDPP_CONNECTORS=str(bad))
     assert code == 2
     assert "unknown top-level key 'connector' (expected [connectors.NAME] tables)" in err
+
+
+async def test_two_requeued_gaps_of_one_connector_both_recover(harness: Harness, pg_url: str) -> None:
+    # A forward run leaves two resources it could not fetch, in a class the runtime does not
+    # retry on its own (no hint, no recovery); the operator requeues both by hand.
+    skip = {"type": "SKIP_RESULT", "stream": "a", "reason": "upstream_refused", "resource_ids": ["x", "y"]}
+    name = harness.scripted([{"records": {"stream": "a", "count": 2}}, {"msg": skip}, {"done": "succeeded"}])
+    o = await harness.run(name)
+    assert (o.status.value, o.needs_retry) == ("partially_completed", False)
+    gaps = await harness.store.gaps.find(name)
+    assert len(gaps) == 2
+    # The upstream has recovered: the connector now fetches everything it is asked for.
+    plan = harness.tmp / f"{name}.plan.json"
+    plan.write_text(json.dumps([{"records": {"stream": "a", "count": 2}}, {"done": "succeeded"}]))
+    async with harness.worker():
+        for g in gaps:
+            code, out, err = await cli(harness, pg_url, "gaps", "requeue", g.gap_id)
+            assert code == 0, err
+            assert f"requeued {g.gap_id}" in out
+
+        async def recovered() -> list[str] | None:
+            now = await harness.store.gaps.find(name)
+            done = [g.recovered_run_id for g in now if g.status == "recovered" and g.recovered_run_id]
+            return done if len(done) == 2 else None
+
+        # Each recovery runs the connector once, due at once: seconds, not the back-off of a
+        # recovery run refused for a run id already used (5 min).
+        run_ids = await until(recovered, "both requeued gaps to be recovered", seconds=60)
+    assert len(set(run_ids)) == 2, run_ids
+    assert all(r.startswith(f"{name}-recovery-") for r in run_ids)

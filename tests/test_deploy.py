@@ -544,7 +544,7 @@ def test_temporal_images_are_the_same_version_everywhere() -> None:
 
 
 def schema_tables() -> set[str]:
-    schema = (ROOT / "pdpp_orch" / "schema.sql").read_text(encoding="utf-8")
+    schema = (ROOT / "pdpp_orch" / "store" / "schema.sql").read_text(encoding="utf-8")
     return set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", schema))
 
 
@@ -557,14 +557,14 @@ def test_worker_role_grants_cover_every_table_and_no_ddl() -> None:
     ):
         assert not {"TRUNCATE", "REFERENCES", "TRIGGER", "ALL"} & set(re.split(r",\s*", privileges))
         granted.update(t.strip() for t in objects.split(","))
-    assert schema_tables() <= granted, "every table of pdpp_orch/schema.sql"
+    assert schema_tables() <= granted, "every table of pdpp_orch/store/schema.sql"
     # A table the schema may not have yet is granted only where it exists.
     guarded = set(re.findall(r"to_regclass\('public\.(\w+)'\)", code))
-    assert granted - schema_tables() <= guarded, "only tables of pdpp_orch/schema.sql"
+    assert granted - schema_tables() <= guarded, "only tables of pdpp_orch/store/schema.sql"
     assert "GRANT USAGE ON SCHEMA public TO pdpp_worker" in code
     assert not re.search(r"GRANT [^;]*CREATE[^;]* ON SCHEMA", code)
     # bigserial columns need their sequence for INSERT.
-    schema = (ROOT / "pdpp_orch" / "schema.sql").read_text(encoding="utf-8")
+    schema = (ROOT / "pdpp_orch" / "store" / "schema.sql").read_text(encoding="utf-8")
     for table in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+) \(\s*(\w+)\s+bigserial", schema):
         assert f"GRANT USAGE ON SEQUENCE {table[0]}_{table[1]}_seq TO pdpp_worker" in code
 

@@ -35,7 +35,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from pdpp_orch.devstack import search_attribute_flags, temporal_cli
 from pdpp_orch.models import CommitStatus, RunInput, RunOutcome, RunStatus
 from pdpp_orch.store import Store
-from tests.conftest import ABC_MANIFEST, Harness
+from tests.conftest import ABC_MANIFEST, Harness, until
 from tests.test_worker_crash import start_worker
 from workflows.connector_run import ConnectorRunWorkflow
 
@@ -94,16 +94,6 @@ async def resume_points(store: Store, run_id: str) -> dict[str, int]:
 
 def offsets(start: dict[str, Any]) -> dict[str, int]:
     return {s: int(c["offset"]) for s, c in (start.get("state") or {}).items() if c}
-
-
-async def until(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 30.0) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = await probe()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def alive(pid: int) -> bool:
@@ -226,8 +216,8 @@ async def test_100_mb_line_is_line_too_long_and_not_buffered(harness: Harness, l
     print(f"\n100 MiB line, limit {limit}: peak RSS growth {growth / 2**20:.1f} MiB")
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_protocol_violation"
     exact(o, 200)  # the long line never became a record: the connector did not count it either
-    [q] = await harness.store.quarantined(o.run_id)
-    assert q["kind"] == "line_too_long" and q["line_bytes"] == 100 << 20
+    [q] = await harness.store.runs.quarantined(o.run_id)
+    assert q.kind == "line_too_long" and q.line_bytes == 100 << 20
     assert await rows(harness.store, name) == {"a": 200}
     # Checkpoints after the violation are not proven: the one before it is what commits.
     assert await committed(harness.store, name) == {"a": 100}
@@ -263,7 +253,7 @@ async def test_writes_after_done_are_rejected_and_quarantined(harness: Harness) 
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_protocol_violation"
     # 20 RECORDs after DONE were seen (emitted) and rejected; none reached the store.
     assert (o.records_emitted, o.records_durable, o.records_rejected) == (120, 100, 20)
-    kinds = [q["kind"] for q in await harness.store.quarantined(o.run_id)]
+    kinds = [q.kind for q in await harness.store.runs.quarantined(o.run_id)]
     assert kinds == ["message_after_done"] * 21  # 20 RECORDs and a STATE
     assert await rows(harness.store, name) == {"a": 100}
     assert await committed(harness.store, name) == {"a": 100}
@@ -309,7 +299,7 @@ async def test_same_run_id_started_twice_on_two_workers_runs_once(harness: Harne
     assert await harness.store.pool.fetchval("SELECT count(*) FROM runs WHERE run_id = $1", inp.run_id) == 1
     assert len(harness.starts(name)) == 1  # the connector ran once
     assert await rows(harness.store, name) == {"a": 300}
-    events = [e["event_type"] for e in await harness.store.spine_events(inp.run_id)]
+    events = [e.event_type for e in await harness.store.runs.spine_events(inp.run_id)]
     assert [e for e in events if e.startswith("run.")] == ["run.started", "run.completed"]
 
 
@@ -445,11 +435,11 @@ async def kill_worker_at(point: str, client: Client, pg_url: str, tmp: Path) -> 
             for conn in holders:
                 await conn.close()
             await admin.close()
-        run = await store.get_run(inp.run_id)
+        run = await store.runs.get(inp.run_id)
         terminal = [
-            e["event_type"]
-            for e in await store.spine_events(inp.run_id)
-            if e["event_type"] != "batch_ingested"
+            e.event_type
+            for e in await store.runs.spine_events(inp.run_id)
+            if e.event_type != "batch_ingested"
         ]
         starts = h.starts(name)
         final_rows = await rows(store, name)
@@ -463,7 +453,7 @@ async def kill_worker_at(point: str, client: Client, pg_url: str, tmp: Path) -> 
             "before": before,
             "after_kill": after_kill,
             "outcome": outcome,
-            "attempt": run["attempt"] if run else None,
+            "attempt": run.attempt if run else None,
             "terminal": terminal,
             "starts": [offsets(s) for s in h.starts(name)],
             "first_starts": [offsets(s) for s in starts],

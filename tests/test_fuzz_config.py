@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pdpp_orch.hints import ClassPolicy, RetryPolicy
 from pdpp_orch.manifest import ConfigError, Manifest, load_manifest
 from pdpp_orch.models import RecoveryClass
+from pdpp_orch.policy import ClassPolicy, RetryPolicy
 from pdpp_orch.registry import Registry
 from tests.test_fuzz_protocol import fuzz
 

@@ -31,6 +31,7 @@ from pdpp_orch.models import (
     CollectFacts,
     CommitResult,
     CoverageFact,
+    Mode,
     RecoveryClass,
     RetryPlan,
     RunFacts,
@@ -39,6 +40,7 @@ from pdpp_orch.models import (
     StreamCommit,
     StreamFacts,
     StreamScope,
+    Trigger,
     Violation,
 )
 from pdpp_orch.outcome import derive_outcome
@@ -823,7 +825,7 @@ async def collect(
         },
     )
     run = RunInput(connector=name, run_id=f"{name}-run", streams=[StreamScope(name=s) for s in IN_SCOPE])
-    await store.start_run(run.run_id, name, "manual", "forward")
+    await store.runs.start(run.run_id, name, Trigger.MANUAL, Mode.FORWARD)
     collector = Collector(
         store, entry, load_manifest(entry.manifest), run, attempt=1, heartbeat=lambda _: None
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pdpp_orch.manifest import ConfigError
-from pdpp_orch.models import RunStatus
+from pdpp_orch.models import InteractionStatus, RunStatus
 from pdpp_orch.registry import Registry
 from tests.conftest import Harness, history_text
 from tests.test_faults import _still_alive_after, alive, exact, faulty, pages, rows, start, until
@@ -54,8 +54,9 @@ async def test_connector_sees_only_what_its_entry_declares(
     # The secrets reached the connector and nothing else: not Temporal's history, not the
     # outcome, not the spine.
     history = history_text(await harness.client.get_workflow_handle(o.run_id).fetch_history())
-    spine = json.dumps(await harness.store.spine_events(o.run_id))
-    run = json.dumps(await harness.store.get_run(o.run_id), default=str)
+    spine = json.dumps([e.model_dump() for e in await harness.store.runs.spine_events(o.run_id)])
+    row = await harness.store.runs.get(o.run_id)
+    run = row.model_dump_json() if row else ""
     for secret in (TOKEN, KEY):
         assert secret not in history and secret not in spine and secret not in run
 
@@ -177,7 +178,7 @@ def test_manifest_identifiers_must_be_safe(tmp_path: Path, change: dict[str, obj
 
 
 def test_pass_env_names_only_what_is_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from activities.process import connector_env
+    from activities.environment import connector_env
 
     reg = tmp_path / "connectors.toml"
     reg.write_text(REGISTRY + 'pass_env = ["PDPP_T_SET", "PDPP_T_UNSET"]\n')
@@ -209,9 +210,11 @@ async def test_waiting_on_the_owner_is_not_a_stall(harness: Harness) -> None:
     inp = harness.run_input(name)
     async with harness.worker():
         handle = await start(harness, inp)
-        await until(lambda: harness.store.interactions(inp.run_id), "the interaction")
+        await until(lambda: harness.store.interactions.find(inp.run_id), "the interaction")
         await asyncio.sleep(3.0)  # three stall timeouts of silence, all of it waiting on the owner
-        assert await harness.store.answer_interaction(inp.run_id, "r1", "success", '{"code": "1"}', 600)
+        assert await harness.store.interactions.answer(
+            inp.run_id, "r1", InteractionStatus.SUCCESS, '{"code": "1"}', 600
+        )
         o = await handle.result()
     assert o.status is RunStatus.SUCCEEDED, o.reason
     exact(o, 20)

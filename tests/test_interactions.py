@@ -6,17 +6,17 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Awaitable, Callable
+import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
 from temporalio.client import WorkflowHandle
 
+from pdpp_orch.cli.progress import watch_run
 from pdpp_orch.models import RunOutcome, RunProgress, RunStatus
-from pdpp_orch.progress import watch_run
-from tests.conftest import Harness, history_text
-from tests.test_cli import cli, current_details
+from tests.conftest import Harness, history_text, until
+from tests.test_cli import cli, cli_env, current_details
 from workflows.connector_run import ConnectorRunWorkflow
 
 SECRET = "907142-marker"
@@ -41,15 +41,6 @@ async def start(h: Harness, name: str) -> WorkflowHandle[Any, RunOutcome]:
     return await h.client.start_workflow(
         ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=h.task_queue
     )
-
-
-async def until(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 20.0) -> T:
-    for _ in range(int(seconds / 0.1)):
-        value = await probe()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def progress(handle: WorkflowHandle[Any, RunOutcome]) -> RunProgress:
@@ -153,15 +144,15 @@ async def test_unanswered_interaction_times_out_into_an_owner_action_gap(
     assert json.loads(responses.read_text())["status"] == "timeout"
     assert o.status is RunStatus.PARTIALLY_COMPLETED and not o.needs_retry
     assert o.skipped_by_reason == {"interaction_otp": 1}
-    [gap] = await harness.store.list_gaps(name)
-    assert (gap["kind"], gap["recovery_class"]) == ("interaction", "owner_action")
+    [gap] = await harness.store.gaps.find(name)
+    assert (gap.kind, gap.recovery_class) == ("interaction", "owner_action")
 
 
 async def test_respond_to_a_run_that_does_not_wait_is_a_clear_error(harness: Harness, pg_url: str) -> None:
     name = harness.scripted([{"records": {"stream": "a", "count": 1}}, {"sleep": 30}, {"done": "succeeded"}])
     async with harness.worker():
         handle = await start(harness, name)
-        await until(lambda: harness.store.get_run(handle.id), "the run to start")
+        await until(lambda: harness.store.runs.get(handle.id), "the run to start")
         code, _, err = await cli(harness, pg_url, "respond", handle.id, "--data", '{"code": "1"}')
         assert code == 2 and "is not waiting on its owner" in err
         code, _, err = await cli(harness, pg_url, "respond", handle.id, "--data", "{not json")
@@ -202,27 +193,52 @@ async def test_progress_query_and_ui_details_follow_a_running_collect(harness: H
 
 
 async def test_watch_renders_the_progress_query_as_bars_or_plain_lines(harness: Harness, pg_url: str) -> None:
+    release = harness.tmp / "release"
     steps = [
         {"msg": {"type": "PROGRESS", "stream": "a", "message": "listing", "total": 90}},
         {"records": {"stream": "a", "count": 40}},
         {"state": "a"},
-        {"sleep": 6},
+        {"wait_for": str(release)},
         {"records": {"stream": "a", "count": 50}},
         {"state": "a"},
         {"done": "succeeded"},
     ]
     async with harness.worker():
-        # Off a terminal: plain lines from the query, then the outcome.
+        # Off a terminal: plain lines from the query, then the outcome. The connector holds at
+        # 40 records until `watch` has printed them, however long the command takes to start.
         handle = await start(harness, harness.scripted(steps))
-        code, out, err = await cli(harness, pg_url, "watch", handle.id)
-        assert code == 0 and "succeeded" in out
-        assert f"{handle.id}: collecting · 40 durable of 40 emitted" in err and "a 40/90" in err
+        watch = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pdpp_orch.cli", "watch", handle.id,
+            env=cli_env(harness, pg_url), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert watch.stderr is not None and watch.stdout is not None
+        line = b""
+        async with asyncio.timeout(60):
+            while b"40 durable of 40 emitted" not in line:
+                line = await watch.stderr.readline()
+                assert line, "watch ended before it showed the 40 records"
+        assert (
+            f"{handle.id}: collecting · 40 durable of 40 emitted" in line.decode()
+            and "a 40/90" in line.decode()
+        )
+        release.touch()
+        async with asyncio.timeout(60):
+            out = (await watch.stdout.read()).decode()
+            assert await watch.wait() == 0 and "succeeded" in out
 
         # On a terminal: a bar per stream, with the connector's estimate as its total.
+        release.unlink()
         handle = await start(harness, harness.scripted(steps))
         screen = io.StringIO()
         console = Console(file=screen, force_terminal=True, width=200)
-        outcome = await watch_run(handle, handle.id, console, quiet=False)
+        watching = asyncio.create_task(watch_run(handle, handle.id, console, quiet=False))
+
+        async def forty() -> bool:
+            return "40 of ~90 ✓" in screen.getvalue()
+
+        await until(forty, "a bar at 40 of ~90")
+        release.touch()
+        outcome = await watching
     assert outcome.records_durable == 90
     frames = screen.getvalue()
-    assert "40 of ~90 ✓" in frames and "━" in frames and f"{handle.id} · collecting" in frames
+    assert "━" in frames and f"{handle.id} · collecting" in frames

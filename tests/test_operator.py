@@ -82,8 +82,8 @@ async def test_schedule_lifecycle_and_skipped_overlap(harness: Harness, pg_url: 
                 break
             await asyncio.sleep(0.1)
         assert d["skipped_overlaps"] == 1 and d["runs"] == 1
-        row = await harness.store.get_run(run_id)
-        assert row is not None and row["trigger"] == "scheduled"
+        row = await harness.store.runs.get(run_id)
+        assert row is not None and row.trigger == "scheduled"
         await harness.client.get_workflow_handle(run_id).cancel()
 
         assert (await cli(harness, pg_url, "schedule", "unpause", name))[0] == 0
@@ -201,8 +201,8 @@ async def test_a_scheduled_run_waits_for_the_manual_run_of_its_connector(harness
         o1 = await first.result()
         o2 = await second.result()
     assert o1.status is RunStatus.SUCCEEDED and o2.status is RunStatus.SUCCEEDED
-    row = await harness.store.get_run(o2.run_id)
-    assert row is not None and row["started_at"] >= o1.finished_at - timedelta(seconds=1)
+    row = await harness.store.runs.get(o2.run_id)
+    assert row is not None and row.started_at >= o1.finished_at - timedelta(seconds=1)
     assert len(harness.starts(name)) == 2
     # An operator who asks for it gets two at once.
     both = [harness.run_input(name, allow_concurrent=True) for _ in range(2)]

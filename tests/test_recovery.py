@@ -31,7 +31,8 @@ from pdpp_orch.store import Store
 from pdpp_orch.upstream.process import UpstreamProcess
 from pdpp_orch.worker import build_worker
 from workflows.connector_run import ConnectorRunWorkflow
-from workflows.recovery import GapRecoveryWorkflow, recovery_workflow_id
+from workflows.ids import recovery_workflow_id
+from workflows.recovery import GapRecoveryWorkflow
 
 pytestmark = pytest.mark.slow
 
@@ -100,14 +101,6 @@ class Recovery:
         now = self.requests(route)
         return {k: n - before.get(k, 0) for k, n in now.items() if n > before.get(k, 0)}
 
-    async def recovery_runs(self, connector: str) -> list[dict[str, Any]]:
-        rows = await self.store.pool.fetch(
-            "SELECT run_id, status, records_durable, outcome::text AS outcome FROM runs "
-            "WHERE connector = $1 AND mode = 'recovery' ORDER BY started_at",
-            connector,
-        )
-        return [dict(r) for r in rows]
-
     async def budget_answers(self, workflow_id: str, activity: str, run_id: str | None = None) -> list[Grant]:
         """What the budget answered `workflow_id`'s `activity` calls, in order, from the history
         of its run `run_id` (default: the latest)."""
@@ -138,8 +131,8 @@ class Recovery:
 
     async def gaps_by_status(self, connector: str) -> dict[str, int]:
         out: dict[str, int] = {}
-        for g in await self.store.list_gaps(connector):
-            out[g["status"]] = out.get(g["status"], 0) + 1
+        for g in await self.store.gaps.find(connector):
+            out[g.status] = out.get(g.status, 0) + 1
         return out
 
 
@@ -168,7 +161,7 @@ async def test_case_e_recovers_exactly_the_4188_within_2000_a_day(rec: Recovery)
     assert result.progress.recovered == 4_188 and result.progress.open == 0
     assert result.progress.terminal == 0
     # Three budget windows: 2,000 + 2,000 + 188, none over its 2,000 units.
-    runs = [RunOutcome.model_validate_json(r["outcome"]) for r in await rec.recovery_runs(case.connector)]
+    runs = await rec.store.runs.recovery_outcomes(case.connector)
     assert all(r.status is RunStatus.SUCCEEDED for r in runs)
     # started_at is workflow time, so the skipped days show: runs of one window are seconds
     # apart, windows a day apart.
@@ -197,7 +190,7 @@ async def test_case_e_recovers_exactly_the_4188_within_2000_a_day(rec: Recovery)
     assert await rec.gaps_by_status(case.connector) == {"recovered": 4_188}
     n = await rec.store.pool.fetchval("SELECT count(*) FROM records WHERE connector = $1", case.connector)
     assert n == 14_784
-    assert await rec.store.open_gaps(case.connector) == {}
+    assert await rec.store.gaps.open_by_stream(case.connector) == {}
 
 
 async def test_case_c_recovers_the_failed_channel_alone_after_ten_minutes(
@@ -217,8 +210,7 @@ async def test_case_c_recovers_the_failed_channel_alone_after_ten_minutes(
     assert (result.progress.recovered, result.progress.open, result.runs) == (1, 0, 1)
     ids = rec.since("slack.history", before)
     assert set(ids) == {"C017NG64T24"}, "the other 3,239 channels are not fetched again"
-    [run] = await rec.recovery_runs(case.connector)
-    outcome = RunOutcome.model_validate_json(run["outcome"])
+    [outcome] = await rec.store.runs.recovery_outcomes(case.connector)
     assert outcome.status is RunStatus.SUCCEEDED and outcome.records_durable == 137
     # The run honoured the hint's ten minutes (on the time-skipping clock).
     assert outcome.started_at >= hint.not_before
@@ -237,12 +229,12 @@ async def test_case_d_recovers_the_uncovered_range_in_accepted_chunks(rec: Recov
     # One export request per chunk: every chunk fits the source's limit the first time.
     after = rec.upstream.counters("bank.export")["routes"]["bank.export"]["by_status"]
     assert {k: n - by_status.get(k, 0) for k, n in after.items() if n != by_status.get(k, 0)} == {"200": 20}
-    runs = await rec.recovery_runs(case.connector)
-    assert all(r["status"] == "succeeded" for r in runs)
+    runs = await rec.store.runs.recovery_outcomes(case.connector)
+    assert all(r.status == "succeeded" for r in runs)
     durable = await rec.store.pool.fetchval(
         "SELECT count(*) FROM records WHERE connector = $1", case.connector
     )
-    assert durable == o.records_durable + sum(r["records_durable"] for r in runs)
+    assert durable == o.records_durable + sum(r.records_durable for r in runs)
     dates = await rec.store.pool.fetchval(
         "SELECT min(data->>'date') FROM records WHERE connector = $1", case.connector
     )
@@ -263,8 +255,8 @@ async def test_vanished_items_go_terminal_after_max_recovery_attempts(rec: Recov
         o = await rec.forward(case)
         result = await rec.recover(o)
     assert (result.progress.terminal, result.progress.recovered, result.progress.open) == (40, 0, 0)
-    gaps = await rec.store.list_gaps(case.connector)
-    assert {(g["attempts"], g["terminal_reason"]) for g in gaps} == {(5, "permanent:not_found")}
+    gaps = await rec.store.gaps.find(case.connector)
+    assert {(g.attempts, g.terminal_reason) for g in gaps} == {(5, "permanent:not_found")}
     assert result.runs == 5
 
 
@@ -276,14 +268,12 @@ async def test_a_never_progressing_item_is_quarantined_after_8_and_can_be_requeu
         o = await rec.forward(case)
         result = await rec.recover(o)
     assert (result.progress.terminal, result.runs) == (3, 8)
-    gaps = await rec.store.list_gaps(case.connector)
-    assert {(g["status"], g["attempts"], g["terminal_reason"]) for g in gaps} == {
-        ("terminal", 8, "quarantined")
-    }
-    again = await rec.store.requeue_gap(gaps[0]["gap_id"])
+    gaps = await rec.store.gaps.find(case.connector)
+    assert {(g.status, g.attempts, g.terminal_reason) for g in gaps} == {("terminal", 8, "quarantined")}
+    again = await rec.store.hints.requeue(gaps[0].gap_id, "hint_rq_by_hand")
     assert again is not None
-    [g] = [x for x in await rec.store.list_gaps(case.connector) if x["gap_id"] == gaps[0]["gap_id"]]
-    assert (g["status"], g["attempts"], g["terminal_reason"]) == ("pending", 0, None)
+    [g] = [x for x in await rec.store.gaps.find(case.connector) if x.gap_id == gaps[0].gap_id]
+    assert (g.status, g.attempts, g.terminal_reason) == ("pending", 0, None)
 
 
 async def test_owner_action_gaps_get_no_hint_and_are_never_retried(rec: Recovery) -> None:
@@ -296,9 +286,9 @@ async def test_owner_action_gaps_get_no_hint_and_are_never_retried(rec: Recovery
         o = await rec.forward(case)
     assert o.status is RunStatus.PARTIALLY_COMPLETED
     assert not o.needs_retry and o.retry_hints == []
-    gaps = await rec.store.list_gaps(case.connector)
-    assert len(gaps) == 5 and {g["status"] for g in gaps} == {"pending"}
-    assert {(g["reason"], g["recovery_class"]) for g in gaps} == {("credentials_rejected", "owner_action")}
+    gaps = await rec.store.gaps.find(case.connector)
+    assert len(gaps) == 5 and {g.status for g in gaps} == {"pending"}
+    assert {(g.reason, g.recovery_class) for g in gaps} == {("credentials_rejected", "owner_action")}
 
 
 async def test_two_recoveries_of_one_connector_share_its_budget(rec: Recovery) -> None:
@@ -331,10 +321,10 @@ async def test_two_recoveries_of_one_connector_share_its_budget(rec: Recovery) -
             for h in o.retry_hints
         ]
         results = [await h.result() for h in handles]
-    assert sum(r.progress.recovered for r in results) == len(await rec.store.list_gaps(case.connector))
+    assert sum(r.progress.recovered for r in results) == len(await rec.store.gaps.find(case.connector))
     assert all(r.progress.open == 0 for r in results)
     # Per budget window (workflow time), both recoveries together never got more than 100.
-    runs = [RunOutcome.model_validate_json(r["outcome"]) for r in await rec.recovery_runs(case.connector)]
+    runs = await rec.store.runs.recovery_outcomes(case.connector)
     runs.sort(key=lambda r: r.started_at)
     windows = [[runs[0]]]
     for prev, r in itertools.pairwise(runs):
@@ -376,7 +366,7 @@ async def test_a_recovery_continued_as_new_carries_its_counts_and_fetches_each_g
     assert len(chain) >= 3
     assert (result.progress.recovered, result.progress.open, result.progress.terminal) == (150, 0, 0)
     # The counters went on across the chain: every run and every refusal of every link counted.
-    assert result.runs == result.rounds == len(await rec.recovery_runs(case.connector))
+    assert result.runs == result.rounds == len(await rec.store.runs.recovery_outcomes(case.connector))
     assert result.runs == sum(g.granted > 0 for g in asked)
     assert result.budget_waits == sum(g.granted == 0 for g in asked) >= 1
     assert len(asked) == result.runs + result.budget_waits

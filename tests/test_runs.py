@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from pdpp_orch.models import CommitStatus, RunOutcome, RunStatus
+from pdpp_orch.models import CommitStatus, Mode, RunOutcome, RunStatus, Trigger
 from tests.conftest import Harness
 
 
@@ -49,9 +47,9 @@ async def test_clean_three_stream_run_succeeds_and_next_run_is_incremental(harne
     assert len(await records(harness, name)) == 120
     assert await committed(harness, name) == {s: {"offset": 40} for s in "abc"}
 
-    run = await harness.store.get_run(o.run_id)
-    assert run is not None and run["status"] == "succeeded" and run["records_durable"] == 120
-    events = [e["event_type"] for e in await harness.store.spine_events(o.run_id)]
+    run = await harness.store.runs.get(o.run_id)
+    assert run is not None and run.status == "succeeded" and run.records_durable == 120
+    events = [e.event_type for e in await harness.store.runs.spine_events(o.run_id)]
     assert events[0] == "run.started" and events[-1] == "run.completed"
     assert "batch_ingested" in events
 
@@ -91,16 +89,16 @@ async def test_malformed_state_keeps_every_record_and_earlier_checkpoints(harnes
     by_stream = {s.stream: s.checkpoint for s in o.streams}
     assert by_stream == {"a": "earlier_committed", "b": "committed", "c": "after_protocol_violation"}
     # Each lost checkpoint is a gap with a bounded retry of that stream from its committed cursor.
-    gaps = {g["stream"]: g for g in await harness.store.list_gaps(name)}
-    assert {s: (g["kind"], g["reason"]) for s, g in gaps.items()} == {
+    gaps = {g.stream: g for g in await harness.store.gaps.find(name)}
+    assert {s: (g.kind, g.reason) for s, g in gaps.items()} == {
         "a": ("checkpoint", "invalid_state_line"),
         "c": ("checkpoint", "after_protocol_violation"),
     }
     assert o.needs_retry and o.gaps_opened == 2
     assert sorted((h.scope.stream, h.max_attempts) for h in o.retry_hints) == [("a", 8), ("c", 8)]
-    q = await harness.store.quarantined(o.run_id)
-    assert [(r["line_no"], r["kind"]) for r in q] == [(78, "invalid_json")]
-    assert "18446744073709551615n" in q[0]["excerpt"]
+    q = await harness.store.runs.quarantined(o.run_id)
+    assert [(r.line_no, r.kind) for r in q] == [(78, "invalid_json")]
+    assert "18446744073709551615n" in q[0].excerpt
 
 
 async def test_records_postgresql_refuses_are_found_at_flush_and_lose_nothing_else(harness: Harness) -> None:
@@ -135,9 +133,9 @@ async def test_records_postgresql_refuses_are_found_at_flush_and_lose_nothing_el
     assert await committed(harness, name) == {"a": {"offset": 30}}
     by_stream = {s.stream: s.checkpoint for s in o.streams}
     assert by_stream == {"a": "earlier_committed", "b": "after_protocol_violation"}
-    q = await harness.store.quarantined(o.run_id)
-    assert [(r["line_no"], r["kind"]) for r in q] == [(42, "schema_invalid"), (43, "schema_invalid")]
-    assert {"data contains" in r["detail"] or "key contains" in r["detail"] for r in q} == {True}
+    q = await harness.store.runs.quarantined(o.run_id)
+    assert [(r.line_no, r.kind) for r in q] == [(42, "schema_invalid"), (43, "schema_invalid")]
+    assert {"data contains" in r.detail or "key contains" in r.detail for r in q} == {True}
 
 
 async def test_a_refused_record_among_updates_and_deletes_leaves_them_applied(harness: Harness) -> None:
@@ -168,8 +166,8 @@ async def test_a_refused_record_among_updates_and_deletes_leaves_them_applied(ha
     assert not rows["a-000001"]["deleted"] and json.loads(rows["a-000001"]["data"])["text"] == "updated"
     assert json.loads(rows["a-000002"]["data"])["text"] == "item 2 of a"
     assert await committed(harness, name) == {"a": {"offset": 3}}
-    q = await harness.store.quarantined(o.run_id)
-    assert [(r["line_no"], r["kind"]) for r in q] == [(7, "schema_invalid")]
+    q = await harness.store.runs.quarantined(o.run_id)
+    assert [(r.line_no, r.kind) for r in q] == [(7, "schema_invalid")]
 
 
 async def test_checkpoints_arriving_during_a_write_share_the_next_transaction(harness: Harness) -> None:
@@ -184,8 +182,8 @@ async def test_checkpoints_arriving_during_a_write_share_the_next_transaction(ha
     assert o.status is RunStatus.SUCCEEDED
     assert (o.records_emitted, o.records_durable) == (5000, 5000)
     assert await committed(harness, name) == {"a": {"offset": 5000}}
-    writes = [e for e in await harness.store.spine_events(o.run_id) if e["event_type"] == "batch_ingested"]
-    assert sum(orjson.loads(e["payload"])["records"] for e in writes) == 5000
+    writes = [e for e in await harness.store.runs.spine_events(o.run_id) if e.event_type == "batch_ingested"]
+    assert sum(e.payload["records"] for e in writes) == 5000
     assert len(writes) < 250, f"{len(writes)} transactions for 500 checkpoints"
 
 
@@ -240,7 +238,7 @@ async def test_records_emitted_mismatch_is_a_violation(harness: Harness) -> None
     assert o.status is RunStatus.PARTIALLY_COMPLETED
     assert o.reason == "connector_protocol_violation"
     assert o.records_durable == 10
-    row = await harness.store.get_run(o.run_id)
+    row = await harness.store.runs.get(o.run_id)
     assert row is not None
     facts = await harness.store.pool.fetchval("SELECT facts::text FROM runs WHERE run_id = $1", o.run_id)
     assert "records_emitted_mismatch" in facts
@@ -260,7 +258,7 @@ async def test_out_of_scope_stream_is_rejected_and_quarantined(harness: Harness)
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_protocol_violation"
     assert (o.records_emitted, o.records_durable, o.records_rejected) == (9, 5, 4)
     assert {r["stream"] for r in await records(harness, name)} == {"a"}
-    kinds = [r["kind"] for r in await harness.store.quarantined(o.run_id)]
+    kinds = [r.kind for r in await harness.store.runs.quarantined(o.run_id)]
     assert kinds == ["out_of_scope_stream"] * 3 + ["unknown_stream"]
     assert harness.starts(name)[0]["scope"] == {"streams": [{"name": "a"}]}
 
@@ -279,7 +277,7 @@ async def test_key_mismatch_and_garbage_lines_are_classified(harness: Harness) -
     )
     o = await harness.run(name)
     assert o.records_durable == 5 and o.records_rejected == 1
-    kinds = [r["kind"] for r in await harness.store.quarantined(o.run_id)]
+    kinds = [r.kind for r in await harness.store.runs.quarantined(o.run_id)]
     assert kinds == ["key_mismatch", "not_an_object", "unknown_type", "schema_invalid"]
     assert o.status is RunStatus.PARTIALLY_COMPLETED
 
@@ -356,15 +354,15 @@ async def test_skips_and_gaps_are_counted_and_remembered(harness: Harness) -> No
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.needs_retry
     assert o.skipped_by_reason == {"not_in_export": 1, "pdf_template_unknown": 1, "rate_limited": 3}
     assert o.gaps_opened == 4 and o.gaps_open_total == 4
-    gaps = await harness.store.list_gaps(name)
-    assert sorted((g["stream"], g["recovery_class"]) for g in gaps) == [
+    gaps = await harness.store.gaps.find(name)
+    assert sorted((g.stream, g.recovery_class) for g in gaps) == [
         ("a", "provider_pressure"),
         ("a", "provider_pressure"),
         ("a", "provider_pressure"),
         ("b", "connector_defect"),
     ]
-    events = await harness.store.spine_events(o.run_id)
-    skipped = [json.loads(e["payload"]) for e in events if e["event_type"] == "stream_skipped"]
+    events = await harness.store.runs.spine_events(o.run_id)
+    skipped = [e.payload for e in events if e.event_type == "stream_skipped"]
     assert {(s["stream"], s["reason"], s["count"]) for s in skipped} == {
         ("a", "rate_limited", 3),
         ("b", "pdf_template_unknown", 1),
@@ -372,7 +370,7 @@ async def test_skips_and_gaps_are_counted_and_remembered(harness: Harness) -> No
     }
     # The same misses found again are the same gaps, not new ones.
     await harness.run(name)
-    assert len(await harness.store.list_gaps(name)) == 4
+    assert len(await harness.store.gaps.find(name)) == 4
 
 
 async def test_only_informational_skips_still_succeed(harness: Harness) -> None:
@@ -461,9 +459,9 @@ async def test_detail_gaps_backing_the_coverage_prove_the_parent_checkpoint(harn
     assert o.skipped_by_reason == {"rate_limited": 1} and o.records_durable == 5
     assert await committed(harness, name) == {"conversations": {"offset": 3}}
     assert {s.stream: s.coverage for s in o.streams}["messages"] == "partial"
-    [gap] = await harness.store.list_gaps(name)
-    assert (gap["stream"], gap["kind"], gap["recovery_class"]) == ("messages", "item", "provider_pressure")
-    assert gap["not_before"] is not None
+    [gap] = await harness.store.gaps.find(name)
+    assert (gap.stream, gap.kind, gap.recovery_class) == ("messages", "item", "provider_pressure")
+    assert gap.not_before is not None
 
     # Coverage that names a key neither hydrated nor backed by a gap leaves the parent unproven.
     short = harness.scripted(
@@ -551,20 +549,20 @@ async def test_a_superseded_collect_attempt_cannot_write(harness: Harness) -> No
 
     store = harness.store
     run_id = f"fence-{uuid.uuid4().hex[:8]}"
-    await store.start_run(run_id, "fence", "manual", "forward")
+    await store.runs.start(run_id, "fence", Trigger.MANUAL, Mode.FORWARD)
 
     def batch(key: str) -> Flush:
         f = Flush(accepted=1, bytes=10)
         f.records[("a", key)] = (b'{"id": "' + key.encode() + b'"}', False, 1)
         return f
 
-    await store.begin_attempt(run_id, 1)
-    await store.flush("fence", run_id, 1, batch("k1"), {})
+    await store.runs.begin_attempt(run_id, 1)
+    await store.records.flush("fence", run_id, 1, batch("k1"), {})
     # Attempt 2 starts (attempt 1's heartbeat timed out, but its process lives on).
-    await store.begin_attempt(run_id, 2)
+    await store.runs.begin_attempt(run_id, 2)
     with pytest.raises(StaleAttemptError, match=r"attempt 1 .* superseded by attempt 2"):
-        await store.flush("fence", run_id, 1, batch("k2"), {})
-    await store.flush("fence", run_id, 2, batch("k3"), {})
+        await store.records.flush("fence", run_id, 1, batch("k2"), {})
+    await store.records.flush("fence", run_id, 2, batch("k3"), {})
     keys = await store.pool.fetch(
         "SELECT key FROM records WHERE connector = 'fence' AND last_run_id = $1", run_id
     )

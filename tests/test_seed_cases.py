@@ -104,10 +104,10 @@ async def test_case_a_malformed_final_state_keeps_every_record(seed_cases: Cases
     # The last proven messages cursor (one page before the end) is what the next run resumes from.
     state = await committed_state(seed_cases.store, case.connector)
     assert json.loads(state["messages"])["highest_modseq"] < 2**53
-    [gap] = [g for g in await seed_cases.store.list_gaps(case.connector)]
-    assert (gap["stream"], gap["kind"], gap["reason"]) == ("messages", "checkpoint", "invalid_state_line")
-    [q] = await seed_cases.store.quarantined(o.run_id)
-    assert q["kind"] == "invalid_json" and "18446744073709551615n" in q["excerpt"]
+    [gap] = [g for g in await seed_cases.store.gaps.find(case.connector)]
+    assert (gap.stream, gap.kind, gap.reason) == ("messages", "checkpoint", "invalid_state_line")
+    [q] = await seed_cases.store.runs.quarantined(o.run_id)
+    assert q.kind == "invalid_json" and "18446744073709551615n" in q.excerpt
     assert o.needs_retry and [h.scope.stream for h in o.retry_hints] == ["messages"]
 
 
@@ -146,8 +146,8 @@ async def test_case_b_large_cursor_commits_by_default_and_fails_alone_over_the_c
     assert o.records_durable == sessions.records
     assert {s.stream: s.checkpoint for s in o.streams}["messages"] == "state_too_large"
     # Raising the cap is the owner's call: a gap, but no automatic retry.
-    [gap] = await seed_cases.store.list_gaps(capped.connector)
-    assert (gap["kind"], gap["recovery_class"]) == ("checkpoint", RecoveryClass.OWNER_ACTION.value)
+    [gap] = await seed_cases.store.gaps.find(capped.connector)
+    assert (gap.kind, gap.recovery_class) == ("checkpoint", RecoveryClass.OWNER_ACTION.value)
     assert not o.needs_retry
 
     # The next run resumes only the messages stream: the other three start from their cursors.
@@ -170,12 +170,12 @@ async def test_case_c_failed_channel_is_a_gap_and_the_archive_is_durable(
     assert o.records_durable == 578_974 == await record_count(seed_cases.store, case.connector)
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.needs_retry
     assert o.reason == "connector_reported_failed"
-    [gap] = await seed_cases.store.list_gaps(case.connector)
-    assert (gap["stream"], gap["kind"], gap["subject"]) == ("messages", "item", SLACK_FAILING)
+    [gap] = await seed_cases.store.gaps.find(case.connector)
+    assert (gap.stream, gap.kind, gap.subject) == ("messages", "item", SLACK_FAILING)
     [hint] = o.retry_hints
     assert hint.scope.stream == "messages" and hint.gap_count == 1
     assert hint.scope.include_resources is not None and hint.scope.include_resources.count == 1
-    assert await seed_cases.store.hint_subjects(case.connector, hint.hint_id) == [SLACK_FAILING]
+    assert await seed_cases.store.hints.hint_subjects(case.connector, hint.hint_id) == [SLACK_FAILING]
     wait = hint.not_before - o.finished_at
     assert timedelta(minutes=9) < wait <= timedelta(minutes=10), wait
 
@@ -195,13 +195,13 @@ async def test_case_d_shortened_range_is_a_gap_retried_in_accepted_chunks(seed_c
     o = await seed_cases.run(case)
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.needs_retry and o.records_durable > 0
     assert o.skipped_by_reason == {"range_truncated": 1}
-    [gap] = await seed_cases.store.list_gaps(case.connector)
-    assert gap["kind"] == "range"
+    [gap] = await seed_cases.store.gaps.find(case.connector)
+    assert gap.kind == "range"
     [hint] = o.retry_hints
     chunks = hint.scope.time_ranges
     assert chunks is not None and hint.estimated_cost == len(chunks)
     # The chunks tile the uncovered span exactly, none longer than the 90 days the bank took.
-    uncovered = json.loads(gap["subject"])
+    uncovered = json.loads(gap.subject)
     assert chunks[0].since == requested.since and chunks[-1].until == uncovered["until"]
     days = [(date.fromisoformat(c.until or "") - date.fromisoformat(c.since or "")).days + 1 for c in chunks]
     assert (
@@ -225,9 +225,9 @@ async def test_case_e_rate_limited_conversations_are_gaps_with_one_24h_hint(
     wait = hint.not_before - o.finished_at
     assert timedelta(hours=23, minutes=58) < wait <= timedelta(hours=24), wait
     limited = set(upstream_seed.fault_ids(1))
-    gaps = await seed_cases.store.list_gaps(case.connector)
-    assert {g["subject"] for g in gaps} == limited and len(limited) == 4_188
-    assert set(await seed_cases.store.hint_subjects(case.connector, hint.hint_id)) == limited
+    gaps = await seed_cases.store.gaps.find(case.connector)
+    assert {g.subject for g in gaps} == limited and len(limited) == 4_188
+    assert set(await seed_cases.store.hints.hint_subjects(case.connector, hint.hint_id)) == limited
     # The ids live in the gap ledger, not in Temporal history.
     text = history_text(await client.get_workflow_handle(o.run_id).fetch_history())
     assert "4,188" in text  # decoded payloads are searched: the outcome's details name the count
@@ -238,7 +238,7 @@ async def test_case_e_rate_limited_conversations_are_gaps_with_one_24h_hint(
     skip = seed_cases.add("E", "chatgpt", env={"CHATGPT_GAP_STYLE": "skip_result"})
     o2 = await seed_cases.run(skip)
     [hint2] = o2.retry_hints
-    assert {g["subject"] for g in await seed_cases.store.list_gaps(skip.connector)} == limited
+    assert {g.subject for g in await seed_cases.store.gaps.find(skip.connector)} == limited
     assert (o2.status, o2.records_durable, o2.skipped_by_reason) == (
         o.status,
         10_596,

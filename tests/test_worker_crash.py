@@ -4,7 +4,6 @@ checkpoint and the run ends with exact counts."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -14,12 +13,13 @@ from pathlib import Path
 
 import psutil
 
-from activities.budget import budget_status
+from pdpp_orch.control.budget import budget_status
 from pdpp_orch.models import RecoveryInput, RunOutcome, RunStatus
 from pdpp_orch.upstream.process import UpstreamProcess
 from tests.conftest import Harness
 from workflows.connector_run import ConnectorRunWorkflow
-from workflows.recovery import GapRecoveryWorkflow, recovery_workflow_id
+from workflows.ids import recovery_workflow_id
+from workflows.recovery import GapRecoveryWorkflow
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE_MANIFEST = ROOT / "pdpp_orch" / "connectors" / "example.json"
@@ -107,12 +107,12 @@ async def test_sigkilled_worker_is_replaced_and_counts_stay_exact(harness: Harne
     assert outcome.state_streams_committed == 3
     rows = await harness.store.pool.fetchval("SELECT count(*) FROM records WHERE connector = $1", name)
     assert rows == total
-    run = await harness.store.get_run(inp.run_id)
-    assert run is not None and run["attempt"] == 2
+    run = await harness.store.runs.get(inp.run_id)
+    assert run is not None and run.attempt == 2
     # Re-read work is bounded by one checkpoint interval: every flushed record counted once,
     # plus at most what came after the resume point before the kill.
-    events = await harness.store.spine_events(inp.run_id)
-    flushed = sum(json.loads(e["payload"])["records"] for e in events if e["event_type"] == "batch_ingested")
+    events = await harness.store.runs.spine_events(inp.run_id)
+    flushed = sum(e.payload["records"] for e in events if e.event_type == "batch_ingested")
     assert total <= flushed <= total + EVERY
 
 

@@ -12,11 +12,6 @@ with workflow.unsafe.imports_passed_through():
     from pdpp_orch.budget import BudgetInput, BudgetState, BudgetStatus, Charge, Grant, GrantRequest
 
 
-def budget_workflow_id(connector: str) -> str:
-    """The id of `connector`'s budget workflow: one per connector, across continue-as-new."""
-    return f"budget-{connector}"
-
-
 @workflow.defn
 class ConnectorBudgetWorkflow:
     """Grants cost units per fixed window; runs until history grows, then continues as new."""

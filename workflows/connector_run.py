@@ -1,7 +1,9 @@
 """ConnectorRunWorkflow: one honest run of one connector.
 
 Deterministic: it sees counts, sizes and our own row ids, never records or cursors. The
-outcome is derived here by the pure function in pdpp_orch.outcome.
+outcome is derived here by the pure function in pdpp_orch.outcome. `run` reads as its steps:
+claim the connector, prepare, collect, charge the budget, commit, plan retries, start the
+recoveries, record the outcome.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         InteractionClosed,
         InteractionRequest,
         LiveProgress,
+        LiveStatus,
         Mode,
         PlanInput,
         PreparedRun,
@@ -39,26 +41,14 @@ with workflow.unsafe.imports_passed_through():
         RunProgress,
     )
     from pdpp_orch.outcome import derive_outcome, failed_retryably
+    from workflows import ids, ui
+    from workflows.options import COLLECT_GRACE, COLLECT_RETRY, COMMIT_TIMEOUT, DB_RETRY, SHORT
 
 # Added after histories were recorded: runs started before it replay without the claim.
 ONE_RUN_PER_CONNECTOR = "one-run-per-connector"
 # Polls for the other run's end: soon at first, then every minute.
 CLAIM_FIRST_WAIT = timedelta(seconds=5)
 CLAIM_MAX_WAIT = timedelta(minutes=1)
-# Database activities take well under a second; a worker that died holding one is noticed after this.
-SHORT = timedelta(seconds=30)
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=20,
-    non_retryable_error_types=["ConfigError"],
-)
-COLLECT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=5,
-    non_retryable_error_types=["ConfigError"],
-)
 
 
 @workflow.defn
@@ -97,17 +87,16 @@ class ConnectorRunWorkflow:
         """From the collect activity, every few seconds to a minute while it runs."""
         self._live = live
         if not self._waiting:
-            workflow.set_current_details(_live_details(live))
+            workflow.set_current_details(ui.live_details(live))
 
     @workflow.signal
     def interaction_requested(self, req: InteractionRequest) -> None:
         """The connector waits on its owner (the prompt itself stays in PostgreSQL)."""
         self._waiting[req.request_id] = req
         self._phase = "waiting on the owner"
-        workflow.upsert_search_attributes([sa.RUN_STATUS.value_set("waiting_on_owner")])
+        workflow.upsert_search_attributes([sa.RUN_STATUS.value_set(LiveStatus.WAITING_ON_OWNER.value)])
         workflow.set_current_details(
-            f"**waiting on the owner**: {req.kind}, until {req.expires_at:%Y-%m-%d %H:%M} UTC\n\n"
-            f"answer with `pdpp-orch respond {self._run_id} --data -`"
+            ui.waiting_details(self._run_id, req.kind, f"{req.expires_at:%Y-%m-%d %H:%M}")
         )
 
     @workflow.signal
@@ -115,8 +104,8 @@ class ConnectorRunWorkflow:
         self._waiting.pop(closed.request_id, None)
         if not self._waiting and self._phase == "waiting on the owner":
             self._phase = "collecting"
-            workflow.upsert_search_attributes([sa.RUN_STATUS.value_set("running")])
-            workflow.set_current_details(_live_details(self._live))
+            workflow.upsert_search_attributes([sa.RUN_STATUS.value_set(LiveStatus.RUNNING.value)])
+            workflow.set_current_details(ui.live_details(self._live))
 
     @workflow.update
     def respond(self, req: RespondInput) -> RespondResult:
@@ -147,70 +136,15 @@ class ConnectorRunWorkflow:
             [
                 sa.CONNECTOR.value_set(inp.connector),
                 sa.TRIGGER.value_set(inp.trigger.value),
-                sa.RUN_STATUS.value_set("running"),
+                sa.RUN_STATUS.value_set(LiveStatus.RUNNING.value),
             ]
         )
         if inp.mode is Mode.FORWARD and not inp.allow_concurrent and workflow.patched(ONE_RUN_PER_CONNECTOR):
             await self._claim_connector(inp)
-        self._phase = "preparing"
-        prepared: PreparedRun = await workflow.execute_activity(
-            "prepare_run",
-            inp,
-            result_type=PreparedRun,
-            start_to_close_timeout=SHORT,
-            retry_policy=DB_RETRY,
-            summary="validate manifest, open run",
-        )
-        workflow.set_current_details(
-            f"collecting {len(prepared.streams)} stream(s): {', '.join(prepared.streams)}"
-        )
-        cancelled, error = False, None
-        self._phase = "collecting"
-        try:
-            facts: CollectFacts = await workflow.execute_activity(
-                "collect",
-                inp,
-                result_type=CollectFacts,
-                start_to_close_timeout=timedelta(seconds=inp.max_run_seconds + 600),
-                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
-                retry_policy=COLLECT_RETRY,
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=f"run connector {inp.connector}",
-            )
-        except (ActivityError, CancelledError) as e:
-            self._waiting.clear()
-            cause = e.cause if isinstance(e, ActivityError) else e
-            if isinstance(cause, CancelledError):
-                cancelled = True
-            else:
-                error = _describe(cause)
-            facts = await workflow.execute_activity(
-                "load_facts",
-                inp.run_id,
-                result_type=CollectFacts,
-                start_to_close_timeout=SHORT,
-                retry_policy=DB_RETRY,
-                summary="load saved facts",
-            )
+        prepared = await self._prepare(inp)
+        facts, cancelled, error = await self._collect(inp)
         if prepared.budget_units is not None and inp.mode is Mode.FORWARD:
-            # Forward runs spend the same upstream budget as recoveries, charged after the fact.
-            spent = (facts.records_emitted + facts.gaps_opened) * prepared.cost_per_item
-            await workflow.execute_activity(
-                "charge_budget",
-                ChargeCall(
-                    connector=inp.connector,
-                    charge=Charge(
-                        request_id=f"{inp.run_id}/charge",
-                        units=spent,
-                        config=BudgetConfig(
-                            units=prepared.budget_units, window_seconds=prepared.budget_window_seconds
-                        ),
-                    ),
-                ),
-                start_to_close_timeout=SHORT,
-                retry_policy=DB_RETRY,
-                summary="charge the budget",
-            )
+            await self._charge(inp, prepared, facts)
         self._waiting.clear()
         self._live = self._live.model_copy(
             update={
@@ -219,31 +153,8 @@ class ConnectorRunWorkflow:
                 "records_rejected": facts.records_rejected,
             }
         )
-        self._phase = "committing"
-        commit: CommitResult = await workflow.execute_activity(
-            "commit_checkpoints",
-            CommitInput(run=inp, facts=facts),
-            result_type=CommitResult,
-            # Cursors up to max_state_bytes (64 MiB) commit in seconds; a dead worker's commit is
-            # retried after this.
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=DB_RETRY,
-            summary="commit proven checkpoints",
-        )
-        self._phase = "planning retries"
-        plan: RetryPlan = await workflow.execute_activity(
-            "plan_retries",
-            PlanInput(
-                run=inp,
-                facts=facts,
-                commit=commit,
-                run_failed_retryably=failed_retryably(facts, commit, cancelled, error),
-            ),
-            result_type=RetryPlan,
-            start_to_close_timeout=SHORT,
-            retry_policy=DB_RETRY,
-            summary="plan retry hints",
-        )
+        commit = await self._commit(inp, facts)
+        plan = await self._plan(inp, facts, commit, failed_retryably(facts, commit, cancelled, error))
         outcome = derive_outcome(
             RunFacts(
                 input=inp,
@@ -258,25 +169,7 @@ class ConnectorRunWorkflow:
         )
         if inp.mode is Mode.FORWARD and inp.recover:
             outcome.recovery_workflow_ids = [await self._start_recovery(inp, h) for h in outcome.retry_hints]
-        self._phase = "recording"
-        await workflow.execute_activity(
-            "finish_run",
-            FinishInput(outcome=outcome, facts=facts),
-            start_to_close_timeout=SHORT,
-            retry_policy=DB_RETRY,
-            summary="record outcome",
-        )
-        workflow.upsert_search_attributes(
-            [
-                sa.RUN_STATUS.value_set(outcome.status.value),
-                sa.NEEDS_RETRY.value_set(outcome.needs_retry),
-                sa.RECORDS_DURABLE.value_set(outcome.records_durable),
-                sa.GAPS_OPEN.value_set(outcome.gaps_open_total),
-            ]
-        )
-        workflow.set_current_details(_details(outcome))
-        self._status = outcome.status.value
-        self._phase = "done"
+        await self._record(outcome, facts)
         return outcome
 
     async def _claim_connector(self, inp: RunInput) -> None:
@@ -295,16 +188,101 @@ class ConnectorRunWorkflow:
             if claim.holder is None:
                 return
             self._phase = f"waiting for run {claim.holder}"
-            workflow.set_current_details(
-                f"**waiting** for run `{claim.holder}` of {inp.connector} to end (one run per connector at a "
-                "time; start with --allow-concurrent to run alongside)"
-            )
+            workflow.set_current_details(ui.claim_wait_details(claim.holder, inp.connector))
             await workflow.sleep(wait, summary=f"wait for {claim.holder}")
             wait = min(wait * 2, CLAIM_MAX_WAIT)
 
+    async def _prepare(self, inp: RunInput) -> PreparedRun:
+        self._phase = "preparing"
+        prepared: PreparedRun = await workflow.execute_activity(
+            "prepare_run",
+            inp,
+            result_type=PreparedRun,
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary="validate manifest, open run",
+        )
+        workflow.set_current_details(
+            f"collecting {len(prepared.streams)} stream(s): {', '.join(prepared.streams)}"
+        )
+        return prepared
+
+    async def _collect(self, inp: RunInput) -> tuple[CollectFacts, bool, str | None]:
+        """The facts of the collect activity, whether the run was cancelled, and the error that
+        ended collection early, if any (then the facts are what it saved)."""
+        self._phase = "collecting"
+        try:
+            facts: CollectFacts = await workflow.execute_activity(
+                "collect",
+                inp,
+                result_type=CollectFacts,
+                start_to_close_timeout=timedelta(seconds=inp.max_run_seconds) + COLLECT_GRACE,
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+                retry_policy=COLLECT_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"run connector {inp.connector}",
+            )
+            return facts, False, None
+        except (ActivityError, CancelledError) as e:
+            self._waiting.clear()
+            cause = e.cause if isinstance(e, ActivityError) else e
+            cancelled = isinstance(cause, CancelledError)
+            error = None if cancelled else _describe(cause)
+        saved: CollectFacts = await workflow.execute_activity(
+            "load_facts",
+            inp.run_id,
+            result_type=CollectFacts,
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary="load saved facts",
+        )
+        return saved, cancelled, error
+
+    async def _charge(self, inp: RunInput, prepared: PreparedRun, facts: CollectFacts) -> None:
+        """Forward runs spend the same upstream budget as recoveries, charged after the fact."""
+        assert prepared.budget_units is not None
+        spent = (facts.records_emitted + facts.gaps_opened) * prepared.cost_per_item
+        config = BudgetConfig(units=prepared.budget_units, window_seconds=prepared.budget_window_seconds)
+        await workflow.execute_activity(
+            "charge_budget",
+            ChargeCall(
+                connector=inp.connector,
+                charge=Charge(request_id=ids.charge_request_id(inp.run_id), units=spent, config=config),
+            ),
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary="charge the budget",
+        )
+
+    async def _commit(self, inp: RunInput, facts: CollectFacts) -> CommitResult:
+        self._phase = "committing"
+        commit: CommitResult = await workflow.execute_activity(
+            "commit_checkpoints",
+            CommitInput(run=inp, facts=facts),
+            result_type=CommitResult,
+            start_to_close_timeout=COMMIT_TIMEOUT,
+            retry_policy=DB_RETRY,
+            summary="commit proven checkpoints",
+        )
+        return commit
+
+    async def _plan(
+        self, inp: RunInput, facts: CollectFacts, commit: CommitResult, failed: bool
+    ) -> RetryPlan:
+        self._phase = "planning retries"
+        plan: RetryPlan = await workflow.execute_activity(
+            "plan_retries",
+            PlanInput(run=inp, facts=facts, commit=commit, run_failed_retryably=failed),
+            result_type=RetryPlan,
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary="plan retry hints",
+        )
+        return plan
+
     async def _start_recovery(self, inp: RunInput, hint: RetryHint) -> str:
         """Start the recovery of one hint; it outlives this run (ABANDON)."""
-        wid = f"recovery-{hint.hint_id}"  # workflows.recovery.recovery_workflow_id (not importable here)
+        wid = ids.recovery_workflow_id(hint.hint_id)
         await workflow.start_child_workflow(
             "GapRecoveryWorkflow",
             RecoveryInput(
@@ -315,46 +293,35 @@ class ConnectorRunWorkflow:
             ),
             id=wid,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-            static_summary=f"{inp.connector} · recover {hint.gap_count:,} × {hint.reason}",
+            static_summary=ui.recovery_summary(inp.connector, hint),
         )
         return wid
+
+    async def _record(self, outcome: RunOutcome, facts: CollectFacts) -> None:
+        """The outcome into `runs` and the spine, then onto the workflow's search attributes
+        and details."""
+        self._phase = "recording"
+        await workflow.execute_activity(
+            "finish_run",
+            FinishInput(outcome=outcome, facts=facts),
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary="record outcome",
+        )
+        workflow.upsert_search_attributes(
+            [
+                sa.RUN_STATUS.value_set(outcome.status.value),
+                sa.NEEDS_RETRY.value_set(outcome.needs_retry),
+                sa.RECORDS_DURABLE.value_set(outcome.records_durable),
+                sa.GAPS_OPEN.value_set(outcome.gaps_open_total),
+            ]
+        )
+        workflow.set_current_details(ui.outcome_details(outcome))
+        self._status = outcome.status.value
+        self._phase = "done"
 
 
 def _describe(err: BaseException | None) -> str:
     if isinstance(err, ApplicationError):
         return f"{err.type or 'error'}: {err.message}"[:300]
     return type(err).__name__ if err else "unknown error"
-
-
-def _live_details(p: LiveProgress) -> str:
-    rows = "".join(
-        f"| {name} | {s.collected:,}{f' of ~{s.total:,}' if s.total else ''} | {s.skipped:,} |"
-        f" {'yes' if s.checkpointed else ''} |\n"
-        for name, s in sorted(p.streams.items())
-    )
-    return (
-        f"**collecting** (attempt {p.attempt}){f' · now `{p.stream}`' if p.stream else ''}\n\n"
-        f"- records durable: {p.records_durable:,} of {p.records_emitted:,} emitted"
-        f" ({p.records_rejected:,} rejected)\n"
-        f"- skipped so far: {p.skipped:,} · checkpoints proven: {p.checkpoints}\n\n"
-        + (f"| stream | collected | skipped | checkpoint |\n|---|---|---|---|\n{rows}" if rows else "")
-    )
-
-
-def _details(o: RunOutcome) -> str:
-    skipped = ", ".join(f"{k}: {v:,}" for k, v in o.skipped_by_reason.items()) or "none"
-    return (
-        f"**{o.status.value}**{' · needs retry' if o.needs_retry else ''}"
-        f"{f' · reason `{o.reason}`' if o.reason else ''}\n\n"
-        f"- records durable: {o.records_durable:,} of {o.records_emitted:,} emitted"
-        f" ({o.records_rejected:,} rejected, {o.buffered_records_dropped} dropped)\n"
-        f"- checkpoints: {o.state_streams_committed} of {o.state_streams_staged} committed"
-        f" ({o.checkpoint_commit_status.value})\n"
-        f"- skipped: {skipped}\n"
-        f"- gaps: {o.gaps_opened:,} opened, {o.gaps_open_total:,} open for this connector\n"
-        + "".join(
-            f"- retry `{h.reason}` ({h.gap_count:,} gaps, cost {h.estimated_cost:,})"
-            f" not before {h.not_before:%Y-%m-%d %H:%M} UTC\n"
-            for h in o.retry_hints
-        )
-    )

@@ -15,6 +15,7 @@ from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from pdpp_orch import policy as rules
     from pdpp_orch.budget import BudgetCall, BudgetConfig, Grant, GrantRequest
     from pdpp_orch.models import (
         HintProgress,
@@ -32,16 +33,14 @@ with workflow.unsafe.imports_passed_through():
         TimeRange,
         Trigger,
     )
-    from workflows.connector_run import DB_RETRY, SHORT, ConnectorRunWorkflow
+    from workflows import ids, ui
+    from workflows.connector_run import ConnectorRunWorkflow
+    from workflows.options import DB_RETRY, SHORT
 
-# Without an upstream signal, a round that recovered nothing waits this long, doubling, capped.
-IDLE_BACKOFF = timedelta(minutes=5)
-IDLE_BACKOFF_CAP = timedelta(hours=6)
 LEASE_WAIT = timedelta(minutes=1)
-
-
-def recovery_workflow_id(hint_id: str) -> str:
-    return f"recovery-{hint_id}"
+# Added after histories were recorded: recovery run ids from the whole hint id and the
+# recovery's first execution (they used 8 characters of the hint id, which requeued hints share).
+WHOLE_HINT_RUN_IDS = "recovery-run-id-whole-hint"
 
 
 @workflow.defn
@@ -81,7 +80,6 @@ class GapRecoveryWorkflow:
             start_to_close_timeout=SHORT,
             retry_policy=DB_RETRY,
         )
-        ref = HintRef(connector=inp.connector, hint_id=hint.hint_id)
         chunks = hint.scope.time_ranges or []
         passes = 0
         while True:
@@ -91,87 +89,61 @@ class GapRecoveryWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(inp)
             passes += 1
-            self._progress = await workflow.execute_activity(
-                "gap_progress",
-                ref,
-                result_type=HintProgress,
-                start_to_close_timeout=SHORT,
-                retry_policy=DB_RETRY,
-            )
-            if (chunks and inp.chunks_done >= len(chunks)) or (not chunks and self._progress.open == 0):
+            if await self._pass(inp, policy, chunks):
                 break
-            items = 1 if chunks else min(self._progress.open, inp.batch_size)
-            cost = policy.cost_per_item * items
-            grant = await self._grant(inp, policy, cost)
-            if grant.granted < policy.cost_per_item:
-                inp.budget_waits += 1
-                wait = (grant.retry_at or workflow.now() + LEASE_WAIT) - workflow.now()
-                await self._wait(wait, "for the budget's next window")
-                continue
-            inp.rounds += 1
-            lease_id = None
-            if not chunks:
-                lease_id = f"{hint.hint_id}-r{inp.rounds}"
-                leased = await workflow.execute_activity(
-                    "lease_gaps",
-                    LeaseInput(
-                        connector=inp.connector,
-                        hint_id=hint.hint_id,
-                        lease_id=lease_id,
-                        limit=grant.granted // policy.cost_per_item,
-                        max_attempts=max(policy.max_attempts, policy.max_no_progress),
-                        lease_seconds=policy.lease_seconds,
-                    ),
-                    result_type=int,
-                    start_to_close_timeout=SHORT,
-                    retry_policy=DB_RETRY,
-                )
-                if leased == 0:
-                    await self._wait(LEASE_WAIT, "for leased gaps to come back")
-                    continue
-            chunk = chunks[inp.chunks_done] if chunks else None
-            outcome = await self._recovery_run(inp, lease_id, chunk)
-            inp.runs += 1
-            clean = outcome is not None and outcome.status is RunStatus.SUCCEEDED
-            before = self._progress.recovered
-            if chunks and clean:
-                inp.chunks_done += 1
-            run_id = outcome.run_id if outcome else f"{hint.hint_id}-r{inp.rounds}"
-            self._progress = await workflow.execute_activity(
-                "settle_gaps",
-                SettleInput(
-                    connector=inp.connector,
-                    hint_id=hint.hint_id,
-                    lease_id=lease_id,
-                    run_id=run_id,
-                    run_clean=clean,
-                    max_attempts=policy.max_attempts,
-                    max_no_progress=policy.max_no_progress,
-                    close_all=bool(chunks) and inp.chunks_done >= len(chunks),
-                ),
-                result_type=HintProgress,
-                start_to_close_timeout=SHORT,
-                retry_policy=DB_RETRY,
-            )
-            progressed = self._progress.recovered > before or (bool(chunks) and clean)
-            inp.idle_rounds = 0 if progressed else inp.idle_rounds + 1
-            if not progressed and self._progress.open:
-                backoff = min(IDLE_BACKOFF * 2 ** (inp.idle_rounds - 1), IDLE_BACKOFF_CAP)
-                await self._wait(max(backoff, timedelta(seconds=self._progress.wait_seconds)), "backing off")
-            if chunks and not clean and inp.idle_rounds >= policy.max_attempts:
-                break  # the range keeps failing: its gap stays open for the next forward run to see
         self._phase = "done"
+        p = self._progress
         workflow.set_current_details(
-            f"**done** · {self._progress.recovered:,} recovered, {self._progress.terminal:,} terminal, "
-            f"{self._progress.open:,} open · {inp.runs} recovery run(s), {inp.budget_waits} budget wait(s)"
+            f"**done** · {p.recovered:,} recovered, {p.terminal:,} terminal, "
+            f"{p.open:,} open · {inp.runs} recovery run(s), {inp.budget_waits} budget wait(s)"
         )
         return RecoveryResult(
-            hint_id=hint.hint_id,
-            runs=inp.runs,
-            rounds=inp.rounds,
-            budget_waits=inp.budget_waits,
-            progress=self._progress,
+            hint_id=hint.hint_id, runs=inp.runs, rounds=inp.rounds, budget_waits=inp.budget_waits, progress=p
         )
+
+    async def _pass(self, inp: RecoveryInput, policy: RecoveryPolicy, chunks: list[TimeRange]) -> bool:
+        """One pass: read where the gaps stand, ask the budget, lease, run, settle, back off.
+        True when the hint is done (or its range keeps failing)."""
+        self._progress = await workflow.execute_activity(
+            "gap_progress",
+            HintRef(connector=inp.connector, hint_id=inp.hint.hint_id),
+            result_type=HintProgress,
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+        )
+        if (chunks and inp.chunks_done >= len(chunks)) or (not chunks and self._progress.open == 0):
+            return True
+        items = 1 if chunks else min(self._progress.open, inp.batch_size)
+        grant = await self._grant(inp, policy, policy.cost_per_item * items)
+        if grant.granted < policy.cost_per_item:
+            inp.budget_waits += 1
+            wait = (grant.retry_at or workflow.now() + LEASE_WAIT) - workflow.now()
+            await self._wait(wait, "for the budget's next window")
+            return False
+        inp.rounds += 1
+        lease_id = None
+        if not chunks:
+            lease_id = ids.lease_id(inp.hint.hint_id, inp.rounds)
+            if await self._lease(inp, policy, lease_id, grant.granted // policy.cost_per_item) == 0:
+                await self._wait(LEASE_WAIT, "for leased gaps to come back")
+                return False
+        outcome = await self._recovery_run(inp, lease_id, chunks[inp.chunks_done] if chunks else None)
+        inp.runs += 1
+        clean = outcome is not None and outcome.status is RunStatus.SUCCEEDED
+        before = self._progress.recovered
+        if chunks and clean:
+            inp.chunks_done += 1
+        run_id = outcome.run_id if outcome else ids.lease_id(inp.hint.hint_id, inp.rounds)
+        await self._settle(
+            inp, policy, lease_id, run_id, clean, bool(chunks) and inp.chunks_done >= len(chunks)
+        )
+        progressed = self._progress.recovered > before or (bool(chunks) and clean)
+        inp.idle_rounds = 0 if progressed else inp.idle_rounds + 1
+        if not progressed and self._progress.open:
+            backoff = max(rules.idle_backoff(inp.idle_rounds), timedelta(seconds=self._progress.wait_seconds))
+            await self._wait(backoff, "backing off")
+        # A range that keeps failing stays open for the next forward run to see.
+        return bool(chunks) and not clean and inp.idle_rounds >= policy.max_attempts
 
     async def _wait(self, delay: timedelta, why: str) -> None:
         """A durable timer that `run_now` can cut short."""
@@ -193,18 +165,14 @@ class GapRecoveryWorkflow:
 
     async def _grant(self, inp: RecoveryInput, policy: RecoveryPolicy, cost: int) -> Grant:
         self._phase = "asking the budget"
+        request_id = ids.grant_request_id(workflow.info().workflow_id, inp.rounds, inp.budget_waits)
+        config = BudgetConfig(units=policy.budget_units, window_seconds=policy.budget_window_seconds)
         grant: Grant = await workflow.execute_activity(
             "request_budget",
             BudgetCall(
                 connector=inp.connector,
                 request=GrantRequest(
-                    # Stable per round, so a retried activity gets the same grant, not a second one.
-                    request_id=f"{workflow.info().workflow_id}/{inp.rounds}/{inp.budget_waits}",
-                    units=cost,
-                    min_units=policy.cost_per_item,
-                    config=BudgetConfig(
-                        units=policy.budget_units, window_seconds=policy.budget_window_seconds
-                    ),
+                    request_id=request_id, units=cost, min_units=policy.cost_per_item, config=config
                 ),
             ),
             result_type=Grant,
@@ -212,6 +180,49 @@ class GapRecoveryWorkflow:
             retry_policy=DB_RETRY,
         )
         return grant
+
+    async def _lease(self, inp: RecoveryInput, policy: RecoveryPolicy, lease_id: str, limit: int) -> int:
+        leased: int = await workflow.execute_activity(
+            "lease_gaps",
+            LeaseInput(
+                connector=inp.connector,
+                hint_id=inp.hint.hint_id,
+                lease_id=lease_id,
+                limit=limit,
+                max_attempts=max(policy.max_attempts, policy.max_no_progress),
+                lease_seconds=policy.lease_seconds,
+            ),
+            result_type=int,
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+        )
+        return leased
+
+    async def _settle(
+        self,
+        inp: RecoveryInput,
+        policy: RecoveryPolicy,
+        lease_id: str | None,
+        run_id: str,
+        clean: bool,
+        close_all: bool,
+    ) -> None:
+        self._progress = await workflow.execute_activity(
+            "settle_gaps",
+            SettleInput(
+                connector=inp.connector,
+                hint_id=inp.hint.hint_id,
+                lease_id=lease_id,
+                run_id=run_id,
+                run_clean=clean,
+                max_attempts=policy.max_attempts,
+                max_no_progress=policy.max_no_progress,
+                close_all=close_all,
+            ),
+            result_type=HintProgress,
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+        )
 
     async def _recovery_run(
         self, inp: RecoveryInput, lease_id: str | None, chunk: TimeRange | None
@@ -221,9 +232,14 @@ class GapRecoveryWorkflow:
         streams = []
         if hint.scope.stream is not None:
             streams = [StreamScope(name=hint.scope.stream, time_range=chunk)]
+        if workflow.patched(WHOLE_HINT_RUN_IDS):
+            first = workflow.info().first_execution_run_id
+            run_id = ids.recovery_run_id(inp.connector, hint.hint_id, first, inp.rounds)
+        else:
+            run_id = ids.legacy_recovery_run_id(inp.connector, hint.hint_id, inp.rounds)
         run = RunInput(
             connector=inp.connector,
-            run_id=f"{inp.connector}-recovery-{hint.hint_id[5:13]}-{inp.rounds}",
+            run_id=run_id,
             trigger=Trigger.RECOVERY,
             mode=Mode.RECOVERY,
             streams=streams,
@@ -236,7 +252,7 @@ class GapRecoveryWorkflow:
                 ConnectorRunWorkflow.run,
                 run,
                 id=run.run_id,
-                static_summary=f"{inp.connector} · recovery · {hint.reason} · round {inp.rounds}",
+                static_summary=ui.recovery_run_summary(inp.connector, hint.reason, inp.rounds),
             )
             return outcome
         except ChildWorkflowError:

@@ -2,7 +2,7 @@
 --
 -- Two roles share the database:
 --   pdpp_owner   owns the database, the schema objects and every migration
---                (pdpp_orch/schema.sql, applied by Store.apply_schema);
+--                (pdpp_orch/store/schema.sql, applied by `pdpp-orch migrate`);
 --   pdpp_worker  logs in for the workers and the CLI: it reads and writes rows, nothing else.
 --                No DDL, no TRUNCATE, and DELETE only on connector_locks.
 --

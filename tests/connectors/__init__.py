@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pdpp_orch.demo import toml_value
+from pdpp_orch.registry import toml_value
 
 
 def append_scripted(registry: Path, name: str, plan: list[dict[str, Any]], work: Path) -> Path:

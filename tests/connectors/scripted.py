@@ -7,6 +7,7 @@ SCRIPT_PLAN is a path to a JSON list of steps:
   {"msg": {...}}                                 any message, as given
   {"raw": "text"}                                a raw line (need not be JSON)
   {"sleep": 0.5}
+  {"wait_for": "PATH"}                           wait (at most 120 s) until the file PATH exists
   {"spawn": ["sleep", "300"]}                   start a process of its own (a browser, a helper) and
                                                  append its pid to SCRIPT_SPAWN_LOG
   {"await_response": true}                       read an INTERACTION_RESPONSE from stdin, append it
@@ -82,6 +83,11 @@ def main() -> None:
         elif "sleep" in step:
             out.flush()
             time.sleep(step["sleep"])
+        elif "wait_for" in step:
+            out.flush()
+            deadline = time.monotonic() + 120
+            while not os.path.exists(step["wait_for"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
         elif "done" in step:
             msg: dict[str, Any] = {
                 "type": "DONE",

@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from pdpp_orch import demo, search_attributes
 from pdpp_orch.connectors.claude_code_gen import generate
 from pdpp_orch.devstack import temporal_cli
-from pdpp_orch.models import RespondInput, RunInput
+from pdpp_orch.models import InteractionStatus, RespondInput, RunInput
 from pdpp_orch.registry import Registry
 from pdpp_orch.store import Store
 from pdpp_orch.upstream.process import UpstreamProcess
@@ -89,7 +89,9 @@ async def record(work: Path, out: Path) -> list[Path]:
                         break
                     except Exception:
                         await asyncio.sleep(0.1)
-                await store.answer_interaction("interactive", "r1", "success", '{"code": "1"}', 60)
+                await store.interactions.answer(
+                    "interactive", "r1", InteractionStatus.SUCCESS, '{"code": "1"}', 60
+                )
                 await handle.result()
                 await demo.cancel_waiting_recoveries(client, results)
         written = []

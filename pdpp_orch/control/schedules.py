@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.api.common.v1 import Payload
 from temporalio.client import (
@@ -21,21 +21,22 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
 
-from pdpp_orch import search_attributes as sa
 from pdpp_orch.budget import parse_window
+from pdpp_orch.control import UsageError
 from pdpp_orch.models import RunInput, StreamScope, Trigger
+from workflows import ui
+from workflows.connector_run import ConnectorRunWorkflow
+from workflows.ids import schedule_id
+
+T = TypeVar("T")
 
 OVERLAP = {
     "skip": ScheduleOverlapPolicy.SKIP,
     "buffer_one": ScheduleOverlapPolicy.BUFFER_ONE,
     "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
 }
-
-
-def schedule_id(connector: str) -> str:
-    return f"sync-{connector}"
 
 
 def spec(every: str | None, cron: str | None, jitter: str | None) -> ScheduleSpec:
@@ -59,8 +60,6 @@ def build(
     heartbeat_timeout_seconds: float,
 ) -> Schedule:
     """A schedule that starts ConnectorRunWorkflow with `trigger: scheduled`."""
-    from workflows.connector_run import ConnectorRunWorkflow
-
     inp = RunInput(
         connector=connector,
         trigger=Trigger.SCHEDULED,
@@ -73,13 +72,8 @@ def build(
             inp,
             id=schedule_id(connector),
             task_queue=task_queue,
-            static_summary=f"{connector} · forward · scheduled",
-            typed_search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.CONNECTOR, connector),
-                    SearchAttributePair(sa.TRIGGER, Trigger.SCHEDULED.value),
-                ]
-            ),
+            static_summary=ui.run_summary(inp),
+            typed_search_attributes=ui.start_attributes(inp),
         ),
         spec=schedule_spec,
         policy=SchedulePolicy(overlap=OVERLAP[overlap]),
@@ -168,3 +162,66 @@ def summary(d: ScheduleDescription) -> dict[str, Any]:
         "running": [getattr(a, "workflow_id", "?") for a in d.info.running_actions],
         "last_run": getattr(recent.action, "workflow_id", None) if recent else None,
     }
+
+
+async def create(
+    client: Client,
+    connector: str,
+    task_queue: str,
+    schedule_spec: ScheduleSpec,
+    streams: list[str],
+    overlap: str,
+    paused: bool,
+    heartbeat_timeout_seconds: float,
+) -> str:
+    """Create the connector's schedule; returns its id."""
+    sched = build(connector, task_queue, schedule_spec, streams, overlap, paused, heartbeat_timeout_seconds)
+    sid = schedule_id(connector)
+    try:
+        await client.create_schedule(sid, sched)
+    except RPCError as e:
+        raise UsageError(f"cannot create schedule {sid}: {e.message}") from e
+    return sid
+
+
+async def call(coro: Awaitable[T], connector: str) -> T:
+    """A call on the connector's schedule; one that does not exist is a UsageError."""
+    try:
+        return await coro
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise UsageError(f"no schedule for connector {connector!r}") from e
+        raise
+
+
+async def describe(client: Client, connector: str | None) -> list[dict[str, Any]]:
+    """The summary of one connector's schedule, or of every `sync-*` schedule."""
+    if connector is not None:
+        ids = [schedule_id(connector)]
+    else:
+        ids = sorted([e.id async for e in await client.list_schedules() if e.id.startswith("sync-")])
+    rows = []
+    for sid in ids:
+        desc = await call(client.get_schedule_handle(sid).describe(), sid.removeprefix("sync-"))
+        rows.append(summary(desc))
+    return rows
+
+
+ACTIONS = {
+    "pause": "Pause a schedule (no runs start until unpaused).",
+    "unpause": "Unpause a schedule.",
+    "trigger": "Start a scheduled run now (the overlap policy applies).",
+    "delete": "Delete a schedule (runs already started go on).",
+}
+
+
+async def act(client: Client, connector: str, action: str) -> None:
+    """One of ACTIONS on the connector's schedule."""
+    handle = client.get_schedule_handle(schedule_id(connector))
+    calls: dict[str, Callable[[], Awaitable[None]]] = {
+        "pause": lambda: handle.pause(note="paused by pdpp-orch"),
+        "unpause": lambda: handle.unpause(note="unpaused by pdpp-orch"),
+        "trigger": lambda: handle.trigger(),
+        "delete": lambda: handle.delete(),
+    }
+    await call(calls[action](), connector)

@@ -1,0 +1,202 @@
+"""One collect attempt: spawn the connector, send START, read and write until it is done, and
+return what was observed as counts (CollectFacts). Records and cursors never leave this
+package except into PostgreSQL.
+
+The parts: the Reader (reader.py) feeds lines to the Messages (messages.py, misses.py,
+interactions.py), which fill batches the Writer (writer.py) flushes; the Tally (facts.py)
+counts it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+from activities.collect.facts import Tally
+from activities.collect.interactions import Interactions
+from activities.collect.messages import Messages
+from activities.collect.reader import Deadlines, Reader
+from activities.collect.start import Served, start_message
+from activities.collect.writer import Writer
+from activities.environment import connector_env
+from activities.process import ConnectorProcess
+from pdpp_orch.manifest import Manifest
+from pdpp_orch.models import CollectFacts, LiveProgress, Mode, RunInput
+from pdpp_orch.registry import ConnectorEntry
+from pdpp_orch.store import Store
+
+MAX_EXCLUDED = 50_000
+# Live progress goes to the workflow as signals, and each costs four history events (the
+# signal and the workflow task it wakes). After 2 s, then every 10 s, then a tenth of the time
+# elapsed, at most every 5 min: a 20 s run adds 3 signals, an hour about 50, eight hours 130.
+PROGRESS_FIRST_S = 2.0
+PROGRESS_MIN_S = 10.0
+PROGRESS_MAX_S = 300.0
+
+Notify = Callable[[str, BaseModel], Awaitable[None]]
+
+
+async def _no_one(name: str, arg: BaseModel) -> None:
+    return None
+
+
+class Collector:
+    """One collect attempt of one run. Use `await Collector(...).run()`."""
+
+    def __init__(
+        self,
+        store: Store,
+        entry: ConnectorEntry,
+        manifest: Manifest,
+        run: RunInput,
+        attempt: int,
+        heartbeat: Callable[[dict[str, Any]], None],
+        notify: Notify | None = None,
+    ):
+        self.store = store
+        self.entry = entry
+        self.manifest = manifest
+        self.run_input = run
+        self.attempt = attempt
+        self.heartbeat = heartbeat
+        self.notify = notify or _no_one
+        wanted = [s.name for s in run.streams] or [s.name for s in manifest.streams]
+        self.scope = {s: manifest.stream(s) for s in wanted}
+        self.tally = Tally(manifest, self.scope, attempt)
+        self.writer = Writer(store, entry.name, run.run_id, attempt, self.tally)
+        max_run = min(run.max_run_seconds, entry.max_run_seconds or run.max_run_seconds)
+        self.deadlines = Deadlines(max_run, entry.stall_timeout_seconds)
+
+    async def run(self) -> CollectFacts:
+        run, store = self.run_input, self.store
+        await store.runs.begin_attempt(run.run_id, self.attempt)
+        state, resume = await store.state.start_state(self.entry.name, run.run_id, list(self.scope))
+        excluded: dict[str, list[str]] = {}
+        if run.mode is Mode.FORWARD:
+            excluded = await store.gaps.open_item_subjects(self.entry.name, list(self.scope), MAX_EXCLUDED)
+        served = Served(await store.leases.leased(self.entry.name, run.lease_id)) if run.lease_id else None
+        self.tally.restore(resume)
+        self.writer.written = {
+            s: (cp.proven_seq, cp.proven_bytes)
+            for s, cp in self.tally.facts.checkpoints.items()
+            if cp.proven_seq
+        }
+        workdir, scratch = self._workdir()
+        try:
+            env = connector_env(self.entry, workdir)
+            proc = ConnectorProcess(self.entry.command, env, workdir)
+            start = start_message(run, list(self.scope), state, excluded, served)
+            await self._converse(proc, served, start)
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+        facts = self.tally.finalize()
+        await store.runs.save_facts(run.run_id, facts.model_dump_json())
+        return facts
+
+    def _workdir(self) -> tuple[Path, Path | None]:
+        """The connector's working directory, and the scratch one to remove afterwards."""
+        if self.entry.cwd is not None:
+            self.entry.cwd.mkdir(parents=True, exist_ok=True)
+            return self.entry.cwd, None
+        scratch = Path(tempfile.mkdtemp(prefix=f"pdpp-{self.entry.name}-"))
+        return scratch, scratch
+
+    async def _converse(self, proc: ConnectorProcess, served: Served | None, start: dict[str, Any]) -> None:
+        """The whole conversation with the connector process, from START to its exit."""
+        writer, tally = self.writer, self.tally
+        interactions: Interactions | None = None
+
+        async def on_interaction(msg: dict[str, Any]) -> None:
+            assert interactions is not None
+            await interactions.request(msg)
+
+        messages = Messages(
+            self.manifest, self.scope, tally, writer, served, on_interaction, proc.close_stdin
+        )
+        interactions = Interactions(
+            self.store,
+            self.run_input.run_id,
+            self.entry.name,
+            proc,
+            tally,
+            writer,
+            messages.misses,
+            self.deadlines,
+            self.notify,
+        )
+        reader = Reader(
+            proc, self.entry.line_limit, messages, writer, tally, self.deadlines, interactions.waiting
+        )
+        flusher = asyncio.create_task(writer.flusher())
+        beat = asyncio.create_task(self._heartbeats())
+        reporter = asyncio.create_task(self._reporter())
+        try:
+            await proc.start()
+            await proc.send(orjson.dumps(start))
+            await reader.read_all()
+            await interactions.end_waits()
+            await reader.finish_process(messages.done_seen)
+            await writer.drain(flusher)
+        except asyncio.CancelledError:
+            # Cancelled by the operator (or the worker shutting down): end the connector, keep
+            # every record it gave us, and leave the facts where the workflow can find them.
+            tally.facts.cancelled = True
+            await interactions.end_waits()
+            await proc.terminate()
+            await writer.drain(flusher)
+            await self.store.runs.save_facts(self.run_input.run_id, tally.finalize().model_dump_json())
+            raise
+        finally:
+            beat.cancel()
+            reporter.cancel()
+            if proc.proc is not None and proc.proc.returncode is None:
+                await proc.terminate()
+            proc.close_stdout()
+            if not flusher.done():
+                flusher.cancel()
+        await proc.finish_stderr()
+        self._end_checks(served, messages.done_seen)
+
+    def _end_checks(self, served: Served | None, done_seen: bool) -> None:
+        violate = self.writer.violate
+        if served is not None and served.unreported and done_seen:
+            # A connector served gaps must say what became of each; silence is not a clean run.
+            violate(
+                "served_gaps_unreported",
+                f"{len(served.unreported)} served gap(s) got no DETAIL_GAP_RECOVERED, "
+                "DETAIL_GAP_ATTEMPTED or DETAIL_GAP",
+            )
+        facts = self.tally.facts
+        if facts.done_status is None or facts.runtime_error:
+            return
+        if (facts.done_status == "succeeded") != (facts.exit_code == 0):
+            violate("exit_code_mismatch", f"DONE {facts.done_status} but exit code {facts.exit_code}")
+
+    async def _heartbeats(self) -> None:
+        interval = max(0.2, min(1.0, self.run_input.heartbeat_timeout_seconds / 4))
+        while True:
+            self.heartbeat(self.tally.progress())
+            await asyncio.sleep(interval)
+
+    async def _reporter(self) -> None:
+        """Send live progress to the workflow when it changed (a signal: counts and stream
+        names only), ever less often as the run gets longer."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        last: LiveProgress | None = None
+        delay = PROGRESS_FIRST_S
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(PROGRESS_MAX_S, max(PROGRESS_MIN_S, (loop.time() - started) / 10))
+            live = self.tally.live()
+            if live != last:
+                await self.notify("report_progress", live)
+                last = live

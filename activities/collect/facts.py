@@ -1,0 +1,172 @@
+"""What one collect attempt has observed so far, as counts (CollectFacts), and how a retried
+attempt picks the counts up again from the run's resume points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pdpp_orch.manifest import Manifest, StreamSpec
+from pdpp_orch.models import (
+    CheckpointFact,
+    CollectFacts,
+    CoverageFact,
+    LiveProgress,
+    StreamFacts,
+    StreamProgress,
+    Violation,
+)
+
+MAX_VIOLATIONS_KEPT = 20
+
+
+@dataclass
+class Coverage:
+    """Latest DETAIL_COVERAGE of a child stream, with the keys it names."""
+
+    fact: CoverageFact
+    gap_keys: set[str] | None
+
+
+class Tally:
+    """The attempt's counters. The hot ones are plain ints and dicts (a pydantic attribute
+    write costs a microsecond); `sync` copies them into `facts`."""
+
+    def __init__(self, manifest: Manifest, scope: dict[str, StreamSpec | None], attempt: int):
+        self.manifest = manifest
+        self.scope = scope
+        self.attempt = attempt
+        self.facts = CollectFacts(attempt=attempt)
+        self.line_no = 0
+        self.seen_records = 0  # RECORDs seen in this attempt, for the DONE cross-check
+        self.durable = 0
+        self.emitted_total = 0
+        self.rejected_total = 0
+        self.emitted: dict[str, int] = {}
+        self.collected: dict[str, int] = {}
+        self.last_stream: str | None = None
+        # Each stream's own estimate of its size (PROGRESS.total).
+        self.totals: dict[str, int] = {}
+        self.coverage: dict[str, Coverage] = {}
+        self.gap_keys: dict[str, set[str]] = {}
+
+    def stream(self, name: str) -> StreamFacts:
+        sf = self.facts.streams.get(name)
+        if sf is None:
+            sf = self.facts.streams[name] = StreamFacts(stream=name)
+        return sf
+
+    def skipped(self, sf: StreamFacts, reason: str, count: int = 1) -> None:
+        sf.skipped_by_reason[reason] = sf.skipped_by_reason.get(reason, 0) + count
+
+    def violation(self, kind: str, detail: str, line_no: int, quarantined: bool) -> None:
+        """Count a violation; the first few go into the facts (and so into Temporal history)."""
+        self.facts.violation_count += 1
+        if len(self.facts.violations) < MAX_VIOLATIONS_KEPT:
+            # The detail of a line-borne violation quotes what the connector wrote (a key, a
+            # stream name), so it stays in the quarantine table.
+            shown = "see quarantine" if quarantined else detail[:300]
+            self.facts.violations.append(Violation(kind=kind, line_no=line_no, detail=shown))
+        if quarantined:
+            self.facts.lines_quarantined += 1
+
+    def sync(self) -> None:
+        self.facts.records_emitted = self.emitted_total
+        self.facts.records_rejected = self.rejected_total
+        for name, n in self.emitted.items():
+            self.stream(name).emitted = n
+        for name, n in self.collected.items():
+            self.stream(name).collected = n
+
+    def progress(self) -> dict[str, Any]:
+        """The run's totals, for heartbeats and the `runs` row."""
+        return {
+            "attempt": self.attempt,
+            "records_emitted": self.emitted_total,
+            "records_durable": self.durable,
+            "records_rejected": self.rejected_total,
+            "violations": self.facts.violation_count,
+            "stream": self.last_stream,
+            "skipped": sum(sum(s.skipped_by_reason.values()) for s in self.facts.streams.values()),
+            "checkpoints": sum(1 for c in self.facts.checkpoints.values() if c.proven_seq),
+        }
+
+    def live(self) -> LiveProgress:
+        """The totals plus each stream's counters, for the workflow's `progress` query."""
+        self.sync()
+        streams = {
+            name: StreamProgress(
+                collected=self.collected.get(name, 0),
+                emitted=self.emitted.get(name, 0),
+                skipped=sum(sf.skipped_by_reason.values()),
+                total=self.totals.get(name),
+                checkpointed=bool((cp := self.facts.checkpoints.get(name)) and cp.proven_seq),
+            )
+            for name, sf in self.facts.streams.items()
+        }
+        for name, total in self.totals.items():
+            streams.setdefault(name, StreamProgress(total=total))
+        return LiveProgress(**self.progress(), streams=streams)
+
+    def restore(self, resume: dict[str, Any]) -> None:
+        """Start counting where the run's latest proven checkpoints left off."""
+        self.facts = facts_from_resume(resume, self.attempt)
+        self.durable = self.facts.records_durable
+        self.emitted_total = self.facts.records_emitted
+        self.rejected_total = self.facts.records_rejected
+        self.emitted = {n: sf.emitted for n, sf in self.facts.streams.items()}
+        self.collected = {n: sf.collected for n, sf in self.facts.streams.items()}
+
+    def snapshot(self, stream: str) -> str:
+        """The counters a resume from `stream`'s checkpoint restores: the stream and every
+        stream whose checkpoint depends on it."""
+        self.sync()
+        family = {stream} | self.descendants(stream)
+        facts = self.facts
+        snap = {
+            "streams": {n: facts.streams[n].model_dump() for n in family if n in facts.streams},
+            "coverage": {n: facts.coverage[n].model_dump() for n in family if n in facts.coverage},
+            "checkpoint": facts.checkpoints[stream].model_dump(),
+        }
+        return orjson.dumps(snap).decode()
+
+    def descendants(self, stream: str) -> set[str]:
+        out: set[str] = set()
+        todo = [stream]
+        while todo:
+            for child in self.manifest.children_of(todo.pop()):
+                if child.name not in out:
+                    out.add(child.name)
+                    todo.append(child.name)
+        return out
+
+    def finalize(self) -> CollectFacts:
+        self.sync()
+        self.facts.records_durable = self.durable
+        return totals(self.facts)
+
+
+def totals(f: CollectFacts) -> CollectFacts:
+    """Aggregate per-stream counters into the run totals."""
+    f.gaps_opened = sum(s.gaps_opened for s in f.streams.values())
+    f.gaps_retryable_opened = sum(s.gaps_retryable for s in f.streams.values())
+    f.non_informational_skips = sum(s.non_informational_skips for s in f.streams.values())
+    return f
+
+
+def facts_from_resume(resume: dict[str, Any], attempt: int) -> CollectFacts:
+    """The run's counters as of each stream's latest proven checkpoint: where a retried
+    attempt starts counting, and what is known for sure after a crash."""
+    facts = CollectFacts(attempt=attempt)
+    for stream, snap in resume.items():
+        for name, sf in snap.get("streams", {}).items():
+            facts.streams[name] = StreamFacts.model_validate(sf)
+        for name, cov in snap.get("coverage", {}).items():
+            facts.coverage[name] = CoverageFact.model_validate(cov)
+        facts.checkpoints[stream] = CheckpointFact.model_validate(snap["checkpoint"])
+    facts.records_emitted = sum(s.emitted for s in facts.streams.values())
+    facts.records_rejected = sum(s.rejected for s in facts.streams.values())
+    facts.records_durable = sum(s.collected for s in facts.streams.values())
+    return totals(facts)

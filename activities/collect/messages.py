@@ -1,0 +1,254 @@
+"""Every line a connector writes, classified: counted, decoded, checked, and handed to the
+handler of its message type — RECORD and STATE here, the misses in misses.py, INTERACTION in
+interactions.py. A line that is not an acceptable message is a violation, quarantined."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from activities.collect.facts import Tally
+from activities.collect.misses import Misses
+from activities.collect.start import Served
+from activities.collect.writer import BATCH_BYTES, BATCH_RECORDS, Writer
+from pdpp_orch import protocol
+from pdpp_orch.manifest import Manifest, StreamSpec
+from pdpp_orch.models import CheckpointFact
+from pdpp_orch.store import CheckpointWrite
+
+YIELD_EVERY_LINES = 64
+_STREAM_FIELD = re.compile(rb'"stream"\s*:\s*"([^"\\]{1,128})"')
+
+
+class Messages:
+    """The read loop's per-line work for one collect attempt."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        scope: dict[str, StreamSpec | None],
+        tally: Tally,
+        writer: Writer,
+        served: Served | None,
+        on_interaction: Callable[[dict[str, Any]], Awaitable[None]],
+        on_done: Callable[[], None],
+    ):
+        self.manifest = manifest
+        self.scope = scope
+        self.pk = {name: spec.primary_key for name, spec in scope.items() if spec}
+        self.tally = tally
+        self.writer = writer
+        self.misses = Misses(tally, writer, self.in_scope, served)
+        self.on_interaction = on_interaction
+        self.on_done = on_done
+        self.done_seen = False
+
+    async def lines(self, items: list[bytes | protocol.LineError]) -> None:
+        """Classify a chunk's lines in order. RECORDs, nearly every line, stay synchronous:
+        one coroutine per chunk, not per line. Every few dozen lines it lets the event loop
+        run, so the COPY of the batch before goes on streaming while this one is parsed."""
+        for n, item in enumerate(items, 1):
+            if n % YIELD_EVERY_LINES == 0:
+                await asyncio.sleep(0)
+            msg = self._take(item)
+            if msg is None:
+                continue
+            assert isinstance(item, bytes)  # a LineError is never a message
+            if msg["type"] == "RECORD":
+                if self._record(msg, item):
+                    await self.writer.cut()
+            else:
+                await self._message(msg, item)
+
+    def _take(self, item: bytes | protocol.LineError) -> dict[str, Any] | None:
+        """Count the line and decode it; None when it is not a message to act on (a violation
+        already recorded, a blank line, anything after DONE)."""
+        tally = self.tally
+        tally.line_no += 1
+        if isinstance(item, protocol.LineError):
+            self.writer.violate(item.kind, item.detail, size=item.size)
+            return None
+        if len(item) < 8 and not item.strip():
+            return None  # blank lines are framing noise, not messages
+        msg = protocol.decode(item)
+        if isinstance(msg, protocol.LineError):
+            if msg.kind == "invalid_json":
+                self._count_unreadable(item)
+            self.writer.violate(msg.kind, msg.detail, item)
+            return None
+        if self.done_seen:
+            if msg["type"] == "RECORD":
+                tally.emitted_total += 1
+                tally.rejected_total += 1
+            self.writer.violate("message_after_done", f"{msg['type']} after DONE", item)
+            return None
+        return msg
+
+    async def _message(self, msg: dict[str, Any], item: bytes) -> None:
+        """Any message but RECORD."""
+        t = msg["type"]
+        err = protocol.check_fields(msg)
+        if err:
+            self.writer.violate(err.kind, err.detail, item)
+            return
+        if t == "STATE":
+            await self._state(msg, item)
+        elif t == "SKIP_RESULT":
+            self.misses.skip(msg, item)
+        elif t == "DETAIL_GAP":
+            self.misses.detail_gap(msg, item)
+        elif t == "DETAIL_COVERAGE":
+            self.misses.detail_coverage(msg, item)
+        elif t == "DETAIL_GAP_RECOVERED":
+            self.misses.recovered(msg)
+        elif t == "DETAIL_GAP_ATTEMPTED":
+            self.misses.attempted(msg)
+        elif t == "PROGRESS":
+            self._progress(msg)
+        elif t == "INTERACTION":
+            await self.on_interaction(msg)
+        elif t == "DONE":
+            self._done(msg)
+
+    def in_scope(self, stream: Any, item: bytes) -> bool:
+        """Whether `stream` was requested; if not, a violation saying why."""
+        if stream in self.scope and self.scope[stream] is not None:
+            return True
+        if isinstance(stream, str) and self.manifest.stream(stream) is not None:
+            self.writer.violate("out_of_scope_stream", f"stream {stream[:64]!r} was not requested", item)
+        else:
+            self.writer.violate("unknown_stream", f"stream {str(stream)[:64]!r} is not in the manifest", item)
+        return False
+
+    def _record(self, msg: dict[str, Any], item: bytes) -> bool:
+        """Take a RECORD; True when it filled the batch. (Nearly every line comes here: locals
+        instead of repeated attribute lookups.)"""
+        tally = self.tally
+        tally.emitted_total += 1
+        tally.seen_records += 1
+        stream = msg.get("stream")
+        pk = self.pk.get(stream) if stream.__class__ is str else None  # in scope iff it has one
+        if pk is None:
+            tally.rejected_total += 1
+            self.in_scope(stream, item)  # says why
+            return False
+        assert isinstance(stream, str)
+        emitted = tally.emitted
+        emitted[stream] = emitted.get(stream, 0) + 1
+        key = protocol.record_key(msg, pk)
+        if isinstance(key, protocol.LineError):
+            tally.rejected_total += 1
+            tally.stream(stream).rejected += 1
+            self.writer.violate(key.kind, key.detail, item)
+            return False
+        # Data PostgreSQL cannot store (U+0000) is rare enough to find when a flush is refused
+        # (Writer._refused); looking for it in every record here would cost more than parsing it.
+        batch = self.writer.batch
+        records = batch.records
+        records[(stream, key)] = (protocol.record_data(msg["data"]), msg.get("op") == "delete", tally.line_no)
+        batch.accepted += 1
+        batch.bytes += len(item)
+        collected = tally.collected
+        collected[stream] = collected.get(stream, 0) + 1
+        tally.last_stream = stream
+        if len(records) == 1:
+            self.writer.batch_started = time.monotonic()
+        return len(records) >= BATCH_RECORDS or batch.bytes >= BATCH_BYTES
+
+    async def _state(self, msg: dict[str, Any], item: bytes) -> None:
+        """STATE: staged, and proven when everything it depends on is (DESIGN §2)."""
+        stream = msg["stream"]
+        if not self.in_scope(stream, item):
+            return
+        cursor_json = protocol.dumps(msg["cursor"])
+        facts = self.tally.facts
+        cp = facts.checkpoints.get(stream)
+        if cp is None:
+            cp = facts.checkpoints[stream] = CheckpointFact(stream=stream)
+        cp.staged += 1
+        reason = self._unproven_reason(stream)
+        if reason:
+            cp.unproven_reason = reason
+            return
+        line_no = self.tally.line_no
+        cp.proven_seq = line_no
+        cp.proven_bytes = len(cursor_json)
+        cp.unproven_reason = None
+        write = CheckpointWrite(
+            stream, line_no, cursor_json.decode(), len(cursor_json), self.tally.snapshot(stream)
+        )
+        # With the flusher idle the checkpoint is written at once, with the records before it.
+        # While it writes, the batch keeps growing and the flusher takes it when done (group
+        # commit): a connector checkpointing every 100 records then costs a transaction per
+        # write, not one per checkpoint.
+        if self.writer.checkpoint(write):
+            await self.writer.cut()
+
+    def _unproven_reason(self, stream: str) -> str | None:
+        """Why a STATE for `stream` cannot be proven now, or None (DESIGN §2)."""
+        facts = self.tally.facts
+        if facts.violation_count:
+            return "after_protocol_violation"
+        if facts.runtime_error:
+            return "runtime_error"
+        gated = self.tally.descendants(stream)
+        own = self.manifest.stream(stream)
+        if own is not None and not own.parents:
+            gated.add(stream)  # a list+detail lane in one stream gates its own checkpoint
+        for child in gated:
+            spec = self.manifest.stream(child)
+            if child not in self.scope or spec is None:
+                continue
+            if spec.coverage_strategy != "parent_detail_accounting":
+                continue
+            cov = self.tally.coverage.get(child)
+            if cov is None or not cov.fact.accounted:
+                return "coverage_unaccounted"
+            if cov.gap_keys is not None and not cov.gap_keys <= self.tally.gap_keys.get(child, set()):
+                return "coverage_gaps_not_reported"
+        return None
+
+    def _progress(self, msg: dict[str, Any]) -> None:
+        """PROGRESS: which stream the connector is on, and its own estimate of the total."""
+        stream = msg.get("stream")
+        if isinstance(stream, str) and stream in self.scope:
+            self.tally.last_stream = stream
+            total = msg.get("total")
+            if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+                self.tally.totals[stream] = total
+
+    def _done(self, msg: dict[str, Any]) -> None:
+        """DONE: the connector's last word, cross-checked against what the runtime saw."""
+        self.done_seen = True
+        facts = self.tally.facts
+        facts.done_status = msg["status"]
+        err = msg.get("error") or {}
+        facts.done_error_code = err.get("code")
+        facts.done_error_retryable = bool(err.get("retryable"))
+        seen = self.tally.seen_records
+        if msg["records_emitted"] != seen:
+            self.writer.violate(
+                "records_emitted_mismatch",
+                f"DONE says {msg['records_emitted']} records, the runtime saw {seen}",
+            )
+        self.on_done()  # the acknowledgement: the connector may now exit
+
+    def _count_unreadable(self, item: bytes) -> None:
+        """An unparseable RECORD still counts as emitted (and rejected); an unparseable STATE
+        still counts as a staged checkpoint of its stream that could not be proven, so the
+        outcome shows the loss instead of quietly committing an older cursor as if current."""
+        head = item[:200]
+        if b'"RECORD"' in head:
+            self.tally.emitted_total += 1
+            self.tally.rejected_total += 1
+        elif b'"STATE"' in head:
+            m = _STREAM_FIELD.search(item[:4096])
+            stream = m.group(1).decode("utf-8", "replace") if m else None
+            if stream in self.scope:
+                assert stream is not None
+                cp = self.tally.facts.checkpoints.setdefault(stream, CheckpointFact(stream=stream))
+                cp.staged += 1
+                cp.unproven_reason = "invalid_state_line"

@@ -1,0 +1,50 @@
+"""`pdpp-orch`: the operator's command line. One module per command group; each command parses
+its options, calls the client side (pdpp_orch.control) and prints.
+
+Exit status: 0 succeeded, 3 partially_completed, 1 failed or cancelled, 2 usage or configuration
+error.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import typer
+
+from pdpp_orch.cli import budget, demo, gaps, interactions, keys, recover, report, runs, schedule, stack
+
+app = typer.Typer(
+    help="Run PDPP connectors as Temporal workflows and tell the truth about every run.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command()(stack.dev)
+app.command()(stack.worker)
+app.command()(stack.migrate)
+app.command()(stack.health)
+app.command()(runs.run)
+app.command()(runs.watch)
+app.command()(interactions.respond)
+app.command()(runs.cancel)
+app.command()(runs.status)
+app.command()(runs.runs)
+app.add_typer(gaps.app, name="gaps")
+app.add_typer(recover.app, name="recover")
+app.command()(budget.budget)
+app.command()(report.report)
+app.add_typer(schedule.app, name="schedule")
+app.command()(demo.demo)
+app.command()(demo.upstream)
+app.command()(keys.keygen)
+app.command("codec-server")(keys.codec_server)
+
+
+def main() -> None:
+    from pdpp_orch.telemetry import configure_logging
+
+    configure_logging(os.environ.get("PDPP_LOG_LEVEL", "WARNING"), os.environ.get("PDPP_LOG_FORMAT", "text"))
+    # platformdirs warns when asked for a runtime dir in a container without XDG_RUNTIME_DIR;
+    # its fallback under /tmp is fine for the embedded stack.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    app()

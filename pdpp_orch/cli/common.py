@@ -1,0 +1,94 @@
+"""What every command shares: its consoles, options, settings, exit codes, and the one way a
+command runs (errors an operator must fix exit 2 with a message, never a traceback)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from pdpp_orch import telemetry
+from pdpp_orch.control import UsageError
+from pdpp_orch.devstack import DevStackError
+from pdpp_orch.manifest import ConfigError
+from pdpp_orch.models import RunStatus
+from pdpp_orch.settings import Settings
+from pdpp_orch.store import SchemaError
+
+# Off a terminal, keep table rows whole instead of wrapping them at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 240)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
+
+EXIT_CODES = {
+    RunStatus.SUCCEEDED: 0,
+    RunStatus.PARTIALLY_COMPLETED: 3,
+    RunStatus.FAILED: 1,
+    RunStatus.CANCELLED: 1,
+}
+
+ConnectorsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--connectors", help="Connector registry TOML [env: PDPP_CONNECTORS; default ./connectors.toml]"
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where the dev stack keeps its data [env: PDPP_DATA_DIR]")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def settings(data_dir: Path | None = None, connectors: Path | None = None) -> Settings:
+    """The environment's settings, with the command's flags over them."""
+    s = Settings()
+    if data_dir is not None:
+        s.data_dir = data_dir
+    if connectors is not None:
+        s.connectors = connectors
+    return s
+
+
+def finish(code: int) -> None:
+    """Exit with `code` once what is still batched has been exported."""
+    telemetry.shutdown()
+    # The Temporal client can crash the interpreter at exit (a known SDK issue): leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def error(message: str) -> None:
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+
+
+def run_async(coro: Coroutine[Any, Any, int]) -> None:
+    """Run a command's coroutine and exit with the status it returns."""
+    try:
+        code = asyncio.run(coro)
+    except (UsageError, ConfigError, DevStackError, SchemaError) as e:
+        error(str(e))
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    finish(code)
+
+
+def default_group(default: str) -> type[TyperGroup]:
+    """A command group whose `default` subcommand runs when no other is named: `gaps NAME`
+    stays `gaps list NAME`, while `gaps list requeue` still reaches a connector named requeue."""
+
+    class DefaultGroup(TyperGroup):
+        def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer vendors click's Context
+            if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+                args = [default, *args]
+            return super().parse_args(ctx, args)
+
+    return DefaultGroup

@@ -1,0 +1,220 @@
+"""`run`, `watch`, `cancel`, `status`, `runs`: starting a run and following it to its outcome."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from temporalio.client import WorkflowFailureError
+
+from pdpp_orch.cli.common import EXIT_CODES, ConnectorsOpt, DataDirOpt, JsonOpt, out, run_async, settings
+from pdpp_orch.cli.common import err as err_console
+from pdpp_orch.cli.progress import watch_run
+from pdpp_orch.cli.show import print_outcome
+from pdpp_orch.control import UsageError
+from pdpp_orch.control import runs as control
+from pdpp_orch.control.connect import connect
+from pdpp_orch.control.stack import command_store, endpoints
+from pdpp_orch.models import RunOutcome
+from pdpp_orch.registry import Registry
+from pdpp_orch.settings import Settings
+from pdpp_orch.store import Interaction, RunRow
+
+RunIdArg = Annotated[str, typer.Argument(help="The run id (also its workflow id).")]
+
+
+def run(
+    name: Annotated[str, typer.Argument(help="Connector name from the registry.")],
+    stream: Annotated[
+        list[str] | None, typer.Option("--stream", help="Only this stream (repeatable).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time: collect from here (time_range.since).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="ISO time: collect until here (time_range.until).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress and wait for the outcome.")] = False,
+    allow_concurrent: Annotated[
+        bool, typer.Option("--allow-concurrent", help="Start even if a run of NAME is in progress.")
+    ] = False,
+    as_json: JsonOpt = False,
+    connectors: ConnectorsOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Start a run of connector NAME. With --wait the exit status tells the outcome:
+    0 succeeded, 3 partially_completed, 1 failed or cancelled, 2 usage/configuration error."""
+    s = settings(data_dir, connectors)
+    run_async(_run(s, name, stream or [], since, until, wait, as_json, allow_concurrent))
+
+
+async def _run(
+    s: Settings,
+    name: str,
+    streams: list[str],
+    since: str | None,
+    until: str | None,
+    wait: bool,
+    as_json: bool,
+    allow_concurrent: bool,
+) -> int:
+    inp = control.new_run(
+        Registry.load(s.connectors),
+        name,
+        streams,
+        since,
+        until,
+        heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
+        allow_concurrent=allow_concurrent,
+    )
+    address, _ = endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    if not allow_concurrent:
+        await control.refuse_concurrent(client, name)
+    handle = await control.start_run(client, s.task_queue, inp)
+    if not wait:
+        if as_json:
+            print(json.dumps({"run_id": inp.run_id}))
+        else:
+            out.print(f"started run {inp.run_id}  (pdpp-orch status {inp.run_id})")
+        return 0
+    err_console.print(f"started run {inp.run_id}")
+    outcome = await watch_run(handle, inp.run_id, err_console, quiet=as_json)
+    return _print(outcome, as_json)
+
+
+def _print(outcome: RunOutcome, as_json: bool) -> int:
+    if as_json:
+        print(outcome.model_dump_json(indent=2))
+    else:
+        print_outcome(outcome)
+    return EXIT_CODES[outcome.status]
+
+
+async def _outcome_or_exit(coro: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
+    try:
+        return await coro
+    except WorkflowFailureError as e:
+        raise UsageError(f"the run's workflow ended without an outcome: {e.cause or e}") from e
+
+
+def watch(run_id: RunIdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """Follow a run until it ends, from its live `progress` query: a bar per stream on a
+    terminal, a plain line every 5 s otherwise, and a note when it waits on its owner. The exit
+    status tells the outcome, as for `run --wait`."""
+    run_async(_watch(settings(data_dir), run_id, as_json))
+
+
+async def _watch(s: Settings, run_id: str, as_json: bool) -> int:
+    address, _ = endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    handle = await control.existing_run(client, run_id)
+    outcome = await _outcome_or_exit(watch_run(handle, run_id, err_console, quiet=as_json))
+    return _print(outcome, as_json)
+
+
+def cancel(
+    run_id: RunIdArg,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the cancelled run's outcome.")] = False,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Cancel a run: the connector's process group is ended, every accepted record stays durable,
+    no checkpoint commits, the outcome says `cancelled`."""
+    run_async(_cancel(settings(data_dir), run_id, wait, as_json))
+
+
+async def _cancel(s: Settings, run_id: str, wait: bool, as_json: bool) -> int:
+    address, _ = endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    handle = await control.cancel_run(client, run_id)
+    if not wait:
+        out.print(f"cancellation of {run_id} requested")
+        return 0
+    return _print(await _outcome_or_exit(handle.result()), as_json)
+
+
+def status(run_id: RunIdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """Show one run from the `runs` table."""
+    run_async(_status(settings(data_dir), run_id, as_json))
+
+
+async def _status(s: Settings, run_id: str, as_json: bool) -> int:
+    _, database = endpoints(s)
+    async with command_store(database) as store:
+        row = await store.runs.get(run_id)
+    if row is None:
+        raise UsageError(f"no run {run_id!r}")
+    if row.outcome is not None:
+        if not as_json:
+            out.print(f"run {run_id} · {row.connector} · {row.trigger.value} · {row.mode.value}")
+        return _print(row.outcome, as_json)
+    if as_json:
+        print(
+            json.dumps({"run_id": run_id, "status": row.status.value, "records_durable": row.records_durable})
+        )
+    else:
+        out.print(f"run {run_id} · {row.status.value} · {row.records_durable:,} records durable so far")
+    return 0
+
+
+def runs(
+    connector: Annotated[str | None, typer.Option("--connector", help="Only this connector.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List recent runs from the `runs` table."""
+    run_async(_runs(settings(data_dir), connector, limit, as_json))
+
+
+async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -> int:
+    _, database = endpoints(s)
+    async with command_store(database) as store:
+        rows = await store.runs.recent(connector, limit)
+        waiting: dict[str, list[Interaction]] = {}
+        for w in await store.interactions.find():
+            waiting.setdefault(w.run_id, []).append(w)
+    if as_json:
+        print(json.dumps([_run_json(r, waiting.get(r.run_id, [])) for r in rows], indent=2, default=str))
+    else:
+        out.print(_runs_table(rows, waiting))
+    return 0
+
+
+def _run_json(r: RunRow, waiting: list[Interaction]) -> dict[str, Any]:
+    if r.outcome is not None:
+        return r.outcome.model_dump(mode="json")
+    return {
+        "run_id": r.run_id,
+        "connector": r.connector,
+        "status": r.status.value,
+        "records_durable": r.records_durable,
+        "waiting_on": [
+            w.model_dump(mode="json", include={"request_id", "kind", "message", "expires_at"})
+            for w in waiting
+        ],
+    }
+
+
+def _runs_table(rows: list[RunRow], waiting: dict[str, list[Interaction]]) -> Table:
+    t = Table("run_id", "connector", "trigger", "status", "needs_retry", "durable", "reason", "started")
+    for r in rows:
+        reason = r.reason or ""
+        if r.outcome is None and r.run_id in waiting:
+            reason = "; ".join(
+                f"{w.kind} until {w.expires_at:%H:%M} UTC: pdpp-orch respond {r.run_id}"
+                for w in waiting[r.run_id]
+            )
+        t.add_row(
+            r.run_id,
+            r.connector,
+            r.trigger.value,
+            r.status.value,
+            "yes" if r.needs_retry else "",
+            f"{r.records_durable:,}",
+            reason,
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    return t

@@ -1,0 +1,177 @@
+"""`dev`, `worker`, `migrate`, `health`: the servers and workers a deployment runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Annotated
+
+import typer
+from aiohttp import web
+from rich.markup import escape
+
+from pdpp_orch import codec_server
+from pdpp_orch.cli.common import EXIT_CODES, ConnectorsOpt, DataDirOpt, err, out, run_async, settings
+from pdpp_orch.cli.progress import watch_run
+from pdpp_orch.cli.show import print_outcome
+from pdpp_orch.codec import EncryptionCodec, Keyring
+from pdpp_orch.control import UsageError
+from pdpp_orch.control.connect import connect
+from pdpp_orch.control.runs import new_run, start_run
+from pdpp_orch.control.stack import endpoints
+from pdpp_orch.control.stack import health as check_health
+from pdpp_orch.devstack import DevStack, Endpoints, free_port
+from pdpp_orch.registry import Registry
+from pdpp_orch.settings import Settings
+from pdpp_orch.store import SCHEMA_VERSION, Store
+from pdpp_orch.worker import run_worker
+
+
+def stop_event() -> asyncio.Event:
+    """Set on SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def dev(
+    data_dir: DataDirOpt = None,
+    connectors: ConnectorsOpt = None,
+    sync: Annotated[
+        list[str] | None, typer.Option("--sync", help="Run this connector once the stack is up (repeatable).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Stop after the --sync runs instead of serving.")
+    ] = False,
+    temporal_port: Annotated[int, typer.Option(help="Preferred Temporal port.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Preferred web UI port.")] = 8233,
+) -> None:
+    """Start Temporal (with its web UI), PostgreSQL and a worker; serve until Ctrl-C.
+
+    Nothing embedded starts when TEMPORAL_ADDRESS and PDPP_DATABASE_URL are set: then this is
+    a worker against those servers (plus the --sync runs).
+    """
+    s = settings(data_dir, connectors)
+    run_async(_dev(s, sync or [], once, temporal_port, ui_port))
+
+
+async def _loopback_codec_server(ui_port: int) -> tuple[str, web.AppRunner] | None:
+    """With a key configured, a loopback codec server for the dev UI (its URL and runner)."""
+    keyring = Keyring.from_env()
+    if keyring is None:
+        return None
+    port = free_port(8888)
+    # The dev UI is served from loopback and calls the codec from the browser without a token.
+    origins = [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"]
+    runner = await codec_server.serve(EncryptionCodec(keyring), None, origins, "127.0.0.1", port)
+    return f"http://127.0.0.1:{port}", runner
+
+
+async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_port: int) -> int:
+    registry = Registry.load(s.connectors)
+    for name in sync:
+        registry.get(name).load_manifest()
+    stack: DevStack | None = None
+    codec: tuple[str, web.AppRunner] | None = None
+    if s.temporal_address and s.database_url:
+        ep = Endpoints(s.temporal_address, "(external)", s.database_url, os.getpid())
+    else:
+        if s.temporal_address or s.database_url:
+            raise UsageError("set both TEMPORAL_ADDRESS and PDPP_DATABASE_URL, or neither")
+        ui_port = free_port(ui_port)
+        codec = await _loopback_codec_server(ui_port)
+        stack = DevStack(
+            s.data_dir,
+            temporal_port=temporal_port,
+            ui_port=ui_port,
+            codec_endpoint=codec[0] if codec else None,
+        )
+        err.print(f"starting the dev stack in {s.data_dir} …")
+        ep = await asyncio.to_thread(stack.start)
+        if codec:
+            err.print(f"payloads are encrypted; the web UI decrypts them through {codec[0]}")
+    try:
+        return await _serve(s, ep, registry, sync, once)
+    finally:
+        if stack is not None:
+            err.print("stopping the dev stack …")
+            await asyncio.to_thread(stack.stop)
+        if codec is not None:
+            await codec[1].cleanup()
+
+
+async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str], once: bool) -> int:
+    """A worker on the stack, the --sync runs, then serve until stopped."""
+    stop = stop_event()
+    client = await connect(ep.temporal_address, s.temporal_namespace, wait_s=60)
+    worker = asyncio.create_task(run_worker(client, ep.database_url, s.task_queue, s.connectors, stop))
+    out.print(f"Temporal web UI : {ep.ui_url}")
+    out.print(f"Temporal address: {ep.temporal_address}  (TEMPORAL_ADDRESS)")
+    out.print(f"Database URL    : {ep.database_url}  (PDPP_DATABASE_URL)")
+    out.print(f"Task queue      : {s.task_queue}")
+    code = 0
+    for name in sync:
+        inp = new_run(registry, name, [], heartbeat_timeout_seconds=s.heartbeat_timeout_seconds)
+        handle = await start_run(client, s.task_queue, inp)
+        err.print(f"started run {inp.run_id}")
+        outcome = await watch_run(handle, inp.run_id, err, quiet=False)
+        print_outcome(outcome)
+        code = max(code, EXIT_CODES[outcome.status])
+    if once:
+        stop.set()
+    else:
+        err.print("serving; Ctrl-C to stop")
+    await stop.wait()
+    await worker
+    return code
+
+
+def migrate(data_dir: DataDirOpt = None) -> None:
+    """Create or migrate the record store's schema (idempotent), as the database owner. Workers
+    and the CLI do this themselves unless PDPP_APPLY_SCHEMA=0, which a least-privilege role
+    needs (deploy/postgres/worker-role.sql)."""
+    run_async(_migrate(settings(data_dir)))
+
+
+async def _migrate(s: Settings) -> int:
+    _, database = endpoints(s)
+    store = await Store.connect(database, max_size=1, apply_schema=True)
+    await store.close()
+    out.print(f"record store schema at v{SCHEMA_VERSION}")
+    return 0
+
+
+def health(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each server.")] = 5.0,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Exit 0 when Temporal and PostgreSQL answer (for container liveness/readiness probes),
+    1 with the reason otherwise."""
+    run_async(_health(settings(data_dir), timeout))
+
+
+async def _health(s: Settings, wait_s: float) -> int:
+    problems = await check_health(s, wait_s)
+    for p in problems:
+        err.print(f"[red]unhealthy:[/red] {escape(p)}", highlight=False)
+    if not problems:
+        out.print("ok: Temporal and PostgreSQL answer")
+    return 1 if problems else 0
+
+
+def worker(connectors: ConnectorsOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Run just a worker (against TEMPORAL_ADDRESS/PDPP_DATABASE_URL or the running dev stack)."""
+    run_async(_worker(settings(data_dir, connectors)))
+
+
+async def _worker(s: Settings) -> int:
+    address, database = endpoints(s)
+    stop = stop_event()
+    # A worker started beside its server (compose, a pod) waits for it to come up.
+    client = await connect(address, s.temporal_namespace, wait_s=60)
+    err.print(f"worker on {address}, task queue {s.task_queue}; Ctrl-C to stop")
+    await run_worker(client, database, s.task_queue, s.connectors, stop)
+    return 0

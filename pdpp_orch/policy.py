@@ -1,0 +1,258 @@
+"""Retry and terminal policy, in one place (DESIGN §1 option D, §2).
+
+Pure functions, no I/O and no clock of their own, so workflows may import them and tests can
+check them table by table. The store only applies the decisions made here:
+
+- when a group of gaps may be retried (the upstream's own signal first, else the connector's
+  back-off for that recovery class), what a hint covers and what it costs;
+- what a recovery attempt does to each gap it was served (recovered, pending again, terminal);
+- which checkpoints a run may commit, and what kind of miss a lost one is;
+- how long a recovery that made no progress waits before it tries again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pdpp_orch.models import (
+    CollectFacts,
+    GapKind,
+    GapStatus,
+    HintScope,
+    RecoveryClass,
+    ResourceRef,
+    RetryHint,
+    StreamCommit,
+    TimeRange,
+)
+
+# A gap whose recovery never progresses is quarantined (terminal) after this many attempts;
+# one that turned permanent (404/410/401/403) after the manifest's max_recovery_attempts.
+MAX_NO_PROGRESS = 8
+# Without an upstream signal, a recovery round that recovered nothing waits this long,
+# doubling, capped.
+IDLE_BACKOFF = timedelta(minutes=5)
+IDLE_BACKOFF_CAP = timedelta(hours=6)
+# Gaps stored without a stream (a whole-run miss) use this stream name.
+NO_STREAM = "*"
+RETRYABLE_CLASSES = frozenset(c for c in RecoveryClass if c.runtime_retryable)
+
+
+# -- back-off -------------------------------------------------------------------------------
+
+
+class ClassPolicy(BaseModel):
+    """Back-off of one recovery class: `base_seconds` × `factor`^(attempt-1), capped."""
+
+    # Strict: `true` is not 1 second, and infinities are not a policy.
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
+
+    base_seconds: float = Field(gt=0)
+    factor: float = Field(default=2.0, ge=1.0)
+    cap_seconds: float = Field(gt=0)
+
+
+class RetryPolicy(BaseModel):
+    """`[connectors.NAME.retry]`: back-off per recovery class when the upstream gives no signal."""
+
+    provider_pressure: ClassPolicy = ClassPolicy(base_seconds=900, cap_seconds=24 * 3600)
+    transient: ClassPolicy = ClassPolicy(base_seconds=300, cap_seconds=6 * 3600)
+
+    model_config = {"extra": "forbid"}
+
+    def delay(self, cls: RecoveryClass, attempt: int) -> timedelta:
+        """How long to wait before retry number `attempt` (1-based) of a gap of class `cls`."""
+        p = self.provider_pressure if cls is RecoveryClass.PROVIDER_PRESSURE else self.transient
+        seconds = p.base_seconds
+        for _ in range(max(0, attempt - 1)):
+            if seconds >= p.cap_seconds:
+                break  # capped already: never multiply towards an overflow
+            seconds *= p.factor
+        return timedelta(seconds=min(seconds, p.cap_seconds))
+
+
+def not_before(
+    now: datetime, signalled: datetime | None, policy: RetryPolicy, cls: RecoveryClass, attempt: int
+) -> datetime:
+    """The upstream's own signal wins; otherwise the policy's back-off from `now`."""
+    if signalled is not None:
+        return signalled
+    return now + policy.delay(cls, attempt)
+
+
+def idle_backoff(idle_rounds: int) -> timedelta:
+    """How long a recovery waits after its `idle_rounds`-th round in a row without progress."""
+    wait: timedelta = IDLE_BACKOFF * 2 ** (idle_rounds - 1)
+    return min(wait, IDLE_BACKOFF_CAP)
+
+
+# -- hints ----------------------------------------------------------------------------------
+
+
+def hint_id(run_id: str, stream: str, kind: str, reason: str) -> str:
+    """A stable id for the hint of one group of gaps found by one run."""
+    h = hashlib.sha256("\x1f".join((run_id, stream, kind, reason)).encode())
+    return "hint_" + h.hexdigest()[:20]
+
+
+def requeue_hint_id(gap_id: str, nonce: str) -> str:
+    """The hint of a gap requeued by hand: its own, and a new one at every requeue, so no two
+    recoveries of requeued gaps ever share a hint (or the run ids made from it)."""
+    h = hashlib.sha256(f"{gap_id}\x1f{nonce}".encode())
+    return "hint_rq" + h.hexdigest()[:18]
+
+
+@dataclass(frozen=True)
+class GapGroup:
+    """Open gaps that one retry hint covers: one stream, kind and reason."""
+
+    stream: str
+    kind: GapKind
+    reason: str
+    recovery_class: RecoveryClass
+    count: int
+    not_before: datetime | None
+    attempts: int
+    ranges: tuple[str, ...] = ()
+    max_days: int | None = None
+
+
+def parse_day(value: str) -> date:
+    """A `time_range` bound (a date or an ISO datetime) as a date."""
+    return date.fromisoformat(value[:10])
+
+
+def split_range(since: date, until: date, max_days: int) -> list[TimeRange]:
+    """Cut [since, until] (inclusive days) into consecutive chunks of at most `max_days`."""
+    if max_days < 1:
+        raise ValueError("max_days must be at least 1")
+    chunks: list[TimeRange] = []
+    start = since
+    while start <= until:
+        end = min(until, start + timedelta(days=max_days - 1))
+        chunks.append(TimeRange(since=start.isoformat(), until=end.isoformat()))
+        start = end + timedelta(days=1)
+    return chunks
+
+
+def _range_chunks(g: GapGroup) -> list[TimeRange]:
+    chunks: list[TimeRange] = []
+    for subject in g.ranges:
+        tr = TimeRange.model_validate_json(subject)
+        if tr.since and tr.until:
+            days = g.max_days or (parse_day(tr.until) - parse_day(tr.since)).days + 1
+            chunks += split_range(parse_day(tr.since), parse_day(tr.until), days)
+        else:
+            chunks.append(tr)
+    return chunks
+
+
+def hint_for(
+    hid: str, g: GapGroup, retry: RetryPolicy, cost_per_item: int, now: datetime, max_attempts: int
+) -> RetryHint:
+    """The retry hint of one group of gaps: when, what scope, how much."""
+    attempt = g.attempts + 1
+    scope = HintScope(stream=None if g.stream == NO_STREAM else g.stream)
+    cost = 1
+    if g.kind is GapKind.ITEM:
+        scope.include_resources = ResourceRef(count=g.count, ref=f"gaps?hint_id={hid}")
+        cost = g.count * cost_per_item
+    elif g.kind is GapKind.RANGE:
+        scope.time_ranges = _range_chunks(g)
+        cost = len(scope.time_ranges)
+    return RetryHint(
+        hint_id=hid,
+        reason=g.reason,
+        recovery_class=g.recovery_class,
+        not_before=not_before(now, g.not_before, retry, g.recovery_class, attempt),
+        scope=scope,
+        gap_count=g.count,
+        estimated_cost=cost,
+        attempt=attempt,
+        max_attempts=max_attempts,
+    )
+
+
+# -- settling what a recovery run was served -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedGap:
+    """What settling needs to know of one gap a recovery run was served."""
+
+    gap_id: str
+    recovery_class: RecoveryClass
+    attempts: int
+    has_locator: bool
+    seen_again: bool = False  # the run reported it missing again
+
+
+@dataclass(frozen=True)
+class Settlement:
+    gap_id: str
+    status: GapStatus
+    attempts: int
+    terminal_reason: str | None = None
+
+
+def settle(
+    gap: ServedGap, reason: str, run_clean: bool, max_attempts: int, max_no_progress: int
+) -> Settlement:
+    """What a recovery attempt did to one gap still leased after its run (those the connector
+    recovered were closed during the run). A resource gap (no locator) that a clean run neither
+    reported again nor failed on is recovered. Every other one used an attempt: it is pending
+    again, or terminal — `permanent:REASON` once it is no longer runtime-retryable (it turned
+    404/410/401/403) after `max_attempts`, `quarantined` after `max_no_progress`."""
+    if run_clean and not gap.has_locator and not gap.seen_again:
+        return Settlement(gap.gap_id, GapStatus.RECOVERED, gap.attempts)
+    attempts = gap.attempts + 1
+    if gap.recovery_class not in RETRYABLE_CLASSES and attempts >= max_attempts:
+        return Settlement(gap.gap_id, GapStatus.TERMINAL, attempts, f"permanent:{reason}")
+    if attempts >= max_no_progress:
+        return Settlement(gap.gap_id, GapStatus.TERMINAL, attempts, "quarantined")
+    return Settlement(gap.gap_id, GapStatus.PENDING, attempts)
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+def checkpoint_gap_class(c: StreamCommit) -> RecoveryClass:
+    """A cursor too large for the cap needs the owner to raise it; a coverage that does not
+    add up is the connector's bug; anything else may clear on a retry from the committed cursor."""
+    if c.reason == "state_too_large":
+        return RecoveryClass.OWNER_ACTION
+    if c.reason and c.reason.startswith("coverage_"):
+        return RecoveryClass.CONNECTOR_DEFECT
+    return RecoveryClass.TRANSIENT
+
+
+def why_not_committed(stream: str, facts: CollectFacts, strict: bool) -> str | None:
+    """Why `stream`'s checkpoint of this run may not commit, or None if its proven one may.
+    A cancelled run commits nothing; under `pdpp_strict` a run that did not end cleanly
+    commits nothing either, but for the siblings of a certified stream-scoped failure."""
+    cp = facts.checkpoints[stream]
+    if facts.cancelled:
+        return "cancelled"
+    clean = facts.done_status == "succeeded" and not facts.violated and not facts.runtime_error
+    if strict and not clean:
+        failed = certified_failed_streams(facts)
+        if failed is None or stream in failed:
+            return "pdpp_strict_run_failed"
+    if cp.proven_seq is None:
+        return cp.unproven_reason or "unproven"
+    return None
+
+
+def certified_failed_streams(facts: CollectFacts) -> set[str] | None:
+    """The reference runtime's certified stream-scoped failure: DONE.error.code
+    `stream_collection_failed` plus a matching SKIP_RESULT commits the siblings."""
+    if facts.done_error_code != "stream_collection_failed":
+        return None
+    failed = {
+        name for name, sf in facts.streams.items() if sf.skipped_by_reason.get("stream_collection_failed")
+    }
+    return failed or None

@@ -1,0 +1,43 @@
+"""The PDPP connector wire protocol: framing, decoding and classification of each line.
+
+Pure functions and small classes, no I/O, so the reader loop can be fuzzed and unit-tested.
+Every line ends up either as an accepted message or as a `LineError` with a kind:
+
+- framing.py: lines out of a byte stream, bounded in length
+- decoding.py: one line into a message; JSON written back exactly
+- records.py: a RECORD's key against the manifest's primary key
+- checks.py: the fields of every other message type
+- misses.py: recovery hints, recovery classes, the upstream's wait signal
+"""
+
+from pdpp_orch.protocol.checks import check_fields, count_or_len
+from pdpp_orch.protocol.decoding import MAX_NESTING, MESSAGE_TYPES, contains_nul, decode, dumps, record_data
+from pdpp_orch.protocol.framing import LineError, LineSplitter
+from pdpp_orch.protocol.misses import (
+    MAX_RETRY_AFTER_S,
+    RECOVERY_ACTIONS,
+    parse_recovery_hint,
+    recovery_class,
+    retry_after_seconds,
+)
+from pdpp_orch.protocol.records import record_key, strict_record
+
+__all__ = [
+    "MAX_NESTING",
+    "MAX_RETRY_AFTER_S",
+    "MESSAGE_TYPES",
+    "RECOVERY_ACTIONS",
+    "LineError",
+    "LineSplitter",
+    "check_fields",
+    "contains_nul",
+    "count_or_len",
+    "decode",
+    "dumps",
+    "parse_recovery_hint",
+    "record_data",
+    "record_key",
+    "recovery_class",
+    "retry_after_seconds",
+    "strict_record",
+]

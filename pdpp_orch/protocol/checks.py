@@ -1,0 +1,125 @@
+"""Field checks of every message type but RECORD (checked by records.record_key): a table of
+the typed fields each type may carry, plus the few rules a type check cannot say."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from pdpp_orch.protocol.decoding import NUL_ESCAPE, dumps
+from pdpp_orch.protocol.framing import LineError
+
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # fullmatch: `$` also matches before a \n
+
+Types = type | tuple[type, ...]
+# type -> field -> (accepted types, required)
+FIELDS: dict[str, dict[str, tuple[Types, bool]]] = {
+    "STATE": {"stream": (str, True)},
+    "SKIP_RESULT": {
+        "stream": (str, False),
+        "reason": (str, False),
+        "message": (str, False),
+        "resource_ids": (list, False),
+        "time_range": (dict, False),
+        "diagnostics": (dict, False),
+    },
+    "DETAIL_GAP": {
+        "stream": (str, True),
+        "parent_stream": (str, False),
+        "reason": (str, False),
+        "retryable": (bool, False),
+        "detail_locator": ((dict, str), False),
+        "gap_id": (str, False),
+        "record_key": ((str, list), False),
+    },
+    "DETAIL_COVERAGE": {"stream": (str, True), "state_stream": (str, False)},
+    "DETAIL_GAP_RECOVERED": {"gap_id": (str, True), "stream": (str, True)},
+    "DETAIL_GAP_ATTEMPTED": {"gap_id": (str, True), "stream": (str, True)},
+    "PROGRESS": {"message": (str, False)},
+    "INTERACTION": {"request_id": (str, True), "kind": (str, True)},
+}
+
+
+def _typed(t: str, msg: dict[str, Any]) -> list[str]:
+    problems = []
+    for field, (types, required) in FIELDS.get(t, {}).items():
+        v = msg.get(field)
+        if v is None:
+            if required:
+                problems.append(f"{t}.{field} is required")
+        elif not isinstance(v, types) or (isinstance(v, bool) and bool not in _as_tuple(types)):
+            problems.append(f"{t}.{field} has the wrong type")
+    return problems
+
+
+def _state(msg: dict[str, Any]) -> list[str]:
+    if "cursor" not in msg:
+        return ["STATE.cursor is required"]
+    if msg["cursor"] is not None and not isinstance(msg["cursor"], dict):
+        return ["STATE.cursor must be an object or null"]
+    return []
+
+
+def _coverage(msg: dict[str, Any]) -> list[str]:
+    problems = []
+    for f in ("required_keys", "hydrated_keys", "gap_keys"):
+        v = msg.get(f)
+        if v is not None and not isinstance(v, list) and not _is_count(v):
+            problems.append(f"DETAIL_COVERAGE.{f} must be a list of keys or a count")
+    if msg.get("required_keys") is None:
+        problems.append("DETAIL_COVERAGE.required_keys is required")
+    return problems
+
+
+def _done(msg: dict[str, Any]) -> list[str]:
+    problems = []
+    if msg.get("status") not in ("succeeded", "failed", "cancelled"):
+        problems.append("DONE.status must be succeeded, failed or cancelled")
+    if not _is_count(msg.get("records_emitted")):
+        problems.append("DONE.records_emitted must be a non-negative integer")
+    err = msg.get("error")
+    if err is not None and not isinstance(err, dict):
+        problems.append("DONE.error must be an object")
+    elif err is not None:
+        code = err.get("code")
+        if code is not None and not (isinstance(code, str) and _ERROR_CODE.fullmatch(code)):
+            problems.append("DONE.error.code must be snake_case, at most 64 characters")
+    return problems
+
+
+RULES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "STATE": _state,
+    "DETAIL_COVERAGE": _coverage,
+    "DONE": _done,
+}
+
+
+def check_fields(msg: dict[str, Any]) -> LineError | None:
+    """Why a non-RECORD message is malformed (`schema_invalid`), or None."""
+    t = msg["type"]
+    problems = _typed(t, msg)
+    if t in RULES:
+        problems += RULES[t](msg)
+    if not problems and NUL_ESCAPE.search(dumps(msg)):
+        problems.append(f"{t} contains \\u0000, which PostgreSQL text and jsonb cannot store")
+    if problems:
+        return LineError("schema_invalid", "; ".join(problems))
+    return None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _as_tuple(types: Types) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def count_or_len(value: Any) -> int:
+    """A DETAIL_COVERAGE key field as a number: its length if a list, itself if a count."""
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return 0

@@ -1,0 +1,121 @@
+"""The record store and run ledger on PostgreSQL (asyncpg). All SQL of the project lives in
+this package, one module per aggregate; `Store` holds one of each over a shared pool:
+
+- `records`: the flush (records.py, with batch.py and the COPY codec in copydata.py)
+- `runs`: the run ledger, spine events, quarantined lines (runs.py)
+- `state`: committed cursors and resume points (state.py)
+- `gaps`, `hints`, `leases`: the gap ledger, as misses, as retry hints, as leases (gaps.py,
+  hints.py, leases.py)
+- `interactions`, `locks`, `reports` (interactions.py, locks.py, reports.py)
+
+Writes are set-based: a flush is one transaction of COPY (into `records`, or a staging table
+and one upsert), the ledger rows and the checkpoint the flushed records prove (DESIGN §2, §6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from typing import Any
+
+import asyncpg
+
+from pdpp_orch.store import schema
+from pdpp_orch.store.batch import CheckpointWrite, Flush, FlushResult, QuarantineRow, RefusedRecord
+from pdpp_orch.store.gaps import Gap, GapStore, NewGap
+from pdpp_orch.store.hints import HintGaps, HintStore
+from pdpp_orch.store.interactions import Interaction, InteractionStore
+from pdpp_orch.store.leases import LeaseStore, ServedGap
+from pdpp_orch.store.locks import LockStore
+from pdpp_orch.store.records import RecordStore, StaleAttemptError
+from pdpp_orch.store.reports import ReportRows, ReportStore
+from pdpp_orch.store.runs import QuarantinedLine, RunRow, RunStore, SpineEvent
+from pdpp_orch.store.schema import SCHEMA_VERSION, SchemaError
+from pdpp_orch.store.state import StateStore
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CheckpointWrite",
+    "Flush",
+    "FlushResult",
+    "Gap",
+    "HintGaps",
+    "Interaction",
+    "NewGap",
+    "QuarantineRow",
+    "QuarantinedLine",
+    "RefusedRecord",
+    "ReportRows",
+    "RunRow",
+    "SchemaError",
+    "ServedGap",
+    "SpineEvent",
+    "StaleAttemptError",
+    "Store",
+    "ping",
+]
+
+SOCKET_BUFFER_BYTES = 8 << 20
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """A connection whose socket buffers a whole batch: a COPY then streams into PostgreSQL
+    while the collector parses the next batch, instead of a socketful at a time between the
+    collector's lines."""
+    conn: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
+    transport = getattr(conn, "_transport", None)  # asyncpg keeps its socket private
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):  # the kernel caps it at net.core.wmem_max
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    return conn
+
+
+def _apply_schema_default() -> bool:
+    return os.environ.get("PDPP_APPLY_SCHEMA", "1").strip().lower() not in ("0", "false", "no")
+
+
+class Store:
+    """Typed access to the record store; construct with `Store.connect(dsn)`."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+        self.records = RecordStore(pool)
+        self.runs = RunStore(pool)
+        self.state = StateStore(pool)
+        self.gaps = GapStore(pool)
+        self.hints = HintStore(pool)
+        self.leases = LeaseStore(pool)
+        self.interactions = InteractionStore(pool)
+        self.locks = LockStore(pool)
+        self.reports = ReportStore(pool)
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, apply_schema: bool | None = None
+    ) -> Store:
+        """A pool on `dsn`, with the schema applied, or (`apply_schema` False; default: the
+        environment's PDPP_APPLY_SCHEMA, on unless `0`) only checked to be the version this
+        code needs, for a least-privilege role that cannot run DDL."""
+        if apply_schema is None:
+            apply_schema = _apply_schema_default()
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, connect=_connect)
+        try:
+            await (schema.apply(pool) if apply_schema else schema.check(pool))
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+async def ping(dsn: str, wait_s: float) -> None:
+    """Raise unless PostgreSQL at `dsn` answers a query within `wait_s` seconds."""
+    conn = await asyncpg.connect(dsn, timeout=wait_s)
+    try:
+        await conn.fetchval("SELECT 1", timeout=wait_s)
+    finally:
+        await conn.close()

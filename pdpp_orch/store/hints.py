@@ -1,0 +1,143 @@
+"""Retry hints in the ledger: which gaps each hint owns, and the groups new hints are planned
+from (pdpp_orch.policy turns a group into a hint)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from pdpp_orch import policy
+from pdpp_orch.models import GapKind, GapStatus, RecoveryClass
+from pdpp_orch.store.common import OPEN, RETRYABLE, affected
+
+_PENDING = GapStatus.PENDING.value
+_RECOVERED = GapStatus.RECOVERED.value
+
+
+class HintGaps(BaseModel):
+    """A retry hint that still owns open gaps, with its gaps counted by status."""
+
+    hint_id: str
+    stream: str
+    reason: str
+    run_id: str
+    open: int
+    recovered: int
+    terminal: int
+
+
+class RequeuedGap(BaseModel):
+    connector: str
+    hint_id: str
+    last_seen_run_id: str
+
+
+_GROUPS = f"""
+SELECT stream, kind, reason, recovery_class, count(*) AS n, max(not_before) AS not_before,
+       max(attempts) AS attempts,
+       array_agg(subject ORDER BY subject) FILTER (WHERE kind = '{GapKind.RANGE.value}') AS ranges,
+       max((locator->>'max_days')::int) FILTER (WHERE kind = '{GapKind.RANGE.value}') AS max_days
+FROM gaps
+WHERE connector = $1 AND {{where}} AND ($3::text[] IS NULL OR recovery_class = ANY($3::text[]))
+  AND attempts < $4
+GROUP BY stream, kind, reason, recovery_class
+ORDER BY stream, kind, reason
+"""
+
+
+def _group(r: Any) -> policy.GapGroup:
+    return policy.GapGroup(
+        stream=r["stream"],
+        kind=GapKind(r["kind"]),
+        reason=r["reason"],
+        recovery_class=RecoveryClass(r["recovery_class"]),
+        count=int(r["n"]),
+        not_before=r["not_before"],
+        attempts=int(r["attempts"]),
+        ranges=tuple(r["ranges"] or ()),
+        max_days=r["max_days"],
+    )
+
+
+class HintStore:
+    """The `gaps` table, by the hints that own its rows."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    # -- hints --------------------------------------------------------------------------------
+
+    async def groups_found_by(self, connector: str, run_id: str, max_attempts: int) -> list[policy.GapGroup]:
+        """The pending, runtime-retryable gaps last seen by `run_id` and owned by no hint yet,
+        one group per hint to be."""
+        where = f"last_seen_run_id = $2 AND status = '{_PENDING}' AND hint_id IS NULL"
+        rows = await self.pool.fetch(_GROUPS.format(where=where), connector, run_id, RETRYABLE, max_attempts)
+        return [_group(r) for r in rows]
+
+    async def hint_group(
+        self, connector: str, hint_id: str, max_attempts: int, *, retryable_only: bool = True
+    ) -> policy.GapGroup | None:
+        """The open gaps of an existing hint, as the group it was planned from (with
+        `retryable_only` False, whatever their recovery class: a gap requeued by hand)."""
+        where = f"hint_id = $2 AND status IN ({OPEN})"
+        classes = RETRYABLE if retryable_only else None
+        row = await self.pool.fetchrow(_GROUPS.format(where=where), connector, hint_id, classes, max_attempts)
+        return _group(row) if row else None
+
+    async def assign_hints(
+        self, connector: str, run_id: str, hints: list[tuple[str, policy.GapGroup]]
+    ) -> None:
+        """Tie each group's gaps to its hint, so the hint can refer to them by id."""
+        await self.pool.executemany(
+            "UPDATE gaps SET hint_id = $3 WHERE connector = $1 AND last_seen_run_id = $2 "
+            f"AND stream = $4 AND kind = $5 AND reason = $6 AND status = '{_PENDING}' AND hint_id IS NULL",
+            [(connector, run_id, hid, g.stream, g.kind.value, g.reason) for hid, g in hints],
+        )
+
+    async def adopt(self, connector: str, run_id: str, hint_id: str) -> int:
+        """Give the gaps a recovery run found and no hint owns to the hint it was executing."""
+        return affected(
+            await self.pool.execute(
+                "UPDATE gaps SET hint_id = $3 WHERE connector = $1 AND last_seen_run_id = $2 "
+                f"AND hint_id IS NULL AND status = '{_PENDING}'",
+                connector,
+                run_id,
+                hint_id,
+            )
+        )
+
+    async def open_hints(self, connector: str) -> list[HintGaps]:
+        """The hints that still own open gaps, with counts by status."""
+        rows = await self.pool.fetch(
+            "SELECT hint_id, min(stream) AS stream, min(reason) AS reason, min(last_seen_run_id) AS run_id, "
+            f"count(*) FILTER (WHERE status IN ({OPEN})) AS open, "
+            f"count(*) FILTER (WHERE status = '{_RECOVERED}') AS recovered, "
+            f"count(*) FILTER (WHERE status = '{GapStatus.TERMINAL.value}') AS terminal "
+            "FROM gaps WHERE connector = $1 AND hint_id IS NOT NULL GROUP BY hint_id "
+            f"HAVING count(*) FILTER (WHERE status IN ({OPEN})) > 0 ORDER BY hint_id",
+            connector,
+        )
+        return [HintGaps.model_validate(dict(r)) for r in rows]
+
+    async def hint_subjects(self, connector: str, hint_id: str) -> list[str]:
+        """The ids a hint's `include_resources` refers to (still open)."""
+        rows = await self.pool.fetch(
+            f"SELECT subject FROM gaps WHERE connector = $1 AND hint_id = $2 AND status IN ({OPEN}) "
+            "ORDER BY subject",
+            connector,
+            hint_id,
+        )
+        return [r["subject"] for r in rows]
+
+    async def requeue(self, gap_id: str, hint_id: str) -> RequeuedGap | None:
+        """Give a terminal (or stuck) gap a fresh start: pending, no attempts, hint `hint_id`."""
+        row = await self.pool.fetchrow(
+            f"UPDATE gaps SET status = '{_PENDING}', attempts = 0, terminal_reason = NULL, lease_id = NULL, "
+            "hint_id = $2, not_before = NULL, updated_at = now() "
+            "WHERE gap_id = $1 RETURNING connector, hint_id, last_seen_run_id",
+            gap_id,
+            hint_id,
+        )
+        return RequeuedGap.model_validate(dict(row)) if row else None

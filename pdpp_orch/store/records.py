@@ -1,0 +1,215 @@
+"""The record store: one transaction per batch that COPYs its records in, with the gaps,
+quarantined lines and checkpoints that came with them (DESIGN §2, §6)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import asyncpg
+import orjson
+
+from pdpp_orch import protocol, telemetry
+from pdpp_orch.store import copydata, gaps
+from pdpp_orch.store.batch import Flush, FlushResult, RefusedRecord
+from pdpp_orch.store.common import INSERT_SPINE
+
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS records_stage (
+    connector text, stream text, key text, data jsonb, deleted boolean,
+    first_run_id text, last_run_id text
+) ON COMMIT DELETE ROWS
+"""
+
+_UPSERT_RECORDS = """
+INSERT INTO records AS r (connector, stream, key, data, deleted, first_run_id, last_run_id)
+SELECT connector, stream, key, data, deleted, first_run_id, last_run_id FROM records_stage
+ON CONFLICT (connector, stream, key) DO UPDATE SET
+    data = CASE WHEN EXCLUDED.deleted THEN r.data ELSE EXCLUDED.data END,
+    deleted = EXCLUDED.deleted,
+    last_run_id = EXCLUDED.last_run_id,
+    updated_at = now()
+"""
+
+_INSERT_QUARANTINE = """
+INSERT INTO quarantine (run_id, attempt, line_no, kind, detail, line_bytes, excerpt)
+SELECT $1, $2, q.line_no, q.kind, q.detail, q.line_bytes, q.excerpt
+FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[])
+     AS q(line_no, kind, detail, line_bytes, excerpt)
+ON CONFLICT DO NOTHING
+"""
+
+_UPSERT_RUN_CHECKPOINT = """
+INSERT INTO run_checkpoints (run_id, stream, seq, cursor, cursor_bytes, facts)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb)
+ON CONFLICT (run_id, stream) DO UPDATE SET
+    seq = EXCLUDED.seq, cursor = EXCLUDED.cursor, cursor_bytes = EXCLUDED.cursor_bytes,
+    facts = EXCLUDED.facts, written_at = now()
+"""
+
+# The last statement of a flush, and its fencing token: an attempt older than the run's current
+# one updates nothing, and its whole batch is rolled back.
+_RUN_PROGRESS = """
+UPDATE runs SET records_emitted = $2, records_durable = $3, progress = $4::jsonb, attempt = $5
+WHERE run_id = $1 AND attempt <= $5
+RETURNING 1
+"""
+
+
+class StaleAttemptError(Exception):
+    """A collect attempt tried to write after a newer attempt of its run had started."""
+
+
+class RecordStore:
+    """The `records` table and everything a flush writes with it."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def flush(
+        self,
+        connector: str,
+        run_id: str,
+        attempt: int,
+        batch: Flush,
+        progress: dict[str, Any],
+        *,
+        try_copy: bool = False,
+    ) -> FlushResult:
+        """Write one batch, its gaps, quarantined lines and the checkpoints it proves, atomically.
+
+        With `try_copy`, records are first COPYed straight into `records` (the fast path for
+        keys never seen before); a key that exists makes that attempt roll back to a savepoint
+        and the batch goes through staging + upsert instead (FlushResult.conflicted)."""
+        started = time.monotonic()
+        batch.seal(connector, run_id)
+        with telemetry.span("pdpp.flush", connector=connector, rows=batch.rows, bytes=batch.bytes) as sp:
+            async with self.pool.acquire() as conn, conn.transaction():
+                result = FlushResult(gaps_recovered=0)
+                if batch.rows:
+                    result = await _write_records(conn, connector, run_id, batch, try_copy)
+                result.gaps_recovered = await _write_ledger(conn, connector, run_id, attempt, batch)
+                await _write_checkpoints(conn, run_id, batch, result)
+                await _write_spine(conn, connector, run_id, batch)
+                await _fence(conn, run_id, attempt, progress)
+            sp.set_attribute("conflicted", result.conflicted)
+        elapsed = time.monotonic() - started
+        attrs = {"connector": connector}
+        telemetry.flush_latency.record(elapsed, attrs)
+        if batch.accepted:
+            telemetry.records_durable.add(batch.accepted, attrs)
+            telemetry.rows_per_second.record(batch.accepted / max(elapsed, 1e-6), attrs)
+        return result
+
+    async def forget_connector(self, connector: str) -> None:
+        """Delete a connector's records, committed state and gaps (its runs stay, as history)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            for table in ("records", "stream_state", "gaps"):
+                await conn.execute(f"DELETE FROM {table} WHERE connector = $1", connector)
+
+
+async def _write_records(conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool) -> FlushResult:
+    """Write the batch's records. The collector passes data on as the connector wrote it,
+    checked as JSON but not as PostgreSQL's jsonb input; should PostgreSQL refuse any of
+    it, every row is put through the full JSON check, and those that fail it are left out."""
+    try:
+        direct = await _copy_rows(conn, batch.payload, try_copy)
+        return FlushResult(0, conflicted=not direct)
+    except asyncpg.DataError:
+        pass
+    kept: dict[tuple[str, str], copydata.Row] = {}
+    refused: list[RefusedRecord] = []
+    for (stream, key, data, deleted), line_no in zip(
+        copydata.decode(batch.payload), batch.lines, strict=True
+    ):
+        checked = protocol.strict_record(key, data)
+        if isinstance(checked, protocol.LineError):
+            refused.append(RefusedRecord(stream, key, checked.kind, checked.detail, data, line_no))
+        else:
+            kept[(stream, key)] = (checked, deleted, line_no)
+    conflicted = bool(kept) and not await _copy_rows(conn, copydata.encode(connector, run_id, kept), try_copy)
+    return FlushResult(0, conflicted=conflicted, refused=refused)
+
+
+async def _copy_rows(conn: Any, payload: bytes, try_copy: bool) -> bool:
+    """COPY rows in; True if straight into `records` (every key new), False if through
+    staging + upsert. Each step is a savepoint: a conflict or a refusal undoes only it."""
+    if try_copy:
+        try:
+            async with conn.transaction():
+                await conn.copy_to_table(
+                    "records", source=copydata.slices(payload), columns=copydata.COLUMNS, format="binary"
+                )
+            return True
+        except asyncpg.UniqueViolationError:
+            pass
+    async with conn.transaction():
+        await conn.execute(_STAGE)
+        await conn.copy_to_table(
+            "records_stage", source=copydata.slices(payload), columns=copydata.COLUMNS, format="binary"
+        )
+        await conn.execute(_UPSERT_RECORDS)
+    return False
+
+
+async def _write_ledger(conn: Any, connector: str, run_id: str, attempt: int, batch: Flush) -> int:
+    """The batch's gaps, the gaps it recovered and its quarantined lines; returns how many gaps
+    it closed."""
+    if batch.gaps:
+        await gaps.upsert(conn, connector, run_id, batch.gaps)
+    recovered = 0
+    if batch.recovered_gap_ids:
+        recovered = await gaps.mark_recovered(conn, connector, run_id, batch.recovered_gap_ids)
+    if batch.quarantine:
+        q = batch.quarantine
+        await conn.execute(
+            _INSERT_QUARANTINE,
+            run_id,
+            attempt,
+            [r.line_no for r in q],
+            [r.kind for r in q],
+            [r.detail for r in q],
+            [r.line_bytes for r in q],
+            [r.excerpt for r in q],
+        )
+    return recovered
+
+
+async def _write_checkpoints(conn: Any, run_id: str, batch: Flush, result: FlushResult) -> None:
+    # A refused record is a violation: no checkpoint after it is written.
+    first_refused = min((r.line_no for r in result.refused), default=None)
+    for cp in batch.checkpoints:
+        if first_refused is not None and cp.seq > first_refused:
+            continue
+        await conn.execute(
+            _UPSERT_RUN_CHECKPOINT, run_id, cp.stream, cp.seq, cp.cursor_json, cp.cursor_bytes, cp.facts_json
+        )
+
+
+async def _write_spine(conn: Any, connector: str, run_id: str, batch: Flush) -> None:
+    if batch.rows:
+        batch.spine.append(
+            ("batch_ingested", {"records": batch.accepted, "rows": batch.rows, "bytes": batch.bytes})
+        )
+    if batch.spine:
+        await conn.executemany(
+            INSERT_SPINE, [(run_id, connector, t, orjson.dumps(p).decode()) for t, p in batch.spine]
+        )
+
+
+async def _fence(conn: Any, run_id: str, attempt: int, progress: dict[str, Any]) -> None:
+    """Record the run's progress, or roll the whole batch back if a newer attempt has begun."""
+    updated = await conn.fetchval(
+        _RUN_PROGRESS,
+        run_id,
+        int(progress.get("records_emitted", 0)),
+        int(progress.get("records_durable", 0)),
+        orjson.dumps(progress).decode(),
+        attempt,
+    )
+    if updated is None:
+        current = await conn.fetchval("SELECT attempt FROM runs WHERE run_id = $1", run_id)
+        if current is not None:
+            raise StaleAttemptError(
+                f"collect attempt {attempt} of {run_id} was superseded by attempt {current}"
+            )

@@ -1,0 +1,112 @@
+"""What `pdpp-orch report` reads: per connector and stream, records held, committed
+checkpoints, open gaps, recent runs and what waits on the owner — in one connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+from pydantic import BaseModel
+
+from pdpp_orch.models import GapStatus, InteractionStatus, RecoveryClass
+from pdpp_orch.store.common import OPEN
+from pdpp_orch.store.runs import RunRow
+
+RECENT_RUNS = 20
+
+
+class HeldRecords(BaseModel):
+    connector: str
+    stream: str
+    held: int
+    deleted: int
+    last_write: datetime
+
+
+class CommittedState(BaseModel):
+    connector: str
+    stream: str
+    cursor_bytes: int
+    run_id: str
+    committed_at: datetime
+
+
+class OpenGaps(BaseModel):
+    """Open gaps of one stream, reason, class and status."""
+
+    connector: str
+    stream: str
+    reason: str
+    recovery_class: RecoveryClass
+    status: GapStatus
+    n: int
+    next_retry: datetime | None
+    planned: int
+
+
+class WaitingAsk(BaseModel):
+    connector: str
+    run_id: str
+    request_id: str
+    kind: str
+    expires_at: datetime
+
+
+class ReportRows(BaseModel):
+    records: list[HeldRecords]
+    state: list[CommittedState]
+    gaps: list[OpenGaps]
+    runs: list[RunRow]
+    asks: list[WaitingAsk]
+
+
+class ReportStore:
+    """Read-only queries across the tables, for the report."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def rows(self, connector: str | None) -> ReportRows:
+        """Everything the report shows, for one connector or all (runs: the latest 20 each,
+        oldest first)."""
+        async with self.pool.acquire() as conn:
+            records = await conn.fetch(
+                "SELECT connector, stream, count(*) FILTER (WHERE NOT deleted) AS held, "
+                "count(*) FILTER (WHERE deleted) AS deleted, max(updated_at) AS last_write FROM records "
+                "WHERE ($1::text IS NULL OR connector = $1) GROUP BY connector, stream",
+                connector,
+            )
+            state = await conn.fetch(
+                "SELECT connector, stream, cursor_bytes, run_id, committed_at FROM stream_state "
+                "WHERE ($1::text IS NULL OR connector = $1)",
+                connector,
+            )
+            gaps = await conn.fetch(
+                "SELECT connector, stream, reason, recovery_class, status, count(*) AS n, "
+                "min(not_before) AS next_retry, count(*) FILTER (WHERE hint_id IS NOT NULL) AS planned "
+                f"FROM gaps WHERE ($1::text IS NULL OR connector = $1) AND status IN ({OPEN}) "
+                "GROUP BY connector, stream, reason, recovery_class, status",
+                connector,
+            )
+            runs = await conn.fetch(
+                "SELECT run_id, connector, trigger, mode, status, needs_retry, reason, attempt, "
+                "records_emitted, records_durable, outcome::text AS outcome, started_at, finished_at FROM ("
+                "  SELECT *, row_number() OVER (PARTITION BY connector ORDER BY started_at DESC) AS k "
+                "  FROM runs WHERE ($1::text IS NULL OR connector = $1)) r "
+                "WHERE k <= $2 ORDER BY connector, started_at",
+                connector,
+                RECENT_RUNS,
+            )
+            asks = await conn.fetch(
+                "SELECT connector, run_id, request_id, kind, expires_at FROM interactions "
+                "WHERE ($1::text IS NULL OR connector = $1) AND status = $2 ORDER BY created_at",
+                connector,
+                InteractionStatus.PENDING.value,
+            )
+        return ReportRows(
+            records=[HeldRecords.model_validate(dict(r)) for r in records],
+            state=[CommittedState.model_validate(dict(r)) for r in state],
+            gaps=[OpenGaps.model_validate(dict(r)) for r in gaps],
+            runs=[RunRow.of(r) for r in runs],
+            asks=[WaitingAsk.model_validate(dict(r)) for r in asks],
+        )

@@ -1,0 +1,186 @@
+"""The run ledger: one `runs` row per run, its spine events and its quarantined lines."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from pydantic import BaseModel
+
+from pdpp_orch.models import LiveStatus, Mode, RunOutcome, RunStatus, Trigger
+from pdpp_orch.store.common import INSERT_SPINE
+
+TERMINAL_EVENTS = {
+    RunStatus.SUCCEEDED: "run.completed",
+    RunStatus.PARTIALLY_COMPLETED: "run.partially_completed",
+    RunStatus.FAILED: "run.failed",
+    RunStatus.CANCELLED: "run.cancelled",
+}
+
+_COLUMNS = (
+    "run_id, connector, trigger, mode, status, needs_retry, reason, attempt, records_emitted, "
+    "records_durable, outcome::text AS outcome, started_at, finished_at"
+)
+
+
+class RunRow(BaseModel):
+    """A `runs` row: the outcome once there is one, the live counts before."""
+
+    run_id: str
+    connector: str
+    trigger: Trigger
+    mode: Mode
+    status: RunStatus | LiveStatus
+    needs_retry: bool
+    reason: str | None
+    attempt: int
+    records_emitted: int
+    records_durable: int
+    outcome: RunOutcome | None
+    started_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, r: Any) -> RunRow:
+        row = dict(r)
+        if row["outcome"] is not None:
+            row["outcome"] = RunOutcome.model_validate_json(row["outcome"])
+        return cls.model_validate(row)
+
+
+class SpineEvent(BaseModel):
+    event_type: str
+    payload: dict[str, Any]
+
+
+class QuarantinedLine(BaseModel):
+    attempt: int
+    line_no: int
+    kind: str
+    detail: str
+    line_bytes: int
+    excerpt: str
+
+
+class RunStore:
+    """The `runs`, `spine_events` and `quarantine` tables."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def start(self, run_id: str, connector: str, trigger: Trigger, mode: Mode) -> None:
+        """Open the run's row and its `run.started` event (once: a retried prepare is a no-op)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                "INSERT INTO runs (run_id, connector, trigger, mode, status) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id) DO NOTHING RETURNING 1",
+                run_id,
+                connector,
+                trigger.value,
+                mode.value,
+                LiveStatus.RUNNING.value,
+            )
+            if inserted:
+                payload = orjson.dumps({"trigger": trigger.value, "mode": mode.value}).decode()
+                await conn.execute(INSERT_SPINE, run_id, connector, "run.started", payload)
+
+    async def finished(self, run_id: str) -> bool:
+        """Whether `run_id` already has its outcome (a run id is never run twice)."""
+        return bool(
+            await self.pool.fetchval("SELECT finished_at IS NOT NULL FROM runs WHERE run_id = $1", run_id)
+        )
+
+    async def begin_attempt(self, run_id: str, attempt: int) -> None:
+        """Mark `attempt` as the run's current collect attempt: from now on an older attempt
+        still running (its heartbeat timed out, it did not die) can no longer flush."""
+        await self.pool.execute(
+            "UPDATE runs SET attempt = greatest(attempt, $2) WHERE run_id = $1", run_id, attempt
+        )
+
+    async def save_facts(self, run_id: str, facts_json: str) -> None:
+        """Keep what a collect attempt observed, for a workflow whose collect did not return."""
+        await self.pool.execute(
+            "UPDATE runs SET facts = $2::jsonb, records_durable = ($2::jsonb->>'records_durable')::bigint "
+            "WHERE run_id = $1",
+            run_id,
+            facts_json,
+        )
+
+    async def load_facts(self, run_id: str) -> tuple[str | None, int, int]:
+        """(saved facts JSON or None, records emitted and durable as of the last flush)."""
+        row = await self.pool.fetchrow(
+            "SELECT facts::text AS facts, records_emitted, records_durable FROM runs WHERE run_id = $1",
+            run_id,
+        )
+        if row is None:
+            return None, 0, 0
+        return row["facts"], int(row["records_emitted"]), int(row["records_durable"])
+
+    async def finish(self, outcome: RunOutcome, events: list[tuple[str, dict[str, Any]]]) -> bool:
+        """Write the outcome, `events` and the terminal spine event, once; False if they were
+        already written (a retried activity)."""
+        payload = outcome.model_dump_json()
+        async with self.pool.acquire() as conn, conn.transaction():
+            updated = await conn.fetchval(
+                """
+                UPDATE runs SET status = $2, needs_retry = $3, reason = $4, records_emitted = $5,
+                       records_durable = $6, outcome = $7::jsonb, finished_at = $8
+                WHERE run_id = $1 AND finished_at IS NULL RETURNING 1
+                """,
+                outcome.run_id,
+                outcome.status.value,
+                outcome.needs_retry,
+                outcome.reason,
+                outcome.records_emitted,
+                outcome.records_durable,
+                payload,
+                outcome.finished_at,
+            )
+            if updated:
+                rows = [(t, orjson.dumps(p).decode()) for t, p in events]
+                rows.append((TERMINAL_EVENTS[outcome.status], payload))
+                await conn.executemany(
+                    INSERT_SPINE, [(outcome.run_id, outcome.connector, t, p) for t, p in rows]
+                )
+            return bool(updated)
+
+    async def get(self, run_id: str) -> RunRow | None:
+        row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM runs WHERE run_id = $1", run_id)
+        return RunRow.of(row) if row else None
+
+    async def recent(self, connector: str | None = None, limit: int = 50) -> list[RunRow]:
+        """Runs, newest first."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM runs WHERE ($1::text IS NULL OR connector = $1) "
+            "ORDER BY started_at DESC LIMIT $2",
+            connector,
+            limit,
+        )
+        return [RunRow.of(r) for r in rows]
+
+    async def recovery_outcomes(self, connector: str) -> list[RunOutcome]:
+        """The outcomes of the connector's finished recovery runs, oldest first."""
+        rows = await self.pool.fetch(
+            "SELECT outcome::text AS outcome FROM runs WHERE connector = $1 AND mode = $2 "
+            "AND outcome IS NOT NULL ORDER BY started_at",
+            connector,
+            Mode.RECOVERY.value,
+        )
+        return [RunOutcome.model_validate_json(r["outcome"]) for r in rows]
+
+    async def spine_events(self, run_id: str) -> list[SpineEvent]:
+        rows = await self.pool.fetch(
+            "SELECT event_type, payload::text AS payload FROM spine_events WHERE run_id = $1 ORDER BY id",
+            run_id,
+        )
+        return [SpineEvent(event_type=r["event_type"], payload=orjson.loads(r["payload"])) for r in rows]
+
+    async def quarantined(self, run_id: str) -> list[QuarantinedLine]:
+        rows = await self.pool.fetch(
+            "SELECT attempt, line_no, kind, detail, line_bytes, excerpt FROM quarantine "
+            "WHERE run_id = $1 ORDER BY attempt, line_no",
+            run_id,
+        )
+        return [QuarantinedLine.model_validate(dict(r)) for r in rows]

@@ -1,0 +1,92 @@
+"""Checkpoints: each stream's committed cursor, and each run's proven resume points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+from pdpp_orch.models import CheckpointFact, StreamCommit
+
+
+class StateStore:
+    """The `stream_state` and `run_checkpoints` tables."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    async def start_state(
+        self, connector: str, run_id: str, streams: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """START.state for an attempt: committed cursors overlaid by this run's resume points.
+        Returns (state, resume facts per stream)."""
+        state: dict[str, Any] = {}
+        resume: dict[str, Any] = {}
+        async with self.pool.acquire() as conn:
+            for row in await conn.fetch(
+                "SELECT stream, cursor::text AS cursor FROM stream_state "
+                "WHERE connector = $1 AND stream = ANY($2::text[])",
+                connector,
+                streams,
+            ):
+                state[row["stream"]] = orjson.loads(row["cursor"]) if row["cursor"] else None
+            for row in await conn.fetch(
+                "SELECT stream, seq, cursor::text AS cursor, facts::text AS facts "
+                "FROM run_checkpoints WHERE run_id = $1 ORDER BY seq",
+                run_id,
+            ):
+                state[row["stream"]] = orjson.loads(row["cursor"]) if row["cursor"] else None
+                resume[row["stream"]] = orjson.loads(row["facts"])
+        return state, resume
+
+    async def resume_points(self, run_id: str) -> dict[str, Any]:
+        """Per stream, the counters snapshotted with this run's latest proven checkpoint."""
+        rows = await self.pool.fetch(
+            "SELECT stream, facts::text AS facts FROM run_checkpoints WHERE run_id = $1 ORDER BY seq",
+            run_id,
+        )
+        return {r["stream"]: orjson.loads(r["facts"]) for r in rows}
+
+    async def committed_sizes(self, connector: str) -> dict[str, int]:
+        """Bytes of each stream's committed cursor."""
+        rows = await self.pool.fetch(
+            "SELECT stream, cursor_bytes FROM stream_state WHERE connector = $1", connector
+        )
+        return {r["stream"]: int(r["cursor_bytes"]) for r in rows}
+
+    async def commit(
+        self, connector: str, run_id: str, fact: CheckpointFact, max_state_bytes: int
+    ) -> StreamCommit:
+        """Commit a stream's proven checkpoint of `run_id`, in its own transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT seq, cursor_bytes FROM run_checkpoints WHERE run_id = $1 AND stream = $2",
+                run_id,
+                fact.stream,
+            )
+            if row is None:
+                return StreamCommit(stream=fact.stream, committed=False, reason="no_proven_checkpoint")
+            size = int(row["cursor_bytes"])
+            if size > max_state_bytes:
+                return StreamCommit(
+                    stream=fact.stream,
+                    committed=False,
+                    bytes=size,
+                    reason="state_too_large",
+                    message=f"cursor of {size} bytes exceeds max_state_bytes={max_state_bytes}",
+                )
+            await conn.execute(
+                """
+                INSERT INTO stream_state (connector, stream, cursor, cursor_bytes, run_id)
+                SELECT $1, stream, cursor, cursor_bytes, run_id FROM run_checkpoints
+                WHERE run_id = $2 AND stream = $3
+                ON CONFLICT (connector, stream) DO UPDATE SET cursor = EXCLUDED.cursor,
+                    cursor_bytes = EXCLUDED.cursor_bytes, run_id = EXCLUDED.run_id,
+                    committed_at = now()
+                """,
+                connector,
+                run_id,
+                fact.stream,
+            )
+            return StreamCommit(stream=fact.stream, committed=True, bytes=size)

@@ -1,0 +1,197 @@
+"""pdpp_orch.policy and workflows.ids, table by table: the retry and terminal rules the store and
+the workflows only apply."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pdpp_orch import policy
+from pdpp_orch.models import (
+    CheckpointFact,
+    CollectFacts,
+    GapKind,
+    GapStatus,
+    RecoveryClass,
+    StreamCommit,
+    StreamFacts,
+)
+from workflows import ids
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+PRESSURE, TRANSIENT, UNKNOWN = RecoveryClass.PROVIDER_PRESSURE, RecoveryClass.TRANSIENT, RecoveryClass.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("cls", "attempts", "has_locator", "seen_again", "clean", "expected"),
+    [
+        # A resource gap a clean run did not report again was fetched: recovered, no attempt used.
+        (TRANSIENT, 0, False, False, True, (GapStatus.RECOVERED, 0, None)),
+        # ... but not when the run reported it missing again, or the run was not clean.
+        (TRANSIENT, 0, False, True, True, (GapStatus.PENDING, 1, None)),
+        (TRANSIENT, 0, False, False, False, (GapStatus.PENDING, 1, None)),
+        # A detail gap still leased after its run was not recovered by it.
+        (PRESSURE, 3, True, False, True, (GapStatus.PENDING, 4, None)),
+        # No progress for 8 attempts: quarantined, whatever the class.
+        (PRESSURE, 7, True, False, False, (GapStatus.TERMINAL, 8, "quarantined")),
+        (TRANSIENT, 7, False, True, True, (GapStatus.TERMINAL, 8, "quarantined")),
+        # Turned permanent (no longer runtime-retryable): terminal after max_attempts (5).
+        (UNKNOWN, 3, True, False, False, (GapStatus.PENDING, 4, None)),
+        (UNKNOWN, 4, True, False, False, (GapStatus.TERMINAL, 5, "permanent:not_found")),
+        (RecoveryClass.OWNER_ACTION, 4, False, True, True, (GapStatus.TERMINAL, 5, "permanent:not_found")),
+        # A retryable one is not held to max_attempts.
+        (PRESSURE, 4, True, False, False, (GapStatus.PENDING, 5, None)),
+    ],
+)
+def test_settle_decides_each_served_gap(
+    cls: RecoveryClass,
+    attempts: int,
+    has_locator: bool,
+    seen_again: bool,
+    clean: bool,
+    expected: tuple[GapStatus, int, str | None],
+) -> None:
+    gap = policy.ServedGap("gap_1", cls, attempts, has_locator, seen_again)
+    s = policy.settle(gap, "not_found", clean, max_attempts=5, max_no_progress=policy.MAX_NO_PROGRESS)
+    assert (s.status, s.attempts, s.terminal_reason) == expected
+
+
+@pytest.mark.parametrize(
+    ("cls", "attempt", "seconds"),
+    [
+        (PRESSURE, 1, 900),
+        (PRESSURE, 2, 1800),
+        (PRESSURE, 8, 86400),  # capped at a day
+        (TRANSIENT, 1, 300),
+        (TRANSIENT, 3, 1200),
+        (TRANSIENT, 100, 6 * 3600),  # capped, and never multiplied towards an overflow
+    ],
+)
+def test_backoff_without_an_upstream_signal(cls: RecoveryClass, attempt: int, seconds: int) -> None:
+    assert policy.RetryPolicy().delay(cls, attempt) == timedelta(seconds=seconds)
+    assert policy.not_before(NOW, None, policy.RetryPolicy(), cls, attempt) == NOW + timedelta(
+        seconds=seconds
+    )
+
+
+def test_the_upstreams_signal_wins_over_the_backoff() -> None:
+    signalled = NOW + timedelta(hours=24)
+    assert policy.not_before(NOW, signalled, policy.RetryPolicy(), PRESSURE, 1) == signalled
+
+
+@pytest.mark.parametrize(("idle", "minutes"), [(1, 5), (2, 10), (3, 20), (7, 320), (8, 360), (30, 360)])
+def test_idle_backoff_doubles_to_six_hours(idle: int, minutes: int) -> None:
+    assert policy.idle_backoff(idle) == timedelta(minutes=minutes)
+
+
+def group(kind: GapKind, **kw: object) -> policy.GapGroup:
+    base: dict[str, object] = {
+        "stream": "messages",
+        "kind": kind,
+        "reason": "rate_limited",
+        "recovery_class": PRESSURE,
+        "count": 3,
+        "not_before": None,
+        "attempts": 0,
+    }
+    return policy.GapGroup(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_an_item_hint_refers_to_its_gaps_and_costs_each() -> None:
+    h = policy.hint_for("hint_x", group(GapKind.ITEM), policy.RetryPolicy(), 2, NOW, 8)
+    assert h.scope.stream == "messages" and h.scope.include_resources is not None
+    assert (h.scope.include_resources.count, h.scope.include_resources.ref) == (3, "gaps?hint_id=hint_x")
+    assert (h.gap_count, h.estimated_cost, h.attempt, h.max_attempts) == (3, 6, 1, 8)
+    assert h.not_before == NOW + timedelta(seconds=900)
+
+
+def test_a_range_hint_is_cut_into_chunks_the_source_accepted() -> None:
+    subject = '{"since":"2021-04-20","until":"2021-07-31"}'
+    g = group(GapKind.RANGE, ranges=(subject,), max_days=40, count=1, recovery_class=TRANSIENT)
+    h = policy.hint_for("hint_r", g, policy.RetryPolicy(), 1, NOW, 8)
+    assert [(c.since, c.until) for c in h.scope.time_ranges or []] == [
+        ("2021-04-20", "2021-05-29"),
+        ("2021-05-30", "2021-07-08"),
+        ("2021-07-09", "2021-07-31"),
+    ]
+    assert h.estimated_cost == 3 and h.scope.include_resources is None
+
+
+def test_a_whole_run_gap_has_no_stream_scope() -> None:
+    g = group(GapKind.RUN, stream=policy.NO_STREAM, count=1, recovery_class=TRANSIENT, attempts=2)
+    h = policy.hint_for("hint_run", g, policy.RetryPolicy(), 5, NOW, 8)
+    assert (h.scope.stream, h.estimated_cost, h.attempt) == (None, 1, 3)
+
+
+def facts(**kw: object) -> CollectFacts:
+    f = CollectFacts.model_validate({"done_status": "succeeded", **kw})
+    f.checkpoints["a"] = CheckpointFact(stream="a", staged=1, proven_seq=10)
+    f.checkpoints["b"] = CheckpointFact(
+        stream="b", staged=1, proven_seq=None, unproven_reason="coverage_unaccounted"
+    )
+    return f
+
+
+@pytest.mark.parametrize(
+    ("kw", "strict", "a", "b"),
+    [
+        ({}, False, None, "coverage_unaccounted"),
+        ({"cancelled": True}, False, "cancelled", "cancelled"),
+        ({"done_status": "failed"}, False, None, "coverage_unaccounted"),
+        ({"done_status": "failed"}, True, "pdpp_strict_run_failed", "pdpp_strict_run_failed"),
+        ({}, True, None, "coverage_unaccounted"),
+    ],
+)
+def test_which_checkpoints_may_commit(
+    kw: dict[str, object], strict: bool, a: str | None, b: str | None
+) -> None:
+    f = facts(**kw)
+    assert (policy.why_not_committed("a", f, strict), policy.why_not_committed("b", f, strict)) == (a, b)
+
+
+def test_a_certified_stream_failure_commits_the_siblings_under_pdpp_strict() -> None:
+    f = facts(done_status="failed", done_error_code="stream_collection_failed")
+    f.streams["b"] = StreamFacts(stream="b", skipped_by_reason={"stream_collection_failed": 1})
+    assert policy.why_not_committed("a", f, True) is None
+    assert policy.why_not_committed("b", f, True) == "pdpp_strict_run_failed"
+
+
+@pytest.mark.parametrize(
+    ("reason", "cls"),
+    [
+        ("state_too_large", RecoveryClass.OWNER_ACTION),
+        ("coverage_unaccounted", RecoveryClass.CONNECTOR_DEFECT),
+        ("after_protocol_violation", TRANSIENT),
+        (None, TRANSIENT),
+    ],
+)
+def test_what_kind_of_miss_a_lost_checkpoint_is(reason: str | None, cls: RecoveryClass) -> None:
+    assert policy.checkpoint_gap_class(StreamCommit(stream="a", committed=False, reason=reason)) is cls
+
+
+def test_hint_ids_are_stable_per_group_and_requeue_ids_new_every_time() -> None:
+    assert policy.hint_id("run-1", "a", "item", "rate_limited") == policy.hint_id(
+        "run-1", "a", "item", "rate_limited"
+    )
+    assert policy.hint_id("run-1", "a", "item", "rate_limited") != policy.hint_id(
+        "run-2", "a", "item", "rate_limited"
+    )
+    first, again = policy.requeue_hint_id("gap_1", "n1"), policy.requeue_hint_id("gap_1", "n2")
+    assert first != again and first.startswith("hint_")
+
+
+def test_recovery_run_ids_differ_for_every_hint_and_every_recovery_of_it() -> None:
+    # Requeued hints share a prefix; the old run id kept only 8 characters of the hint, so all of
+    # them (and every restart of one) got the same run id.
+    a, b = policy.requeue_hint_id("gap_a", "n"), policy.requeue_hint_id("gap_b", "n")
+    assert ids.legacy_recovery_run_id("c", "hint_requeue_aaaa", 1) == ids.legacy_recovery_run_id(
+        "c", "hint_requeue_bbbb", 1
+    )
+    made = {
+        ids.recovery_run_id("c", a, "exec0001-x", 1),
+        ids.recovery_run_id("c", b, "exec0001-x", 1),
+        ids.recovery_run_id("c", a, "exec0002-x", 1),
+        ids.recovery_run_id("c", a, "exec0001-x", 2),
+    }
+    assert len(made) == 4

@@ -1,0 +1,58 @@
+"""Every workflow id, run id and request id of the project, built in one place.
+
+Pure string functions (no clock, no randomness of their own), so workflows, activities and the
+client side all import them and agree. A run id is also its workflow id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def run_id(connector: str, now: datetime, token: str) -> str:
+    """A manual run's id: the connector, the UTC time it was started and a random token."""
+    return f"{connector}-{now:%Y%m%dT%H%M%S}-{token}"
+
+
+def recovery_workflow_id(hint_id: str) -> str:
+    """The GapRecoveryWorkflow executing one retry hint (one at a time per hint)."""
+    return f"recovery-{hint_id}"
+
+
+def recovery_run_id(connector: str, hint_id: str, execution: str, round_no: int) -> str:
+    """The id of round `round_no` of a recovery: the whole hint id and the recovery's first
+    execution, so a hint recovered again (`recover --now` after a cancel, a requeued gap) never
+    reuses the run id of an earlier recovery of it."""
+    return f"{connector}-recovery-{hint_id.removeprefix('hint_')}-{execution[:8]}-{round_no}"
+
+
+def legacy_recovery_run_id(connector: str, hint_id: str, round_no: int) -> str:
+    """The recovery run id of histories recorded before `recovery_run_id` (replay only): it kept
+    8 characters of the hint, so every requeued hint (`hint_requeue_…`) got the same one."""
+    return f"{connector}-recovery-{hint_id[5:13]}-{round_no}"
+
+
+def lease_id(hint_id: str, round_no: int) -> str:
+    """The gaps served to round `round_no` of a hint's recovery."""
+    return f"{hint_id}-r{round_no}"
+
+
+def budget_workflow_id(connector: str) -> str:
+    """The id of `connector`'s budget workflow: one per connector, across continue-as-new."""
+    return f"budget-{connector}"
+
+
+def schedule_id(connector: str) -> str:
+    """The Temporal Schedule of `connector`'s recurring sync."""
+    return f"sync-{connector}"
+
+
+def charge_request_id(run_id: str) -> str:
+    """The budget charge of a forward run (idempotent: one per run)."""
+    return f"{run_id}/charge"
+
+
+def grant_request_id(recovery_workflow_id: str, round_no: int, budget_waits: int) -> str:
+    """A recovery's budget request: stable per round and wait, so a retried activity gets the
+    same grant back, not a second one."""
+    return f"{recovery_workflow_id}/{round_no}/{budget_waits}"
