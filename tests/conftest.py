@@ -31,8 +31,10 @@ from pdpp_orch.worker import build_worker
 from workflows.connector_run import ConnectorRunWorkflow
 
 HERE = Path(__file__).parent
-SCRIPTED = HERE / "connectors" / "scripted.py"
-ABC_MANIFEST = HERE / "connectors" / "abc.json"
+ROOT = HERE.parent
+CONNECTORS = HERE / "connectors"
+SCRIPTED = CONNECTORS / "scripted.py"
+ABC_MANIFEST = CONNECTORS / "abc.json"
 T = TypeVar("T")
 
 

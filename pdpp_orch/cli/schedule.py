@@ -77,9 +77,8 @@ async def _create(
         raise UsageError(str(e)) from e
     address, _ = endpoints(s)
     client = await connect(address, s.temporal_namespace)
-    sid = await control.create(
-        client, name, s.task_queue, spec, streams, overlap, paused, s.heartbeat_timeout_seconds
-    )
+    schedule = control.build(name, s.task_queue, spec, streams, overlap, paused, s.heartbeat_timeout_seconds)
+    sid = await control.create(client, name, schedule)
     out.print(f"schedule {sid} created" + (" (paused)" if paused else ""))
     return 0
 

@@ -164,21 +164,11 @@ def summary(d: ScheduleDescription) -> dict[str, Any]:
     }
 
 
-async def create(
-    client: Client,
-    connector: str,
-    task_queue: str,
-    schedule_spec: ScheduleSpec,
-    streams: list[str],
-    overlap: str,
-    paused: bool,
-    heartbeat_timeout_seconds: float,
-) -> str:
-    """Create the connector's schedule; returns its id."""
-    sched = build(connector, task_queue, schedule_spec, streams, overlap, paused, heartbeat_timeout_seconds)
+async def create(client: Client, connector: str, schedule: Schedule) -> str:
+    """Create the connector's schedule (made by `build`); returns its id."""
     sid = schedule_id(connector)
     try:
-        await client.create_schedule(sid, sched)
+        await client.create_schedule(sid, schedule)
     except RPCError as e:
         raise UsageError(f"cannot create schedule {sid}: {e.message}") from e
     return sid

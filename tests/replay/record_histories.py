@@ -1,4 +1,4 @@
-"""Record the workflow histories that tests/test_replay.py replays against the current code.
+"""Record the workflow histories that tests/unit/test_replay.py replays against the current code.
 
     python -m tests.replay.record_histories LABEL   # writes tests/replay/histories/LABEL/*.json
 

@@ -9,19 +9,17 @@ import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psutil
 
 from pdpp_orch.control.budget import budget_status
 from pdpp_orch.models import RecoveryInput, RunOutcome, RunStatus
 from pdpp_orch.upstream.process import UpstreamProcess
-from tests.conftest import Harness
+from tests.conftest import ROOT, Harness
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.ids import recovery_workflow_id
 from workflows.recovery import GapRecoveryWorkflow
 
-ROOT = Path(__file__).parent.parent
 EXAMPLE_MANIFEST = ROOT / "pdpp_orch" / "connectors" / "example.json"
 PER_STREAM = 20_000
 EVERY = 1_000

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import Harness, until
+from tests.helpers import cli, current_details
 
 OUTCOME_FIELDS = {
     "run_id",
@@ -36,36 +35,6 @@ OUTCOME_FIELDS = {
     "started_at",
     "finished_at",
 }
-
-
-def cli_env(h: Harness, pg_url: str, **extra_env: str) -> dict[str, str]:
-    """The environment of a `pdpp-orch` command talking to the test's servers and task queue."""
-    return {
-        **os.environ,
-        **extra_env,
-        "TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
-        "PDPP_DATABASE_URL": pg_url,
-        "PDPP_TASK_QUEUE": h.task_queue,
-        "PDPP_CONNECTORS": str(h.registry_path),
-    }
-
-
-async def cli(
-    h: Harness, pg_url: str, *args: str, stdin: bytes | None = None, **extra_env: str
-) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pdpp_orch.cli",
-        *args,
-        env=cli_env(h, pg_url, **extra_env),
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate(stdin)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_run_wait_json_exit_codes_and_status(harness: Harness, pg_url: str) -> None:
@@ -148,16 +117,6 @@ async def test_demo_runs_the_seed_cases_and_says_whether_each_ended_as_designed(
         [wid] = by_case[case]["recovery_workflow_ids"]
         desc = await harness.client.get_workflow_handle(wid).describe()
         assert desc.status is not None and desc.status.name in ("CANCELED", "CANCELLED")
-
-
-async def current_details(h: Harness, workflow_id: str) -> str:
-    """What the Temporal web UI shows as a workflow's current details."""
-    from temporalio.api.sdk.v1 import WorkflowMetadata
-
-    meta = await h.client.get_workflow_handle(workflow_id).query(
-        "__temporal_workflow_metadata", result_type=WorkflowMetadata
-    )
-    return str(meta.current_details)
 
 
 async def test_gaps_recover_and_budget_commands(harness: Harness, pg_url: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from activities.collect import Collector
@@ -47,19 +47,10 @@ from pdpp_orch.outcome import derive_outcome
 from pdpp_orch.protocol import LineError, LineSplitter
 from pdpp_orch.registry import ConnectorEntry
 from pdpp_orch.store import Store
+from tests.conftest import CONNECTORS
+from tests.helpers import fuzz
 
-REPLAY = Path(__file__).parent / "connectors" / "replay.py"
-
-
-def fuzz(examples: int) -> Any:
-    # Per test, not a profile in the shared conftest: derandomized so CI sees the same examples.
-    return settings(
-        derandomize=True,
-        database=None,
-        deadline=None,
-        max_examples=examples,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+REPLAY = CONNECTORS / "replay.py"
 
 
 # -- JSON values ---------------------------------------------------------------------------------

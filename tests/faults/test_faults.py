@@ -35,13 +35,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from pdpp_orch.devstack import search_attribute_flags, temporal_cli
 from pdpp_orch.models import CommitStatus, RunInput, RunOutcome, RunStatus
 from pdpp_orch.store import Store
-from tests.conftest import ABC_MANIFEST, Harness, until
-from tests.test_worker_crash import start_worker
+from tests.conftest import ABC_MANIFEST, CONNECTORS, Harness, until
+from tests.faults.test_worker_crash import start_worker
 from workflows.connector_run import ConnectorRunWorkflow
 
 pytestmark = pytest.mark.faults
 
-FAULTY = Path(__file__).parent / "connectors" / "faulty.py"
+FAULTY = CONNECTORS / "faulty.py"
 T = TypeVar("T")
 
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT
+
 yaml = pytest.importorskip("yaml", reason="the dev extra's pyyaml validates the deploy files")
 jsonschema = pytest.importorskip("jsonschema", reason="the dev extra's jsonschema validates compose")
 kubernetes_validate = pytest.importorskip(
@@ -29,7 +31,6 @@ kubernetes_validate = pytest.importorskip(
 )
 pytest.importorskip("check_jsonschema", reason="the dev extra's check-jsonschema ships the compose schema")
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"

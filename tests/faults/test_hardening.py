@@ -15,8 +15,8 @@ from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import InteractionStatus, RunStatus
 from pdpp_orch.registry import Registry
 from tests.conftest import Harness, history_text
-from tests.test_faults import _still_alive_after, alive, exact, faulty, pages, rows, start, until
-from tests.test_worker_crash import start_worker
+from tests.faults.test_faults import _still_alive_after, alive, exact, faulty, pages, rows, start, until
+from tests.faults.test_worker_crash import start_worker
 
 REGISTRY = '[connectors.ok]\ncommand = ["true"]\nmanifest = "m.json"\n'
 TOKEN = "tok-5d1c0e-never-to-be-seen"

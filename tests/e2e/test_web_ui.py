@@ -20,14 +20,15 @@ from urllib.parse import quote
 import pytest
 
 from pdpp_orch.devstack import find_running
+from tests.conftest import CONNECTORS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
     reason="Debian's chromium is not installed (.ci/run installs it with apt-get where it can)",
 )
-ABC = Path(__file__).parent / "connectors" / "abc.json"
-SCRIPTED = Path(__file__).parent / "connectors" / "scripted.py"
+ABC = CONNECTORS / "abc.json"
+SCRIPTED = CONNECTORS / "scripted.py"
 # Flags for a machine with no internet: no background fetches, no sandbox as root.
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -20,7 +20,7 @@ from pdpp_orch.manifest import ConfigError, Manifest, load_manifest
 from pdpp_orch.models import RecoveryClass
 from pdpp_orch.policy import ClassPolicy, RetryPolicy
 from pdpp_orch.registry import Registry
-from tests.test_fuzz_protocol import fuzz
+from tests.helpers import fuzz
 
 
 @pytest.fixture(scope="module")

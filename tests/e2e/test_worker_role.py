@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -14,11 +13,11 @@ from pdpp_orch.models import RunStatus
 from pdpp_orch.registry import Registry
 from pdpp_orch.store import SchemaError, Store
 from pdpp_orch.worker import build_worker
-from tests.conftest import Harness
-from tests.test_cli import cli
+from tests.conftest import ROOT, Harness
+from tests.helpers import cli
 from workflows.connector_run import ConnectorRunWorkflow
 
-ROLE_SQL = Path(__file__).parent.parent / "deploy" / "postgres" / "worker-role.sql"
+ROLE_SQL = ROOT / "deploy" / "postgres" / "worker-role.sql"
 
 
 def with_db(url: str, db: str, user: str | None = None, password: str | None = None) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 from pdpp_orch.models import CommitStatus, Mode, RunOutcome, RunStatus, Trigger
-from tests.conftest import Harness
+from tests.conftest import CONNECTORS, Harness
 
 
 async def records(h: Harness, connector: str, stream: str | None = None) -> list[dict[str, Any]]:
@@ -449,7 +448,7 @@ def detail_plan(coverage: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def test_detail_gaps_backing_the_coverage_prove_the_parent_checkpoint(harness: Harness) -> None:
-    manifest = Path(__file__).parent / "connectors" / "convmsg.json"
+    manifest = CONNECTORS / "convmsg.json"
     name = harness.scripted(
         detail_plan({"required_keys": ["m1", "m2", "m3"], "hydrated_keys": ["m1", "m2"], "gap_keys": ["m3"]}),
         manifest=manifest,

@@ -24,7 +24,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from pdpp_orch import telemetry
 from pdpp_orch.models import RunStatus
 from tests.conftest import Harness
-from tests.test_cli import cli
+from tests.helpers import cli
 from workflows.connector_run import ConnectorRunWorkflow
 
 SECRET = "telemetry-marker-31c"

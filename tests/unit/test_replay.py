@@ -12,13 +12,14 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.conftest import HERE
 from workflows.budget import ConnectorBudgetWorkflow
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.recovery import GapRecoveryWorkflow
 
 # One folder per recording: histories recorded before a versioned change (`workflow.patched`)
 # must keep replaying after it.
-HISTORIES = sorted((Path(__file__).parent / "replay" / "histories").glob("*/*.json"))
+HISTORIES = sorted((HERE / "replay" / "histories").glob("*/*.json"))
 
 
 @pytest.mark.parametrize("recording", sorted({p.parent.name for p in HISTORIES}))

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHandle
 from pdpp_orch.cli.progress import watch_run
 from pdpp_orch.models import RunOutcome, RunProgress, RunStatus
 from tests.conftest import Harness, history_text, until
-from tests.test_cli import cli, cli_env, current_details
+from tests.helpers import cli, cli_env, current_details
 from workflows.connector_run import ConnectorRunWorkflow
 
 SECRET = "907142-marker"

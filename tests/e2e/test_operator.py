@@ -12,7 +12,7 @@ from temporalio.api.common.v1 import Payload
 from pdpp_orch.codec import Keyring, data_converter, new_key_entry
 from pdpp_orch.models import RunInput, Trigger
 from tests.conftest import Harness
-from tests.test_cli import cli
+from tests.helpers import cli
 
 SLOW = [{"records": {"stream": "a", "count": 20}}, {"state": "a"}, {"sleep": 30}, {"done": "succeeded"}]
 QUICK = [{"records": {"stream": "a", "count": 3}}, {"state": "a"}, {"done": "succeeded"}]
@@ -173,7 +173,7 @@ async def test_report_answers_am_i_missing_anything(harness: Harness, pg_url: st
 
 async def test_a_scheduled_run_waits_for_the_manual_run_of_its_connector(harness: Harness) -> None:
     from pdpp_orch.models import RunProgress, RunStatus, Trigger
-    from tests.test_cli import current_details
+    from tests.helpers import current_details
     from workflows.connector_run import ConnectorRunWorkflow
 
     name = harness.scripted([{"records": {"stream": "a", "count": 20}}, {"state": "a"}, {"sleep": 3},

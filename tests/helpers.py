@@ -1,0 +1,64 @@
+"""Helpers the tests share: running `pdpp-orch` against the test's servers, reading what the
+web UI shows of a workflow, and hypothesis settings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+
+from tests.conftest import Harness
+
+
+def cli_env(h: Harness, pg_url: str, **extra_env: str) -> dict[str, str]:
+    """The environment of a `pdpp-orch` command talking to the test's servers and task queue."""
+    return {
+        **os.environ,
+        **extra_env,
+        "TEMPORAL_ADDRESS": h.client.service_client.config.target_host,
+        "PDPP_DATABASE_URL": pg_url,
+        "PDPP_TASK_QUEUE": h.task_queue,
+        "PDPP_CONNECTORS": str(h.registry_path),
+    }
+
+
+async def cli(
+    h: Harness, pg_url: str, *args: str, stdin: bytes | None = None, **extra_env: str
+) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pdpp_orch.cli",
+        *args,
+        env=cli_env(h, pg_url, **extra_env),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def current_details(h: Harness, workflow_id: str) -> str:
+    """What the Temporal web UI shows as a workflow's current details."""
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+
+    meta = await h.client.get_workflow_handle(workflow_id).query(
+        "__temporal_workflow_metadata", result_type=WorkflowMetadata
+    )
+    return str(meta.current_details)
+
+
+def fuzz(examples: int) -> Any:
+    # Per test, not a profile in the shared conftest: derandomized so CI sees the same examples.
+    return settings(
+        derandomize=True,
+        database=None,
+        deadline=None,
+        max_examples=examples,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
