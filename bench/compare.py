@@ -38,10 +38,10 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import asyncpg
@@ -62,6 +62,7 @@ from pdpp_orch.models import RunInput, RunOutcome, RunStatus, StreamScope
 from workflows.connector_run import ConnectorRunWorkflow
 
 DEFAULT_RECORDS = 100_000
+_V = TypeVar("_V", bound=tuple[Any, ...])
 PEERS = ("pdpp", "copy", "dlt", "dlt_csv", "singer", "singer_copy", "empty", "recovery")
 
 # Reads START, answers DONE, waits for the runtime to close stdin: a connector with nothing to
@@ -308,97 +309,122 @@ async def measure(
     log(f"{name}: {n / elapsed:,.0f} records/s; {CpuMeter.describe(used)}")
 
 
-async def main() -> None:
+NOT_INSTALLED = "not installed (pip install -e '.[bench]')"
+
+
+def parse_args() -> argparse.Namespace:
+    """--records, --empty-runs, --skip."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--records", type=int, default=DEFAULT_RECORDS)
     parser.add_argument("--empty-runs", type=int, default=10)
     parser.add_argument("--skip", action="append", default=[], choices=PEERS, help="leave this one out")
-    args = parser.parse_args()
-    n: int = args.records
-    skip = set(args.skip)
-    t_start = time.perf_counter()
+    return parser.parse_args()
 
-    records = [data for _, data in example_records(n)]
-    rows: list[Row] = []
+
+def write_registry(stack: Stack, n: int) -> Path:
+    """The registry of the whole path's connector (`bench`, n records) and the empty one."""
+    registry = stack.workdir / "connectors.toml"
+    registry.write_text(
+        example_entry("bench", n)
+        + f"\n[connectors.empty]\ncommand = {json.dumps(EMPTY_CONNECTOR)}\n"
+        + f"manifest = {json.dumps(str(EXAMPLE_MANIFEST))}\n"
+    )
+    return registry
+
+
+async def measure_pdpp(rows: list[Row], stack: Stack, n: int, skip: set[str], empty: int) -> list[float]:
+    """The whole path's row, then the latencies of `empty` empty runs, on the same workers."""
+    task_queue = f"cmp-{uuid.uuid4().hex[:8]}"
     latencies: list[float] = []
-    recovery: Recovery | None = None
-    async with embedded_stack("pdpp-compare-", history_file=True) as stack:
-        registry = stack.workdir / "connectors.toml"
-        registry.write_text(
-            example_entry("bench", n)
-            + f"\n[connectors.empty]\ncommand = {json.dumps(EMPTY_CONNECTOR)}\n"
-            + f"manifest = {json.dumps(str(EXAMPLE_MANIFEST))}\n"
+    async with workers(stack, task_queue, write_registry(stack, n)):
+        if "pdpp" not in skip:
+
+            async def run_pdpp() -> float:
+                return await whole_path(stack, task_queue, "bench", n)
+
+            async def check_pdpp() -> int:
+                return await count_rows(stack.dsn, "records WHERE connector = 'bench'")
+
+            await measure(rows, stack, "pdpp", "pdpp-orchestrator (whole path)", n, run_pdpp, check_pdpp)
+        if "empty" not in skip:
+            log(f"orchestration overhead: {empty} empty runs …")
+            latencies = await empty_runs(stack, task_queue, empty)
+    return latencies
+
+
+async def measure_copy(rows: list[Row], stack: Stack, n: int) -> None:
+    """Raw asyncpg COPY's row."""
+
+    async def run_copy() -> float:
+        return n / await copy_baseline(stack.dsn, n)
+
+    async def check_copy() -> int:
+        return n  # copy_baseline drops its table; COPY either loads every row or raises
+
+    await measure(rows, stack, "copy", "raw asyncpg COPY", n, run_copy, check_copy)
+
+
+def variants(
+    rows: list[Row], skip: set[str], installed: str | None, peer: str, all_variants: tuple[_V, ...]
+) -> Iterator[_V]:
+    """The variants (key first) of a peer still to measure; none when the peer is not
+    installed, which the first one not skipped reports as its row."""
+    for variant in all_variants:
+        if variant[0] in skip:
+            continue
+        if installed is None:
+            rows.append(Row(variant[0], peer, None, NOT_INSTALLED))
+            return
+        yield variant
+
+
+async def measure_dlt(
+    rows: list[Row], stack: Stack, records: list[dict[str, object]], n: int, skip: set[str]
+) -> None:
+    """dlt's rows (the n `records`): its default loader file format, and csv."""
+    dlt_v = version("dlt")
+    for key, fmt, label in variants(
+        rows, skip, dlt_v, "dlt", (("dlt", None, "default loader"), ("dlt_csv", "csv", "csv"))
+    ):
+        dataset = f"bench_dlt_{fmt or 'default'}"
+
+        async def run_it(fmt: str | None = fmt) -> float:
+            return await asyncio.to_thread(run_dlt, stack.dsn, [dict(r) for r in records], stack.workdir, fmt)
+
+        async def check_it(dataset: str = dataset) -> int:
+            return await count_rows(stack.dsn, f"{dataset}.notes")
+
+        await measure(rows, stack, key, f"dlt {dlt_v} merge ({label})", n, run_it, check_it)
+
+
+async def measure_singer(rows: list[Row], stack: Stack, n: int, skip: set[str]) -> None:
+    """target-postgres's rows: its defaults, and use_copy."""
+    singer_v = version("meltanolabs-target-postgres")
+    messages = stack.workdir / "singer.jsonl"
+    for key, use_copy, label in variants(
+        rows,
+        skip,
+        singer_v,
+        "target-postgres",
+        (("singer", False, "defaults"), ("singer_copy", True, "use_copy")),
+    ):
+        if not messages.exists():
+            singer_messages(messages, n)
+        schema = f"bench_singer_{key}"
+
+        async def run_singer_it(schema: str = schema, use_copy: bool = use_copy) -> float:
+            return await run_singer(stack.dsn, messages, stack.workdir, schema, use_copy)
+
+        async def check_singer(schema: str = schema) -> int:
+            return await count_rows(stack.dsn, f"{schema}.notes")
+
+        await measure(
+            rows, stack, key, f"target-postgres {singer_v} upsert ({label})", n, run_singer_it, check_singer
         )
-        task_queue = f"cmp-{uuid.uuid4().hex[:8]}"
-        async with workers(stack, task_queue, registry):
-            if "pdpp" not in skip:
 
-                async def run_pdpp() -> float:
-                    return await whole_path(stack, task_queue, "bench", n)
 
-                async def check_pdpp() -> int:
-                    return await count_rows(stack.dsn, "records WHERE connector = 'bench'")
-
-                await measure(rows, stack, "pdpp", "pdpp-orchestrator (whole path)", n, run_pdpp, check_pdpp)
-            if "empty" not in skip:
-                log(f"orchestration overhead: {args.empty_runs} empty runs …")
-                latencies = await empty_runs(stack, task_queue, args.empty_runs)
-
-        if "copy" not in skip:
-
-            async def run_copy() -> float:
-                return n / await copy_baseline(stack.dsn, n)
-
-            async def check_copy() -> int:
-                return n  # copy_baseline drops its table; COPY either loads every row or raises
-
-            await measure(rows, stack, "copy", "raw asyncpg COPY", n, run_copy, check_copy)
-
-        dlt_v = version("dlt")
-        for key, fmt, label in (("dlt", None, "default loader"), ("dlt_csv", "csv", "csv")):
-            if key in skip:
-                continue
-            name = f"dlt {dlt_v} merge ({label})"
-            if dlt_v is None:
-                rows.append(Row(key, "dlt", None, "not installed (pip install -e '.[bench]')"))
-                break
-            dataset = f"bench_dlt_{fmt or 'default'}"
-
-            async def run_it(fmt: str | None = fmt) -> float:
-                return await asyncio.to_thread(
-                    run_dlt, stack.dsn, [dict(r) for r in records], stack.workdir, fmt
-                )
-
-            async def check_it(dataset: str = dataset) -> int:
-                return await count_rows(stack.dsn, f"{dataset}.notes")
-
-            await measure(rows, stack, key, name, n, run_it, check_it)
-
-        singer_v = version("meltanolabs-target-postgres")
-        messages = stack.workdir / "singer.jsonl"
-        for key, use_copy, label in (("singer", False, "defaults"), ("singer_copy", True, "use_copy")):
-            if key in skip:
-                continue
-            name = f"target-postgres {singer_v} upsert ({label})"
-            if singer_v is None:
-                rows.append(Row(key, "target-postgres", None, "not installed (pip install -e '.[bench]')"))
-                break
-            if not messages.exists():
-                singer_messages(messages, n)
-            schema = f"bench_singer_{key}"
-
-            async def run_singer_it(schema: str = schema, use_copy: bool = use_copy) -> float:
-                return await run_singer(stack.dsn, messages, stack.workdir, schema, use_copy)
-
-            async def check_singer(schema: str = schema) -> int:
-                return await count_rows(stack.dsn, f"{schema}.notes")
-
-            await measure(rows, stack, key, name, n, run_singer_it, check_singer)
-
-        if "recovery" not in skip:
-            log("recovery: the demo's Case E and its recovery (budget 2,000 per 10 s) …")
-            recovery = await recovery_case_e(stack)
-
+def print_rows(rows: list[Row], n: int) -> None:
+    """The side-by-side table, fastest first, with each path's ratio to raw COPY."""
     copy_rps = next((r.records_per_s for r in rows if r.key == "copy"), None)
     print(f"\nSide by side: {n:,} records of ~650 bytes, one embedded PostgreSQL, one run")
     print(f"{'path':<44} {'records/s':>10}  {'vs raw COPY':>11}  {'others on the machine':>21}")
@@ -410,6 +436,11 @@ async def main() -> None:
         others = f"{r.others:.0%}" if r.others is not None else ""
         print(f"{r.name:<44} {r.records_per_s:>10,.0f}  {ratio:>11}  {others:>21}")
     print("(others on the machine: the share of its CPU time other processes used during that measurement)")
+
+
+def print_report(rows: list[Row], n: int, latencies: list[float], recovery: Recovery | None) -> list[str]:
+    """The table, the overhead and recovery lines; returns the machine-readable fields so far."""
+    print_rows(rows, n)
     summary = [f"records={n}"]
     for r in rows:
         summary.append(f"{r.key}_rps={r.records_per_s:.0f}" if r.records_per_s else f"{r.key}_rps=na")
@@ -428,6 +459,28 @@ async def main() -> None:
             f"{recovery.requests:,} ({recovery.per_gap:.2f} per gap; target 1.00); {recovery.seconds:.0f} s"
         )
         summary.append(f"requests_per_gap={recovery.per_gap:.2f}")
+    return summary
+
+
+async def main() -> None:
+    """Measure every path not skipped on one embedded stack, then report."""
+    args = parse_args()
+    n: int = args.records
+    skip = set(args.skip)
+    t_start = time.perf_counter()
+    records = [data for _, data in example_records(n)]
+    rows: list[Row] = []
+    recovery: Recovery | None = None
+    async with embedded_stack("pdpp-compare-", history_file=True) as stack:
+        latencies = await measure_pdpp(rows, stack, n, skip, args.empty_runs)
+        if "copy" not in skip:
+            await measure_copy(rows, stack, n)
+        await measure_dlt(rows, stack, records, n, skip)
+        await measure_singer(rows, stack, n, skip)
+        if "recovery" not in skip:
+            log("recovery: the demo's Case E and its recovery (budget 2,000 per 10 s) …")
+            recovery = await recovery_case_e(stack)
+    summary = print_report(rows, n, latencies, recovery)
     summary.append(f"elapsed_s={time.perf_counter() - t_start:.0f}")
     print(" ".join(summary))
     sys.stdout.flush()

@@ -30,10 +30,12 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import psutil
 from _stack import CpuMeter, RssSampler, Stack, embedded_stack, example_entry, percentile, workers
+from temporalio.client import WorkflowHandle
 
 from pdpp_orch.models import RunInput, RunOutcome, RunStatus, StreamScope
 from workflows.connector_run import ConnectorRunWorkflow
@@ -133,7 +135,48 @@ def crossing(samples: list[Sample], target: int) -> tuple[float, int]:
     raise ValueError(f"{target:,} records were never durable")
 
 
+@dataclass
+class LongRun:
+    """What the long run measured."""
+
+    records: int
+    every: int
+    outcome: RunOutcome
+    elapsed: float  # seconds from the workflow start to its outcome
+    events: int  # history events of the run's workflow
+    peak_mb: float  # the worker's peak RSS
+    used: dict[str, float]  # CpuMeter.used()
+    samples: list[Sample]
+    inferred: bool  # the last sample is the outcome's, not a polled checkpoint
+
+
+async def poll_checkpoints(
+    pg: asyncpg.Connection,
+    proc: psutil.Process,
+    handle: WorkflowHandle[Any, RunOutcome],
+    records: int,
+    t0: float,
+) -> tuple[list[Sample], RunOutcome]:
+    """The run's latest proven checkpoint every POLL_S until its outcome, logged each tenth."""
+    samples: list[Sample] = []
+    result = asyncio.ensure_future(handle.result())
+    next_log = 0.1
+    while not result.done():
+        offset = await pg.fetchval(
+            "SELECT (cursor->>'offset')::bigint FROM run_checkpoints WHERE run_id = $1 AND stream = 'notes'",
+            handle.id,
+        )
+        if offset is not None:
+            samples.append(Sample(time.perf_counter() - t0, int(offset), proc.memory_info().rss))
+            if offset >= next_log * records:
+                log(f"  {offset:,} durable after {samples[-1].t:.0f} s")
+                next_log = (offset * 10 // records + 1) / 10
+        await asyncio.wait([result], timeout=POLL_S)
+    return samples, await result
+
+
 async def long_run(stack: Stack, records: int, every: int) -> None:
+    """One run of `records` records with a STATE every `every` on one worker, then its report."""
     registry = stack.workdir / "long.toml"
     registry.write_text(example_entry("long", records, every=every))
     task_queue = f"long-{uuid.uuid4().hex[:8]}"
@@ -147,26 +190,11 @@ async def long_run(stack: Stack, records: int, every: int) -> None:
                 connector="long", run_id=f"long-{uuid.uuid4().hex[:8]}", streams=[StreamScope(name="notes")]
             )
             log(f"long: {records:,} records, a STATE every {every:,} …")
-            samples: list[Sample] = []
             t0 = time.perf_counter()
             handle = await stack.client.start_workflow(
                 ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=task_queue
             )
-            result = asyncio.ensure_future(handle.result())
-            next_log = 0.1
-            while not result.done():
-                offset = await pg.fetchval(
-                    "SELECT (cursor->>'offset')::bigint FROM run_checkpoints "
-                    "WHERE run_id = $1 AND stream = 'notes'",
-                    inp.run_id,
-                )
-                if offset is not None:
-                    samples.append(Sample(time.perf_counter() - t0, int(offset), proc.memory_info().rss))
-                    if offset >= next_log * records:
-                        log(f"  {offset:,} durable after {samples[-1].t:.0f} s")
-                        next_log = (offset * 10 // records + 1) / 10
-                await asyncio.wait([result], timeout=POLL_S)
-            outcome: RunOutcome = await result
+            samples, outcome = await poll_checkpoints(pg, proc, handle, records, t0)
             elapsed = time.perf_counter() - t0
             inferred = not samples or samples[-1].durable < outcome.records_durable
             if inferred:
@@ -181,15 +209,39 @@ async def long_run(stack: Stack, records: int, every: int) -> None:
         await pg.close()
     problems = check(outcome, records)
     assert not problems, problems
+    peak_mb = sampler.peak_mb()
+    report_long_run(LongRun(records, every, outcome, elapsed, events, peak_mb, used, samples, inferred))
+
+
+def report_long_run(run: LongRun) -> None:
+    """The long run's summary, its throughput per tenth, and its machine-readable line."""
+    records, elapsed, outcome = run.records, run.elapsed, run.outcome
     print(
-        f"\nLong run: {records:,} records, a STATE every {every:,}, one worker process: "
+        f"\nLong run: {records:,} records, a STATE every {run.every:,}, one worker process: "
         f"{outcome.status.value}, {outcome.records_durable:,} durable, "
         f"{outcome.state_streams_committed} checkpoint committed"
     )
     print(f"  start to outcome                         {elapsed:8.1f} s ({records / elapsed:,.0f} records/s)")
-    print(f"  history events of the run's workflow     {events:8d}")
-    print(f"  worker peak RSS (sampled every 50 ms)    {sampler.peak_mb():8.0f} MB")
-    print(f"  {CpuMeter.describe(used)}")
+    print(f"  history events of the run's workflow     {run.events:8d}")
+    print(f"  worker peak RSS (sampled every 50 ms)    {run.peak_mb:8.0f} MB")
+    print(f"  {CpuMeter.describe(run.used)}")
+    rates, last_t = print_tenths(run.samples, records)
+    if run.inferred:
+        print("  the last checkpoint fell between two polls: the last tenth is timed to the outcome")
+    else:
+        print(f"  after the last record was durable (commit, finish): {elapsed - last_t:.1f} s")
+    steady = rates[1:]
+    spread = (max(steady) - min(steady)) / statistics.median(steady)
+    print(
+        f"long: records={records} every={run.every} elapsed_s={elapsed:.1f} "
+        f"records_per_s={records / elapsed:.0f} history_events={run.events} peak_rss_mb={run.peak_mb:.0f} "
+        f"tenths_rps={','.join(f'{r:.0f}' for r in rates)} spread_after_first={spread:.2f}"
+    )
+
+
+def print_tenths(samples: list[Sample], records: int) -> tuple[list[float], float]:
+    """A line per tenth of the records: when it was durable and at what rate; returns the rates
+    and when the last record was durable."""
     print("  tenth  records durable by  at (s)  records/s in the tenth  worker RSS then (MB)")
     rates = []
     prev_t = 0.0
@@ -200,17 +252,7 @@ async def long_run(stack: Stack, records: int, every: int) -> None:
         rates.append(rate)
         print(f"  {k:>5}  {target:>18,}  {t:6.1f}  {rate:>22,.0f}  {rss / (1 << 20):>20.0f}")
         prev_t = t
-    if inferred:
-        print("  the last checkpoint fell between two polls: the last tenth is timed to the outcome")
-    else:
-        print(f"  after the last record was durable (commit, finish): {elapsed - prev_t:.1f} s")
-    steady = rates[1:]
-    spread = (max(steady) - min(steady)) / statistics.median(steady)
-    print(
-        f"long: records={records} every={every} elapsed_s={elapsed:.1f} "
-        f"records_per_s={records / elapsed:.0f} history_events={events} peak_rss_mb={sampler.peak_mb():.0f} "
-        f"tenths_rps={','.join(f'{r:.0f}' for r in rates)} spread_after_first={spread:.2f}"
-    )
+    return rates, prev_t
 
 
 async def main() -> None:
