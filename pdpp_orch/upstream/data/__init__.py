@@ -18,7 +18,6 @@ class WorldData:
     """The generated data of one world, per service, each built on first use."""
 
     def __init__(self, world: World) -> None:
-        self.world = world
         self.gmail = GmailData(world)
         self.slack = SlackData(world)
         self.chatgpt = ChatGPTData(world)
