@@ -29,11 +29,13 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import psutil
+from _long_report import LongRun, Sample, report_long_run
 from _stack import CpuMeter, RssSampler, Stack, embedded_stack, example_entry, percentile, workers
+from temporalio.client import WorkflowHandle
 
 from pdpp_orch.models import RunInput, RunOutcome, RunStatus, StreamScope
 from workflows.connector_run import ConnectorRunWorkflow
@@ -42,6 +44,7 @@ POLL_S = 0.25
 
 
 def log(msg: str) -> None:
+    """A progress line on stderr (stdout is the report)."""
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -63,6 +66,8 @@ def check(outcome: RunOutcome, records: int) -> list[str]:
 
 
 async def many(stack: Stack, runs: int, records: int, worker_count: int) -> None:
+    """`runs` connectors of `records` records started together on `worker_count` workers, and
+    their report."""
     names = [f"load_{i:03d}" for i in range(runs)]
     registry = stack.workdir / "many.toml"
     registry.write_text("\n".join(example_entry(name, records, every=500) for name in names))
@@ -114,26 +119,33 @@ async def many(stack: Stack, runs: int, records: int, worker_count: int) -> None
     )
 
 
-@dataclass
-class Sample:
-    t: float  # seconds since the workflow start
-    durable: int  # records before the latest proven checkpoint
-    rss: int  # the worker's resident memory then
-
-
-def crossing(samples: list[Sample], target: int) -> tuple[float, int]:
-    """When `target` records were durable (interpolated between polls), and the RSS then."""
-    prev = Sample(0.0, 0, samples[0].rss)
-    for s in samples:
-        if s.durable >= target:
-            if s.durable == prev.durable:
-                return s.t, s.rss
-            return prev.t + (s.t - prev.t) * (target - prev.durable) / (s.durable - prev.durable), s.rss
-        prev = s
-    raise ValueError(f"{target:,} records were never durable")
+async def poll_checkpoints(
+    pg: asyncpg.Connection,
+    proc: psutil.Process,
+    handle: WorkflowHandle[Any, RunOutcome],
+    records: int,
+    t0: float,
+) -> tuple[list[Sample], RunOutcome]:
+    """The run's latest proven checkpoint every POLL_S until its outcome, logged each tenth."""
+    samples: list[Sample] = []
+    result = asyncio.ensure_future(handle.result())
+    next_log = 0.1
+    while not result.done():
+        offset = await pg.fetchval(
+            "SELECT (cursor->>'offset')::bigint FROM run_checkpoints WHERE run_id = $1 AND stream = 'notes'",
+            handle.id,
+        )
+        if offset is not None:
+            samples.append(Sample(time.perf_counter() - t0, int(offset), proc.memory_info().rss))
+            if offset >= next_log * records:
+                log(f"  {offset:,} durable after {samples[-1].t:.0f} s")
+                next_log = (offset * 10 // records + 1) / 10
+        await asyncio.wait([result], timeout=POLL_S)
+    return samples, await result
 
 
 async def long_run(stack: Stack, records: int, every: int) -> None:
+    """One run of `records` records with a STATE every `every` on one worker, then its report."""
     registry = stack.workdir / "long.toml"
     registry.write_text(example_entry("long", records, every=every))
     task_queue = f"long-{uuid.uuid4().hex[:8]}"
@@ -147,26 +159,11 @@ async def long_run(stack: Stack, records: int, every: int) -> None:
                 connector="long", run_id=f"long-{uuid.uuid4().hex[:8]}", streams=[StreamScope(name="notes")]
             )
             log(f"long: {records:,} records, a STATE every {every:,} …")
-            samples: list[Sample] = []
             t0 = time.perf_counter()
             handle = await stack.client.start_workflow(
                 ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=task_queue
             )
-            result = asyncio.ensure_future(handle.result())
-            next_log = 0.1
-            while not result.done():
-                offset = await pg.fetchval(
-                    "SELECT (cursor->>'offset')::bigint FROM run_checkpoints "
-                    "WHERE run_id = $1 AND stream = 'notes'",
-                    inp.run_id,
-                )
-                if offset is not None:
-                    samples.append(Sample(time.perf_counter() - t0, int(offset), proc.memory_info().rss))
-                    if offset >= next_log * records:
-                        log(f"  {offset:,} durable after {samples[-1].t:.0f} s")
-                        next_log = (offset * 10 // records + 1) / 10
-                await asyncio.wait([result], timeout=POLL_S)
-            outcome: RunOutcome = await result
+            samples, outcome = await poll_checkpoints(pg, proc, handle, records, t0)
             elapsed = time.perf_counter() - t0
             inferred = not samples or samples[-1].durable < outcome.records_durable
             if inferred:
@@ -181,39 +178,12 @@ async def long_run(stack: Stack, records: int, every: int) -> None:
         await pg.close()
     problems = check(outcome, records)
     assert not problems, problems
-    print(
-        f"\nLong run: {records:,} records, a STATE every {every:,}, one worker process: "
-        f"{outcome.status.value}, {outcome.records_durable:,} durable, "
-        f"{outcome.state_streams_committed} checkpoint committed"
-    )
-    print(f"  start to outcome                         {elapsed:8.1f} s ({records / elapsed:,.0f} records/s)")
-    print(f"  history events of the run's workflow     {events:8d}")
-    print(f"  worker peak RSS (sampled every 50 ms)    {sampler.peak_mb():8.0f} MB")
-    print(f"  {CpuMeter.describe(used)}")
-    print("  tenth  records durable by  at (s)  records/s in the tenth  worker RSS then (MB)")
-    rates = []
-    prev_t = 0.0
-    for k in range(1, 11):
-        target = records * k // 10
-        t, rss = crossing(samples, target)
-        rate = (target - records * (k - 1) // 10) / (t - prev_t) if t > prev_t else float("inf")
-        rates.append(rate)
-        print(f"  {k:>5}  {target:>18,}  {t:6.1f}  {rate:>22,.0f}  {rss / (1 << 20):>20.0f}")
-        prev_t = t
-    if inferred:
-        print("  the last checkpoint fell between two polls: the last tenth is timed to the outcome")
-    else:
-        print(f"  after the last record was durable (commit, finish): {elapsed - prev_t:.1f} s")
-    steady = rates[1:]
-    spread = (max(steady) - min(steady)) / statistics.median(steady)
-    print(
-        f"long: records={records} every={every} elapsed_s={elapsed:.1f} "
-        f"records_per_s={records / elapsed:.0f} history_events={events} peak_rss_mb={sampler.peak_mb():.0f} "
-        f"tenths_rps={','.join(f'{r:.0f}' for r in rates)} spread_after_first={spread:.2f}"
-    )
+    peak_mb = sampler.peak_mb()
+    report_long_run(LongRun(records, every, outcome, elapsed, events, peak_mb, used, samples, inferred))
 
 
 async def main() -> None:
+    """Run the parts asked for on one embedded stack."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--only", choices=("many", "long"))
     parser.add_argument("--runs", type=int, default=50, help="connectors started together (many)")

@@ -4,8 +4,9 @@ Deterministic seeded data, a JSON fault plan, per-route request counters; see
 docs/simulated-upstreams.md. Tests start it with `UpstreamProcess`.
 """
 
+from pdpp_orch.upstream.client import UpstreamError
 from pdpp_orch.upstream.faults import Fault, FaultPlan, load_plan, preset_plans
-from pdpp_orch.upstream.process import UpstreamError, UpstreamProcess
+from pdpp_orch.upstream.process import UpstreamProcess
 from pdpp_orch.upstream.world import PRESETS, World, load_world
 
 __all__ = [

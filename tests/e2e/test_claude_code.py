@@ -18,8 +18,9 @@ from pdpp_orch.connectors import claude_code_gen as gen
 from pdpp_orch.connectors.claude_code import cursor_mtimes, make_cursor
 from pdpp_orch.connectors.claude_code_gen import GenSummary, generate, plan_layout
 from pdpp_orch.manifest import load_manifest
+from pdpp_orch.registry import BUNDLED_REGISTRY
 
-MANIFEST = load_manifest(Path(gen.__file__).with_name("claude_code.json"))
+MANIFEST = load_manifest(BUNDLED_REGISTRY.with_name("claude_code.json"))
 STREAMS = ["sessions", "messages", "attachments", "memory_notes"]
 SMALL: dict[str, Any] = {
     "sessions": 24,
