@@ -1,0 +1,99 @@
+"""What a collect attempt observed and how its checkpoints fared: counts, never records."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class CheckpointFact(BaseModel):
+    """A stream's checkpoint as seen during collection (the cursor itself stays in Postgres).
+
+    `unproven_reason` is set when the latest staged STATE could not be proven; `proven_seq`
+    may still point at an earlier proven one, which is what gets committed."""
+
+    stream: str
+    staged: int = 0
+    proven_seq: int | None = None
+    proven_bytes: int = 0
+    unproven_reason: str | None = None
+
+
+class CoverageFact(BaseModel):
+    stream: str
+    state_stream: str | None = None
+    required: int = 0
+    hydrated: int = 0
+    gap_backed: int = 0
+    considered: int | None = None
+    covered: int | None = None
+
+    @property
+    def accounted(self) -> bool:
+        return self.hydrated + self.gap_backed >= self.required
+
+
+class StreamFacts(BaseModel):
+    """Counters of one stream; snapshotted with its checkpoints so a retry resumes them."""
+
+    stream: str
+    emitted: int = 0
+    collected: int = 0
+    rejected: int = 0
+    skipped_by_reason: dict[str, int] = Field(default_factory=dict)
+    non_informational_skips: int = 0
+    gaps_opened: int = 0
+    gaps_retryable: int = 0
+
+
+class Violation(BaseModel):
+    kind: str
+    line_no: int
+    detail: str
+
+
+class CollectFacts(BaseModel):
+    """Everything the collect activity observed, as counts. Never records, never cursors."""
+
+    attempt: int = 1
+    done_status: str | None = None
+    done_error_code: str | None = None
+    done_error_retryable: bool = False
+    exit_code: int | None = None
+    cancelled: bool = False
+    records_emitted: int = 0
+    records_durable: int = 0
+    records_rejected: int = 0
+    lines_quarantined: int = 0
+    violations: list[Violation] = Field(default_factory=list, description="first few only")
+    violation_count: int = 0
+    streams: dict[str, StreamFacts] = Field(default_factory=dict)
+    checkpoints: dict[str, CheckpointFact] = Field(default_factory=dict)
+    coverage: dict[str, CoverageFact] = Field(default_factory=dict)
+    gaps_opened: int = 0
+    gaps_retryable_opened: int = 0
+    non_informational_skips: int = 0
+    gaps_recovered: int = 0
+    interactions: int = 0
+    runtime_error: str | None = None
+
+    @property
+    def violated(self) -> bool:
+        return self.violation_count > 0
+
+
+class StreamCommit(BaseModel):
+    """How one stream's checkpoint fared. `committed` means its latest staged checkpoint
+    committed; `earlier_committed` that an earlier proven one did while the latest could not."""
+
+    stream: str
+    committed: bool
+    earlier_committed: bool = False
+    bytes: int = 0
+    reason: str | None = None
+    message: str | None = None
+
+
+class CommitResult(BaseModel):
+    streams: list[StreamCommit] = Field(default_factory=list)
+    checkpoint_gaps_opened: int = 0
+    checkpoint_gaps_recovered: int = 0

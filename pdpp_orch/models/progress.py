@@ -1,0 +1,71 @@
+"""A run while it runs: live counts, and what it waits on its owner for."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from pdpp_orch.models.enums import InteractionStatus
+
+
+class StreamProgress(BaseModel):
+    """Live counters of one stream (names and counts only)."""
+
+    collected: int = 0
+    emitted: int = 0
+    skipped: int = 0
+    total: int | None = Field(default=None, description="the connector's own estimate (PROGRESS.total)")
+    checkpointed: bool = False
+
+
+class LiveProgress(BaseModel):
+    """What the collect activity reports to its workflow while it runs (a signal)."""
+
+    attempt: int = 1
+    records_emitted: int = 0
+    records_durable: int = 0
+    records_rejected: int = 0
+    violations: int = 0
+    skipped: int = 0
+    checkpoints: int = 0
+    stream: str | None = None
+    streams: dict[str, StreamProgress] = Field(default_factory=dict)
+
+
+class InteractionRequest(BaseModel):
+    """A connector waits on its owner. The message itself stays in PostgreSQL: it may name a
+    phone number or an account."""
+
+    request_id: str
+    kind: str
+    expires_at: datetime
+
+
+class InteractionClosed(BaseModel):
+    request_id: str
+    status: InteractionStatus
+
+
+class RespondInput(BaseModel):
+    """`pdpp-orch respond`: which request is answered. The answer's data never comes here."""
+
+    request_id: str | None = Field(default=None, description="None: the one the run waits on")
+    cancel: bool = False
+
+
+class RespondResult(BaseModel):
+    request_id: str
+    kind: str
+    expires_at: datetime
+
+
+class RunProgress(BaseModel):
+    """The `progress` query of a run."""
+
+    run_id: str
+    connector: str
+    phase: str
+    live: LiveProgress = Field(default_factory=LiveProgress)
+    waiting: list[InteractionRequest] = Field(default_factory=list)
+    status: str | None = Field(default=None, description="the outcome's status once it ended")

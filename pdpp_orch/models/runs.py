@@ -1,0 +1,121 @@
+"""A run: its input, what prepare learned, its outcome (DESIGN §3) and what derives it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from pdpp_orch.models.enums import CheckpointPolicy, CommitStatus, Mode, RunStatus, Trigger
+from pdpp_orch.models.facts import CollectFacts, CommitResult
+from pdpp_orch.models.hints import RetryHint, RetryPlan
+from pdpp_orch.models.scope import StreamScope
+
+
+class RunInput(BaseModel):
+    """Input of ConnectorRunWorkflow. The workflow id is the run id."""
+
+    connector: str
+    run_id: str = Field(default="", description="empty: the workflow id (scheduled runs)")
+    trigger: Trigger = Trigger.MANUAL
+    mode: Mode = Mode.FORWARD
+    streams: list[StreamScope] = Field(default_factory=list, description="empty: every stream")
+    heartbeat_timeout_seconds: float = 30.0
+    max_run_seconds: float = 24 * 3600.0
+    recover: bool = Field(default=True, description="start a GapRecoveryWorkflow for each retry hint")
+    hint_id: str | None = Field(default=None, description="recovery runs: the hint being executed")
+    lease_id: str | None = Field(default=None, description="recovery runs: the gaps served, by lease")
+    allow_concurrent: bool = Field(
+        default=False, description="forward runs: start even while another run of the connector is going"
+    )
+
+
+class PreparedRun(BaseModel):
+    """What the prepare activity learned; sizes and names only."""
+
+    connector: str
+    checkpoint_policy: CheckpointPolicy
+    streams: list[str]
+    committed_state_bytes: dict[str, int]
+    budget_units: int | None = None
+    budget_window_seconds: float = 24 * 3600.0
+    cost_per_item: int = 1
+
+
+class ClaimInput(BaseModel):
+    connector: str
+    run_id: str
+
+
+class ClaimResult(BaseModel):
+    """None: the run holds its connector's lock; else the run it waits for."""
+
+    holder: str | None = None
+
+
+class StreamOutcome(BaseModel):
+    stream: str
+    collected: int
+    considered: int | None = None
+    covered: int | None = None
+    checkpoint: str
+    coverage: str
+    gaps_open: int
+
+
+class RunOutcome(BaseModel):
+    """The outcome of one run, exactly the fields of DESIGN §3."""
+
+    run_id: str
+    connector: str
+    trigger: Trigger
+    mode: Mode
+    status: RunStatus
+    needs_retry: bool
+    reason: str | None
+    records_emitted: int
+    records_durable: int
+    records_rejected: int
+    buffered_records_dropped: int = 0
+    state_streams_staged: int
+    state_streams_committed: int
+    checkpoint_commit_status: CommitStatus
+    skipped_by_reason: dict[str, int]
+    gaps_opened: int
+    gaps_recovered: int
+    gaps_open_total: int
+    streams: list[StreamOutcome]
+    retry_hints: list[RetryHint] = Field(default_factory=list)
+    recovery_workflow_ids: list[str] = Field(default_factory=list)
+    started_at: datetime
+    finished_at: datetime
+
+
+class RunFacts(BaseModel):
+    """The inputs of the pure outcome derivation."""
+
+    input: RunInput
+    collect: CollectFacts
+    commit: CommitResult
+    plan: RetryPlan = Field(default_factory=RetryPlan)
+    started_at: datetime
+    finished_at: datetime
+    cancelled: bool = False
+    error: str | None = None
+
+
+class CommitInput(BaseModel):
+    run: RunInput
+    facts: CollectFacts
+
+
+class FinishInput(BaseModel):
+    outcome: RunOutcome
+    facts: CollectFacts
+
+
+class PlanInput(BaseModel):
+    run: RunInput
+    facts: CollectFacts
+    commit: CommitResult
+    run_failed_retryably: bool = False
