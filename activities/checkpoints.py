@@ -35,7 +35,7 @@ class CheckpointActivities:
         """Commit each stream's proven checkpoint, each in its own transaction (DESIGN §2), and
         keep a checkpoint gap for every stream whose latest checkpoint could not commit."""
         run, facts = data.run, data.facts
-        entry, _ = entry_and_manifest(self.registry, run.connector)
+        entry, _ = await entry_and_manifest(self.registry, run.connector)
         strict = entry.checkpoint_policy is CheckpointPolicy.PDPP_STRICT
         results: list[StreamCommit] = []
         for stream, cp in sorted(facts.checkpoints.items()):
@@ -82,7 +82,7 @@ class CheckpointActivities:
         and reason, narrowed to exactly those gaps, timed by the upstream's signal or the
         connector's back-off policy, priced with its cost per item."""
         run = data.run
-        entry, _ = entry_and_manifest(self.registry, run.connector)
+        entry, _ = await entry_and_manifest(self.registry, run.connector)
         opened = 0
         if data.run_failed_retryably:
             reason = data.facts.done_error_code or "connector_reported_failed"

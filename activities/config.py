@@ -3,6 +3,7 @@ Temporal does not retry (a configuration problem does not heal by itself)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from temporalio.exceptions import ApplicationError
@@ -17,10 +18,16 @@ def config_error(e: ConfigError) -> ApplicationError:
     return ApplicationError(str(e), type="ConfigError", non_retryable=True)
 
 
-def entry_and_manifest(registry: RegistryLoader, name: str) -> tuple[ConnectorEntry, Manifest]:
-    """The connector's registry entry and its validated manifest, read afresh."""
+def _load(registry: RegistryLoader, name: str) -> tuple[ConnectorEntry, Manifest]:
+    entry = registry().get(name)
+    return entry, entry.load_manifest()
+
+
+async def entry_and_manifest(registry: RegistryLoader, name: str) -> tuple[ConnectorEntry, Manifest]:
+    """The connector's registry entry and its validated manifest, read afresh — in a thread:
+    reading files and validating a manifest of thousands of streams must not stall the
+    worker's event loop (and every heartbeat on it)."""
     try:
-        entry = registry().get(name)
-        return entry, entry.load_manifest()
+        return await asyncio.to_thread(_load, registry, name)
     except ConfigError as e:
         raise config_error(e) from e

@@ -20,7 +20,7 @@ class RecoveryActivities:
     @activity.defn
     async def recovery_policy(self, connector: str) -> RecoveryPolicy:
         """The connector's budget, cost per item and attempt limits, as configured now."""
-        entry, manifest = entry_and_manifest(self.registry, connector)
+        entry, manifest = await entry_and_manifest(self.registry, connector)
         budget = entry.budget.config()
         return RecoveryPolicy(
             cost_per_item=entry.budget.cost_per_item,

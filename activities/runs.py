@@ -26,6 +26,7 @@ from pdpp_orch.models import (
     PreparedRun,
     RunInput,
 )
+from pdpp_orch.outcome import in_connector_words
 from pdpp_orch.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class RunActivities:
     @activity.defn
     async def prepare_run(self, run: RunInput) -> PreparedRun:
         """Validate the connector and its manifest, then open the run's row."""
-        entry, manifest = entry_and_manifest(self.registry, run.connector)
+        entry, manifest = await entry_and_manifest(self.registry, run.connector)
         for s in run.streams:
             if manifest.stream(s.name) is None:
                 raise config_error(ConfigError(f"connector {run.connector!r} has no stream {s.name!r}"))
@@ -88,7 +89,7 @@ class RunActivities:
     @activity.defn
     async def collect(self, run: RunInput) -> CollectFacts:
         """Run the connector once, resuming from this run's last proven checkpoints."""
-        entry, manifest = entry_and_manifest(self.registry, run.connector)
+        entry, manifest = await entry_and_manifest(self.registry, run.connector)
         info = activity.info()
         assert info.workflow_id is not None  # collect is only ever run by ConnectorRunWorkflow
         handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
@@ -102,14 +103,24 @@ class RunActivities:
 
         if info.attempt > 1:  # the attempt before may have died with its worker, here
             await asyncio.to_thread(reap_orphans)
-        collector = Collector(self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify)
+
+        def cancel_requested() -> bool:
+            details = activity.cancellation_details()
+            return details is not None and details.cancel_requested
+
+        collector = Collector(
+            self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify, cancel_requested
+        )
         with (
             telemetry.context(run_id=run.run_id, connector=run.connector),
             telemetry.span(
                 "pdpp.connector", connector=run.connector, run_id=run.run_id, attempt=info.attempt
             ) as sp,
         ):
-            facts = await collector.run()
+            try:
+                facts = await collector.run()
+            except ConfigError as e:
+                raise config_error(e) from e
             sp.set_attributes(
                 {
                     "exit_code": facts.exit_code if facts.exit_code is not None else -1,
@@ -150,7 +161,9 @@ class RunActivities:
             for sf in data.facts.streams.values()
             for reason, n in sorted(sf.skipped_by_reason.items())
         ]
-        finished = await self.store.runs.finish(data.outcome, events)
+        said = await self.store.runs.diagnostics(data.outcome.run_id)
+        outcome = in_connector_words(data.outcome, said.connector_error, said.stderr_tail)
+        finished = await self.store.runs.finish(outcome, events)
         await self.store.locks.release(data.outcome.connector, data.outcome.run_id)
         if finished:
             o = data.outcome

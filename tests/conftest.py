@@ -20,9 +20,10 @@ from temporalio import workflow
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from pdpp_orch import search_attributes
+from pdpp_orch.control.waiting import stored_outcome, workflow_outcome
 from pdpp_orch.devstack import temporal_cli, test_server_cli
 from pdpp_orch.models import RunInput, RunOutcome, StreamScope
 from pdpp_orch.registry import Registry, toml_value
@@ -103,6 +104,12 @@ def client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
 
 
+async def outcome_of(store: Store, handle: Any) -> RunOutcome:
+    """A run's outcome whichever way its workflow ended: its result, the details of its
+    RunFailed failure, or (Canceled, which carries none) the `runs` table's."""
+    return await stored_outcome(store, handle.id, await workflow_outcome(handle))
+
+
 async def until(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 30.0) -> T:
     """The first truthy value of `probe`, polled for at most `seconds` (then the test fails)."""
     deadline = time.monotonic() + seconds
@@ -171,9 +178,11 @@ class Harness:
         path = self.start_log(name)
         return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
-    def worker(self) -> Any:
+    def worker(self, *interceptors: Interceptor) -> Any:
         path = self.registry_path
-        return build_worker(self.client, self.store, self.task_queue, lambda: Registry.load(path))
+        return build_worker(
+            self.client, self.store, self.task_queue, lambda: Registry.load(path), interceptors
+        )
 
     def run_input(self, connector: str, streams: list[str] | None = None, **kw: Any) -> RunInput:
         return RunInput(
@@ -184,11 +193,13 @@ class Harness:
         )
 
     async def run(self, connector: str, streams: list[str] | None = None, **kw: Any) -> RunOutcome:
+        """Run the connector to its outcome, whichever way its workflow ends."""
         inp = self.run_input(connector, streams, **kw)
         async with self.worker():
-            return await self.client.execute_workflow(
+            handle = await self.client.start_workflow(
                 ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=self.task_queue
             )
+            return await outcome_of(self.store, handle)
 
 
 @pytest.fixture

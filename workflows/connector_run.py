@@ -8,10 +8,16 @@ recoveries, record the outcome.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pdpp_orch import search_attributes as sa
@@ -35,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         RespondResult,
         RetryHint,
         RetryPlan,
+        RunError,
         RunFacts,
         RunInput,
         RunOutcome,
@@ -42,10 +49,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from pdpp_orch.outcome import derive_outcome, failed_retryably
     from workflows import ids, ui
+    from workflows.endings import describe_error, end, whole
     from workflows.options import COLLECT_GRACE, COLLECT_RETRY, COMMIT_TIMEOUT, DB_RETRY, SHORT
 
 # Added after histories were recorded: runs started before it replay without the claim.
 ONE_RUN_PER_CONNECTOR = "one-run-per-connector"
+# Added after histories were recorded: a failed run's workflow ends Failed, a cancelled one
+# Canceled (before, every run completed).
+TEMPORAL_STATUS = "temporal-status-agrees"
+
 # Polls for the other run's end: soon at first, then every minute.
 CLAIM_FIRST_WAIT = timedelta(seconds=5)
 CLAIM_MAX_WAIT = timedelta(minutes=1)
@@ -139,12 +151,13 @@ class ConnectorRunWorkflow:
                 sa.RUN_STATUS.value_set(LiveStatus.RUNNING.value),
             ]
         )
-        if inp.mode is Mode.FORWARD and not inp.allow_concurrent and workflow.patched(ONE_RUN_PER_CONNECTOR):
-            await self._claim_connector(inp)
-        prepared = await self._prepare(inp)
-        facts, cancelled, error = await self._collect(inp)
-        if prepared.budget_units is not None and inp.mode is Mode.FORWARD:
-            await self._charge(inp, prepared, facts)
+        prepared, facts, error = await self._collection(inp)
+        if prepared is not None and prepared.budget_units is not None and inp.mode is Mode.FORWARD:
+            await whole(self._charge(inp, prepared, facts))
+        # The point of no return: a cancel requested until now makes the run `cancelled`, and
+        # nothing commits; once checkpoints begin to commit, the run finishes honestly.
+        cancelled = workflow.cancellation_reason() is not None
+        facts.cancelled = cancelled
         self._waiting.clear()
         self._live = self._live.model_copy(
             update={
@@ -153,8 +166,9 @@ class ConnectorRunWorkflow:
                 "records_rejected": facts.records_rejected,
             }
         )
-        commit = await self._commit(inp, facts)
-        plan = await self._plan(inp, facts, commit, failed_retryably(facts, commit, cancelled, error))
+        commit = await whole(self._commit(inp, facts))
+        failed = failed_retryably(facts, commit, cancelled, error)
+        plan = await whole(self._plan(inp, facts, commit, failed))
         outcome = derive_outcome(
             RunFacts(
                 input=inp,
@@ -167,10 +181,37 @@ class ConnectorRunWorkflow:
                 error=error,
             )
         )
+        outcome.cancel_too_late = not cancelled and workflow.cancellation_reason() is not None
         if inp.mode is Mode.FORWARD and inp.recover:
-            outcome.recovery_workflow_ids = [await self._start_recovery(inp, h) for h in outcome.retry_hints]
-        await self._record(outcome, facts)
+            outcome.recovery_workflow_ids = [
+                await whole(self._start_recovery(inp, h)) for h in outcome.retry_hints
+            ]
+        await whole(self._record(outcome, facts))
+        if workflow.patched(TEMPORAL_STATUS):
+            end(outcome)
         return outcome
+
+    async def _collection(self, inp: RunInput) -> tuple[PreparedRun | None, CollectFacts, RunError | None]:
+        """Claim the connector, prepare and collect: what came of it, or of a cancel or a
+        configuration error on the way."""
+        prepared = None
+        try:
+            if (
+                inp.mode is Mode.FORWARD
+                and not inp.allow_concurrent
+                and workflow.patched(ONE_RUN_PER_CONNECTOR)
+            ):
+                await self._claim_connector(inp)
+            prepared = await self._prepare(inp)
+            facts, error = await self._collect(inp)
+            return prepared, facts, error
+        except (ActivityError, asyncio.CancelledError) as e:
+            if is_cancelled_exception(e):
+                return prepared, CollectFacts(cancelled=True), None
+            cause = e.cause if isinstance(e, ActivityError) else None
+            if isinstance(cause, ApplicationError) and cause.type == "ConfigError":
+                return prepared, CollectFacts(), describe_error(cause)
+            raise
 
     async def _claim_connector(self, inp: RunInput) -> None:
         """Wait, on a durable timer, while another forward run of the connector is going
@@ -207,9 +248,9 @@ class ConnectorRunWorkflow:
         )
         return prepared
 
-    async def _collect(self, inp: RunInput) -> tuple[CollectFacts, bool, str | None]:
-        """The facts of the collect activity, whether the run was cancelled, and the error that
-        ended collection early, if any (then the facts are what it saved)."""
+    async def _collect(self, inp: RunInput) -> tuple[CollectFacts, RunError | None]:
+        """The facts of the collect activity, and the error that ended collection early, if any
+        (then the facts are what it saved)."""
         self._phase = "collecting"
         try:
             facts: CollectFacts = await workflow.execute_activity(
@@ -222,21 +263,22 @@ class ConnectorRunWorkflow:
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"run connector {inp.connector}",
             )
-            return facts, False, None
+            return facts, None
         except (ActivityError, CancelledError) as e:
             self._waiting.clear()
             cause = e.cause if isinstance(e, ActivityError) else e
-            cancelled = isinstance(cause, CancelledError)
-            error = None if cancelled else _describe(cause)
-        saved: CollectFacts = await workflow.execute_activity(
-            "load_facts",
-            inp.run_id,
-            result_type=CollectFacts,
-            start_to_close_timeout=SHORT,
-            retry_policy=DB_RETRY,
-            summary="load saved facts",
+            error = None if is_cancelled_exception(e) else describe_error(cause)
+        saved: CollectFacts = await whole(
+            workflow.execute_activity(
+                "load_facts",
+                inp.run_id,
+                result_type=CollectFacts,
+                start_to_close_timeout=SHORT,
+                retry_policy=DB_RETRY,
+                summary="load saved facts",
+            )
         )
-        return saved, cancelled, error
+        return saved, error
 
     async def _charge(self, inp: RunInput, prepared: PreparedRun, facts: CollectFacts) -> None:
         """Forward runs spend the same upstream budget as recoveries, charged after the fact."""
@@ -316,12 +358,6 @@ class ConnectorRunWorkflow:
                 sa.GAPS_OPEN.value_set(outcome.gaps_open_total),
             ]
         )
-        workflow.set_current_details(ui.outcome_details(outcome))
+        workflow.set_current_details(ui.outcome_details(outcome, workflow.now()))
         self._status = outcome.status.value
         self._phase = "done"
-
-
-def _describe(err: BaseException | None) -> str:
-    if isinstance(err, ApplicationError):
-        return f"{err.type or 'error'}: {err.message}"[:300]
-    return type(err).__name__ if err else "unknown error"

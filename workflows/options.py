@@ -8,10 +8,12 @@ from temporalio.common import RetryPolicy
 
 # Database activities take well under a second; a worker that died holding one is noticed after this.
 SHORT = timedelta(seconds=30)
+# A database outage delays a run's outcome, however long it lasts; it never replaces it (so no
+# maximum of attempts: a retry a minute until PostgreSQL answers again).
 DB_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=20,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=0,
     non_retryable_error_types=["ConfigError"],
 )
 COLLECT_RETRY = RetryPolicy(

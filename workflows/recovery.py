@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ChildWorkflowError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from pdpp_orch import policy as rules
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import ids, ui
     from workflows.connector_run import ConnectorRunWorkflow
+    from workflows.endings import RUN_FAILED
     from workflows.options import DB_RETRY, SHORT
 
 LEASE_WAIT = timedelta(minutes=1)
@@ -255,5 +256,10 @@ class GapRecoveryWorkflow:
                 static_summary=ui.recovery_run_summary(inp.connector, hint.reason, inp.rounds),
             )
             return outcome
-        except ChildWorkflowError:
-            return None  # the run itself failed (configuration, database): settle as not clean
+        except ChildWorkflowError as e:
+            # A failed run's workflow ends Failed with its outcome in the failure's details; one
+            # that failed without an outcome (a reused run id) settles as not clean.
+            cause = e.cause
+            if isinstance(cause, ApplicationError) and cause.type == RUN_FAILED and cause.details:
+                return RunOutcome.model_validate(cause.details[0])
+            return None

@@ -4,8 +4,11 @@ Counts, enums and our own ids only: these texts are not encrypted."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from pdpp_orch import advice
 from pdpp_orch import search_attributes as sa
 from pdpp_orch.models import LiveProgress, RetryHint, RunInput, RunOutcome
 
@@ -51,23 +54,21 @@ def live_details(p: LiveProgress) -> str:
     )
 
 
-def outcome_details(o: RunOutcome) -> str:
-    """A finished run: its outcome in a few lines."""
+def outcome_details(o: RunOutcome, now: datetime) -> str:
+    """A finished run: its outcome in a few lines, why, what is missing and what comes next."""
     skipped = ", ".join(f"{k}: {v:,}" for k, v in o.skipped_by_reason.items()) or "none"
+    why = advice.why(o)
     return (
         f"**{o.status.value}**{' · needs retry' if o.needs_retry else ''}"
         f"{f' · reason `{o.reason}`' if o.reason else ''}\n\n"
-        f"- records durable: {o.records_durable:,} of {o.records_emitted:,} emitted"
-        f" ({o.records_rejected:,} rejected, {o.buffered_records_dropped} dropped)\n"
+        + (f"- why: {why}\n" if why else "")
+        + f"- records durable: {o.records_durable:,} of {o.records_emitted:,} emitted"
+        f" ({o.records_rejected:,} rejected, {o.buffered_records_dropped} dropped) · {advice.missing(o)}\n"
         f"- checkpoints: {o.state_streams_committed} of {o.state_streams_staged} committed"
         f" ({o.checkpoint_commit_status.value})\n"
         f"- skipped: {skipped}\n"
         f"- gaps: {o.gaps_opened:,} opened, {o.gaps_open_total:,} open for this connector\n"
-        + "".join(
-            f"- retry `{h.reason}` ({h.gap_count:,} gaps, cost {h.estimated_cost:,})"
-            f" not before {h.not_before:%Y-%m-%d %H:%M} UTC\n"
-            for h in o.retry_hints
-        )
+        + "".join(f"- next: {line}\n" for line in advice.next_steps(o, now))
     )
 
 

@@ -10,6 +10,7 @@ counts it all.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -27,12 +28,15 @@ from activities.collect.start import Served, start_message
 from activities.collect.writer import Writer
 from activities.environment import connector_env
 from activities.process import ConnectorProcess
-from pdpp_orch.manifest import Manifest
+from pdpp_orch.manifest import ConfigError, Manifest
 from pdpp_orch.models import CollectFacts, LiveProgress, Mode, RunInput
 from pdpp_orch.registry import ConnectorEntry
-from pdpp_orch.store import Store
+from pdpp_orch.store import Diagnostics, Store
+
+log = logging.getLogger(__name__)
 
 MAX_EXCLUDED = 50_000
+CANCEL_GRACE_S = 60.0
 # Live progress goes to the workflow as signals, and each costs four history events (the
 # signal and the workflow task it wakes). After 2 s, then every 10 s, then a tenth of the time
 # elapsed, at most every 5 min: a 20 s run adds 3 signals, an hour about 50, eight hours 130.
@@ -59,6 +63,7 @@ class Collector:
         attempt: int,
         heartbeat: Callable[[dict[str, Any]], None],
         notify: Notify | None = None,
+        cancel_requested: Callable[[], bool] = lambda: True,
     ):
         self.store = store
         self.entry = entry
@@ -67,6 +72,9 @@ class Collector:
         self.attempt = attempt
         self.heartbeat = heartbeat
         self.notify = notify or _no_one
+        # Whether a CancelledError means someone cancelled the run (not a heartbeat timeout,
+        # not the worker shutting down): only then is the attempt's outcome `cancelled`.
+        self.cancel_requested = cancel_requested
         wanted = [s.name for s in run.streams] or [s.name for s in manifest.streams]
         self.scope = {s: manifest.stream(s) for s in wanted}
         self.tally = Tally(manifest, self.scope, attempt)
@@ -98,7 +106,7 @@ class Collector:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
         facts = self.tally.finalize()
-        await store.runs.save_facts(run.run_id, facts.model_dump_json())
+        await self._save(proc, facts)
         return facts
 
     def _workdir(self) -> tuple[Path, Path | None]:
@@ -139,20 +147,28 @@ class Collector:
         beat = asyncio.create_task(self._heartbeats())
         reporter = asyncio.create_task(self._reporter())
         try:
-            await proc.start()
+            await self._start(proc)
             await proc.send(orjson.dumps(start))
             await reader.read_all()
             await interactions.end_waits()
             await reader.finish_process(messages.done_seen)
             await writer.drain(flusher)
         except asyncio.CancelledError:
-            # Cancelled by the operator (or the worker shutting down): end the connector, keep
-            # every record it gave us, and leave the facts where the workflow can find them.
-            tally.facts.cancelled = True
-            await interactions.end_waits()
-            await proc.terminate()
-            await writer.drain(flusher)
-            await self.store.runs.save_facts(self.run_input.run_id, tally.finalize().model_dump_json())
+            # Cancelled by the operator, timed out, or the worker shutting down: end the
+            # connector, keep every record it gave us, and leave the facts (and what it said)
+            # where the workflow can find them — within CANCEL_GRACE_S, so that a database
+            # that will not take the last batch cannot keep the attempt alive for ever.
+            tally.facts.cancelled = self.cancel_requested()
+            try:
+                async with asyncio.timeout(CANCEL_GRACE_S):
+                    await interactions.end_waits()
+                    if proc.proc is not None:
+                        await proc.terminate()
+                    await writer.drain(flusher)
+                    await self._save(proc, tally.finalize())
+            except TimeoutError:
+                log.warning("run %s: cancelled, but its last batch was not written in %.0f s",
+                            self.run_input.run_id, CANCEL_GRACE_S)  # fmt: skip
             raise
         finally:
             beat.cancel()
@@ -164,6 +180,22 @@ class Collector:
                 flusher.cancel()
         await proc.finish_stderr()
         self._end_checks(served, messages.done_seen)
+
+    async def _start(self, proc: ConnectorProcess) -> None:
+        """Spawn the connector; one that cannot be started is a configuration error, at once."""
+        try:
+            await proc.start()
+        except OSError as e:
+            command = self.entry.command[0]
+            raise ConfigError(
+                f"connector {self.entry.name!r} cannot be started: {e.strerror or e} ({command})"
+            ) from e
+
+    async def _save(self, proc: ConnectorProcess, facts: CollectFacts) -> None:
+        """Leave the facts, and what the connector said, where the workflow can find them."""
+        tail = [line.replace("\x00", "\ufffd") for line in proc.stderr_tail]
+        said = Diagnostics(connector_error=self.tally.connector_error, stderr_tail=tail)
+        await self.store.runs.save_facts(self.run_input.run_id, facts.model_dump_json(), said)
 
     def _end_checks(self, served: Served | None, done_seen: bool) -> None:
         violate = self.writer.violate

@@ -51,6 +51,8 @@ class Tally:
         self.totals: dict[str, int] = {}
         self.coverage: dict[str, Coverage] = {}
         self.gap_keys: dict[str, set[str]] = {}
+        # DONE.error.message: the connector's own words, kept in PostgreSQL only.
+        self.connector_error: str | None = None
 
     def stream(self, name: str) -> StreamFacts:
         sf = self.facts.streams.get(name)
@@ -79,6 +81,8 @@ class Tally:
             self.stream(name).emitted = n
         for name, n in self.collected.items():
             self.stream(name).collected = n
+        for name, total in self.totals.items():
+            self.stream(name).total = total
 
     def progress(self) -> dict[str, Any]:
         """The run's totals, for heartbeats and the `runs` row."""

@@ -228,6 +228,8 @@ class Messages:
         err = msg.get("error") or {}
         facts.done_error_code = err.get("code")
         facts.done_error_retryable = bool(err.get("retryable"))
+        if err.get("message") is not None:
+            self.tally.connector_error = str(err["message"])[:1000].replace("\x00", "\ufffd")
         seen = self.tally.seen_records
         if msg["records_emitted"] != seen:
             self.writer.violate(

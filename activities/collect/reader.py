@@ -127,13 +127,17 @@ class Reader:
         return self.tally.facts.runtime_error is not None
 
     async def finish_process(self, done_seen: bool) -> None:
-        """Wait for the connector to exit after its output ended (or end it)."""
+        """Wait for the connector to exit after its output ended, or end it. One that closed
+        its output without DONE gets its stall timeout to exit; still running then, it is
+        ended, and the run says it closed its output (it did not exit)."""
         facts = self.tally.facts
         if facts.runtime_error:
             facts.exit_code = await self.proc.terminate()
             return
-        code = await self.proc.wait(DONE_EXIT_GRACE_S if done_seen else 30.0)
+        code = await self.proc.wait(DONE_EXIT_GRACE_S if done_seen else self.deadlines.stall_timeout)
         if code is None:
+            if not done_seen:
+                facts.runtime_error = "connector_output_closed"
             code = await self.proc.terminate()
         self.proc.reap_group()
         facts.exit_code = code

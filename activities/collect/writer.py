@@ -36,6 +36,7 @@ class Writer:
         self.flush_error: BaseException | None = None
         self.flushing = False  # the flusher is writing a batch
         self.try_copy = True
+        self.closing = False  # the flusher was told to stop after what it has
         # Records PostgreSQL refused (found at flush time), and each stream's last checkpoint
         # written to the run's resume point: what stays proven when a later one is taken back.
         self.refusals = 0
@@ -87,10 +88,17 @@ class Writer:
         return not self.flushing and self.queue.empty()
 
     async def cut(self) -> None:
-        """Hand the current batch to the flusher (waits while one is already queued)."""
+        """Hand the current batch to the flusher (waits while one is already queued). The batch
+        stays current until it is queued: a cancel while waiting loses none of it."""
         if self.batch.empty():
             return
-        await self.queue.put(self._take_batch())
+        batch = self.batch
+        # COPY data made here, while the flusher's COPY before it streams into PostgreSQL.
+        batch.seal(self.connector, self.run_id)
+        await self.queue.put(batch)
+        if self.batch is batch:
+            self.batch = Flush()
+            self.batch_started = time.monotonic()
         if self.flush_error:
             raise self.flush_error
 
@@ -102,10 +110,20 @@ class Writer:
         return batch
 
     async def drain(self, flusher: asyncio.Task[None]) -> None:
-        """Write what is left and wait for the flusher to finish."""
-        await self.cut()
-        await self.queue.put(None)
-        await flusher
+        """Write what is left and wait for the flusher to finish. A cancel meanwhile does not
+        stop the flusher, and drain may be called again after it (the cancel's own cleanup):
+        what came after the flusher's last batch is then written here."""
+        if not self.closing:
+            await self.cut()
+            await self.queue.put(None)
+            self.closing = True
+        await asyncio.shield(flusher)
+        if not self.batch.empty() and not self.flush_error:
+            self.flushing = True
+            try:
+                await self._write(self._take_batch())
+            finally:
+                self.flushing = False
         if self.flush_error:
             raise self.flush_error
 

@@ -9,16 +9,51 @@ from __future__ import annotations
 
 import os
 import warnings
+from importlib.metadata import version as package_version
+from typing import Annotated
 
 import typer
 
-from pdpp_orch.cli import budget, demo, gaps, interactions, keys, recover, report, runs, schedule, stack
+from pdpp_orch.cli import (
+    budget,
+    demo,
+    gaps,
+    interactions,
+    keys,
+    quarantine,
+    recover,
+    report,
+    runs,
+    schedule,
+    stack,
+)
+from pdpp_orch.cli.common import Options
 
 app = typer.Typer(
     help="Run PDPP connectors as Temporal workflows and tell the truth about every run.",
     no_args_is_help=True,
-    add_completion=False,
 )
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        print(f"pdpp-orch {package_version('pdpp-orchestrator')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say which Temporal and PostgreSQL the command uses.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Run PDPP connectors as Temporal workflows and tell the truth about every run."""
+    Options.verbose = verbose
+
+
 app.command()(stack.dev)
 app.command()(stack.worker)
 app.command()(stack.migrate)
@@ -29,6 +64,7 @@ app.command()(interactions.respond)
 app.command()(runs.cancel)
 app.command()(runs.status)
 app.command()(runs.runs)
+app.command()(quarantine.quarantine)
 app.add_typer(gaps.app, name="gaps")
 app.add_typer(recover.app, name="recover")
 app.command()(budget.budget)

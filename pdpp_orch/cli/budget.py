@@ -9,10 +9,9 @@ from typing import Annotated
 import typer
 
 from pdpp_orch.budget import format_window
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, out, run_async, settings
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, out, run_async, settings
 from pdpp_orch.control.budget import budget_status
 from pdpp_orch.control.connect import connect
-from pdpp_orch.control.stack import endpoints
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
 

@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from pdpp_orch import telemetry
 from pdpp_orch.control import UsageError
+from pdpp_orch.control.stack import Stack, stack
 from pdpp_orch.devstack import DevStackError
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import RunStatus
@@ -54,6 +55,29 @@ def settings(data_dir: Path | None = None, connectors: Path | None = None) -> Se
     if connectors is not None:
         s.connectors = connectors
     return s
+
+
+class Options:
+    """The global options (`pdpp-orch --verbose COMMAND`)."""
+
+    verbose = False
+
+
+def servers(s: Settings) -> Stack:
+    """The stack a command uses; it says which with --verbose, and always when it ignored a
+    stale `devstack.json`."""
+    found = stack(s)
+    if found.ignored:
+        err.print(f"note: {escape(found.ignored)}", highlight=False)
+    if Options.verbose:
+        err.print(f"using {escape(found.describe())}", highlight=False)
+    return found
+
+
+def endpoints(s: Settings) -> tuple[str, str]:
+    """Temporal address and database URL of `servers(s)`."""
+    found = servers(s)
+    return found.temporal_address, found.database_url
 
 
 def finish(code: int) -> None:

@@ -12,11 +12,12 @@ from rich.table import Table
 
 from pdpp_orch import demo as d
 from pdpp_orch.cli.common import DataDirOpt, err, out, run_async, settings
-from pdpp_orch.cli.stack import stop_event
+from pdpp_orch.cli.stack import stop_event, stop_worker
 from pdpp_orch.control.connect import connect
 from pdpp_orch.devstack import DevStack, find_running
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Store
+from pdpp_orch.worker import run_worker
 
 
 def demo(
@@ -69,8 +70,12 @@ async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve:
             await store.close()
         _print(ran, as_json, ui)
         if serve and stack is not None:
-            err.print("serving; Ctrl-C to stop")
-            await stop_event().wait()
+            # The stack left up works like `pdpp-orch dev`'s: a worker on the default task queue.
+            err.print(f"serving, with a worker on task queue {s.task_queue}; Ctrl-C to stop")
+            stop = stop_event()
+            worker = asyncio.create_task(run_worker(client, database, s.task_queue, s.connectors, stop))
+            await stop.wait()
+            await stop_worker(worker)
     finally:
         if stack is not None:
             err.print("stopping the dev stack …")

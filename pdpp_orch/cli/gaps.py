@@ -6,15 +6,26 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, default_group, out, run_async, settings
+from pdpp_orch.cli.common import (
+    ConnectorsOpt,
+    DataDirOpt,
+    JsonOpt,
+    default_group,
+    endpoints,
+    out,
+    run_async,
+    settings,
+)
 from pdpp_orch.control import recoveries
 from pdpp_orch.control.connect import connect
-from pdpp_orch.control.stack import command_store, endpoints
+from pdpp_orch.control.stack import command_store
 from pdpp_orch.models import GapStatus
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
+from pdpp_orch.store import Gap
 
 app = typer.Typer(
     help="The gap ledger: what runs could not collect, and where each miss stands.",
@@ -44,23 +55,39 @@ async def _list(
     if as_json:
         print(json.dumps([g.model_dump(mode="json") for g in rows], indent=2))
         return 0
-    t = Table("gap_id", "connector", "stream", "kind", "reason", "class", "status", "attempts", "not_before")
+    t = Table(
+        "gap_id", "connector", "stream", "kind", "subject", "reason", "class", "status", "attempts",
+        "next retry / settled by",
+    )  # fmt: skip
     for g in rows[:limit]:
         t.add_row(
             g.gap_id,
             g.connector,
-            g.stream,
+            escape(g.stream),
             g.kind.value,
-            g.reason,
+            escape(g.subject[:60]),
+            escape(g.reason),
             g.recovery_class.value,
             g.status.value + (f" ({g.terminal_reason})" if g.terminal_reason else ""),
             str(g.attempts),
-            g.not_before.strftime("%Y-%m-%d %H:%M") if g.not_before else "",
+            _next(g),
         )
     out.print(t)
     if len(rows) > limit:
         out.print(f"… {len(rows) - limit:,} more (--limit, --status or --json)")
     return 0
+
+
+def _next(g: Gap) -> str:
+    """When an open gap is next tried (and by which hint), or which run settled it."""
+    if g.status is GapStatus.RECOVERED:
+        return f"recovered by {g.recovered_run_id}" if g.recovered_run_id else "recovered"
+    if g.status is GapStatus.TERMINAL:
+        return f"`pdpp-orch gaps requeue {g.gap_id}` retries it"
+    if not g.recovery_class.runtime_retryable and not g.hint_id:
+        return "not retried on its own"
+    due = f"not before {g.not_before:%Y-%m-%d %H:%M} UTC" if g.not_before else "due"
+    return f"{due} ({g.hint_id})" if g.hint_id else due
 
 
 @app.command()

@@ -10,11 +10,11 @@ from typing import Annotated
 
 import typer
 
-from pdpp_orch.cli.common import DataDirOpt, out, run_async, settings
+from pdpp_orch.cli.common import DataDirOpt, endpoints, out, run_async, settings
 from pdpp_orch.control import UsageError
 from pdpp_orch.control import interactions as control
 from pdpp_orch.control.connect import connect
-from pdpp_orch.control.stack import command_store, endpoints
+from pdpp_orch.control.stack import command_store
 from pdpp_orch.settings import Settings
 
 

@@ -5,43 +5,132 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
 
+from pdpp_orch.control.waiting import until_ended, workers_polling
 from pdpp_orch.models import RunOutcome, RunProgress
 
 POLL_S = 0.5
 PLAIN_EVERY_S = 5.0
 QUERY_TIMEOUT = timedelta(seconds=3)
+PING_TIMEOUT = timedelta(seconds=2)
+# A run that no worker answers queries of for this long is checked for a polling worker, then
+# every WORKER_CHECK_S; two checks in a row that find none are said.
+NO_ANSWER_S = 5.0
+WORKER_CHECK_S = 10.0
 
 
-async def watch_run(handle: Any, run_id: str, console: Console, *, quiet: bool) -> RunOutcome:
-    """Wait for the run's outcome, rendering its progress on `console` unless `quiet`: one bar
-    per stream on a terminal, a plain line every few seconds otherwise."""
-    result = asyncio.ensure_future(handle.result())
-    if not quiet:
-        view = _Bars(console, run_id) if console.is_terminal else _Lines(console, run_id)
-        told: set[str] = set()
-        with view:
-            while not result.done():
-                p = await _query(handle)
-                if p is not None:
-                    for w in p.waiting:
-                        if w.request_id not in told:
-                            told.add(w.request_id)
-                            until = f"{w.expires_at:%Y-%m-%d %H:%M} UTC"
-                            console.print(
-                                f"{run_id} waits on its owner: {w.kind} until {until}"
-                                f" (pdpp-orch respond {run_id} --data -)",
-                                highlight=False,
-                            )
-                view.show(p)
-                await asyncio.wait([result], timeout=POLL_S)
-    outcome: RunOutcome = await result
-    return outcome
+Prompt = Callable[[str], Awaitable[str | None]]
+
+
+async def watch_run(
+    handle: Any,
+    run_id: str,
+    console: Console,
+    *,
+    quiet: bool,
+    client: Client | None = None,
+    prompt: Prompt | None = None,
+) -> RunOutcome | None:
+    """Wait for the run's end, rendering its progress on `console` unless `quiet`: one bar per
+    stream on a terminal, a plain line every few seconds otherwise. Whatever `quiet` says, it
+    tells when the run waits on its owner, when no worker polls its task queue, and when the
+    Temporal server is out of reach (it keeps waiting). Returns the workflow's outcome (None
+    for a cancelled run: its outcome is in the `runs` table)."""
+    result = asyncio.ensure_future(
+        until_ended(handle, lambda m: console.print(f"{run_id}: {m}", highlight=False))
+    )
+    view = _Quiet() if quiet else _Bars(console, run_id) if console.is_terminal else _Lines(console, run_id)
+    notes = _Notes(console, run_id, handle, client, prompt)
+    with view:
+        while not result.done():
+            p = await _query(handle)
+            notes.server(p is not None or client is None or await _reachable(client))
+            await notes.show(p)
+            view.show(p)
+            await asyncio.wait([result], timeout=POLL_S)
+    return await result
+
+
+class _Notes:
+    """What a person waiting must be told once: the owner's turn, and a queue nobody works."""
+
+    def __init__(
+        self, console: Console, run_id: str, handle: Any, client: Client | None, prompt: Prompt | None
+    ):
+        self.console, self.run_id, self.handle, self.client = console, run_id, handle, client
+        self.prompt = prompt
+        self.told: set[str] = set()
+        self.unanswered_since = time.monotonic()
+        self.next_check = 0.0
+        self.idle_checks = 0  # checks in a row that found no worker polling
+        self.lost = False
+
+    def say(self, text: str) -> None:
+        self.console.print(f"{self.run_id} {text}", highlight=False)
+
+    def server(self, reached: bool) -> None:
+        """Say once when the Temporal server goes out of reach, and when it is back."""
+        if reached == (not self.lost):
+            return
+        self.lost = not reached
+        self.say(
+            "cannot reach the Temporal server; waiting for it"
+            if self.lost
+            else "reached the Temporal server again"
+        )
+
+    async def show(self, p: RunProgress | None) -> None:
+        if p is not None:
+            self.unanswered_since = time.monotonic()
+            for w in p.waiting:
+                if w.request_id not in self.told:
+                    self.told.add(w.request_id)
+                    asked = await self.prompt(w.request_id) if self.prompt else None
+                    self.say(
+                        f"waits on its owner: {w.kind}{f' ({asked})' if asked else ''}"
+                        f" until {w.expires_at:%Y-%m-%d %H:%M} UTC (pdpp-orch respond {self.run_id} --data -)"
+                    )
+            return
+        now = time.monotonic()
+        if self.client is None or now - self.unanswered_since < NO_ANSWER_S or now < self.next_check:
+            return
+        self.next_check = now + WORKER_CHECK_S
+        await self._check_workers()
+
+    async def _check_workers(self) -> None:
+        try:
+            queue = (await self.handle.describe()).task_queue
+            polling = await workers_polling(self.client, queue) if self.client else None
+        except RPCError:
+            return  # the server is out of reach: `server` says so
+        # Twice in a row: a worker reconnecting after a server restart polls again in seconds.
+        self.idle_checks = self.idle_checks + 1 if polling is False else 0
+        if self.idle_checks >= 2 and "no-worker" not in self.told:
+            self.told.add("no-worker")
+            self.say(
+                f"is waiting for a worker: none polls task queue {queue!r}. Start one with "
+                "`pdpp-orch worker` (or `pdpp-orch dev`) on that queue (PDPP_TASK_QUEUE)"
+            )
+
+
+class _Quiet:
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def show(self, p: RunProgress | None) -> None:
+        return None
 
 
 async def _query(handle: Any) -> RunProgress | None:
@@ -49,7 +138,18 @@ async def _query(handle: Any) -> RunProgress | None:
         p: RunProgress = await handle.query("progress", result_type=RunProgress, rpc_timeout=QUERY_TIMEOUT)
         return p
     except Exception:
-        return None  # no worker has the run yet, or it is between tasks: try again shortly
+        return None  # no worker has the run yet, it is between tasks, or the server is away
+
+
+async def _reachable(client: Client) -> bool:
+    """Whether the Temporal server answers at all (a query can fail for want of a worker)."""
+    try:
+        await client.workflow_service.get_system_info(
+            GetSystemInfoRequest(), retry=False, timeout=PING_TIMEOUT
+        )
+        return True
+    except RPCError:
+        return False
 
 
 def summary(p: RunProgress | None) -> str:

@@ -9,10 +9,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, default_group, out, run_async, settings
+from pdpp_orch.cli.common import (
+    ConnectorsOpt,
+    DataDirOpt,
+    JsonOpt,
+    default_group,
+    endpoints,
+    out,
+    run_async,
+    settings,
+)
 from pdpp_orch.control import recoveries
 from pdpp_orch.control.connect import connect
-from pdpp_orch.control.stack import command_store, endpoints
+from pdpp_orch.control.stack import command_store
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
 
@@ -68,7 +77,10 @@ async def _recover(s: Settings, connector: str, action: str, as_json: bool) -> i
     if as_json:
         print(
             json.dumps(
-                [{**r.hint.model_dump(), "workflow_id": r.workflow_id, "state": r.state} for r in rows],
+                [
+                    {**r.hint.model_dump(mode="json"), "workflow_id": r.workflow_id, "state": r.state}
+                    for r in rows
+                ],
                 indent=2,
             )
         )

@@ -7,14 +7,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from temporalio.client import Client
 
 from pdpp_orch import report as rp
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, err, out, run_async, settings
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, err, out, run_async, settings
 from pdpp_orch.control import UsageError
-from pdpp_orch.control.stack import command_store, endpoints
+from pdpp_orch.control.connect import connect
+from pdpp_orch.control.recoveries import recoveries
+from pdpp_orch.control.stack import command_store
 from pdpp_orch.registry import Registry
+from pdpp_orch.report.model import GapSummary
 from pdpp_orch.settings import Settings
+from pdpp_orch.store import Store
+
+COLORS = {rp.Severity.FAILING: "red", rp.Severity.WAITING_ON_YOU: "red", rp.Severity.OK: "green"}
 
 
 def report(
@@ -26,27 +34,51 @@ def report(
     connectors: ConnectorsOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Am I missing anything? Per connector and stream: records held, the last committed
-    checkpoint and its age, coverage, open gaps by reason and recovery class, the next retry and
-    its cost, and what waits on the owner."""
+    """Am I missing anything? What needs attention, worst first; then per connector and stream:
+    records held and known missing, the last committed checkpoint and its age, coverage, gaps
+    (open, recovered, terminal), the next retry and its cost, and what waits on the owner."""
     run_async(_report(settings(data_dir, connectors), name, as_json, html_file))
 
 
+async def _states(store: Store, client: Client, names: set[str]) -> dict[str, list[rp.RecoveryState]]:
+    """What each connector's recoveries are doing (from Temporal), with their next retry."""
+    states: dict[str, list[rp.RecoveryState]] = {}
+    for c in sorted(names):
+        states[c] = [
+            rp.RecoveryState(
+                workflow_id=r.workflow_id,
+                stream=r.hint.stream,
+                reason=r.hint.reason,
+                open=r.hint.open,
+                running=r.running,
+                state=r.state,
+                next_retry=r.hint.next_retry,
+            )
+            for r in await recoveries(store, client, c)
+        ]
+    return states
+
+
 async def _report(s: Settings, name: str | None, as_json: bool, html_file: Path | None) -> int:
-    _, database = endpoints(s)
+    address, database = endpoints(s)
+    client = await connect(address, s.temporal_namespace)
     async with command_store(database) as store:
         rows = await store.reports.rows(name)
+        names = {g.connector for g in rows.gaps}
+        states = await _states(store, client, names)
     registry = Registry.load(s.connectors)
     costs = {n: e.budget.cost_per_item for n, e in registry.entries.items()}
     now = rp.generated_at()
-    reports = rp.build(rows, costs, now)
+    reports = rp.build(rows, costs, states, now)
     if name is not None and not reports:
         raise UsageError(f"nothing recorded for connector {name!r}")
     if html_file is not None:
-        await asyncio.to_thread(html_file.write_text, rp.to_html(reports, now), encoding="utf-8")
+        page = rp.to_html(reports, f"{now:%Y-%m-%d %H:%M} UTC")
+        await asyncio.to_thread(html_file.write_text, page, encoding="utf-8")
     if as_json:
         print(rp.to_json(reports))
         return 0
+    _print_attention(reports)
     for r in reports:
         _print_connector(r)
     if html_file is not None:
@@ -54,29 +86,55 @@ async def _report(s: Settings, name: str | None, as_json: bool, html_file: Path 
     return 0
 
 
-def _print_connector(r: rp.ConnectorReport) -> None:
-    verdict = "[green]nothing missing[/]" if not r.missing_anything else "[yellow]something is missing[/]"
-    retry = (
-        f"next retry {r.next_retry:%Y-%m-%d %H:%M} UTC ({r.next_retry_cost:,} units)"
-        if r.next_retry
-        else "no retry planned"
+def _print_attention(reports: list[rp.ConnectorReport]) -> None:
+    worst = sorted(
+        (r for r in reports if r.severity is not rp.Severity.OK), key=lambda r: (r.severity, r.connector)
     )
-    owner = f" · [red]{r.waiting_on_owner:,} waiting on you[/]" if r.waiting_on_owner else ""
-    out.print(f"[bold]{r.connector}[/]: {verdict} · {retry}{owner}")
-    for a in r.asks:
+    if not worst:
+        out.print("[green]nothing needs your attention[/]")
+        return
+    out.print("[bold]needs attention[/] (worst first):")
+    for r in worst:
         out.print(
-            f"  [red]run {a.run_id} waits for your {a.kind}[/] until {a.expires_at:%Y-%m-%d %H:%M} UTC:"
-            f" pdpp-orch respond {a.run_id} --data -",
+            f"  [{COLORS.get(r.severity, 'yellow')}]{escape(r.connector)}[/]: {escape(r.verdict)}",
             highlight=False,
         )
-    t = Table("stream", "records held", "checkpoint", "age (h)", "coverage", "open gaps")
+    out.print()
+
+
+def _print_connector(r: rp.ConnectorReport) -> None:
+    color = COLORS.get(r.severity, "yellow")
+    out.print(f"[bold]{escape(r.connector)}[/]: [{color}]{escape(r.verdict)}[/]", highlight=False)
+    if r.running_run:
+        out.print(f"  a run is in progress: pdpp-orch watch {r.running_run}", highlight=False)
+    for a in r.asks:
+        prompt = f" ({escape(a.message)})" if a.message else ""
+        out.print(
+            f"  [red]run {a.run_id} waits for your {a.kind}[/]{prompt}"
+            f" until {a.expires_at:%Y-%m-%d %H:%M} UTC: pdpp-orch respond {a.run_id} --data -",
+            highlight=False,
+        )
+    t = Table("stream", "records held", "missing", "checkpoint", "age (h)", "coverage", "gaps")
     for st in r.streams:
         t.add_row(
-            st.stream,
+            escape(st.stream),
             f"{st.records_held:,}",
+            f"{st.records_missing_estimate:,}" if st.records_missing_estimate else "",
             f"{st.checkpoint_committed_at:%Y-%m-%d %H:%M}" if st.checkpoint_committed_at else "none",
             "" if st.checkpoint_age_hours is None else str(st.checkpoint_age_hours),
             st.coverage,
-            "; ".join(f"{g.open:,} {g.reason} ({g.recovery_class})" for g in st.gaps),
+            "; ".join(_gap(g) for g in st.gaps),
         )
     out.print(t)
+
+
+def _gap(g: GapSummary) -> str:
+    settled = ", ".join(
+        part
+        for part in (
+            f"{g.recovered:,} recovered" if g.recovered else "",
+            f"{g.terminal:,} terminal" if g.terminal else "",
+        )
+        if part
+    )
+    return f"{g.open:,} open {escape(g.reason)} ({g.recovery_class}{', ' + settled if settled else ''})"

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Coroutine
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client
 
-from pdpp_orch.cli.common import EXIT_CODES, ConnectorsOpt, DataDirOpt, JsonOpt, out, run_async, settings
+from pdpp_orch.cli.common import (
+    EXIT_CODES,
+    ConnectorsOpt,
+    DataDirOpt,
+    JsonOpt,
+    endpoints,
+    out,
+    run_async,
+    servers,
+    settings,
+)
 from pdpp_orch.cli.common import err as err_console
 from pdpp_orch.cli.progress import watch_run
 from pdpp_orch.cli.show import print_outcome
-from pdpp_orch.control import UsageError
+from pdpp_orch.control import UsageError, interactions
 from pdpp_orch.control import runs as control
 from pdpp_orch.control.connect import connect
-from pdpp_orch.control.stack import command_store, endpoints
+from pdpp_orch.control.stack import command_store, run_url
+from pdpp_orch.control.waiting import RunEndedWithoutOutcome, stored_outcome
 from pdpp_orch.models import RunOutcome
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
-from pdpp_orch.store import Interaction, RunRow
+from pdpp_orch.store import Diagnostics, Interaction, RunRow
 
 RunIdArg = Annotated[str, typer.Argument(help="The run id (also its workflow id).")]
 
@@ -68,19 +79,35 @@ async def _run(
         heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
         allow_concurrent=allow_concurrent,
     )
-    address, _ = endpoints(s)
-    client = await connect(address, s.temporal_namespace)
+    found = servers(s)
+    client = await connect(found.temporal_address, s.temporal_namespace)
     if not allow_concurrent:
         await control.refuse_concurrent(client, name)
     handle = await control.start_run(client, s.task_queue, inp)
+    page = f"; in the web UI: {run_url(found.ui_url, inp.run_id)}" if found.ui_url else ""
     if not wait:
         if as_json:
             print(json.dumps({"run_id": inp.run_id}))
         else:
-            out.print(f"started run {inp.run_id}  (pdpp-orch status {inp.run_id})")
+            out.print(f"started run {inp.run_id}  (pdpp-orch watch {inp.run_id}{page})", highlight=False)
         return 0
-    err_console.print(f"started run {inp.run_id}")
-    outcome = await watch_run(handle, inp.run_id, err_console, quiet=as_json)
+    err_console.print(f"started run {inp.run_id}{page}", highlight=False)
+    return await follow(client, found.database_url, handle, inp.run_id, as_json)
+
+
+async def follow(client: Client, database: str, handle: Any, run_id: str, as_json: bool) -> int:
+    """Wait for the run's end, then print its outcome as the `runs` table holds it; returns the
+    exit status it means."""
+    try:
+        async with command_store(database) as store:
+
+            async def prompt(request_id: str) -> str | None:
+                return await interactions.prompt(store, run_id, request_id)
+
+            ended = await watch_run(handle, run_id, err_console, quiet=as_json, client=client, prompt=prompt)
+            outcome = await stored_outcome(store, run_id, ended)
+    except RunEndedWithoutOutcome as e:
+        raise UsageError(str(e)) from e
     return _print(outcome, as_json)
 
 
@@ -92,26 +119,18 @@ def _print(outcome: RunOutcome, as_json: bool) -> int:
     return EXIT_CODES[outcome.status]
 
 
-async def _outcome_or_exit(coro: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
-    try:
-        return await coro
-    except WorkflowFailureError as e:
-        raise UsageError(f"the run's workflow ended without an outcome: {e.cause or e}") from e
-
-
 def watch(run_id: RunIdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     """Follow a run until it ends, from its live `progress` query: a bar per stream on a
-    terminal, a plain line every 5 s otherwise, and a note when it waits on its owner. The exit
-    status tells the outcome, as for `run --wait`."""
+    terminal, a plain line every 5 s otherwise, and a note when it waits on its owner or on a
+    worker. The exit status tells the outcome, as for `run --wait`."""
     run_async(_watch(settings(data_dir), run_id, as_json))
 
 
 async def _watch(s: Settings, run_id: str, as_json: bool) -> int:
-    address, _ = endpoints(s)
+    address, database = endpoints(s)
     client = await connect(address, s.temporal_namespace)
     handle = await control.existing_run(client, run_id)
-    outcome = await _outcome_or_exit(watch_run(handle, run_id, err_console, quiet=as_json))
-    return _print(outcome, as_json)
+    return await follow(client, database, handle, run_id, as_json)
 
 
 def cancel(
@@ -121,22 +140,24 @@ def cancel(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Cancel a run: the connector's process group is ended, every accepted record stays durable,
-    no checkpoint commits, the outcome says `cancelled`."""
+    no checkpoint commits, the outcome says `cancelled` (once checkpoints have begun to commit
+    it is too late: the run finishes, and its outcome says so)."""
     run_async(_cancel(settings(data_dir), run_id, wait, as_json))
 
 
 async def _cancel(s: Settings, run_id: str, wait: bool, as_json: bool) -> int:
-    address, _ = endpoints(s)
+    address, database = endpoints(s)
     client = await connect(address, s.temporal_namespace)
     handle = await control.cancel_run(client, run_id)
     if not wait:
-        out.print(f"cancellation of {run_id} requested")
+        out.print(f"cancellation of {run_id} requested  (pdpp-orch watch {run_id})")
         return 0
-    return _print(await _outcome_or_exit(handle.result()), as_json)
+    return await follow(client, database, handle, run_id, as_json)
 
 
 def status(run_id: RunIdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
-    """Show one run from the `runs` table."""
+    """Show one run from the `runs` table: its outcome, why, what comes next, what the connector
+    said (its error, the tail of its stderr) and how many lines were quarantined."""
     run_async(_status(settings(data_dir), run_id, as_json))
 
 
@@ -144,19 +165,36 @@ async def _status(s: Settings, run_id: str, as_json: bool) -> int:
     _, database = endpoints(s)
     async with command_store(database) as store:
         row = await store.runs.get(run_id)
-    if row is None:
-        raise UsageError(f"no run {run_id!r}")
+        if row is None:
+            raise UsageError(f"no run {run_id!r}")
+        said = await store.runs.diagnostics(run_id)
+        quarantined = len(await store.runs.quarantined(run_id))
     if row.outcome is not None:
         if not as_json:
             out.print(f"run {run_id} · {row.connector} · {row.trigger.value} · {row.mode.value}")
-        return _print(row.outcome, as_json)
+        code = _print(row.outcome, as_json)
+        if not as_json:
+            _print_diagnostics(run_id, said, quarantined)
+        return code
     if as_json:
         print(
             json.dumps({"run_id": run_id, "status": row.status.value, "records_durable": row.records_durable})
         )
     else:
         out.print(f"run {run_id} · {row.status.value} · {row.records_durable:,} records durable so far")
+        out.print(f"follow it with `pdpp-orch watch {run_id}`, cancel it with `pdpp-orch cancel {run_id}`")
     return 0
+
+
+def _print_diagnostics(run_id: str, said: Diagnostics, quarantined: int) -> None:
+    if said.connector_error:
+        out.print(f"the connector said: {escape(said.connector_error)}", highlight=False)
+    if said.stderr_tail:
+        out.print(f"its stderr, last {min(len(said.stderr_tail), 20)} line(s):", highlight=False)
+        for line in said.stderr_tail[-20:]:
+            out.print(f"  {escape(line)}", highlight=False)
+    if quarantined:
+        out.print(f"{quarantined:,} line(s) quarantined: `pdpp-orch quarantine {run_id}`", highlight=False)
 
 
 def runs(

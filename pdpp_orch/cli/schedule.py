@@ -10,12 +10,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, out, run_async, settings
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, out, run_async, settings
 from pdpp_orch.control import UsageError
 from pdpp_orch.control import schedules as control
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.runs import new_run
-from pdpp_orch.control.stack import endpoints
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
 from workflows.ids import schedule_id

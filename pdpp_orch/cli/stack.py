@@ -12,20 +12,22 @@ from aiohttp import web
 from rich.markup import escape
 
 from pdpp_orch import codec_server
-from pdpp_orch.cli.common import EXIT_CODES, ConnectorsOpt, DataDirOpt, err, out, run_async, settings
-from pdpp_orch.cli.progress import watch_run
-from pdpp_orch.cli.show import print_outcome
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, endpoints, err, out, run_async, servers, settings
+from pdpp_orch.cli.runs import follow
 from pdpp_orch.codec import EncryptionCodec, Keyring
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.runs import new_run, start_run
-from pdpp_orch.control.stack import endpoints
+from pdpp_orch.control.stack import RUNS_QUERY, Stack, workflows_url
 from pdpp_orch.control.stack import health as check_health
-from pdpp_orch.devstack import DevStack, Endpoints, free_port
+from pdpp_orch.devstack import DevStack, Endpoints, alive, free_port, read_stack_file
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import SCHEMA_VERSION, Store
 from pdpp_orch.worker import run_worker
+
+SHUTDOWN_S = 15.0
+STACK_CHECK_S = 5.0
 
 
 def stop_event() -> asyncio.Event:
@@ -109,6 +111,10 @@ async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str]
     client = await connect(ep.temporal_address, s.temporal_namespace, wait_s=60)
     worker = asyncio.create_task(run_worker(client, ep.database_url, s.task_queue, s.connectors, stop))
     out.print(f"Temporal web UI : {ep.ui_url}")
+    if ep.ui_url.startswith("http"):
+        out.print(f"  runs          : {workflows_url(ep.ui_url, RUNS_QUERY)}", highlight=False)
+        partial = f'{RUNS_QUERY} AND PdppRunStatus = "partially_completed"'
+        out.print(f"  partly done   : {workflows_url(ep.ui_url, partial)}", highlight=False)
     out.print(f"Temporal address: {ep.temporal_address}  (TEMPORAL_ADDRESS)")
     out.print(f"Database URL    : {ep.database_url}  (PDPP_DATABASE_URL)")
     out.print(f"Task queue      : {s.task_queue}")
@@ -117,16 +123,23 @@ async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str]
         inp = new_run(registry, name, [], heartbeat_timeout_seconds=s.heartbeat_timeout_seconds)
         handle = await start_run(client, s.task_queue, inp)
         err.print(f"started run {inp.run_id}")
-        outcome = await watch_run(handle, inp.run_id, err, quiet=False)
-        print_outcome(outcome)
-        code = max(code, EXIT_CODES[outcome.status])
+        code = max(code, await follow(client, ep.database_url, handle, inp.run_id, as_json=False))
     if once:
         stop.set()
     else:
         err.print("serving; Ctrl-C to stop")
     await stop.wait()
-    await worker
+    await stop_worker(worker)
     return code
+
+
+async def stop_worker(worker: asyncio.Task[None]) -> None:
+    """Give the worker SHUTDOWN_S to stop (its activities are cancelled after the graceful
+    shutdown timeout); one that will not stop is left, so that Ctrl-C always ends `dev`."""
+    try:
+        await asyncio.wait_for(worker, SHUTDOWN_S)
+    except TimeoutError:
+        err.print(f"the worker did not stop within {SHUTDOWN_S:.0f} s; leaving it")
 
 
 def migrate(data_dir: DataDirOpt = None) -> None:
@@ -154,7 +167,10 @@ def health(
 
 
 async def _health(s: Settings, wait_s: float) -> int:
-    problems = await check_health(s, wait_s)
+    try:
+        problems = await check_health(s, wait_s)
+    except UsageError as e:  # nothing to check: as unhealthy as a server that does not answer
+        problems = [str(e)]
     for p in problems:
         err.print(f"[red]unhealthy:[/red] {escape(p)}", highlight=False)
     if not problems:
@@ -168,10 +184,35 @@ def worker(connectors: ConnectorsOpt = None, data_dir: DataDirOpt = None) -> Non
 
 
 async def _worker(s: Settings) -> int:
-    address, database = endpoints(s)
+    found = servers(s)
     stop = stop_event()
     # A worker started beside its server (compose, a pod) waits for it to come up.
-    client = await connect(address, s.temporal_namespace, wait_s=60)
-    err.print(f"worker on {address}, task queue {s.task_queue}; Ctrl-C to stop")
-    await run_worker(client, database, s.task_queue, s.connectors, stop)
+    client = await connect(found.temporal_address, s.temporal_namespace, wait_s=60)
+    err.print(f"worker on {found.temporal_address}, task queue {s.task_queue}; Ctrl-C to stop")
+    gone: list[str] = []
+    watch = asyncio.create_task(_while_stack_serves(s, found, stop, gone))
+    worker = asyncio.create_task(run_worker(client, found.database_url, s.task_queue, s.connectors, stop))
+    await stop.wait()
+    watch.cancel()
+    await stop_worker(worker)
+    if gone:
+        err.print(f"[red]stopped:[/red] {gone[0]}", highlight=False)
+        return 1
     return 0
+
+
+async def _while_stack_serves(s: Settings, found: Stack, stop: asyncio.Event, gone: list[str]) -> None:
+    """A worker on the dev stack ends, saying why, when that stack stops or restarts elsewhere:
+    it would otherwise retry a dead address for ever."""
+    if found.ui_url is None:  # servers of the environment's, not a dev stack
+        return
+    while not stop.is_set():
+        await asyncio.sleep(STACK_CHECK_S)
+        now = read_stack_file(s.data_dir)
+        if now is None or not alive(now) or now.temporal_address != found.temporal_address:
+            where = f"; it now serves Temporal at {now.temporal_address}" if now and alive(now) else ""
+            gone.append(
+                f"the dev stack this worker served ({found.temporal_address}) has stopped{where}; "
+                "start the worker again"
+            )
+            stop.set()

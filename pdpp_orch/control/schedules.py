@@ -11,6 +11,7 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
     ScheduleDescription,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
@@ -23,7 +24,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from pdpp_orch.budget import parse_window
+from pdpp_orch.budget import format_window, parse_window
 from pdpp_orch.control import UsageError
 from pdpp_orch.models import RunInput, StreamScope, Trigger
 from workflows import ui
@@ -146,13 +147,13 @@ def summary(d: ScheduleDescription) -> dict[str, Any]:
     """What an operator wants to know of a schedule, as plain data."""
     s = d.schedule
     spec_ = s.spec
-    every = [str(i.every) for i in spec_.intervals]
+    every = [format_window(i.every.total_seconds()) for i in spec_.intervals]
     recent = d.info.recent_actions[-1] if d.info.recent_actions else None
     return {
         "schedule_id": d.id,
         "every": every[0] if every else None,
         "cron": _cron(spec_),
-        "jitter": str(spec_.jitter) if spec_.jitter else None,
+        "jitter": format_window(spec_.jitter.total_seconds()) if spec_.jitter else None,
         "overlap": s.policy.overlap.name.lower(),
         "paused": s.state.paused,
         "note": s.state.note,
@@ -169,6 +170,11 @@ async def create(client: Client, connector: str, schedule: Schedule) -> str:
     sid = schedule_id(connector)
     try:
         await client.create_schedule(sid, schedule)
+    except ScheduleAlreadyRunningError as e:
+        raise UsageError(
+            f"connector {connector!r} has a schedule already ({sid}): change it with "
+            f"`pdpp-orch schedule update {connector}`, or delete it first"
+        ) from e
     except RPCError as e:
         raise UsageError(f"cannot create schedule {sid}: {e.message}") from e
     return sid

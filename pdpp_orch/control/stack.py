@@ -1,29 +1,87 @@
-"""Which Temporal and PostgreSQL a command talks to, and whether they answer."""
+"""Which Temporal and PostgreSQL a command talks to, whether they answer, and the web UI's
+links to what they hold."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
 
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
-from pdpp_orch.devstack import find_running
+from pdpp_orch.devstack import alive, read_stack_file
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Store, ping
 
+# The web UI's list of runs alone (budget workflows are long-lived entities, not runs).
+RUNS_QUERY = 'WorkflowType = "ConnectorRunWorkflow"'
 
-def endpoints(s: Settings) -> tuple[str, str]:
-    """Temporal address and database URL: from the environment, else the running dev stack."""
-    stack = None if (s.temporal_address and s.database_url) else find_running(s.data_dir)
-    address = s.temporal_address or (stack.temporal_address if stack else None)
-    database = s.database_url or (stack.database_url if stack else None)
+
+@dataclass(frozen=True)
+class Stack:
+    """The servers a command uses, and how it found them."""
+
+    temporal_address: str
+    database_url: str
+    ui_url: str | None
+    source: str
+    ignored: str | None = None
+
+    def describe(self) -> str:
+        """`Temporal 127.0.0.1:7233, PostgreSQL postgres@/tmp/x:5432/postgres (the dev stack …)`."""
+        return f"Temporal {self.temporal_address}, PostgreSQL {safe_dsn(self.database_url)} ({self.source})"
+
+
+def safe_dsn(dsn: str) -> str:
+    """A database URL without its password."""
+    u = urlsplit(dsn)
+    host = u.hostname or ""
+    if "host=" in u.query:  # a socket directory given as a parameter
+        host = u.query.split("host=", 1)[1].split("&", 1)[0]
+    port = f":{u.port}" if u.port else ""
+    user = f"{u.username}@" if u.username else ""
+    return f"{user}{host}{port}{u.path}"
+
+
+def stack(s: Settings) -> Stack:
+    """The environment's servers (TEMPORAL_ADDRESS and PDPP_DATABASE_URL), else the dev stack
+    serving from the data directory. A `devstack.json` whose process is gone is ignored (and
+    said so)."""
+    if s.temporal_address and s.database_url:
+        return Stack(s.temporal_address, s.database_url, None, "TEMPORAL_ADDRESS and PDPP_DATABASE_URL")
+    ep = read_stack_file(s.data_dir)
+    ignored = None
+    if ep is not None and not alive(ep):
+        ignored = f"ignored {s.data_dir / 'devstack.json'}: its `pdpp-orch dev` (pid {ep.pid}) is gone"
+        ep = None
+    address = s.temporal_address or (ep.temporal_address if ep else None)
+    database = s.database_url or (ep.database_url if ep else None)
     if not address or not database:
+        why = f" ({ignored})" if ignored else ""
         raise UsageError(
             "no Temporal/PostgreSQL to talk to: start `pdpp-orch dev` in another shell, or set "
-            "TEMPORAL_ADDRESS and PDPP_DATABASE_URL"
+            f"TEMPORAL_ADDRESS and PDPP_DATABASE_URL{why}"
         )
-    return address, database
+    source = f"the dev stack in {s.data_dir}, pid {ep.pid}" if ep else "TEMPORAL_ADDRESS / PDPP_DATABASE_URL"
+    return Stack(address, database, ep.ui_url if ep else None, source, ignored)
+
+
+def endpoints(s: Settings) -> tuple[str, str]:
+    """Temporal address and database URL of `stack(s)`."""
+    found = stack(s)
+    return found.temporal_address, found.database_url
+
+
+def workflows_url(ui: str, query: str, namespace: str = "default") -> str:
+    """The web UI's workflow list filtered by a visibility query."""
+    return f"{ui}/namespaces/{namespace}/workflows?query={quote(query)}"
+
+
+def run_url(ui: str, run_id: str, namespace: str = "default") -> str:
+    """The web UI's page of one run (its workflow id is the run id)."""
+    return f"{ui}/namespaces/{namespace}/workflows/{quote(run_id)}"
 
 
 @contextlib.asynccontextmanager

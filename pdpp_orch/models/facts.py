@@ -43,6 +43,7 @@ class StreamFacts(BaseModel):
     non_informational_skips: int = 0
     gaps_opened: int = 0
     gaps_retryable: int = 0
+    total: int | None = Field(default=None, description="the connector's own estimate (PROGRESS.total)")
 
 
 class Violation(BaseModel):

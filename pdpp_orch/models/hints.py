@@ -48,6 +48,9 @@ class RetryPlan(BaseModel):
     gaps_opened: int = Field(default=0, description="gaps opened after collection (run-level)")
     gaps_open_total: int = 0
     gaps_open_by_stream: dict[str, int] = Field(default_factory=dict)
+    items_open_by_stream: dict[str, int] = Field(
+        default_factory=dict, description="open gaps that each stand for one record"
+    )
 
 
 class RecoveryInput(BaseModel):

@@ -61,6 +61,18 @@ class StreamOutcome(BaseModel):
     checkpoint: str
     coverage: str
     gaps_open: int
+    records_missing_estimate: int = Field(
+        default=0, description="open item gaps, keys the coverage left unaccounted, an unfinished total"
+    )
+
+
+class RunError(BaseModel):
+    """Why a run did not succeed, in words a person can act on. In Temporal history `message`
+    holds only our own words; the connector's (DONE.error.message, its stderr) are added where
+    the outcome is stored in PostgreSQL."""
+
+    kind: str
+    message: str | None = None
 
 
 class RunOutcome(BaseModel):
@@ -89,6 +101,11 @@ class RunOutcome(BaseModel):
     recovery_workflow_ids: list[str] = Field(default_factory=list)
     started_at: datetime
     finished_at: datetime
+    records_missing_estimate: int = 0
+    error: RunError | None = None
+    cancel_too_late: bool = Field(
+        default=False, description="a cancel was requested once checkpoints had begun to commit"
+    )
 
 
 class RunFacts(BaseModel):
@@ -101,7 +118,7 @@ class RunFacts(BaseModel):
     started_at: datetime
     finished_at: datetime
     cancelled: bool = False
-    error: str | None = None
+    error: RunError | None = Field(default=None, description="what ended collection early, if anything")
 
 
 class CommitInput(BaseModel):

@@ -30,13 +30,14 @@ from pdpp_orch.store.leases import LeaseStore, ServedGap
 from pdpp_orch.store.locks import LockStore
 from pdpp_orch.store.records import RecordStore, StaleAttemptError
 from pdpp_orch.store.reports import ReportRows, ReportStore
-from pdpp_orch.store.runs import QuarantinedLine, RunRow, RunStore, SpineEvent
+from pdpp_orch.store.runs import Diagnostics, QuarantinedLine, RunRow, RunStore, SpineEvent
 from pdpp_orch.store.schema import SCHEMA_VERSION, SchemaError
 from pdpp_orch.store.state import StateStore
 
 __all__ = [
     "SCHEMA_VERSION",
     "CheckpointWrite",
+    "Diagnostics",
     "Flush",
     "FlushResult",
     "Gap",

@@ -82,7 +82,8 @@ ON CONFLICT (gap_id) DO UPDATE SET
 """
 
 _MARK_RECOVERED = f"""
-UPDATE gaps SET status = '{_RECOVERED}', recovered_run_id = $2, updated_at = now()
+UPDATE gaps SET status = '{_RECOVERED}', recovered_run_id = $2, attempts = attempts + 1,
+    last_attempt_at = now(), lease_id = NULL, updated_at = now()
 WHERE connector = $1 AND gap_id = ANY($3::text[]) AND status <> '{_RECOVERED}'
 """
 

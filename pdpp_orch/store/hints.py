@@ -3,6 +3,7 @@ from (pdpp_orch.policy turns a group into a hint)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,7 @@ class HintGaps(BaseModel):
     open: int
     recovered: int
     terminal: int
+    next_retry: datetime | None = None
 
 
 class RequeuedGap(BaseModel):
@@ -114,7 +116,8 @@ class HintStore:
             "SELECT hint_id, min(stream) AS stream, min(reason) AS reason, min(last_seen_run_id) AS run_id, "
             f"count(*) FILTER (WHERE status IN ({OPEN})) AS open, "
             f"count(*) FILTER (WHERE status = '{_RECOVERED}') AS recovered, "
-            f"count(*) FILTER (WHERE status = '{GapStatus.TERMINAL.value}') AS terminal "
+            f"count(*) FILTER (WHERE status = '{GapStatus.TERMINAL.value}') AS terminal, "
+            f"min(not_before) FILTER (WHERE status = '{_PENDING}') AS next_retry "
             "FROM gaps WHERE connector = $1 AND hint_id IS NOT NULL GROUP BY hint_id "
             f"HAVING count(*) FILTER (WHERE status IN ({OPEN})) > 0 ORDER BY hint_id",
             connector,

@@ -49,7 +49,7 @@ WHERE gap_id IN (
 _SETTLE = f"""
 UPDATE gaps g SET status = d.status, attempts = d.attempts, terminal_reason = d.terminal_reason,
     lease_id = NULL, updated_at = now(),
-    last_attempt_at = CASE WHEN d.status = '{_RECOVERED}' THEN g.last_attempt_at ELSE now() END,
+    last_attempt_at = now(),
     recovered_run_id = CASE WHEN d.status = '{_RECOVERED}' THEN $1 ELSE g.recovered_run_id END
 FROM unnest($2::text[], $3::text[], $4::int[], $5::text[]) AS d(gap_id, status, attempts, terminal_reason)
 WHERE g.gap_id = d.gap_id

@@ -1,5 +1,6 @@
 """What `pdpp-orch report` reads: per connector and stream, records held, committed
-checkpoints, open gaps, recent runs and what waits on the owner — in one connection."""
+checkpoints, gaps (open and settled), recent runs and what waits on the owner — in one
+connection."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from datetime import datetime
 import asyncpg
 from pydantic import BaseModel
 
-from pdpp_orch.models import GapStatus, InteractionStatus, RecoveryClass
-from pdpp_orch.store.common import OPEN
+from pdpp_orch.models import GapKind, GapStatus, InteractionStatus, RecoveryClass
 from pdpp_orch.store.runs import RunRow
 
 RECENT_RUNS = 20
@@ -31,11 +31,12 @@ class CommittedState(BaseModel):
     committed_at: datetime
 
 
-class OpenGaps(BaseModel):
-    """Open gaps of one stream, reason, class and status."""
+class GapCounts(BaseModel):
+    """Gaps of one stream, kind, reason, class and status (settled ones too)."""
 
     connector: str
     stream: str
+    kind: GapKind
     reason: str
     recovery_class: RecoveryClass
     status: GapStatus
@@ -49,13 +50,14 @@ class WaitingAsk(BaseModel):
     run_id: str
     request_id: str
     kind: str
+    message: str | None
     expires_at: datetime
 
 
 class ReportRows(BaseModel):
     records: list[HeldRecords]
     state: list[CommittedState]
-    gaps: list[OpenGaps]
+    gaps: list[GapCounts]
     runs: list[RunRow]
     asks: list[WaitingAsk]
 
@@ -82,10 +84,10 @@ class ReportStore:
                 connector,
             )
             gaps = await conn.fetch(
-                "SELECT connector, stream, reason, recovery_class, status, count(*) AS n, "
+                "SELECT connector, stream, kind, reason, recovery_class, status, count(*) AS n, "
                 "min(not_before) AS next_retry, count(*) FILTER (WHERE hint_id IS NOT NULL) AS planned "
-                f"FROM gaps WHERE ($1::text IS NULL OR connector = $1) AND status IN ({OPEN}) "
-                "GROUP BY connector, stream, reason, recovery_class, status",
+                "FROM gaps WHERE ($1::text IS NULL OR connector = $1) "
+                "GROUP BY connector, stream, kind, reason, recovery_class, status",
                 connector,
             )
             runs = await conn.fetch(
@@ -98,7 +100,7 @@ class ReportStore:
                 RECENT_RUNS,
             )
             asks = await conn.fetch(
-                "SELECT connector, run_id, request_id, kind, expires_at FROM interactions "
+                "SELECT connector, run_id, request_id, kind, message, expires_at FROM interactions "
                 "WHERE ($1::text IS NULL OR connector = $1) AND status = $2 ORDER BY created_at",
                 connector,
                 InteractionStatus.PENDING.value,
@@ -106,7 +108,7 @@ class ReportStore:
         return ReportRows(
             records=[HeldRecords.model_validate(dict(r)) for r in records],
             state=[CommittedState.model_validate(dict(r)) for r in state],
-            gaps=[OpenGaps.model_validate(dict(r)) for r in gaps],
+            gaps=[GapCounts.model_validate(dict(r)) for r in gaps],
             runs=[RunRow.of(r) for r in runs],
             asks=[WaitingAsk.model_validate(dict(r)) for r in asks],
         )

@@ -50,6 +50,13 @@ class RunRow(BaseModel):
         return cls.model_validate(row)
 
 
+class Diagnostics(BaseModel):
+    """What the connector itself said of a run going wrong (never in Temporal history)."""
+
+    connector_error: str | None = None
+    stderr_tail: list[str] = []
+
+
 class SpineEvent(BaseModel):
     event_type: str
     payload: dict[str, Any]
@@ -99,14 +106,26 @@ class RunStore:
             "UPDATE runs SET attempt = greatest(attempt, $2) WHERE run_id = $1", run_id, attempt
         )
 
-    async def save_facts(self, run_id: str, facts_json: str) -> None:
-        """Keep what a collect attempt observed, for a workflow whose collect did not return."""
+    async def save_facts(self, run_id: str, facts_json: str, said: Diagnostics) -> None:
+        """Keep what a collect attempt observed, for a workflow whose collect did not return,
+        with what the connector said (its DONE.error.message, the tail of its stderr)."""
         await self.pool.execute(
-            "UPDATE runs SET facts = $2::jsonb, records_durable = ($2::jsonb->>'records_durable')::bigint "
-            "WHERE run_id = $1",
+            "UPDATE runs SET facts = $2::jsonb, records_durable = ($2::jsonb->>'records_durable')::bigint, "
+            "connector_error = $3, stderr_tail = $4 WHERE run_id = $1",
             run_id,
             facts_json,
+            said.connector_error,
+            "\n".join(said.stderr_tail) or None,
         )
+
+    async def diagnostics(self, run_id: str) -> Diagnostics:
+        row = await self.pool.fetchrow(
+            "SELECT connector_error, stderr_tail FROM runs WHERE run_id = $1", run_id
+        )
+        if row is None:
+            return Diagnostics()
+        tail = row["stderr_tail"].split("\n") if row["stderr_tail"] else []
+        return Diagnostics(connector_error=row["connector_error"], stderr_tail=tail)
 
     async def load_facts(self, run_id: str) -> tuple[str | None, int, int]:
         """(saved facts JSON or None, records emitted and durable as of the last flush)."""
@@ -120,14 +139,20 @@ class RunStore:
 
     async def finish(self, outcome: RunOutcome, events: list[tuple[str, dict[str, Any]]]) -> bool:
         """Write the outcome, `events` and the terminal spine event, once; False if they were
-        already written (a retried activity)."""
+        already written (a retried activity). A run cancelled before it was prepared gets its
+        row here."""
         payload = outcome.model_dump_json()
         async with self.pool.acquire() as conn, conn.transaction():
             updated = await conn.fetchval(
                 """
-                UPDATE runs SET status = $2, needs_retry = $3, reason = $4, records_emitted = $5,
-                       records_durable = $6, outcome = $7::jsonb, finished_at = $8
-                WHERE run_id = $1 AND finished_at IS NULL RETURNING 1
+                INSERT INTO runs AS r (run_id, connector, trigger, mode, status, needs_retry, reason,
+                                       records_emitted, records_durable, outcome, started_at, finished_at)
+                VALUES ($1, $9, $10, $11, $2, $3, $4, $5, $6, $7::jsonb, $12, $8)
+                ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status,
+                       needs_retry = EXCLUDED.needs_retry, reason = EXCLUDED.reason,
+                       records_emitted = EXCLUDED.records_emitted, records_durable = EXCLUDED.records_durable,
+                       outcome = EXCLUDED.outcome, finished_at = EXCLUDED.finished_at
+                WHERE r.finished_at IS NULL RETURNING 1
                 """,
                 outcome.run_id,
                 outcome.status.value,
@@ -137,6 +162,10 @@ class RunStore:
                 outcome.records_durable,
                 payload,
                 outcome.finished_at,
+                outcome.connector,
+                outcome.trigger.value,
+                outcome.mode.value,
+                outcome.started_at,
             )
             if updated:
                 rows = [(t, orjson.dumps(p).decode()) for t, p in events]

@@ -151,3 +151,8 @@ CREATE TABLE IF NOT EXISTS connector_locks (
     run_id      text        NOT NULL,
     acquired_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- v6: why a run did not succeed, in the connector's own words: its DONE.error.message and the
+-- tail of its stderr (bounded). They stay here; Temporal history never holds them.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS connector_error text;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS stderr_tail text;

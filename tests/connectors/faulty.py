@@ -12,6 +12,7 @@ FAULT_PLAN is a path to a JSON list of steps:
   {"state": "a"}                   STATE a at the current offset
   {"sleep": 0.5}
   {"hang": true}                   stop writing and sleep for an hour
+  {"close_stdout": true}           close stdout (and go on running: a later step may hang)
   {"grandchild": "PIDFILE"}        start a sleeping grandchild (it inherits stdout), write its pid
   {"stderr_bytes": N}              write N bytes to stderr, in lines of 1,000
   {"long_line": N}                 write one line of N bytes (a RECORD that never ends in time)
@@ -78,6 +79,9 @@ def main() -> None:
         elif "hang" in step:
             out.flush()
             time.sleep(3600)
+        elif "close_stdout" in step:
+            out.flush()
+            os.close(1)
         elif "grandchild" in step:
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
             with open(step["grandchild"], "w") as f:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import WorkflowExecutionStatus
+
 from tests.conftest import Harness, until
 from tests.helpers import cli, current_details
 
@@ -34,6 +36,9 @@ OUTCOME_FIELDS = {
     "recovery_workflow_ids",
     "started_at",
     "finished_at",
+    "records_missing_estimate",
+    "error",
+    "cancel_too_late",
 }
 
 
@@ -51,8 +56,26 @@ async def test_run_wait_json_exit_codes_and_status(harness: Harness, pg_url: str
         assert outcome["status"] == "succeeded" and outcome["records_durable"] == 3
         code, out, _ = await cli(harness, pg_url, "run", partial, "--wait", "--json")
         assert code == 3 and json.loads(out)["status"] == "partially_completed"
+        # What was quarantined is read without SQL, with its line number and class.
+        partial_id = json.loads(out)["run_id"]
+        code, out, _ = await cli(harness, pg_url, "quarantine", partial_id)
+        assert code == 0 and "invalid_json" in out and " 4 " in out and "oops" in out
+        code, out, _ = await cli(harness, pg_url, "status", partial_id)
+        assert "1 line(s) quarantined: `pdpp-orch quarantine" in out
         code, out, _ = await cli(harness, pg_url, "run", failed, "--wait", "--json")
-        assert code == 1 and json.loads(out)["status"] == "failed"
+        failure = json.loads(out)
+        assert code == 1 and failure["status"] == "failed"
+        assert failure["error"]["kind"] == "connector_exit_without_done"
+        # Temporal says the same: the failed run's workflow ended Failed.
+        desc = await harness.client.get_workflow_handle(failure["run_id"]).describe()
+        assert desc.status is WorkflowExecutionStatus.FAILED
+        # And a person reading `status` is told why and what next.
+        code, out, _ = await cli(harness, pg_url, "status", failure["run_id"])
+        assert code == 1 and "why: connector_exit_without_done: the connector exited (code 1)" in out
+        assert (
+            f"next: nothing retries this on its own: fix the cause above, then `pdpp-orch run {failed}`"
+            in out
+        )
 
         code, out, _ = await cli(harness, pg_url, "status", outcome["run_id"], "--json")
         assert code == 0 and json.loads(out) == outcome

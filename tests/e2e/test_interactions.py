@@ -15,7 +15,7 @@ from temporalio.client import WorkflowHandle
 
 from pdpp_orch.cli.progress import watch_run
 from pdpp_orch.models import RunOutcome, RunProgress, RunStatus
-from tests.conftest import Harness, history_text, until
+from tests.conftest import Harness, history_text, outcome_of, until
 from tests.helpers import cli, cli_env, current_details
 from workflows.connector_run import ConnectorRunWorkflow
 
@@ -158,7 +158,7 @@ async def test_respond_to_a_run_that_does_not_wait_is_a_clear_error(harness: Har
         code, _, err = await cli(harness, pg_url, "respond", handle.id, "--data", "{not json")
         assert code == 2 and "not valid JSON" in err and "not json" not in err
         await handle.cancel()
-        assert (await handle.result()).status is RunStatus.CANCELLED
+        assert (await outcome_of(harness.store, handle)).status is RunStatus.CANCELLED
 
 
 async def test_progress_query_and_ui_details_follow_a_running_collect(harness: Harness) -> None:

@@ -60,10 +60,13 @@ async def test_schedule_lifecycle_and_skipped_overlap(harness: Harness, pg_url: 
         d = json.loads(out)
         assert (d["schedule_id"], d["every"], d["overlap"], d["paused"]) == (
             f"sync-{name}",
-            "1:00:00",
+            "1h",  # as typed
             "skip",
             True,
         )
+        # Creating it again is a clear refusal, not a traceback.
+        code, _, err = await cli(harness, pg_url, "schedule", "create", name, "--every", "1h")
+        assert code == 2 and "has a schedule already" in err and "Traceback" not in err
 
         # Triggered twice while the first run is still going: the second is skipped, visibly.
         assert (await cli(harness, pg_url, "schedule", "trigger", name))[0] == 0

@@ -75,10 +75,18 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
             ]
         )
     )
+    plans = {"uichat": plan, "uifail": tmp_path / "fail.json", "uicancel": tmp_path / "cancel.json"}
+    plans["uifail"].write_text(json.dumps([{"exit": 1}]))
+    plans["uicancel"].write_text(json.dumps([{"records": {"stream": "a", "count": 3}}, {"sleep": 120}]))
     registry = tmp_path / "connectors.toml"
     registry.write_text(
-        f"[connectors.uichat]\ncommand = {json.dumps([sys.executable, str(SCRIPTED)])}\n"
-        f"manifest = {json.dumps(str(ABC))}\nenv = {{ SCRIPT_PLAN = {json.dumps(str(plan))} }}\n"
+        "".join(
+            f"[connectors.{name}]\ncommand = {json.dumps([sys.executable, str(SCRIPTED)])}\n"
+            f"manifest = {json.dumps(str(ABC))}\nenv = {{ SCRIPT_PLAN = {json.dumps(str(path))} }}\n"
+            # A budget, so the list has a budget workflow to keep out of the runs.
+            + ('budget = { units = 1000, window = "1h" }\n' if name == "uichat" else "")
+            for name, path in plans.items()
+        )
     )
     data_dir = tmp_path / "stack"
     env = {
@@ -180,3 +188,74 @@ async def test_web_ui_lists_the_run_by_our_filter_and_shows_its_summary_and_outc
     assert any("uichat · forward · manual" in f for f in frames)  # the static summary
     assert any("rate_limited: 1" in f and "partially_completed" in f for f in frames)  # the outcome
     print(f"screenshots: {tmp_path}/workflow-list.png, {tmp_path}/workflow-details.png")
+
+
+# What an operator sets once in the list's "Configure Columns" drawer (the UI keeps it in
+# localStorage): our search attributes beside Temporal's own status badge.
+COLUMNS = {
+    "default": [
+        {"label": "Status"},
+        {"label": "Workflow ID"},
+        {"label": "Type"},
+        {"label": "PdppConnector"},
+        {"label": "PdppRunStatus"},
+        {"label": "Start"},
+        {"label": "End"},
+    ]
+}
+
+
+async def test_the_runs_list_tells_failed_cancelled_and_partial_runs_apart(
+    dev_stack: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    from pdpp_orch.control.stack import RUNS_QUERY, workflows_url
+
+    env, ui = dev_stack
+    partial = await asyncio.to_thread(pdpp, env, "run", "uichat", "--wait", "--json")
+    failed = await asyncio.to_thread(pdpp, env, "run", "uifail", "--wait", "--json")
+    assert (partial.returncode, failed.returncode) == (3, 1), failed.stderr
+    started = await asyncio.to_thread(pdpp, env, "run", "uicancel", "--json")
+    cancel_id = json.loads(started.stdout)["run_id"]
+    await asyncio.sleep(3)  # collecting, then cancelled
+    cancelled = await asyncio.to_thread(pdpp, env, "cancel", cancel_id, "--wait", "--json")
+    assert cancelled.returncode == 1 and json.loads(cancelled.stdout)["status"] == "cancelled"
+    runs = {
+        json.loads(partial.stdout)["run_id"]: ("completed", "partially_completed"),
+        json.loads(failed.stdout)["run_id"]: ("failed", "failed"),
+        cancel_id: ("canceled", "cancelled"),
+    }
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = await browser.new_context(viewport={"width": 1700, "height": 1000})
+        setting = json.dumps(json.dumps(COLUMNS))
+        await context.add_init_script(f"localStorage.setItem('namespace-workflow-table-columns', {setting});")
+        page = await context.new_page()
+        row = page.locator('[data-testid="workflows-summary-configurable-table-row"]')
+        cells: list[list[str]] = []
+        header: list[str] = []
+        # The link `pdpp-orch dev` prints for runs; visibility is eventually consistent.
+        for _ in range(20):
+            await page.goto(workflows_url(ui, RUNS_QUERY))
+            try:
+                await row.first.wait_for(timeout=3000)
+                header = [h.strip().lower() for h in await page.locator("thead th").all_inner_texts()]
+                cells = [
+                    [c.strip().lower() for c in await row.nth(i).locator("td").all_inner_texts()]
+                    for i in range(await row.count())
+                ]
+                if all(any(run_id.lower() in c for r in cells for c in r) for run_id in runs):
+                    break
+            except Exception:
+                pass
+            await asyncio.sleep(0.5)
+        await page.screenshot(path=str(tmp_path / "runs-list.png"), full_page=True)
+        await browser.close()
+    for run_id, (badge, status) in runs.items():
+        [r] = [r for r in cells if any(run_id.lower() in c for c in r)]
+        shown = dict(zip(header, r, strict=False))
+        # Temporal's own badge, and ours beside it.
+        assert badge in shown["status"] and shown["pdpprunstatus"] == status, r
+    assert not any("budget-" in c for r in cells for c in r), "budget workflows stay out of the runs list"
+    print(f"screenshot: {tmp_path}/runs-list.png")

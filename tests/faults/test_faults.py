@@ -35,8 +35,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from pdpp_orch.devstack import search_attribute_flags, temporal_cli
 from pdpp_orch.models import CommitStatus, RunInput, RunOutcome, RunStatus
 from pdpp_orch.store import Store
-from tests.conftest import ABC_MANIFEST, CONNECTORS, Harness, until
+from tests.conftest import ABC_MANIFEST, CONNECTORS, Harness, outcome_of, until
 from tests.faults.test_worker_crash import start_worker
+from tests.helpers import cli_env
 from workflows.connector_run import ConnectorRunWorkflow
 
 pytestmark = pytest.mark.faults
@@ -167,6 +168,28 @@ async def test_hung_connector_is_stalled_and_its_process_group_ended(harness: Ha
     assert again.status is RunStatus.SUCCEEDED
     exact(again, 80)
     assert await rows(harness.store, name) == {"a": 200}
+
+
+async def test_a_connector_that_closes_its_output_but_runs_on_is_ended_after_its_stall_timeout(
+    harness: Harness,
+) -> None:
+    # It used to be waited for a fixed 30 s, then reported as exited without DONE.
+    name = faulty(
+        harness, [pages("a", 60, every=30), {"close_stdout": True}, {"hang": True}], stall_timeout_seconds=1.0
+    )
+    began = time.monotonic()
+    o = await harness.run(name)
+    took = time.monotonic() - began
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_output_closed"
+    assert o.error is not None and o.error.kind == "connector_output_closed"
+    exact(o, 60)
+    assert took < 15, f"a 1 s stall timeout took {took:.1f} s"
+    assert not alive(harness_pid(harness, name)), "the connector still runs"
+
+
+def harness_pid(h: Harness, name: str) -> int:
+    pid: int = h.starts(name)[-1]["_pid"]
+    return pid
 
 
 async def test_connector_killed_by_a_signal_keeps_its_tail_and_resumes(harness: Harness) -> None:
@@ -425,7 +448,7 @@ async def kill_worker_at(point: str, client: Client, pg_url: str, tmp: Path) -> 
             await asyncio.sleep(0.5)  # the dead worker's transaction is rolled back by now
             after_kill = await rows(store, name)
             workers.append(start_worker(h, dsn))
-            outcome: RunOutcome = await asyncio.wait_for(handle.result(), 150)
+            outcome: RunOutcome = await asyncio.wait_for(outcome_of(store, handle), 150)
             took = time.monotonic() - killed_at
         finally:
             for w in workers:
@@ -612,6 +635,42 @@ async def test_temporal_restarted_mid_run(
         again = await h.run(name)
         assert offsets(h.starts(name)[-1]) == {"a": 400, "b": 200}
         exact(again, 20)
+    finally:
+        server.stop()
+
+
+async def test_run_wait_outlives_a_temporal_restart_and_prints_the_outcome(
+    tmp_path: Path, store: Store, pg_url: str
+) -> None:
+    # It used to exit 1 (= failed) with an RPCError traceback while the run succeeded.
+    server = DevServer(tmp_path / "temporal.db", tmp_path / "temporal.log")
+    await server.start()
+    try:
+        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        h = Harness(tmp_path, client, store)
+        name = faulty(h, [pages("a", 300, every=50, pause=0.25), {"done": "succeeded"}])
+        async with h.worker():
+            waiting = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pdpp_orch.cli", "run", name, "--wait", "--json",
+                env=cli_env(h, pg_url), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+
+            async def collecting() -> bool:
+                n = await store.pool.fetchval("SELECT count(*) FROM records WHERE connector = $1", name)
+                return bool(n)
+
+            await until(collecting, "the run to collect")
+            server.stop()
+            await asyncio.sleep(5.0)
+            await server.start()
+            out, err = await asyncio.wait_for(waiting.communicate(), 120)
+        assert waiting.returncode == 0, err.decode()[-2000:]
+        assert out.startswith(b"{"), (out[:500], err.decode()[-3000:])
+        o = json.loads(out)
+        assert (o["status"], o["records_durable"]) == ("succeeded", 300)
+        told = err.decode()
+        assert "Traceback" not in told and "cannot reach the Temporal server; waiting for it" in told, told
+        assert "reached the Temporal server again" in told and "none polls task queue" not in told, told
     finally:
         server.stop()
 

@@ -14,7 +14,7 @@ import pytest
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import InteractionStatus, RunStatus
 from pdpp_orch.registry import Registry
-from tests.conftest import Harness, history_text
+from tests.conftest import Harness, history_text, outcome_of
 from tests.faults.test_faults import _still_alive_after, alive, exact, faulty, pages, rows, start, until
 from tests.faults.test_worker_crash import start_worker
 
@@ -67,7 +67,12 @@ async def test_missing_secret_is_a_config_error_naming_connector_and_variable(
 ) -> None:
     name = faulty(harness, [pages("a", 5), {"done": "succeeded"}], env={"TOKEN": ref})
     o = await harness.run(name)
-    assert o.status is RunStatus.FAILED and o.reason == "runtime_error"
+    assert o.status is RunStatus.FAILED and o.reason == "configuration_error"
+    assert (
+        o.error is not None
+        and o.error.kind == "config_error"
+        and f"connector '{name}': env TOKEN" in (o.error.message or "")
+    )
     # Not retried, and the connector never started.
     assert harness.starts(name) == []
     history = history_text(await harness.client.get_workflow_handle(o.run_id).fetch_history())
@@ -110,7 +115,7 @@ async def test_cancel_ends_the_connector_and_its_grandchild(harness: Harness) ->
         handle = await start(harness, inp)
         await until(lambda: _durable_at_least(harness, name, 30), "30 records durable")
         await handle.cancel()
-        o = await handle.result()
+        o = await outcome_of(harness.store, handle)
     assert o.status is RunStatus.CANCELLED
     exact(o, 30)
     assert not alive(int(pid_file.read_text()))

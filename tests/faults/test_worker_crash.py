@@ -15,7 +15,7 @@ import psutil
 from pdpp_orch.control.budget import budget_status
 from pdpp_orch.models import RecoveryInput, RunOutcome, RunStatus
 from pdpp_orch.upstream.process import UpstreamProcess
-from tests.conftest import ROOT, Harness
+from tests.conftest import ROOT, Harness, outcome_of
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.ids import recovery_workflow_id
 from workflows.recovery import GapRecoveryWorkflow
@@ -221,7 +221,7 @@ async def test_what_a_connector_started_dies_with_its_sigkilled_worker(harness: 
             await asyncio.sleep(0.05)
         assert gone(helper)
         await handle.cancel()
-        outcome: RunOutcome = await asyncio.wait_for(handle.result(), 60)
+        outcome: RunOutcome = await asyncio.wait_for(outcome_of(harness.store, handle), 60)
         assert outcome.status is RunStatus.CANCELLED and outcome.records_durable >= 5
         # The second attempt's own helper went with its process group at the cancel.
         helpers = [int(p) for p in spawned.read_text().split()]

@@ -12,15 +12,18 @@ from pdpp_orch.models import (
     CollectFacts,
     CommitResult,
     CommitStatus,
+    CoverageFact,
     HintScope,
     RecoveryClass,
     RetryHint,
     RetryPlan,
+    RunError,
     RunFacts,
     RunInput,
     RunStatus,
     StreamCommit,
     StreamFacts,
+    Violation,
 )
 from pdpp_orch.outcome import commit_status, derive_outcome, derive_status, failed_retryably
 
@@ -107,8 +110,10 @@ def test_outcome_of_a_clean_run() -> None:
             "checkpoint": "committed",
             "coverage": "complete",
             "gaps_open": 0,
+            "records_missing_estimate": 0,
         }
     ]
+    assert o.error is None and o.records_missing_estimate == 0 and not o.cancel_too_late
 
 
 HINT = RetryHint(
@@ -173,3 +178,62 @@ def test_state_too_large_is_the_reason_when_nothing_worse_happened() -> None:
     o = derive_outcome(facts(commit=commit))
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "state_too_large"
     assert o.checkpoint_commit_status is CommitStatus.NOT_COMMITTED
+
+
+def test_a_cancelled_collect_is_not_a_cancelled_run_unless_the_workflow_says_so() -> None:
+    # The collect attempt saw a CancelledError (say its heartbeat timed out), but nobody
+    # cancelled the run: its proven checkpoint counts, and it is not `cancelled`.
+    o = derive_outcome(facts(collect={"cancelled": True, "done_status": None}))
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_exit_without_done"
+    assert derive_outcome(facts(cancelled=True)).status is RunStatus.CANCELLED
+
+
+EXIT_2 = {"done_status": None, "exit_code": 2}
+DONE_FAILED = {"done_status": "failed", "done_error_code": "token_expired"}
+VIOLATED = {"violation_count": 2, "violations": [Violation(kind="invalid_json", line_no=7, detail="x")]}
+CONFIG = RunError(kind="config_error", message="no such file: ./x")
+TOKEN, LINE_7 = "token_expired", "invalid_json at line 7"
+
+
+@pytest.mark.parametrize(
+    ("collect", "error", "kind", "message"),
+    [
+        (EXIT_2, None, "connector_exit_without_done", "the connector exited (code 2) without DONE"),
+        (
+            DONE_FAILED,
+            None,
+            "connector_reported_failed",
+            "the connector reported DONE failed (token_expired)",
+        ),
+        (
+            VIOLATED,
+            None,
+            "connector_protocol_violation",
+            "2 protocol violation(s): first invalid_json at line 7",
+        ),
+        ({"runtime_error": "connector_stalled"}, None, "connector_stalled", None),
+        ({}, CONFIG, "config_error", "no such file: ./x"),
+    ],
+)
+def test_the_outcome_says_why(
+    collect: dict[str, Any], error: RunError | None, kind: str, message: str | None
+) -> None:
+    o = derive_outcome(facts(collect=collect, error=error))
+    assert o.error is not None and (o.error.kind, o.error.message) == (kind, message)
+    if error is not None:
+        assert o.reason == "configuration_error"
+
+
+def test_coverage_of_an_unfinished_run_is_never_complete_and_its_shortfall_is_missing() -> None:
+    stream = StreamFacts(stream="a", emitted=6055, collected=6055, total=100_000)
+    o = derive_outcome(facts(cancelled=True, collect={"done_status": None, "streams": {"a": stream}}))
+    [a] = o.streams
+    assert a.coverage == "unproven" and a.records_missing_estimate == 100_000 - 6055
+    assert o.records_missing_estimate == 93_945
+
+
+def test_open_item_gaps_and_unaccounted_keys_are_missing_records() -> None:
+    coverage = {"a": CoverageFact(stream="a", required=10, hydrated=6, gap_backed=1)}
+    plan = RetryPlan(gaps_open_by_stream={"a": 4}, items_open_by_stream={"a": 4}, gaps_open_total=4)
+    o = derive_outcome(facts(collect={"coverage": coverage}, plan=plan))
+    assert (o.streams[0].records_missing_estimate, o.records_missing_estimate) == (4 + 3, 7)

@@ -26,8 +26,8 @@ PRESSURE, TRANSIENT, UNKNOWN = RecoveryClass.PROVIDER_PRESSURE, RecoveryClass.TR
 @pytest.mark.parametrize(
     ("cls", "attempts", "has_locator", "seen_again", "clean", "expected"),
     [
-        # A resource gap a clean run did not report again was fetched: recovered, no attempt used.
-        (TRANSIENT, 0, False, False, True, (GapStatus.RECOVERED, 0, None)),
+        # A resource gap a clean run did not report again was fetched: recovered at its first attempt.
+        (TRANSIENT, 0, False, False, True, (GapStatus.RECOVERED, 1, None)),
         # ... but not when the run reported it missing again, or the run was not clean.
         (TRANSIENT, 0, False, True, True, (GapStatus.PENDING, 1, None)),
         (TRANSIENT, 0, False, False, False, (GapStatus.PENDING, 1, None)),

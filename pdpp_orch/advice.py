@@ -1,0 +1,75 @@
+"""What an outcome means for the person reading it: why the run did not succeed, what is
+missing, what happens next and which command acts on it. Pure (the CLI, the report and the
+web UI's details all say it the same way; workflows may import it)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pdpp_orch.models import RetryHint, RunOutcome, RunStatus
+
+
+def when(at: datetime, now: datetime) -> str:
+    """`2026-12-03 17:00 UTC (in 23h59m)`, or `(overdue by 5m)` for a time already past."""
+    delta = at - now
+    minutes = round(abs(delta.total_seconds()) / 60)
+    span = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+    rel = f"in {span}" if delta >= timedelta(0) else f"overdue by {span}"
+    return f"{at:%Y-%m-%d %H:%M} UTC ({rel})"
+
+
+def why(o: RunOutcome) -> str | None:
+    """`connector_reported_failed: …` — the cause, in words a person can act on."""
+    if o.error is None:
+        return None
+    return f"{o.error.kind}: {o.error.message}" if o.error.message else o.error.kind
+
+
+def missing(o: RunOutcome) -> str:
+    """`4,188 missing (28%)` — records known to be missing, against what was collected."""
+    n = o.records_missing_estimate
+    if n == 0:
+        return "none known missing"
+    whole = o.records_durable + n
+    return f"{n:,} missing ({100 * n / whole:.0f}%)" if whole else f"{n:,} missing"
+
+
+def hint_line(h: RetryHint, workflow_id: str | None, now: datetime) -> str:
+    """One retry hint: what it retries, when, at what cost, by which recovery."""
+    where = f" of {h.scope.stream}" if h.scope.stream else ""
+    by = f" by {workflow_id}" if workflow_id else ""
+    return (
+        f"retry {h.gap_count:,} × {h.reason}{where} not before {when(h.not_before, now)},"
+        f" {h.estimated_cost:,} units, attempt {h.attempt} of {h.max_attempts}{by}"
+    )
+
+
+def next_steps(o: RunOutcome, now: datetime) -> list[str]:
+    """What happens next for this run, and the commands that act on it."""
+    c = o.connector
+    if o.status is RunStatus.CANCELLED:
+        return [
+            f"cancelled: nothing committed, every accepted record kept; `pdpp-orch run {c}` collects "
+            "again from the last committed checkpoints"
+        ]
+    if o.status is RunStatus.SUCCEEDED and o.gaps_open_total == 0:
+        extra = " (a cancel came too late: checkpoints were already committing)" if o.cancel_too_late else ""
+        return [f"nothing to do{extra}"]
+    lines = []
+    wids = dict(zip((h.hint_id for h in o.retry_hints), o.recovery_workflow_ids, strict=False))
+    for h in o.retry_hints:
+        lines.append(hint_line(h, wids.get(h.hint_id), now))
+    if o.retry_hints:
+        lines.append(
+            f"`pdpp-orch recover show {c}` follows it; `pdpp-orch recover now {c}` brings it forward"
+        )
+    elif o.status is RunStatus.FAILED:
+        lines.append(f"nothing retries this on its own: fix the cause above, then `pdpp-orch run {c}`")
+    elif o.gaps_open_total:
+        lines.append(
+            f"{o.gaps_open_total:,} gap(s) open that the runtime does not retry on its own (the owner's or"
+            f" the connector's to fix): `pdpp-orch gaps list {c}`"
+        )
+    else:
+        lines.append(f"nothing retries this on its own; `pdpp-orch run {c}` collects again")
+    return lines
