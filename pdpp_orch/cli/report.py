@@ -114,6 +114,9 @@ def _print_connector(r: rp.ConnectorReport) -> None:
             f" until {a.expires_at:%Y-%m-%d %H:%M} UTC: pdpp-orch respond {a.run_id} --data -",
             highlight=False,
         )
+    if not r.streams:
+        out.print("  no stream has records or checkpoints yet")
+        return
     t = Table("stream", "records held", "missing", "checkpoint", "age (h)", "coverage", "gaps")
     for st in r.streams:
         t.add_row(

@@ -36,7 +36,7 @@ def to_html(reports: list[ConnectorReport], generated: str) -> str:
             f" <code>pdpp-orch respond {e(a.run_id)} --data -</code></p>"
             for a in r.asks
         )
-        parts.append(_streams(r.streams))
+        parts.append(_streams(r.streams) if r.streams else "<p>no stream has records or checkpoints yet</p>")
         parts.append(_chart(r.recent_runs))
     parts.append("</html>")
     return "".join(parts)

@@ -212,3 +212,10 @@ def test_the_page_lists_what_needs_attention_worst_first_with_dated_charts() -> 
     assert "<b>c</b>: 100 records; latest run failed" in page
     assert "11:00</text>" in page and "start (UTC)" in page  # each run's date and time, an axis
     assert "src=" not in page and "href=" not in page
+
+
+def test_a_connector_with_nothing_held_says_so_instead_of_an_empty_table() -> None:
+    empty = ReportRows(records=[], state=[], gaps=[], runs=rows(outcome(RunStatus.FAILED)).runs, asks=[])
+    page = to_html(build(empty, {}, {}, NOW), "2026-12-02 12:00 UTC")
+    assert "no stream has records or checkpoints yet" in page
+    assert "<th>records held</th>" not in page
