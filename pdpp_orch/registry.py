@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from pdpp_orch.budget import BudgetConfig, parse_window
-from pdpp_orch.manifest import ConfigError, Manifest, load_manifest
+from pdpp_orch.manifest import BINDINGS, Binding, ConfigError, Manifest, load_manifest
 from pdpp_orch.models import CheckpointPolicy
 from pdpp_orch.policy import RetryPolicy
 
@@ -80,6 +80,10 @@ class ConnectorEntry(BaseModel):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     budget: Budget = Field(default_factory=Budget)
+    bindings: list[Binding] = Field(
+        default_factory=lambda: list(BINDINGS),
+        description="what this runtime offers the connector (START.bindings); default: all four",
+    )
 
     model_config = {"extra": "forbid"}
 
@@ -149,7 +153,17 @@ class ConnectorEntry(BaseModel):
         return self.max_line_bytes or max(self.max_state_bytes, DEFAULT_MAX_STATE_BYTES) + MIN_MAX_LINE_BYTES
 
     def load_manifest(self) -> Manifest:
-        return load_manifest(self.manifest)
+        """The validated manifest, and a check that this entry offers every binding it requires."""
+        manifest = load_manifest(self.manifest)
+        missing = [b for b in manifest.required_bindings if b not in self.bindings]
+        if missing:
+            offered = ", ".join(self.bindings) or "none"
+            raise ConfigError(
+                f"connector {self.name!r} requires the binding(s) {', '.join(missing)} "
+                f"(runtime_requirements.bindings of {self.manifest}), which its registry entry "
+                f"does not offer (bindings = [{offered}])"
+            )
+        return manifest
 
 
 def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
