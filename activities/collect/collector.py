@@ -92,7 +92,7 @@ class Collector:
         try:
             env = connector_env(self.entry, workdir)
             proc = ConnectorProcess(self.entry.command, env, workdir)
-            start = start_message(run, list(self.scope), state, excluded, served)
+            start = start_message(run, list(self.scope), state, excluded, served, self.entry.bindings)
             await self._converse(proc, served, start)
         finally:
             if scratch is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pdpp_orch.models import RunInput, StreamScope
@@ -34,10 +35,14 @@ def start_message(
     state: dict[str, Any],
     excluded: dict[str, list[str]],
     served: Served | None,
+    bindings: Sequence[str],
 ) -> dict[str, Any]:
-    """START for this attempt. A forward run collects around the resources that open,
-    retryable gaps already cover: those are their recovery's to fetch, and an upstream
-    that keeps failing one channel must not fail every run (DESIGN §4, case C)."""
+    """START for this attempt, shaped as the reference runtime shapes it: every key present
+    (`detail_gaps: []` when none are served, `state: null` on a first run), `bindings` an empty
+    descriptor per binding offered, `collection_mode` incremental iff any cursor is stored,
+    `recovery_only` only when true. A forward run collects around the resources that open,
+    retryable gaps already cover: those are their recovery's to fetch, and an upstream that
+    keeps failing one channel must not fail every run (DESIGN §4, case C)."""
     streams = []
     for s in run.streams or [StreamScope(name=n) for n in scope]:
         item: dict[str, Any] = {"name": s.name}
@@ -49,19 +54,20 @@ def start_message(
         if resources:
             item["resources"] = resources
         streams.append(item)
-    any_state = any(v is not None for v in state.values())
     start: dict[str, Any] = {
         "type": "START",
         "run_id": run.run_id,
-        "collection_mode": "incremental" if any_state else "full_refresh",
+        # The reference's rule: incremental as soon as any stream has a stored checkpoint
+        # (even a null cursor), full_refresh with state null otherwise.
+        "collection_mode": "incremental" if state else "full_refresh",
         "scope": {"streams": streams},
         "state": state or None,
-        "bindings": {},
+        "bindings": {name: {} for name in bindings},
+        "detail_gaps": [g.start_entry() for g in served.gaps] if served is not None else [],
     }
-    if served is not None:
-        start["detail_gaps"] = [g.start_entry() for g in served.gaps]
-        # Detail gaps carry their locator and are drained alone; resource gaps (no locator)
-        # are fetched by a run scoped to those resources. A retried attempt whose gaps were
-        # all settled by the attempt before it has nothing to do: no forward walk either.
-        start["recovery_only"] = all(g.detail_locator is not None for g in served.gaps)
+    # Detail gaps carry their locator and are drained alone; resource gaps (no locator) are
+    # fetched by a run scoped to those resources. A retried attempt whose gaps were all settled
+    # by the attempt before it has nothing to do: no forward walk either.
+    if served is not None and all(g.detail_locator is not None for g in served.gaps):
+        start["recovery_only"] = True
     return start
