@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from pdpp_orch.budget import BudgetConfig, parse_window
 from pdpp_orch.manifest import BINDINGS, Binding, ConfigError, Manifest, load_manifest
-from pdpp_orch.models import CheckpointPolicy
+from pdpp_orch.models import CheckpointPolicy, RecoveryClass
 from pdpp_orch.policy import RetryPolicy
 
 BUNDLED_REGISTRY = Path(__file__).parent / "connectors" / "bundled.toml"
@@ -26,6 +26,7 @@ DEFAULT_STALL_TIMEOUT_S = 600.0
 # used with fullmatch: `$` would also match before a trailing newline.
 CONNECTOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+REASON = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 # The longest wait a budget window or a retry back-off may name: beyond it datetime arithmetic
 # overflows, long before anyone would want to wait that long.
 MAX_WAIT_S = 366 * 86400.0
@@ -84,6 +85,10 @@ class ConnectorEntry(BaseModel):
         default_factory=lambda: list(BINDINGS),
         description="what this runtime offers the connector (START.bindings); default: all four",
     )
+    reasons: dict[str, RecoveryClass] = Field(
+        default_factory=dict,
+        description="recovery class of the connector's own skip reasons, for misses without a recovery_hint",
+    )
 
     model_config = {"extra": "forbid"}
 
@@ -107,6 +112,14 @@ class ConnectorEntry(BaseModel):
                 raise ValueError(f"{key}: {value[:64]!r} does not name an environment variable")
             if ref and ref.group(1) == "file" and not ref.group(2):
                 raise ValueError(f"{key}: file: needs a path")
+        return v
+
+    @field_validator("reasons")
+    @classmethod
+    def _reason_names(cls, v: dict[str, RecoveryClass]) -> dict[str, RecoveryClass]:
+        for reason in v:
+            if not REASON.fullmatch(reason):
+                raise ValueError(f"{reason[:64]!r} is not a reason (1-128 printable characters)")
         return v
 
     @field_validator("pass_env")

@@ -119,7 +119,14 @@ class Collector:
             await interactions.request(msg)
 
         messages = Messages(
-            self.manifest, self.scope, tally, writer, served, on_interaction, proc.close_stdin
+            self.manifest,
+            self.scope,
+            tally,
+            writer,
+            served,
+            on_interaction,
+            proc.close_stdin,
+            self.entry.reasons,
         )
         interactions = Interactions(
             self.store,

@@ -16,7 +16,7 @@ from activities.collect.start import Served
 from activities.collect.writer import BATCH_BYTES, BATCH_RECORDS, Writer
 from pdpp_orch import protocol
 from pdpp_orch.manifest import Manifest, StreamSpec
-from pdpp_orch.models import CheckpointFact
+from pdpp_orch.models import CheckpointFact, RecoveryClass
 from pdpp_orch.store import CheckpointWrite
 
 YIELD_EVERY_LINES = 64
@@ -35,13 +35,14 @@ class Messages:
         served: Served | None,
         on_interaction: Callable[[dict[str, Any]], Awaitable[None]],
         on_done: Callable[[], None],
+        reasons: dict[str, RecoveryClass] | None = None,
     ):
         self.manifest = manifest
         self.scope = scope
         self.pk = {name: spec.primary_key for name, spec in scope.items() if spec}
         self.tally = tally
         self.writer = writer
-        self.misses = Misses(tally, writer, self.in_scope, served)
+        self.misses = Misses(tally, writer, self.in_scope, served, reasons)
         self.on_interaction = on_interaction
         self.on_done = on_done
         self.done_seen = False

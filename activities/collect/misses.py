@@ -24,11 +24,20 @@ InScope = Callable[[Any, bytes], bool]
 class Misses:
     """The handlers of the messages that report misses and coverage."""
 
-    def __init__(self, tally: Tally, writer: Writer, in_scope: InScope, served: Served | None):
+    def __init__(
+        self,
+        tally: Tally,
+        writer: Writer,
+        in_scope: InScope,
+        served: Served | None,
+        reasons: dict[str, RecoveryClass] | None = None,
+    ):
         self.tally = tally
         self.writer = writer
         self.in_scope = in_scope
         self.served = served
+        # The registry's classes for the connector's own reasons (`[connectors.NAME.reasons]`).
+        self.reasons = reasons or {}
 
     def skip(self, msg: dict[str, Any], item: bytes) -> None:
         """SKIP_RESULT: resources, a time range or a whole stream were not collected."""
@@ -129,7 +138,8 @@ class Misses:
         retryable: bool | None,
         default_action: str | None,
     ) -> RecoveryClass:
-        """The recovery class of a miss, from its recovery_hint (a malformed one is a violation)."""
+        """The recovery class of a miss: from its recovery_hint (a malformed one is a violation),
+        else from the registry's class for its reason, else from what it says of itself."""
         action: str | None = None
         hint = msg.get("recovery_hint")
         if hint is not None:
@@ -139,6 +149,8 @@ class Misses:
             else:
                 action, stated = parsed
                 retryable = stated if stated is not None else retryable
+        if action is None and reason in self.reasons:
+            return self.reasons[reason]
         if action is None and retryable is not False:
             action = default_action
         return protocol.recovery_class(reason, action, retryable)

@@ -4,6 +4,8 @@ to say each message as the reference's SDK says it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pdpp_orch.models import RunStatus
 from tests.conftest import Harness
 
@@ -36,3 +38,46 @@ async def test_start_bindings_are_those_the_entry_offers(harness: Harness) -> No
     await harness.run(name)
     [start] = harness.starts(name)
     assert start["bindings"] == {"network": {}}
+
+
+def no_sources(**extra: Any) -> list[dict[str, Any]]:
+    """The reference's ical connector with nothing to read: one SKIP_RESULT of its own reason."""
+    skip = {
+        "type": "SKIP_RESULT",
+        "stream": "a",
+        "reason": "no_calendar_sources",
+        "message": "no .ics files in /home/x/.pdpp/imports/ical and no ICAL_SUBSCRIPTION_URL set",
+        **extra,
+    }
+    return [{"msg": skip}, DONE]
+
+
+async def test_a_connector_reason_mapped_informational_is_a_clean_run(harness: Harness) -> None:
+    plain = harness.scripted(no_sources())
+    o = await harness.run(plain, ["a"])
+    # Without a mapping an unknown reason is a real miss: nothing collected, so failed.
+    assert o.status is RunStatus.FAILED and o.reason == "records_skipped" and not o.needs_retry
+    assert [(g.kind, g.recovery_class) for g in await harness.store.gaps.find(plain)] == [
+        ("stream", "unknown")
+    ]
+
+    mapped = harness.scripted(no_sources(), reasons={"no_calendar_sources": "informational"})
+    o = await harness.run(mapped, ["a"])
+    assert o.status is RunStatus.SUCCEEDED and o.reason is None and not o.needs_retry
+    assert o.skipped_by_reason == {"no_calendar_sources": 1} and o.gaps_opened == 0
+    assert await harness.store.gaps.find(mapped) == []
+
+
+async def test_the_recovery_hint_wins_over_the_mapping(harness: Harness) -> None:
+    name = harness.scripted(
+        no_sources(recovery_hint={"action": "retry_by_runtime"}),
+        reasons={"no_calendar_sources": "informational"},
+    )
+    o = await harness.run(name, ["a"], recover=False)
+    assert o.status is RunStatus.FAILED and o.needs_retry
+    [gap] = await harness.store.gaps.find(name)
+    assert gap.recovery_class == "transient"
+
+    retried = harness.scripted(no_sources(), reasons={"no_calendar_sources": "transient"})
+    o = await harness.run(retried, ["a"], recover=False)
+    assert o.needs_retry and [h.recovery_class for h in o.retry_hints] == ["transient"]

@@ -104,3 +104,16 @@ def test_cli_rejects_a_cyclic_manifest_before_spawning_anything(tmp_path: Path) 
     assert r.returncode == 2
     assert "checkpoint dependency cycle: a -> c -> b -> a" in r.stderr
     assert not marker.exists()
+
+
+def test_connector_reasons_map_to_recovery_classes(tmp_path: Path) -> None:
+    reg = tmp_path / "connectors.toml"
+    base = '[connectors.ical]\ncommand = ["true"]\nmanifest = "m.json"\n[connectors.ical.reasons]\n'
+    reg.write_text(base + 'no_calendar_sources = "informational"\nics_fetch_failed = "transient"\n')
+    assert {k: v.value for k, v in Registry.load(reg).get("ical").reasons.items()} == {
+        "no_calendar_sources": "informational",
+        "ics_fetch_failed": "transient",
+    }
+    reg.write_text(base + 'no_calendar_sources = "fine"\n')
+    with pytest.raises(ConfigError, match=r"connectors\.ical\.reasons\.no_calendar_sources"):
+        Registry.load(reg)
