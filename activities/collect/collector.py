@@ -3,8 +3,8 @@ return what was observed as counts (CollectFacts). Records and cursors never lea
 package except into PostgreSQL.
 
 The parts: the Reader (reader.py) feeds lines to the Messages (messages.py, misses.py,
-interactions.py), which fill batches the Writer (writer.py) flushes; the Tally (facts.py)
-counts it all.
+interactions.py, pages.py), which fill batches the Writer (writer.py) flushes; the Tally
+(facts.py) counts it all.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from pydantic import BaseModel
 from activities.collect.facts import Tally
 from activities.collect.interactions import Interactions
 from activities.collect.messages import Messages
+from activities.collect.pages import Pages
 from activities.collect.reader import Deadlines, Reader
 from activities.collect.start import Served, start_message
 from activities.collect.writer import Writer
 from activities.environment import connector_env
 from activities.process import ConnectorProcess
+from pdpp_orch import protocol
 from pdpp_orch.manifest import Manifest
 from pdpp_orch.models import CollectFacts, LiveProgress, Mode, RunInput
 from pdpp_orch.registry import ConnectorEntry
@@ -88,11 +90,16 @@ class Collector:
             for s, cp in self.tally.facts.checkpoints.items()
             if cp.proven_seq
         }
+        first_page = served.first_page(protocol.PAGE_DEFAULT_BYTES) if served is not None else []
         workdir, scratch = self._workdir()
         try:
             env = connector_env(self.entry, workdir)
             proc = ConnectorProcess(self.entry.command, env, workdir)
-            start = start_message(run, list(self.scope), state, excluded, served, self.entry.bindings)
+            start = start_message(
+                run, list(self.scope), state, excluded, served, self.entry.bindings, first_page
+            )
+            if first_page and run.lease_id is not None:
+                await store.leases.mark_served(self.entry.name, run.lease_id, [g.gap_id for g in first_page])
             await self._converse(proc, served, start)
         finally:
             if scratch is not None:
@@ -113,10 +120,15 @@ class Collector:
         """The whole conversation with the connector process, from START to its exit."""
         writer, tally = self.writer, self.tally
         interactions: Interactions | None = None
+        pages: Pages | None = None
 
         async def on_interaction(msg: dict[str, Any]) -> None:
             assert interactions is not None
             await interactions.request(msg)
+
+        async def on_page(msg: dict[str, Any], item: bytes, problem: protocol.LineError | None) -> None:
+            assert pages is not None
+            await pages.request(msg, item, problem)
 
         messages = Messages(
             self.manifest,
@@ -127,6 +139,10 @@ class Collector:
             on_interaction,
             proc.close_stdin,
             self.entry.reasons,
+            on_page,
+        )
+        pages = Pages(
+            self.store, self.entry.name, self.run_input.lease_id, served, proc, writer, messages.in_scope
         )
         interactions = Interactions(
             self.store,

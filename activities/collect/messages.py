@@ -1,6 +1,7 @@
 """Every line a connector writes, classified: counted, decoded, checked, and handed to the
 handler of its message type — RECORD and STATE here, the misses in misses.py, INTERACTION in
-interactions.py. A line that is not an acceptable message is a violation, quarantined."""
+interactions.py, gap pages in pages.py. A line that is not an acceptable message is a
+violation, quarantined."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pdpp_orch.models import CheckpointFact, RecoveryClass
 from pdpp_orch.store import CheckpointWrite
 
 YIELD_EVERY_LINES = 64
+OnPage = Callable[[dict[str, Any], bytes, protocol.LineError | None], Awaitable[None]]
 _STREAM_FIELD = re.compile(rb'"stream"\s*:\s*"([^"\\]{1,128})"')
 
 
@@ -36,6 +38,7 @@ class Messages:
         on_interaction: Callable[[dict[str, Any]], Awaitable[None]],
         on_done: Callable[[], None],
         reasons: dict[str, RecoveryClass] | None = None,
+        on_page: OnPage | None = None,
     ):
         self.manifest = manifest
         self.scope = scope
@@ -45,6 +48,7 @@ class Messages:
         self.misses = Misses(tally, writer, self.in_scope, served, reasons)
         self.on_interaction = on_interaction
         self.on_done = on_done
+        self.on_page = on_page
         self.done_seen = False
 
     async def lines(self, items: list[bytes | protocol.LineError]) -> None:
@@ -92,6 +96,9 @@ class Messages:
         """Any message but RECORD."""
         t = msg["type"]
         err = protocol.check_fields(msg)
+        if t == "DETAIL_GAPS_PAGE_REQUEST" and self.on_page is not None:
+            await self.on_page(msg, item, err)  # answered even when malformed: the connector waits
+            return
         if err:
             self.writer.violate(err.kind, err.detail, item)
             return

@@ -83,8 +83,10 @@ class Misses:
         loc_json = protocol.dumps(locator).decode() if locator is not None else None
         if cls is not RecoveryClass.INFORMATIONAL:
             sf.non_informational_skips += 1
+        parent = msg.get("parent_stream")
         self._gap(
-            sf, NewGap(stream, GapKind.ITEM, subject, reason, cls, loc_json, _not_before(msg), err_text)
+            sf,
+            NewGap(stream, GapKind.ITEM, subject, reason, cls, loc_json, _not_before(msg), err_text, parent),
         )
 
     def detail_coverage(self, msg: dict[str, Any], item: bytes) -> None:

@@ -22,12 +22,19 @@ from pdpp_orch.protocol.misses import (
     retry_after_seconds,
 )
 from pdpp_orch.protocol.records import record_key, strict_record
-from pdpp_orch.protocol.responses import interaction_response
+from pdpp_orch.protocol.responses import (
+    PAGE_DEFAULT_BYTES,
+    interaction_response,
+    page_budget,
+    page_fit,
+    page_response,
+)
 
 __all__ = [
     "MAX_NESTING",
     "MAX_RETRY_AFTER_S",
     "MESSAGE_TYPES",
+    "PAGE_DEFAULT_BYTES",
     "RECOVERY_ACTIONS",
     "LineError",
     "LineSplitter",
@@ -37,6 +44,9 @@ __all__ = [
     "decode",
     "dumps",
     "interaction_response",
+    "page_budget",
+    "page_fit",
+    "page_response",
     "parse_recovery_hint",
     "record_data",
     "record_key",

@@ -3,6 +3,7 @@ the typed fields each type may carry, plus the few rules a type check cannot say
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,7 @@ FIELDS: dict[str, dict[str, tuple[Types, bool]]] = {
     "DETAIL_GAP_ATTEMPTED": {"gap_id": (str, True), "stream": (str, True)},
     "PROGRESS": {"message": (str, False)},
     "INTERACTION": {"request_id": (str, True), "kind": (str, True)},
+    "DETAIL_GAPS_PAGE_REQUEST": {"request_id": (str, True), "streams": (list, False)},
 }
 
 
@@ -88,10 +90,30 @@ def _done(msg: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _page_request(msg: dict[str, Any]) -> list[str]:
+    """The reference's rules for DETAIL_GAPS_PAGE_REQUEST."""
+    problems = []
+    if msg.get("reference_only") is not True:
+        problems.append("DETAIL_GAPS_PAGE_REQUEST.reference_only must be true")
+    rid = msg.get("request_id")
+    if isinstance(rid, str) and not rid.strip():
+        problems.append("DETAIL_GAPS_PAGE_REQUEST.request_id must not be empty")
+    streams = msg.get("streams")
+    if isinstance(streams, list) and not all(isinstance(s, str) and s.strip() for s in streams):
+        problems.append("DETAIL_GAPS_PAGE_REQUEST.streams must be non-empty strings")
+    size = msg.get("max_bytes")
+    if size is not None and (
+        isinstance(size, bool) or not isinstance(size, int | float) or not math.isfinite(size) or size <= 0
+    ):
+        problems.append("DETAIL_GAPS_PAGE_REQUEST.max_bytes must be a positive number")
+    return problems
+
+
 RULES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "STATE": _state,
     "DETAIL_COVERAGE": _coverage,
     "DONE": _done,
+    "DETAIL_GAPS_PAGE_REQUEST": _page_request,
 }
 
 

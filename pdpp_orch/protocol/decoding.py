@@ -23,6 +23,7 @@ MESSAGE_TYPES = frozenset(
         "PROGRESS",
         "INTERACTION",
         "DONE",
+        "DETAIL_GAPS_PAGE_REQUEST",
     }
 )
 

@@ -151,3 +151,10 @@ CREATE TABLE IF NOT EXISTS connector_locks (
     run_id      text        NOT NULL,
     acquired_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- v6: gap pages. A recovery run is served its lease's gaps page by page (START.detail_gaps, then
+-- each DETAIL_GAPS_PAGE_RESPONSE): `served_lease_id` is the lease a gap was served under, so one
+-- leased but never served goes back to pending without an attempt counted. `parent_stream` is
+-- the DETAIL_GAP's own, served back with the gap as it came.
+ALTER TABLE gaps ADD COLUMN IF NOT EXISTS served_lease_id text;
+ALTER TABLE gaps ADD COLUMN IF NOT EXISTS parent_stream text;

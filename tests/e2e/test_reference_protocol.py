@@ -4,9 +4,10 @@ to say each message as the reference's SDK says it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from pdpp_orch.models import RunStatus
+from pdpp_orch.models import Mode, RetryHint, RunOutcome, RunStatus, Trigger
 from tests.conftest import Harness
 
 DONE = {"done": "succeeded"}
@@ -81,3 +82,165 @@ async def test_the_recovery_hint_wins_over_the_mapping(harness: Harness) -> None
     retried = harness.scripted(no_sources(), reasons={"no_calendar_sources": "transient"})
     o = await harness.run(retried, ["a"], recover=False)
     assert o.needs_retry and [h.recovery_class for h in o.retry_hints] == ["transient"]
+
+
+# -- gap pages ------------------------------------------------------------------------------
+
+
+def detail_gaps(n: int) -> list[dict[str, Any]]:
+    """A forward run that could not hydrate `n` items of stream a: n DETAIL_GAPs."""
+    return [
+        {
+            "msg": {
+                "type": "DETAIL_GAP",
+                "stream": "a",
+                "record_key": f"g-{i:05d}",
+                "reason": "rate_limited",
+                "detail_locator": {"item": i},
+            }
+        }
+        for i in range(n)
+    ]
+
+
+class Paged:
+    """A connector whose forward run leaves gaps and whose recovery runs play `recovery`."""
+
+    def __init__(self, h: Harness, gaps: int, recovery: list[dict[str, Any]]):
+        self.h = h
+        self.log = h.tmp / "pages.jsonl"
+        plan = h.tmp / "recovery.plan.json"
+        plan.write_text(json.dumps(recovery))
+        env = {"SCRIPT_RECOVERY_PLAN": str(plan), "SCRIPT_RESPONSE_LOG": str(self.log)}
+        self.name = h.scripted([*detail_gaps(gaps), DONE], env=env)
+        self.gaps = gaps
+
+    async def forward(self) -> RetryHint:
+        o = await self.h.run(self.name, ["a"], recover=False)
+        assert o.needs_retry and o.gaps_opened == self.gaps
+        [hint] = o.retry_hints
+        return hint
+
+    async def recovery(self, hint: RetryHint, lease: str, limit: int) -> RunOutcome:
+        leased = await self.h.store.leases.lease(self.name, hint.hint_id, lease, limit, 8, 3600)
+        assert leased == min(limit, self.gaps)
+        return await self.h.run(
+            self.name,
+            ["a"],
+            mode=Mode.RECOVERY,
+            trigger=Trigger.RECOVERY,
+            hint_id=hint.hint_id,
+            lease_id=lease,
+        )
+
+    def pages(self) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.log.read_text().splitlines()] if self.log.exists() else []
+
+    async def by_status(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for g in await self.h.store.gaps.find(self.name):
+            out[g.status] = out.get(g.status, 0) + 1
+        return out
+
+
+async def test_a_recovery_is_served_its_lease_in_pages_each_gap_once(harness: Harness) -> None:
+    paged = Paged(harness, 1_200, [{"drain": {"max_bytes": 20_000}}, DONE])
+    hint = await paged.forward()
+    o = await paged.recovery(hint, "lease-1", 1_200)
+    assert o.status is RunStatus.SUCCEEDED and o.gaps_recovered == 1_200 and o.records_durable == 1_200
+    [start] = harness.starts(paged.name)[1:]
+    # START carries the first page (at most 500 entries, within 256 KiB), the rest comes by pages.
+    assert start["recovery_only"] is True and len(start["detail_gaps"]) == 500
+    entry = start["detail_gaps"][0]
+    assert sorted(entry) == [
+        "detail_locator",
+        "gap_id",
+        "lease_id",
+        "record_key",
+        "reference_only",
+        "status",
+        "stream",
+    ]
+    assert (entry["status"], entry["reference_only"], entry["lease_id"]) == ("pending", True, "lease-1")
+    pages = paged.pages()
+    assert pages[-1]["detail_gaps"] == [] and all(p["reference_only"] is True for p in pages)
+    sizes = [len(json.dumps(p["detail_gaps"], separators=(",", ":"))) for p in pages[:-1]]
+    assert all(16_000 < n <= 20_000 for n in sizes[:-1]) and sizes[-1] <= 20_000, sizes
+    served = [g["gap_id"] for g in start["detail_gaps"]] + [
+        g["gap_id"] for p in pages for g in p["detail_gaps"]
+    ]
+    assert len(served) == len(set(served)) == 1_200  # every gap once, none twice
+    assert await paged.by_status() == {"recovered": 1_200}
+
+
+async def test_pages_never_serve_beyond_the_lease(harness: Harness) -> None:
+    paged = Paged(harness, 900, [{"drain": {}}, DONE])
+    hint = await paged.forward()
+    o = await paged.recovery(hint, "lease-1", 600)  # the budget granted 600
+    assert o.status is RunStatus.SUCCEEDED and o.gaps_recovered == 600
+    [start] = harness.starts(paged.name)[1:]
+    [page, empty] = paged.pages()
+    assert (len(start["detail_gaps"]), len(page["detail_gaps"]), empty["detail_gaps"]) == (500, 100, [])
+    assert await paged.by_status() == {"recovered": 600, "pending": 300}
+
+
+async def test_a_gap_leased_but_never_served_goes_back_untried(harness: Harness) -> None:
+    # The connector drains START's page and stops without asking for more.
+    paged = Paged(harness, 800, [{"drain": {"max_pages": 0}}, DONE])
+    hint = await paged.forward()
+    await paged.recovery(hint, "lease-1", 800)
+    await harness.store.leases.settle_lease(
+        paged.name, "lease-1", "r", run_clean=True, max_attempts=5, max_no_progress=8
+    )
+    gaps = await harness.store.gaps.find(paged.name)
+    assert sorted((g.status, g.attempts) for g in gaps) == [("pending", 0)] * 300 + [("recovered", 0)] * 500
+
+
+async def test_a_redeferred_gap_is_not_served_again_in_the_same_run(harness: Harness) -> None:
+    paged = Paged(harness, 600, [{"drain": {"redefer_every": 3}}, DONE])
+    hint = await paged.forward()
+    o = await paged.recovery(hint, "lease-1", 600)
+    served = [g for p in paged.pages() for g in p["detail_gaps"]] + harness.starts(paged.name)[1][
+        "detail_gaps"
+    ]
+    assert len(served) == len({g["gap_id"] for g in served}) == 600
+    assert o.gaps_recovered == 400 and o.skipped_by_reason == {"rate_limited": 200}
+    await harness.store.leases.settle_lease(
+        paged.name, "lease-1", o.run_id, run_clean=False, max_attempts=5, max_no_progress=8
+    )
+    assert await paged.by_status() == {"recovered": 400, "pending": 200}
+
+
+async def test_page_requests_are_checked_as_the_reference_checks_them(harness: Harness) -> None:
+    log = harness.tmp / "responses.jsonl"
+    name = harness.scripted(
+        [
+            {"page": {"request_id": "p1"}},  # a forward run holds no lease: nothing to serve
+            {"page": {"request_id": "p2", "max_bytes": -1}},
+            {"page": {"request_id": "p3", "reference_only": False}},
+            {"page": {"request_id": "p4", "streams": ["b"]}},  # b is not in scope
+            {"page": {"request_id": "p5", "streams": ["a", "a"], "max_bytes": 1000}},
+            {"records": {"stream": "a", "count": 1}},
+            {"state": "a"},
+            DONE,
+        ],
+        env={"SCRIPT_RESPONSE_LOG": str(log)},
+    )
+    o = await harness.run(name, ["a"])
+    answers = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [(a["type"], a["request_id"], a["detail_gaps"]) for a in answers] == [
+        ("DETAIL_GAPS_PAGE_RESPONSE", f"p{i}", []) for i in range(1, 6)
+    ]
+    # Malformed ones are quarantined, the run goes on; checkpoints after them are not proven.
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_protocol_violation"
+    kinds = [q.kind for q in await harness.store.runs.quarantined(o.run_id)]
+    assert kinds == ["schema_invalid", "schema_invalid", "out_of_scope_stream"]
+
+
+async def test_a_page_request_without_an_id_cannot_be_answered(harness: Harness) -> None:
+    log = harness.tmp / "responses.jsonl"
+    name = harness.scripted([{"page": {}}, DONE], env={"SCRIPT_RESPONSE_LOG": str(log)})
+    o = await harness.run(name, ["a"])
+    # stdin is closed instead, as the reference SDK's wait then ends (exit 0, no DONE).
+    assert o.status is RunStatus.FAILED and o.reason == "connector_protocol_violation"
+    assert not log.exists()
