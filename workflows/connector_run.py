@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from pdpp_orch import search_attributes as sa
     from pdpp_orch.budget import BudgetConfig, Charge, ChargeCall
     from pdpp_orch.models import (
+        AssistanceNotice,
         ClaimInput,
         ClaimResult,
         CollectFacts,
@@ -64,6 +65,7 @@ class ConnectorRunWorkflow:
         self._connector = inp.connector
         self._live = LiveProgress()
         self._waiting: dict[str, InteractionRequest] = {}
+        self._assistance: dict[str, AssistanceNotice] = {}
         self._status: str | None = None
 
     @workflow.query
@@ -79,6 +81,7 @@ class ConnectorRunWorkflow:
             phase=self._phase,
             live=self._live,
             waiting=list(self._waiting.values()),
+            assistance=list(self._assistance.values()),
             status=self._status,
         )
 
@@ -98,6 +101,15 @@ class ConnectorRunWorkflow:
         workflow.set_current_details(
             ui.waiting_details(self._run_id, req.kind, f"{req.expires_at:%Y-%m-%d %H:%M}")
         )
+
+    @workflow.signal
+    def assistance_changed(self, notice: AssistanceNotice) -> None:
+        """The connector opened or ended a notice to its owner (the message stays in
+        PostgreSQL); the run goes on either way."""
+        if notice.status == "open":
+            self._assistance[notice.assistance_id] = notice
+        else:
+            self._assistance.pop(notice.assistance_id, None)
 
     @workflow.signal
     def interaction_closed(self, closed: InteractionClosed) -> None:
@@ -146,6 +158,7 @@ class ConnectorRunWorkflow:
         if prepared.budget_units is not None and inp.mode is Mode.FORWARD:
             await self._charge(inp, prepared, facts)
         self._waiting.clear()
+        self._assistance.clear()
         self._live = self._live.model_copy(
             update={
                 "records_emitted": facts.records_emitted,

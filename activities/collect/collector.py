@@ -3,7 +3,7 @@ return what was observed as counts (CollectFacts). Records and cursors never lea
 package except into PostgreSQL.
 
 The parts: the Reader (reader.py) feeds lines to the Messages (messages.py, misses.py,
-interactions.py, pages.py), which fill batches the Writer (writer.py) flushes; the Tally
+interactions.py, pages.py, assistance.py), which fill batches the Writer (writer.py) flushes; the Tally
 (facts.py) counts it all.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from activities.collect.assistance import Assistance
 from activities.collect.facts import Tally
 from activities.collect.interactions import Interactions
 from activities.collect.messages import Messages
@@ -79,6 +80,7 @@ class Collector:
     async def run(self) -> CollectFacts:
         run, store = self.run_input, self.store
         await store.runs.begin_attempt(run.run_id, self.attempt)
+        await store.assistance.close_run(run.run_id, "cancelled")  # left open by an attempt that died
         state, resume = await store.state.start_state(self.entry.name, run.run_id, list(self.scope))
         excluded: dict[str, list[str]] = {}
         if run.mode is Mode.FORWARD:
@@ -121,6 +123,7 @@ class Collector:
         writer, tally = self.writer, self.tally
         interactions: Interactions | None = None
         pages: Pages | None = None
+        assistance: Assistance | None = None
 
         async def on_interaction(msg: dict[str, Any]) -> None:
             assert interactions is not None
@@ -129,6 +132,10 @@ class Collector:
         async def on_page(msg: dict[str, Any], item: bytes, problem: protocol.LineError | None) -> None:
             assert pages is not None
             await pages.request(msg, item, problem)
+
+        async def on_assistance(msg: dict[str, Any], item: bytes) -> None:
+            assert assistance is not None
+            await assistance.handle(msg, item)
 
         messages = Messages(
             self.manifest,
@@ -140,6 +147,11 @@ class Collector:
             proc.close_stdin,
             self.entry.reasons,
             on_page,
+            on_assistance,
+        )
+        run_id = self.run_input.run_id
+        assistance = Assistance(
+            self.store, run_id, self.entry.name, self.attempt, writer, messages.in_scope, self.notify
         )
         pages = Pages(
             self.store, self.entry.name, self.run_input.lease_id, served, proc, writer, messages.in_scope
@@ -168,6 +180,7 @@ class Collector:
             await interactions.end_waits()
             await reader.finish_process(messages.done_seen)
             await writer.drain(flusher)
+            await assistance.end(tally.facts.done_status == "succeeded" and not tally.facts.runtime_error)
         except asyncio.CancelledError:
             # Cancelled by the operator (or the worker shutting down): end the connector, keep
             # every record it gave us, and leave the facts where the workflow can find them.
@@ -175,6 +188,7 @@ class Collector:
             await interactions.end_waits()
             await proc.terminate()
             await writer.drain(flusher)
+            await assistance.end(False)
             await self.store.runs.save_facts(self.run_input.run_id, tally.finalize().model_dump_json())
             raise
         finally:

@@ -1,7 +1,7 @@
 """Every line a connector writes, classified: counted, decoded, checked, and handed to the
 handler of its message type — RECORD and STATE here, the misses in misses.py, INTERACTION in
-interactions.py, gap pages in pages.py. A line that is not an acceptable message is a
-violation, quarantined."""
+interactions.py, gap pages in pages.py, owner assistance in assistance.py. A line that is not an
+acceptable message is a violation, quarantined."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pdpp_orch.store import CheckpointWrite
 
 YIELD_EVERY_LINES = 64
 OnPage = Callable[[dict[str, Any], bytes, protocol.LineError | None], Awaitable[None]]
+OnMessage = Callable[[dict[str, Any], bytes], Awaitable[None]]
 _STREAM_FIELD = re.compile(rb'"stream"\s*:\s*"([^"\\]{1,128})"')
 
 
@@ -39,6 +40,7 @@ class Messages:
         on_done: Callable[[], None],
         reasons: dict[str, RecoveryClass] | None = None,
         on_page: OnPage | None = None,
+        on_assistance: OnMessage | None = None,
     ):
         self.manifest = manifest
         self.scope = scope
@@ -49,6 +51,7 @@ class Messages:
         self.on_interaction = on_interaction
         self.on_done = on_done
         self.on_page = on_page
+        self.on_assistance = on_assistance
         self.done_seen = False
 
     async def lines(self, items: list[bytes | protocol.LineError]) -> None:
@@ -104,7 +107,17 @@ class Messages:
             return
         if t == "STATE":
             await self._state(msg, item)
-        elif t == "SKIP_RESULT":
+        elif t == "INTERACTION":
+            await self.on_interaction(msg)
+        elif t in ("ASSISTANCE", "ASSISTANCE_STATUS"):
+            if self.on_assistance is not None:
+                await self.on_assistance(msg, item)
+        else:
+            self._note(t, msg, item)
+
+    def _note(self, t: str, msg: dict[str, Any], item: bytes) -> None:
+        """The messages handled without waiting on anything."""
+        if t == "SKIP_RESULT":
             self.misses.skip(msg, item)
         elif t == "DETAIL_GAP":
             self.misses.detail_gap(msg, item)
@@ -116,8 +129,6 @@ class Messages:
             self.misses.attempted(msg)
         elif t == "PROGRESS":
             self._progress(msg)
-        elif t == "INTERACTION":
-            await self.on_interaction(msg)
         elif t == "DONE":
             self._done(msg)
 

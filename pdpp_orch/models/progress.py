@@ -42,6 +42,17 @@ class InteractionRequest(BaseModel):
     expires_at: datetime
 
 
+class AssistanceNotice(BaseModel):
+    """A connector's notice to its owner (ASSISTANCE), or how it ended (ASSISTANCE_STATUS). It
+    never blocks the run. The message stays in PostgreSQL: ids and enums only."""
+
+    assistance_id: str
+    owner_action: str = Field(description="none | act_elsewhere | provide_value | operate_attachment")
+    progress_posture: str = Field(description="running | blocked | waiting_retry")
+    status: str = Field(default="open", description="open | resolved | cancelled | timed_out | escalated")
+    expires_at: datetime | None = None
+
+
 class InteractionClosed(BaseModel):
     request_id: str
     status: InteractionStatus
@@ -68,4 +79,5 @@ class RunProgress(BaseModel):
     phase: str
     live: LiveProgress = Field(default_factory=LiveProgress)
     waiting: list[InteractionRequest] = Field(default_factory=list)
+    assistance: list[AssistanceNotice] = Field(default_factory=list, description="open notices")
     status: str | None = Field(default=None, description="the outcome's status once it ended")

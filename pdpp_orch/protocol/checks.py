@@ -40,7 +40,30 @@ FIELDS: dict[str, dict[str, tuple[Types, bool]]] = {
     "PROGRESS": {"message": (str, False)},
     "INTERACTION": {"request_id": (str, True), "kind": (str, True)},
     "DETAIL_GAPS_PAGE_REQUEST": {"request_id": (str, True), "streams": (list, False)},
+    "ASSISTANCE": {
+        "assistance_request_id": (str, False),
+        "message": (str, True),
+        "owner_action": (str, True),
+        "progress_posture": (str, True),
+        "response_contract": (str, True),
+        "sensitivity": (str, False),
+        "input_schema": (dict, False),
+        "attachments": (list, False),
+        "stream": (str, False),
+    },
+    "ASSISTANCE_STATUS": {
+        "assistance_request_id": (str, True),
+        "status": (str, True),
+        "message": (str, False),
+    },
 }
+
+# The reference's vocabularies for owner assistance.
+OWNER_ACTIONS = ("none", "act_elsewhere", "provide_value", "operate_attachment")
+POSTURES = ("running", "blocked", "waiting_retry")
+SENSITIVITIES = ("none", "non_secret", "secret")
+ATTACHMENT_KINDS = ("browser_surface", "url", "qr", "file", "fixture")
+ASSISTANCE_STATUSES = ("resolved", "cancelled", "timed_out", "escalated")
 
 
 def _typed(t: str, msg: dict[str, Any]) -> list[str]:
@@ -109,7 +132,56 @@ def _page_request(msg: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _one_of(msg: dict[str, Any], t: str, field: str, allowed: tuple[str, ...]) -> list[str]:
+    v = msg.get(field)
+    if isinstance(v, str) and v not in allowed:
+        return [f"{t}.{field} must be one of {', '.join(allowed)}"]
+    return []
+
+
+def _not_blank(msg: dict[str, Any], t: str, *fields: str) -> list[str]:
+    return [
+        f"{t}.{f} must not be empty" for f in fields if isinstance(msg.get(f), str) and not msg[f].strip()
+    ]
+
+
+def _assistance(msg: dict[str, Any]) -> list[str]:
+    """The reference's rules for ASSISTANCE, a notice that never blocks: no answer is written
+    back, so `response_contract` must be `none`."""
+    t = "ASSISTANCE"
+    problems = _not_blank(msg, t, "assistance_request_id", "message", "stream")
+    problems += _one_of(msg, t, "owner_action", OWNER_ACTIONS)
+    problems += _one_of(msg, t, "progress_posture", POSTURES)
+    problems += _one_of(msg, t, "sensitivity", SENSITIVITIES)
+    if isinstance(msg.get("response_contract"), str) and msg["response_contract"] != "none":
+        problems.append("ASSISTANCE.response_contract must be none (ASSISTANCE never waits for an answer)")
+    timeout = msg.get("timeout_seconds")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf
+    ):
+        problems.append("ASSISTANCE.timeout_seconds must be a positive number")
+    for i, a in enumerate(msg.get("attachments") or []):
+        if not isinstance(a, dict):
+            problems.append(f"ASSISTANCE.attachments[{i}] must be an object")
+            continue
+        if a.get("kind") not in ATTACHMENT_KINDS:
+            problems.append(f"ASSISTANCE.attachments[{i}].kind must be one of {', '.join(ATTACHMENT_KINDS)}")
+        for f in ("role", "status", "availability"):
+            if f in a and a[f] is not None and not (isinstance(a[f], str) and a[f].strip()):
+                problems.append(f"ASSISTANCE.attachments[{i}].{f} must be a non-empty string")
+    return problems
+
+
+def _assistance_status(msg: dict[str, Any]) -> list[str]:
+    t = "ASSISTANCE_STATUS"
+    return _not_blank(msg, t, "assistance_request_id", "message") + _one_of(
+        msg, t, "status", ASSISTANCE_STATUSES
+    )
+
+
 RULES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "ASSISTANCE": _assistance,
+    "ASSISTANCE_STATUS": _assistance_status,
     "STATE": _state,
     "DETAIL_COVERAGE": _coverage,
     "DONE": _done,

@@ -24,6 +24,8 @@ MESSAGE_TYPES = frozenset(
         "INTERACTION",
         "DONE",
         "DETAIL_GAPS_PAGE_REQUEST",
+        "ASSISTANCE",
+        "ASSISTANCE_STATUS",
     }
 )
 

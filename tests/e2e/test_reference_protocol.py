@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pdpp_orch.models import Mode, RetryHint, RunOutcome, RunStatus, Trigger
-from tests.conftest import Harness
+from pdpp_orch.models import Mode, RetryHint, RunOutcome, RunProgress, RunStatus, Trigger
+from tests.conftest import Harness, history_text, until
+from workflows.connector_run import ConnectorRunWorkflow
 
 DONE = {"done": "succeeded"}
 
@@ -244,3 +245,142 @@ async def test_a_page_request_without_an_id_cannot_be_answered(harness: Harness)
     # stdin is closed instead, as the reference SDK's wait then ends (exit 0, no DONE).
     assert o.status is RunStatus.FAILED and o.reason == "connector_protocol_violation"
     assert not log.exists()
+
+
+# -- owner assistance -----------------------------------------------------------------------
+
+NOTICE = "Approve the sign-in on your phone ending 0100"
+
+
+def assist(**fields: Any) -> dict[str, Any]:
+    """ASSISTANCE as the reference SDK's ctx.assist() writes it."""
+    msg = {
+        "type": "ASSISTANCE",
+        "message": NOTICE,
+        "owner_action": "act_elsewhere",
+        "progress_posture": "running",
+        "response_contract": "none",
+        "sensitivity": "non_secret",
+        "timeout_seconds": 600,
+        "assistance_request_id": "asst_1796236638013_1",
+        **fields,
+    }
+    return {"msg": {k: v for k, v in msg.items() if v is not None}}
+
+
+def assist_status(status: str = "resolved", aid: str = "asst_1796236638013_1") -> dict[str, Any]:
+    return {
+        "msg": {
+            "type": "ASSISTANCE_STATUS",
+            "assistance_request_id": aid,
+            "status": status,
+            "message": "done",
+        }
+    }
+
+
+async def assistance_rows(h: Harness, run_id: str) -> list[dict[str, Any]]:
+    rows = await h.store.pool.fetch(
+        "SELECT assistance_id, status, message, owner_action, detail::text AS detail FROM assistance "
+        "WHERE run_id = $1 ORDER BY created_at",
+        run_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def test_assistance_never_blocks_and_its_message_stays_in_postgres(harness: Harness) -> None:
+    go = harness.tmp / "go"
+    name = harness.scripted(
+        [
+            assist(
+                attachments=[
+                    {"kind": "browser_surface", "role": "streaming_companion", "ref": "https://x/t?k=1"}
+                ]
+            ),
+            {"records": {"stream": "a", "count": 3}},
+            {"state": "a"},
+            {"wait_for": str(go)},
+            assist_status(),
+            {"records": {"stream": "a", "count": 2}},
+            {"state": "a"},
+            DONE,
+        ]
+    )
+    async with harness.worker():
+        inp = harness.run_input(name, ["a"])
+        handle = await harness.client.start_workflow(
+            ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=harness.task_queue
+        )
+
+        async def asked() -> RunProgress | None:
+            p = await handle.query("progress", result_type=RunProgress)
+            return p if p.assistance else None
+
+        p = await until(asked, "the run to show its owner assistance")
+        [notice] = p.assistance
+        assert (notice.assistance_id, notice.owner_action, notice.progress_posture) == (
+            "asst_1796236638013_1",
+            "act_elsewhere",
+            "running",
+        )
+        assert not p.waiting  # nothing waits: the connector went on collecting
+        [row] = await assistance_rows(harness, inp.run_id)
+        assert (row["status"], row["message"]) == ("open", NOTICE)
+        # What is kept of an attachment: no URL (it may carry authority).
+        assert json.loads(row["detail"])["attachments"] == [
+            {"kind": "browser_surface", "role": "streaming_companion"}
+        ]
+        go.touch()
+        o = await handle.result()
+    assert o.status is RunStatus.SUCCEEDED and o.records_durable == 5 and o.gaps_opened == 0
+    [row] = await assistance_rows(harness, o.run_id)
+    assert row["status"] == "resolved"
+    history = history_text(await harness.client.get_workflow_handle(o.run_id).fetch_history())
+    assert "asst_1796236638013_1" in history and NOTICE not in history and "0100" not in history
+
+
+async def test_open_assistance_ends_with_the_run(harness: Harness) -> None:
+    ok = harness.scripted([assist(), assist(assistance_request_id=None, owner_action="none"), DONE])
+    o = await harness.run(ok, ["a"])
+    rows = await assistance_rows(harness, o.run_id)
+    assert o.status is RunStatus.SUCCEEDED
+    assert [r["status"] for r in rows] == ["resolved", "resolved"]
+    assert rows[1]["assistance_id"].startswith("asst_")  # assigned by the runtime, as the reference does
+    failed = harness.scripted([assist(), {"done": "failed", "error": {"message": "login failed"}}])
+    o = await harness.run(failed, ["a"])
+    assert [r["status"] for r in await assistance_rows(harness, o.run_id)] == ["cancelled"]
+
+
+async def test_assistance_is_checked_as_the_reference_checks_it(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            assist(response_contract="response_required"),
+            assist(owner_action="call_us"),
+            assist(progress_posture=None),
+            assist(message=" "),
+            assist(attachments=[{"kind": "hologram"}]),
+            assist(timeout_seconds=0),
+            assist(stream="b"),
+            assist(),
+            assist(),  # the same id while it is still open
+            assist_status("done"),
+            assist_status(aid="asst_unknown"),
+            assist_status(),
+            {"records": {"stream": "a", "count": 1}},
+            DONE,
+        ]
+    )
+    o = await harness.run(name, ["a"])
+    # Each bad line is quarantined and the run goes on (the reference would fail the run).
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_protocol_violation"
+    assert o.records_durable == 1
+    quarantined = [(q.kind, q.detail) for q in await harness.store.runs.quarantined(o.run_id)]
+    details = [d for _, d in quarantined]
+    assert len(quarantined) == 10
+    assert "response_contract must be none" in details[0] and "owner_action must be one of" in details[1]
+    assert "progress_posture is required" in details[2] and "message must not be empty" in details[3]
+    assert "attachments[0].kind" in details[4] and "timeout_seconds" in details[5]
+    assert quarantined[6][0] == "out_of_scope_stream" and "duplicate" in details[7]
+    assert "status must be one of" in details[8] and "not open" in details[9]
+    [row] = await assistance_rows(harness, o.run_id)
+    assert row["status"] == "resolved"

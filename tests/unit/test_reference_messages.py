@@ -95,3 +95,46 @@ def test_an_unserved_detail_gap_settles_untried() -> None:
         max_no_progress=8,
     )
     assert (served.status, served.attempts, served.attempted) == (GapStatus.PENDING, 4, True)
+
+
+def test_an_input_schema_is_kept_without_examples_or_secrets() -> None:
+    from activities.collect.assistance import attachment, redact_schema
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "code": {"type": "string", "example": "123456", "enum": ["1"]},
+            "password": "hunter2",
+            "otp_hint": {"type": "string", "default": "000000"},
+        },
+    }
+    assert redact_schema(schema) == {
+        "type": "object",
+        "properties": {
+            "code": {"type": "string", "example": "[REDACTED]", "enum": "[REDACTED]"},
+            "password": "[REDACTED]",
+            "otp_hint": {"type": "string", "default": "[REDACTED]"},
+        },
+    }
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(12):
+        node["a"] = {}
+        node = node["a"]
+    assert "[REDACTED]" in json.dumps(redact_schema(deep))
+    assert attachment({"kind": "qr", "title": "Scan me", "id": "surface:1", "availability": "ready"}) == {
+        "kind": "qr",
+        "label": "Scan me",
+        "status": "ready",
+        "ref": "surface:1",
+    }
+    assert attachment({"kind": "url", "ref": "https://example.com/?token=x"}) == {"kind": "url"}
+
+
+def test_assistance_status_is_checked() -> None:
+    ok = {"type": "ASSISTANCE_STATUS", "assistance_request_id": "a", "status": "escalated"}
+    assert check_fields(ok) is None
+    err = check_fields({**ok, "status": "done"})
+    assert err is not None and "status must be one of" in err.detail
+    err = check_fields({"type": "ASSISTANCE_STATUS", "status": "resolved"})
+    assert err is not None and "assistance_request_id is required" in err.detail
