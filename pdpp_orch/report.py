@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, Field
 
 from pdpp_orch.models import Mode, RecoveryClass
+from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.store.reports import OpenGaps, ReportRows
 
 OWNER_CLASSES = {RecoveryClass.OWNER_ACTION.value}
@@ -55,21 +56,39 @@ class OwnerAsk(BaseModel):
     expires_at: datetime
 
 
+class OwnerNotice(BaseModel):
+    """A connector asking its owner for help right now, without waiting (ASSISTANCE; the
+    message itself is not in the report: `pdpp-orch runs` shows it)."""
+
+    run_id: str
+    assistance_request_id: str
+    owner_action: str
+    progress_posture: str
+    expires_at: datetime | None
+
+
 class ConnectorReport(BaseModel):
     connector: str
     missing_anything: bool
     streams: list[StreamReport]
     next_retry: datetime | None
     next_retry_cost: int
-    waiting_on_owner: int = Field(description="owner-action gaps plus runs waiting on the owner now")
+    waiting_on_owner: int = Field(
+        description="owner-action gaps, runs waiting on the owner now, and notices asking them to act"
+    )
     asks: list[OwnerAsk] = Field(default_factory=list)
+    notices: list[OwnerNotice] = Field(default_factory=list)
     recent_runs: list[RunPoint]
 
 
 def build(rows: ReportRows, cost_per_item: dict[str, int], now: datetime) -> list[ConnectorReport]:
     """Turn the store's rows into one report per connector."""
     connectors = sorted(
-        {r.connector for part in (rows.records, rows.state, rows.gaps, rows.runs, rows.asks) for r in part}
+        {
+            r.connector
+            for part in (rows.records, rows.state, rows.gaps, rows.runs, rows.asks, rows.notices)
+            for r in part
+        }
     )
     latest: dict[tuple[str, str], str] = {}
     runs: dict[str, list[RunPoint]] = {}
@@ -108,14 +127,28 @@ def _connector(
         for a in rows.asks
         if a.connector == c
     ]
+    notices = [
+        OwnerNotice(
+            run_id=n.run_id,
+            assistance_request_id=n.assistance_id,
+            owner_action=n.owner_action,
+            progress_posture=n.progress_posture,
+            expires_at=n.expires_at,
+        )
+        for n in rows.notices
+        if n.connector == c
+    ]
+    acting = [n for n in notices if n.owner_action != "none"]
     return ConnectorReport(
         connector=c,
-        missing_anything=bool(asks) or any(s.gaps or s.coverage in ("partial", "unproven") for s in streams),
+        missing_anything=bool(asks or acting)
+        or any(s.gaps or s.coverage in ("partial", "unproven") for s in streams),
         streams=streams,
         next_retry=min((g.next_retry for g in planned if g.next_retry), default=None),
         next_retry_cost=sum(g.estimated_cost or 0 for g in planned),
-        waiting_on_owner=sum(s.waiting_on_owner for s in streams) + len(asks),
+        waiting_on_owner=sum(s.waiting_on_owner for s in streams) + len(asks) + len(acting),
         asks=asks,
+        notices=notices,
         recent_runs=recent,
     )
 
@@ -205,6 +238,11 @@ def to_html(reports: list[ConnectorReport], now: datetime) -> str:
             f" until {a.expires_at:%Y-%m-%d %H:%M} UTC:"
             f" <code>pdpp-orch respond {e(a.run_id)} --data -</code></p>"
             for a in r.asks
+        )
+        parts.extend(
+            f"<p class=bad>run {e(a.run_id)} asks you to {e(owner_action_text(a.owner_action))}"
+            " (<code>pdpp-orch runs</code> shows its message)</p>"
+            for a in r.notices
         )
         parts.append(
             "<table><tr><th>stream</th><th>records held</th><th>checkpoint</th><th>coverage</th>"

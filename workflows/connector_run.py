@@ -90,7 +90,11 @@ class ConnectorRunWorkflow:
         """From the collect activity, every few seconds to a minute while it runs."""
         self._live = live
         if not self._waiting:
-            workflow.set_current_details(ui.live_details(live))
+            self._show_live()
+
+    def _show_live(self) -> None:
+        asks = ui.assistance_details(self._run_id, list(self._assistance.values()))
+        workflow.set_current_details(ui.live_details(self._live) + asks)
 
     @workflow.signal
     def interaction_requested(self, req: InteractionRequest) -> None:
@@ -110,6 +114,8 @@ class ConnectorRunWorkflow:
             self._assistance[notice.assistance_id] = notice
         else:
             self._assistance.pop(notice.assistance_id, None)
+        if not self._waiting and self._phase == "collecting":
+            self._show_live()
 
     @workflow.signal
     def interaction_closed(self, closed: InteractionClosed) -> None:
@@ -117,7 +123,7 @@ class ConnectorRunWorkflow:
         if not self._waiting and self._phase == "waiting on the owner":
             self._phase = "collecting"
             workflow.upsert_search_attributes([sa.RUN_STATUS.value_set(LiveStatus.RUNNING.value)])
-            workflow.set_current_details(ui.live_details(self._live))
+            self._show_live()
 
     @workflow.update
     def respond(self, req: RespondInput) -> RespondResult:

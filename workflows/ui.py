@@ -7,7 +7,8 @@ from __future__ import annotations
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from pdpp_orch import search_attributes as sa
-from pdpp_orch.models import LiveProgress, RetryHint, RunInput, RunOutcome
+from pdpp_orch.models import AssistanceNotice, LiveProgress, RetryHint, RunInput, RunOutcome
+from pdpp_orch.models.progress import owner_action_text
 
 
 def run_summary(inp: RunInput) -> str:
@@ -68,6 +69,20 @@ def outcome_details(o: RunOutcome) -> str:
             f" not before {h.not_before:%Y-%m-%d %H:%M} UTC\n"
             for h in o.retry_hints
         )
+    )
+
+
+def assistance_details(run_id: str, notices: list[AssistanceNotice]) -> str:
+    """The lines a collecting run adds while its connector asks its owner for help."""
+    if not notices:
+        return ""
+    lines = "".join(
+        f"- {owner_action_text(n.owner_action)}; the run is {n.progress_posture.replace('_', ' ')}"
+        f"{f', until {n.expires_at:%Y-%m-%d %H:%M} UTC' if n.expires_at else ''}\n"
+        for n in notices
+    )
+    return (
+        f"\n\n**the connector asks you to:**\n\n{lines}\n(the message: `pdpp-orch runs`; no answer is needed)"
     )
 
 

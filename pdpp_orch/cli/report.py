@@ -13,6 +13,7 @@ from pdpp_orch import report as rp
 from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, err, out, run_async, settings
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.stack import command_store, endpoints
+from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
 
@@ -67,6 +68,12 @@ def _print_connector(r: rp.ConnectorReport) -> None:
         out.print(
             f"  [red]run {a.run_id} waits for your {a.kind}[/] until {a.expires_at:%Y-%m-%d %H:%M} UTC:"
             f" pdpp-orch respond {a.run_id} --data -",
+            highlight=False,
+        )
+    for n in r.notices:
+        out.print(
+            f"  [red]run {n.run_id} asks you to {owner_action_text(n.owner_action)}[/]"
+            " (pdpp-orch runs shows its message)",
             highlight=False,
         )
     t = Table("stream", "records held", "checkpoint", "age (h)", "coverage", "open gaps")

@@ -53,6 +53,20 @@ class AssistanceNotice(BaseModel):
     expires_at: datetime | None = None
 
 
+# What an ASSISTANCE's owner_action asks of the owner, in words (its own message stays in
+# PostgreSQL).
+OWNER_ACTIONS = {
+    "act_elsewhere": "act elsewhere (e.g. approve a sign-in in the provider's app)",
+    "operate_attachment": "operate what the connector attached (e.g. a browser)",
+    "provide_value": "provide a value",
+    "none": "nothing (a notice)",
+}
+
+
+def owner_action_text(owner_action: str) -> str:
+    return OWNER_ACTIONS.get(owner_action, owner_action)
+
+
 class InteractionClosed(BaseModel):
     request_id: str
     status: InteractionStatus

@@ -9,6 +9,7 @@ from typing import Any
 
 from pdpp_orch.models import Mode, RetryHint, RunOutcome, RunProgress, RunStatus, Trigger
 from tests.conftest import Harness, history_text, until
+from tests.helpers import cli, current_details
 from workflows.connector_run import ConnectorRunWorkflow
 
 DONE = {"done": "succeeded"}
@@ -288,7 +289,9 @@ async def assistance_rows(h: Harness, run_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def test_assistance_never_blocks_and_its_message_stays_in_postgres(harness: Harness) -> None:
+async def test_assistance_never_blocks_and_its_message_stays_in_postgres(
+    harness: Harness, pg_url: str
+) -> None:
     go = harness.tmp / "go"
     name = harness.scripted(
         [
@@ -330,6 +333,31 @@ async def test_assistance_never_blocks_and_its_message_stays_in_postgres(harness
         assert json.loads(row["detail"])["attachments"] == [
             {"kind": "browser_surface", "role": "streaming_companion"}
         ]
+
+        # What the owner is asked shows where waiting interactions show: the run's current
+        # details in the web UI (no message there), `pdpp-orch runs` (with it), the report.
+        async def shown() -> str | None:
+            text = await current_details(harness, handle.id)
+            return text if "asks you to" in text else None
+
+        details = await until(shown, "the web UI's details to show the assistance")
+        assert "act elsewhere" in details and "running" in details and NOTICE not in details
+        code, out, _ = await cli(harness, pg_url, "runs", "--json")
+        assert code == 0
+        [listed] = [r for r in json.loads(out) if r["run_id"] == handle.id]
+        assert [
+            (a["assistance_request_id"], a["owner_action"], a["message"]) for a in listed["assistance"]
+        ] == [("asst_1796236638013_1", "act_elsewhere", NOTICE)]
+        code, out, _ = await cli(harness, pg_url, "runs")
+        assert code == 0 and "asks you to act elsewhere" in out
+        page = harness.tmp / "report.html"
+        code, out, _ = await cli(harness, pg_url, "report", name, "--json", "--html", str(page))
+        assert code == 0
+        [report] = json.loads(out)
+        assert report["waiting_on_owner"] == 1 and [n["owner_action"] for n in report["notices"]] == [
+            "act_elsewhere"
+        ]
+        assert "asks you to act elsewhere" in page.read_text() and NOTICE not in page.read_text()
         go.touch()
         o = await handle.result()
     assert o.status is RunStatus.SUCCEEDED and o.records_durable == 5 and o.gaps_opened == 0
