@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from pdpp_orch.models import Mode, RetryHint, RunOutcome, RunProgress, RunStatus, Trigger
-from tests.conftest import Harness, history_text, until
+from tests.conftest import CONNECTORS, Harness, history_text, until
 from tests.helpers import cli, current_details
 from workflows.connector_run import ConnectorRunWorkflow
 
@@ -412,3 +412,31 @@ async def test_assistance_is_checked_as_the_reference_checks_it(harness: Harness
     assert "status must be one of" in details[8] and "not open" in details[9]
     [row] = await assistance_rows(harness, o.run_id)
     assert row["status"] == "resolved"
+
+
+# -- checkpoints of a list+detail lane without a declared parent -----------------------------
+
+
+async def test_a_lane_without_a_parent_needs_no_coverage_report_but_one_sent_must_add_up(
+    harness: Harness,
+) -> None:
+    manifest = CONNECTORS / "lane.json"
+    # As in the reference: no DETAIL_COVERAGE, nothing to account for; the checkpoint commits.
+    plain = harness.scripted(
+        [{"records": {"stream": "a", "count": 3}}, {"state": "a"}, DONE], manifest=manifest
+    )
+    o = await harness.run(plain)
+    assert o.status is RunStatus.SUCCEEDED and o.state_streams_committed == 1
+    coverage = {"type": "DETAIL_COVERAGE", "stream": "a", "state_stream": "a", "reference_only": True}
+    short = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 3}},
+            {"msg": {**coverage, "required_keys": ["1", "2", "3", "4"], "hydrated_keys": ["1", "2", "3"]}},
+            {"state": "a"},
+            DONE,
+        ],
+        manifest=manifest,
+    )
+    o = await harness.run(short)
+    assert o.state_streams_committed == 0
+    assert {s.stream: s.checkpoint for s in o.streams}["a"] == "coverage_unaccounted"
