@@ -101,7 +101,8 @@ def _stream_outcomes(facts: CollectFacts, commit: CommitResult, plan: RetryPlan)
         else:
             checkpoint = c.reason or "not_committed"
         if cov is None:
-            coverage = "unproven" if sf and sf.skipped_by_reason else "complete"
+            # Informational skips (nothing there to collect) leave the coverage complete.
+            coverage = "unproven" if sf and sf.non_informational_skips else "complete"
             if sf and sf.gaps_opened:
                 coverage = "partial"
         else:

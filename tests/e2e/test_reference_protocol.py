@@ -68,6 +68,7 @@ async def test_a_connector_reason_mapped_informational_is_a_clean_run(harness: H
     o = await harness.run(mapped, ["a"])
     assert o.status is RunStatus.SUCCEEDED and o.reason is None and not o.needs_retry
     assert o.skipped_by_reason == {"no_calendar_sources": 1} and o.gaps_opened == 0
+    assert {s.stream: s.coverage for s in o.streams} == {"a": "complete"}
     assert await harness.store.gaps.find(mapped) == []
 
 
