@@ -46,7 +46,8 @@ class Misses:
             return
         reason = msg.get("reason") or "unspecified"
         cls = self.classify(msg, item, reason, None, default_action=None)
-        resources = [str(r) for r in msg.get("resource_ids") or []]
+        # `resources` is the reference's other spelling of `resource_ids`.
+        resources = [str(r) for r in msg.get("resource_ids") or msg.get("resources") or []]
         count = len(resources) or 1
         sf = self.tally.stream(stream)
         self.tally.skipped(sf, reason, count)
@@ -67,7 +68,13 @@ class Misses:
         reason = msg.get("reason") or "unspecified"
         cls = self.classify(msg, item, reason, msg.get("retryable"), default_action="retry_by_runtime")
         raw_key = msg.get("record_key")
-        key = raw_key if isinstance(raw_key, str) else protocol.dumps(raw_key).decode() if raw_key else None
+        key = (
+            raw_key
+            if isinstance(raw_key, str)
+            else None
+            if raw_key is None or raw_key == []
+            else protocol.dumps(raw_key).decode()  # a number as its text, a list as JSON
+        )
         if self.served is not None:
             self.served.reported(str(msg.get("gap_id")))
             if key is not None:

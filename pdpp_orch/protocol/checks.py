@@ -22,6 +22,7 @@ FIELDS: dict[str, dict[str, tuple[Types, bool]]] = {
         "reason": (str, False),
         "message": (str, False),
         "resource_ids": (list, False),
+        "resources": (list, False),
         "time_range": (dict, False),
         "diagnostics": (dict, False),
     },
@@ -32,7 +33,7 @@ FIELDS: dict[str, dict[str, tuple[Types, bool]]] = {
         "retryable": (bool, False),
         "detail_locator": ((dict, str), False),
         "gap_id": (str, False),
-        "record_key": ((str, list), False),
+        "record_key": ((str, int, float, list), False),  # a number is its text, as in the reference
     },
     "DETAIL_COVERAGE": {"stream": (str, True), "state_stream": (str, False)},
     "DETAIL_GAP_RECOVERED": {"gap_id": (str, True), "stream": (str, True)},

@@ -441,3 +441,32 @@ async def test_a_lane_without_a_parent_needs_no_coverage_report_but_one_sent_mus
     o = await harness.run(short)
     assert o.state_streams_committed == 0
     assert {s.stream: s.checkpoint for s in o.streams}["a"] == "coverage_unaccounted"
+
+
+async def test_a_numeric_record_key_and_the_resources_spelling_are_the_reference_s(harness: Harness) -> None:
+    name = harness.scripted(
+        [
+            {
+                "msg": {
+                    "type": "DETAIL_GAP",
+                    "stream": "a",
+                    "record_key": 42,
+                    "reason": "rate_limited",
+                    "detail_locator": {"n": 42},
+                }
+            },
+            {
+                "msg": {
+                    "type": "SKIP_RESULT",
+                    "stream": "a",
+                    "reason": "upstream_server_error",
+                    "resources": ["r1"],
+                    "recovery_hint": "retry_by_runtime",
+                }
+            },
+            DONE,
+        ]
+    )
+    o = await harness.run(name, ["a"], recover=False)
+    assert o.reason == "records_skipped"  # no violation
+    assert sorted(g.subject for g in await harness.store.gaps.find(name)) == ["42", "r1"]
