@@ -182,7 +182,7 @@ class Messages:
         stream = msg["stream"]
         if not self.in_scope(stream, item):
             return
-        cursor_json = protocol.dumps(msg["cursor"])
+        cursor_json = protocol.dumps(msg.get("cursor"))
         facts = self.tally.facts
         cp = facts.checkpoints.get(stream)
         if cp is None:

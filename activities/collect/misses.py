@@ -109,19 +109,26 @@ class Misses:
         )
         required = protocol.count_or_len(msg.get("required_keys"))
         hydrated = protocol.count_or_len(msg.get("hydrated_keys"))
+        # Keys the connector may leave out account for themselves, as in the reference.
+        optional_raw = msg.get("optional_skip_keys")
         if isinstance(msg.get("required_keys"), list) and isinstance(msg.get("hydrated_keys"), list):
             req = {str(k) for k in msg["required_keys"]}
             hyd = {str(k) for k in msg["hydrated_keys"]} & req
             hydrated = len(hyd)
-            backed = len((gap_keys or set()) & (req - hyd))
+            backed_keys = (gap_keys or set()) & (req - hyd)
+            backed = len(backed_keys)
+            optional = {str(k) for k in optional_raw} if isinstance(optional_raw, list) else set()
+            skipped = len(optional & (req - hyd - backed_keys))
         else:
             backed = protocol.count_or_len(gap_raw)
+            skipped = protocol.count_or_len(optional_raw)
         fact = CoverageFact(
             stream=stream,
             state_stream=msg.get("state_stream"),
             required=required,
             hydrated=hydrated,
             gap_backed=backed,
+            optional_skipped=skipped,
             considered=msg.get("considered") if isinstance(msg.get("considered"), int) else None,
             covered=msg.get("covered") if isinstance(msg.get("covered"), int) else None,
         )

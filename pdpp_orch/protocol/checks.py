@@ -80,16 +80,15 @@ def _typed(t: str, msg: dict[str, Any]) -> list[str]:
 
 
 def _state(msg: dict[str, Any]) -> list[str]:
-    if "cursor" not in msg:
-        return ["STATE.cursor is required"]
-    if msg["cursor"] is not None and not isinstance(msg["cursor"], dict):
+    # An absent cursor is a null one, as in the reference.
+    if msg.get("cursor") is not None and not isinstance(msg["cursor"], dict):
         return ["STATE.cursor must be an object or null"]
     return []
 
 
 def _coverage(msg: dict[str, Any]) -> list[str]:
     problems = []
-    for f in ("required_keys", "hydrated_keys", "gap_keys"):
+    for f in ("required_keys", "hydrated_keys", "gap_keys", "optional_skip_keys"):
         v = msg.get(f)
         if v is not None and not isinstance(v, list) and not _is_count(v):
             problems.append(f"DETAIL_COVERAGE.{f} must be a list of keys or a count")

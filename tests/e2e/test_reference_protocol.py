@@ -470,3 +470,28 @@ async def test_a_numeric_record_key_and_the_resources_spelling_are_the_reference
     o = await harness.run(name, ["a"], recover=False)
     assert o.reason == "records_skipped"  # no violation
     assert sorted(g.subject for g in await harness.store.gaps.find(name)) == ["42", "r1"]
+
+
+async def test_optional_skip_keys_account_for_themselves_and_a_state_may_omit_its_cursor(
+    harness: Harness,
+) -> None:
+    manifest = CONNECTORS / "lane.json"
+    coverage = {"type": "DETAIL_COVERAGE", "stream": "a", "state_stream": "a", "reference_only": True}
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 2}},
+            {
+                "msg": {
+                    **coverage,
+                    "required_keys": [1, 2, 3],
+                    "hydrated_keys": [1, 2],
+                    "optional_skip_keys": [3],
+                }
+            },
+            {"msg": {"type": "STATE", "stream": "a"}},
+            DONE,
+        ],
+        manifest=manifest,
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.SUCCEEDED and o.state_streams_committed == 1
