@@ -74,6 +74,8 @@ def derive_reason(facts: CollectFacts, commit: CommitResult, error: str | None) 
         return "connector_exit_without_done"
     if facts.done_status == "failed":
         return "connector_reported_failed"
+    if facts.done_status == "cancelled":
+        return "connector_reported_cancelled"  # the connector gave up by itself: no operator cancel
     for c in commit.streams:
         if not c.committed and c.reason:
             return c.reason
