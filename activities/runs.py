@@ -25,6 +25,7 @@ from pdpp_orch.models import (
     FinishInput,
     PreparedRun,
     RunInput,
+    RunStatus,
 )
 from pdpp_orch.outcome import in_connector_words
 from pdpp_orch.store import Store
@@ -165,6 +166,9 @@ class RunActivities:
         outcome = in_connector_words(data.outcome, said.connector_error, said.stderr_tail)
         finished = await self.store.runs.finish(outcome, events)
         await self.store.locks.release(data.outcome.connector, data.outcome.run_id)
+        # Notices a collect that never finished left open end with the run.
+        succeeded = data.outcome.status is RunStatus.SUCCEEDED
+        await self.store.assistance.close_run(data.outcome.run_id, "resolved" if succeeded else "cancelled")
         if finished:
             o = data.outcome
             attrs = {"connector": o.connector, "mode": o.mode.value}

@@ -1,4 +1,9 @@
-"""PDPP connector manifests: loading and the checks that must pass before a connector is spawned."""
+"""PDPP connector manifests: loading and the checks that must pass before a connector is spawned.
+
+The reference implementation's manifests load unchanged: its legacy spellings are normalised as
+it normalises them (`"semantics": "append"` is `append_only`; `connector_id` without
+`connector_key` names the connector), and what it refuses stays refused (docs/pdpp-compatibility.md).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, PrivateAttr, ValidationError
 
 # Used with fullmatch: `$` would also match before a trailing newline.
 STREAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
@@ -17,8 +22,53 @@ CONNECTOR_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 FIELD_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
+# The bindings a manifest may declare under runtime_requirements.bindings (the reference's set).
+Binding = Literal["browser", "filesystem", "interactive", "network"]
+BINDINGS: tuple[Binding, ...] = ("browser", "filesystem", "interactive", "network")
+
+# The reference's connector identities (its generated connector registry at the commit named in
+# docs/pdpp-compatibility.md): a `connector_id` names a connector by one of these, or by its own
+# `connector_key`. A registry URL of any other slug is refused, as the reference refuses it.
+REGISTRY_URL = "https://registry.pdpp.dev/connectors/"
+FIRST_PARTY_KEYS = frozenset(
+    "amazon anthropic apple_contacts apple-health apple-photos chase chatgpt claude-code codex "
+    "doordash github gmail google-calendar google-contacts google-maps google-maps-data-portability "
+    "google-messages google-takeout groupme heb ical imessage jellyfin linkedin loom meta "
+    "netflix-export notion oura pocket reddit shopify slack spotify steam strava twitter-archive "
+    "uber usaa venmo whatsapp wholefoods whoop ynab northstar_hr_native".split()
+)
+LEGACY_ALIASES = {
+    "apple_photos": "apple-photos",
+    "claude_code": "claude-code",
+    "google_messages": "google-messages",
+    "google_takeout": "google-takeout",
+}
+
+
 class ConfigError(Exception):
     """A registry or manifest problem, reported to the operator before anything runs."""
+
+
+def canonical_key(connector_id: Any) -> str | None:
+    """The connector key a reference `connector_id` stands for, or None when it names none."""
+    if not isinstance(connector_id, str) or not connector_id.strip():
+        return None
+    cid = connector_id.strip()
+    if cid.startswith(REGISTRY_URL):
+        slug = cid[len(REGISTRY_URL) :].removesuffix("/")
+        return slug if slug in FIRST_PARTY_KEYS else None
+    if cid in FIRST_PARTY_KEYS:
+        return cid
+    return LEGACY_ALIASES.get(cid)
+
+
+def _or_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _semantics(value: Any) -> Any:
+    # The reference's legacy spelling; it projects "append" to append_only at registration.
+    return "append_only" if value == "append" else value
 
 
 class StreamSpec(BaseModel):
@@ -27,7 +77,9 @@ class StreamSpec(BaseModel):
     cursor_field: str | None = None
     consent_time_field: str | None = None
     incremental: bool = False
-    semantics: Literal["append_only", "mutable_state"] = "mutable_state"
+    semantics: Annotated[Literal["append_only", "mutable_state"], BeforeValidator(_semantics)] = (
+        "mutable_state"
+    )
     json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
     coverage_strategy: Literal[
         "checkpoint_window",
@@ -58,11 +110,26 @@ class Capabilities(BaseModel):
     refresh_policy: RefreshPolicy = Field(default_factory=RefreshPolicy)
 
 
+class BindingRequirement(BaseModel):
+    """`runtime_requirements.bindings.NAME`: whether the connector cannot run without it."""
+
+    required: bool = Field(default=False, strict=True)
+
+
+class RuntimeRequirements(BaseModel):
+    bindings: Annotated[dict[Binding, BindingRequirement], BeforeValidator(_or_empty)] = Field(
+        default_factory=dict
+    )
+
+
 class Manifest(BaseModel):
     connector_key: str
     version: str = "0.0.0"
     streams: list[StreamSpec] = Field(min_length=1)
     capabilities: Capabilities = Field(default_factory=Capabilities)
+    runtime_requirements: Annotated[RuntimeRequirements, BeforeValidator(_or_empty)] = Field(
+        default_factory=RuntimeRequirements
+    )
 
     # Indexes, so that looking a stream up or walking its dependants costs the same for a
     # manifest of 3 streams and of 20,000.
@@ -81,6 +148,11 @@ class Manifest(BaseModel):
     def children_of(self, parent: str) -> list[StreamSpec]:
         """Streams whose checkpoint depends on `parent`'s."""
         return self._children.get(parent, [])
+
+    @property
+    def required_bindings(self) -> list[str]:
+        """The bindings the connector declares it cannot run without."""
+        return [b for b, req in self.runtime_requirements.bindings.items() if req.required]
 
 
 def check_dependencies(manifest: Manifest) -> None:
@@ -164,6 +236,10 @@ def load_manifest(path: Path) -> Manifest:
             type(raw), "a number"
         )
         raise ConfigError(f"{path}: a manifest must be a JSON object, not {kind}")
+    given_key = raw.get("connector_key")
+    if _blank(given_key) and not _blank(raw.get("connector_id")):
+        # A legacy manifest names its connector by connector_id alone.
+        raw = {**raw, "connector_key": canonical_key(raw["connector_id"]) or raw["connector_id"].strip()}
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as e:
@@ -171,7 +247,36 @@ def load_manifest(path: Path) -> Manifest:
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{path}: field {field!r}: {first['msg']}") from e
     try:
+        check_identity(raw, given_key)
         check_dependencies(manifest)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e
     return manifest
+
+
+def _blank(value: Any) -> bool:
+    return not isinstance(value, str) or not value.strip()
+
+
+def check_identity(raw: dict[str, Any], given_key: Any) -> None:
+    """The reference's identity rules: connector_id and connector_key, when both are given,
+    name the same connector; a manifest of a provider or a storage binding is not a connector's."""
+    cid = raw.get("connector_id")
+    if isinstance(cid, str) and cid.strip():
+        cid, canon = cid.strip(), canonical_key(cid)
+        if isinstance(given_key, str) and given_key.strip():
+            if canon is not None and canon != given_key:
+                raise ConfigError(
+                    f"connector_key {given_key[:64]!r} must be {canon!r}, the key connector_id names"
+                )
+            if canon is None and cid != given_key:
+                raise ConfigError(
+                    f"connector_id {cid[:64]!r} must match connector_key {given_key[:64]!r}"
+                    " (use manifest_uri for registry or document provenance)"
+                )
+        elif canon is None and cid.startswith(REGISTRY_URL):
+            raise ConfigError(f"connector_id {cid[:96]!r} is no known connector: declare connector_key")
+    if not _blank(raw.get("provider_id")):
+        raise ConfigError("provider_id: a provider manifest is not a connector manifest")
+    if "storage_binding" in raw:
+        raise ConfigError("storage_binding: a native storage manifest is not a connector manifest")

@@ -83,6 +83,8 @@ def derive_reason(facts: CollectFacts, commit: CommitResult, error: RunError | N
         return "connector_exit_without_done"
     if facts.done_status == "failed":
         return "connector_reported_failed"
+    if facts.done_status == "cancelled":
+        return "connector_reported_cancelled"  # the connector gave up by itself: no operator cancel
     for c in commit.streams:
         if not c.committed and c.reason:
             return c.reason
@@ -106,6 +108,8 @@ def derive_error(facts: CollectFacts, reason: str | None, error: RunError | None
         return RunError(kind=reason, message=f"{facts.violation_count:,} protocol violation(s){where}")
     if reason == "connector_exit_without_done":
         return RunError(kind=reason, message=f"the connector exited (code {facts.exit_code}) without DONE")
+    if reason == "connector_reported_cancelled":
+        return RunError(kind=reason, message="the connector reported DONE cancelled by itself")
     if reason == "connector_reported_failed":
         code = f" ({facts.done_error_code})" if facts.done_error_code else ""
         return RunError(kind=reason, message=f"the connector reported DONE failed{code}")
@@ -116,7 +120,8 @@ def _coverage(facts: CollectFacts, name: str, clean: bool) -> str:
     sf = facts.streams.get(name)
     cov = facts.coverage.get(name)
     if cov is None:
-        if not clean or (sf and sf.skipped_by_reason):
+        # Informational skips (nothing there to collect) leave the coverage complete.
+        if not clean or (sf and sf.non_informational_skips):
             coverage = "unproven"
         else:
             coverage = "complete"

@@ -189,6 +189,7 @@ class ServedGap:
     attempts: int
     has_locator: bool
     seen_again: bool = False  # the run reported it missing again
+    served: bool = True  # the run was served it (in START or a page), not only leased it
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class Settlement:
     status: GapStatus
     attempts: int
     terminal_reason: str | None = None
+    attempted: bool = True
 
 
 def settle(
@@ -206,7 +208,10 @@ def settle(
     recovered were closed during the run). A resource gap (no locator) that a clean run neither
     reported again nor failed on is recovered. Every other one used an attempt: it is pending
     again, or terminal — `permanent:REASON` once it is no longer runtime-retryable (it turned
-    404/410/401/403) after `max_attempts`, `quarantined` after `max_no_progress`."""
+    404/410/401/403) after `max_attempts`, `quarantined` after `max_no_progress`. A detail gap the
+    run was leased but never served (it stopped paging first) goes back untried."""
+    if not gap.served and gap.has_locator:
+        return Settlement(gap.gap_id, GapStatus.PENDING, gap.attempts, attempted=False)
     attempts = gap.attempts + 1  # the run was an attempt, whatever came of it
     if run_clean and not gap.has_locator and not gap.seen_again:
         return Settlement(gap.gap_id, GapStatus.RECOVERED, attempts)

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from pdpp_orch.budget import BudgetConfig, parse_window
-from pdpp_orch.manifest import ConfigError, Manifest, load_manifest
-from pdpp_orch.models import CheckpointPolicy
+from pdpp_orch.manifest import BINDINGS, Binding, ConfigError, Manifest, load_manifest
+from pdpp_orch.models import CheckpointPolicy, RecoveryClass
 from pdpp_orch.policy import RetryPolicy
 
 BUNDLED_REGISTRY = Path(__file__).parent / "connectors" / "bundled.toml"
@@ -26,6 +26,7 @@ DEFAULT_STALL_TIMEOUT_S = 600.0
 # used with fullmatch: `$` would also match before a trailing newline.
 CONNECTOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+REASON = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 # The longest wait a budget window or a retry back-off may name: beyond it datetime arithmetic
 # overflows, long before anyone would want to wait that long.
 MAX_WAIT_S = 366 * 86400.0
@@ -80,6 +81,14 @@ class ConnectorEntry(BaseModel):
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     budget: Budget = Field(default_factory=Budget)
+    bindings: list[Binding] = Field(
+        default_factory=lambda: list(BINDINGS),
+        description="what this runtime offers the connector (START.bindings); default: all four",
+    )
+    reasons: dict[str, RecoveryClass] = Field(
+        default_factory=dict,
+        description="recovery class of the connector's own skip reasons, for misses without a recovery_hint",
+    )
 
     model_config = {"extra": "forbid"}
 
@@ -103,6 +112,14 @@ class ConnectorEntry(BaseModel):
                 raise ValueError(f"{key}: {value[:64]!r} does not name an environment variable")
             if ref and ref.group(1) == "file" and not ref.group(2):
                 raise ValueError(f"{key}: file: needs a path")
+        return v
+
+    @field_validator("reasons")
+    @classmethod
+    def _reason_names(cls, v: dict[str, RecoveryClass]) -> dict[str, RecoveryClass]:
+        for reason in v:
+            if not REASON.fullmatch(reason):
+                raise ValueError(f"{reason[:64]!r} is not a reason (1-128 printable characters)")
         return v
 
     @field_validator("pass_env")
@@ -149,7 +166,17 @@ class ConnectorEntry(BaseModel):
         return self.max_line_bytes or max(self.max_state_bytes, DEFAULT_MAX_STATE_BYTES) + MIN_MAX_LINE_BYTES
 
     def load_manifest(self) -> Manifest:
-        return load_manifest(self.manifest)
+        """The validated manifest, and a check that this entry offers every binding it requires."""
+        manifest = load_manifest(self.manifest)
+        missing = [b for b in manifest.required_bindings if b not in self.bindings]
+        if missing:
+            offered = ", ".join(self.bindings) or "none"
+            raise ConfigError(
+                f"connector {self.name!r} requires the binding(s) {', '.join(missing)} "
+                f"(runtime_requirements.bindings of {self.manifest}), which its registry entry "
+                f"does not offer (bindings = [{offered}])"
+            )
+        return manifest
 
 
 def _read_toml(path: Path) -> dict[str, ConnectorEntry]:

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from pdpp_orch import search_attributes as sa
     from pdpp_orch.budget import BudgetConfig, Charge, ChargeCall
     from pdpp_orch.models import (
+        AssistanceNotice,
         ClaimInput,
         ClaimResult,
         CollectFacts,
@@ -76,6 +77,7 @@ class ConnectorRunWorkflow:
         self._connector = inp.connector
         self._live = LiveProgress()
         self._waiting: dict[str, InteractionRequest] = {}
+        self._assistance: dict[str, AssistanceNotice] = {}
         self._status: str | None = None
 
     @workflow.query
@@ -91,6 +93,7 @@ class ConnectorRunWorkflow:
             phase=self._phase,
             live=self._live,
             waiting=list(self._waiting.values()),
+            assistance=list(self._assistance.values()),
             status=self._status,
         )
 
@@ -99,7 +102,11 @@ class ConnectorRunWorkflow:
         """From the collect activity, every few seconds to a minute while it runs."""
         self._live = live
         if not self._waiting:
-            workflow.set_current_details(ui.live_details(live))
+            self._show_live()
+
+    def _show_live(self) -> None:
+        asks = ui.assistance_details(self._run_id, list(self._assistance.values()))
+        workflow.set_current_details(ui.live_details(self._live) + asks)
 
     @workflow.signal
     def interaction_requested(self, req: InteractionRequest) -> None:
@@ -112,12 +119,23 @@ class ConnectorRunWorkflow:
         )
 
     @workflow.signal
+    def assistance_changed(self, notice: AssistanceNotice) -> None:
+        """The connector opened or ended a notice to its owner (the message stays in
+        PostgreSQL); the run goes on either way."""
+        if notice.status == "open":
+            self._assistance[notice.assistance_id] = notice
+        else:
+            self._assistance.pop(notice.assistance_id, None)
+        if not self._waiting and self._phase == "collecting":
+            self._show_live()
+
+    @workflow.signal
     def interaction_closed(self, closed: InteractionClosed) -> None:
         self._waiting.pop(closed.request_id, None)
         if not self._waiting and self._phase == "waiting on the owner":
             self._phase = "collecting"
             workflow.upsert_search_attributes([sa.RUN_STATUS.value_set(LiveStatus.RUNNING.value)])
-            workflow.set_current_details(ui.live_details(self._live))
+            self._show_live()
 
     @workflow.update
     def respond(self, req: RespondInput) -> RespondResult:
@@ -159,6 +177,7 @@ class ConnectorRunWorkflow:
         cancelled = workflow.cancellation_reason() is not None
         facts.cancelled = cancelled
         self._waiting.clear()
+        self._assistance.clear()
         self._live = self._live.model_copy(
             update={
                 "records_emitted": facts.records_emitted,

@@ -10,7 +10,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from pdpp_orch import advice
 from pdpp_orch import search_attributes as sa
-from pdpp_orch.models import LiveProgress, RetryHint, RunInput, RunOutcome
+from pdpp_orch.models import AssistanceNotice, LiveProgress, RetryHint, RunInput, RunOutcome
+from pdpp_orch.models.progress import owner_action_text
 
 
 def run_summary(inp: RunInput) -> str:
@@ -69,6 +70,20 @@ def outcome_details(o: RunOutcome, now: datetime) -> str:
         f"- skipped: {skipped}\n"
         f"- gaps: {o.gaps_opened:,} opened, {o.gaps_open_total:,} open for this connector\n"
         + "".join(f"- next: {line}\n" for line in advice.next_steps(o, now))
+    )
+
+
+def assistance_details(run_id: str, notices: list[AssistanceNotice]) -> str:
+    """The lines a collecting run adds while its connector asks its owner for help."""
+    if not notices:
+        return ""
+    lines = "".join(
+        f"- {owner_action_text(n.owner_action)}; the run is {n.progress_posture.replace('_', ' ')}"
+        f"{f', until {n.expires_at:%Y-%m-%d %H:%M} UTC' if n.expires_at else ''}\n"
+        for n in notices
+    )
+    return (
+        f"\n\n**the connector asks you to:**\n\n{lines}\n(the message: `pdpp-orch runs`; no answer is needed)"
     )
 
 

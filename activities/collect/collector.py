@@ -3,8 +3,8 @@ return what was observed as counts (CollectFacts). Records and cursors never lea
 package except into PostgreSQL.
 
 The parts: the Reader (reader.py) feeds lines to the Messages (messages.py, misses.py,
-interactions.py), which fill batches the Writer (writer.py) flushes; the Tally (facts.py)
-counts it all.
+interactions.py, pages.py, assistance.py), which fill batches the Writer (writer.py) flushes; the Tally
+(facts.py) counts it all.
 """
 
 from __future__ import annotations
@@ -20,14 +20,17 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from activities.collect.assistance import Assistance
 from activities.collect.facts import Tally
 from activities.collect.interactions import Interactions
 from activities.collect.messages import Messages
+from activities.collect.pages import Pages
 from activities.collect.reader import Deadlines, Reader
 from activities.collect.start import Served, start_message
 from activities.collect.writer import Writer
 from activities.environment import connector_env
 from activities.process import ConnectorProcess
+from pdpp_orch import protocol
 from pdpp_orch.manifest import ConfigError, Manifest
 from pdpp_orch.models import CollectFacts, LiveProgress, Mode, RunInput
 from pdpp_orch.registry import ConnectorEntry
@@ -85,6 +88,7 @@ class Collector:
     async def run(self) -> CollectFacts:
         run, store = self.run_input, self.store
         await store.runs.begin_attempt(run.run_id, self.attempt)
+        await store.assistance.close_run(run.run_id, "cancelled")  # left open by an attempt that died
         state, resume = await store.state.start_state(self.entry.name, run.run_id, list(self.scope))
         excluded: dict[str, list[str]] = {}
         if run.mode is Mode.FORWARD:
@@ -96,11 +100,16 @@ class Collector:
             for s, cp in self.tally.facts.checkpoints.items()
             if cp.proven_seq
         }
+        first_page = served.first_page(protocol.PAGE_DEFAULT_BYTES) if served is not None else []
         workdir, scratch = self._workdir()
         try:
             env = connector_env(self.entry, workdir)
             proc = ConnectorProcess(self.entry.command, env, workdir)
-            start = start_message(run, list(self.scope), state, excluded, served)
+            start = start_message(
+                run, list(self.scope), state, excluded, served, self.entry.bindings, first_page
+            )
+            if first_page and run.lease_id is not None:
+                await store.leases.mark_served(self.entry.name, run.lease_id, [g.gap_id for g in first_page])
             await self._converse(proc, served, start)
         finally:
             if scratch is not None:
@@ -121,13 +130,39 @@ class Collector:
         """The whole conversation with the connector process, from START to its exit."""
         writer, tally = self.writer, self.tally
         interactions: Interactions | None = None
+        pages: Pages | None = None
+        assistance: Assistance | None = None
 
         async def on_interaction(msg: dict[str, Any]) -> None:
             assert interactions is not None
             await interactions.request(msg)
 
+        async def on_page(msg: dict[str, Any], item: bytes, problem: protocol.LineError | None) -> None:
+            assert pages is not None
+            await pages.request(msg, item, problem)
+
+        async def on_assistance(msg: dict[str, Any], item: bytes) -> None:
+            assert assistance is not None
+            await assistance.handle(msg, item)
+
         messages = Messages(
-            self.manifest, self.scope, tally, writer, served, on_interaction, proc.close_stdin
+            self.manifest,
+            self.scope,
+            tally,
+            writer,
+            served,
+            on_interaction,
+            proc.close_stdin,
+            self.entry.reasons,
+            on_page,
+            on_assistance,
+        )
+        run_id = self.run_input.run_id
+        assistance = Assistance(
+            self.store, run_id, self.entry.name, self.attempt, writer, messages.in_scope, self.notify
+        )
+        pages = Pages(
+            self.store, self.entry.name, self.run_input.lease_id, served, proc, writer, messages.in_scope
         )
         interactions = Interactions(
             self.store,
@@ -153,6 +188,7 @@ class Collector:
             await interactions.end_waits()
             await reader.finish_process(messages.done_seen)
             await writer.drain(flusher)
+            await assistance.end(tally.facts.done_status == "succeeded" and not tally.facts.runtime_error)
         except asyncio.CancelledError:
             # Cancelled by the operator, timed out, or the worker shutting down: end the
             # connector, keep every record it gave us, and leave the facts (and what it said)
@@ -165,6 +201,7 @@ class Collector:
                     if proc.proc is not None:
                         await proc.terminate()
                     await writer.drain(flusher)
+                    await assistance.end(False)
                     await self._save(proc, tally.finalize())
             except TimeoutError:
                 log.warning("run %s: cancelled, but its last batch was not written in %.0f s",

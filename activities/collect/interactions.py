@@ -22,6 +22,7 @@ from activities.collect.writer import Writer
 from activities.process import ConnectorProcess
 from pdpp_orch.models import InteractionClosed, InteractionRequest, InteractionStatus
 from pdpp_orch.policy import NO_STREAM
+from pdpp_orch.protocol import interaction_response
 from pdpp_orch.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,15 @@ class Interactions:
         self.notify = notify
         self.waiting: dict[str, asyncio.Task[None]] = {}
         self.answered: set[str] = set()
+        self._opened: dict[str, datetime] = {}
 
     async def request(self, msg: dict[str, Any]) -> None:
         """Handle an INTERACTION line."""
         self.tally.facts.interactions += 1
         request_id = str(msg["request_id"])[:128]
         kind = str(msg.get("kind"))[:32]
-        expires = datetime.now(UTC) + timedelta(seconds=_timeout(msg.get("timeout_seconds")))
+        self._opened[request_id] = datetime.now(UTC)
+        expires = self._opened[request_id] + timedelta(seconds=_timeout(msg.get("timeout_seconds")))
         await self.writer.cut()
         await self.notify(
             "interaction_requested", InteractionRequest(request_id=request_id, kind=kind, expires_at=expires)
@@ -101,13 +104,7 @@ class Interactions:
             status, data = InteractionStatus.CANCELLED, None
         else:
             self.answered.add(request_id)
-            response: dict[str, Any] = {
-                "type": "INTERACTION_RESPONSE",
-                "request_id": request_id,
-                "status": status.value,
-            }
-            if status is InteractionStatus.SUCCESS and data is not None:
-                response["data"] = orjson.loads(data)
+            response = interaction_response(request_id, status, data, expires - self._opened[request_id])
             if not await self.proc.send(orjson.dumps(response)):
                 log.warning("run %s: the connector exited before its answer", self.run_id)
                 status = InteractionStatus.CANCELLED

@@ -1,6 +1,7 @@
 """Every line a connector writes, classified: counted, decoded, checked, and handed to the
 handler of its message type — RECORD and STATE here, the misses in misses.py, INTERACTION in
-interactions.py. A line that is not an acceptable message is a violation, quarantined."""
+interactions.py, gap pages in pages.py, owner assistance in assistance.py. A line that is not an
+acceptable message is a violation, quarantined."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from activities.collect.start import Served
 from activities.collect.writer import BATCH_BYTES, BATCH_RECORDS, Writer
 from pdpp_orch import protocol
 from pdpp_orch.manifest import Manifest, StreamSpec
-from pdpp_orch.models import CheckpointFact
+from pdpp_orch.models import CheckpointFact, RecoveryClass
 from pdpp_orch.store import CheckpointWrite
 
 YIELD_EVERY_LINES = 64
+OnPage = Callable[[dict[str, Any], bytes, protocol.LineError | None], Awaitable[None]]
+OnMessage = Callable[[dict[str, Any], bytes], Awaitable[None]]
 _STREAM_FIELD = re.compile(rb'"stream"\s*:\s*"([^"\\]{1,128})"')
 
 
@@ -35,15 +38,20 @@ class Messages:
         served: Served | None,
         on_interaction: Callable[[dict[str, Any]], Awaitable[None]],
         on_done: Callable[[], None],
+        reasons: dict[str, RecoveryClass] | None = None,
+        on_page: OnPage | None = None,
+        on_assistance: OnMessage | None = None,
     ):
         self.manifest = manifest
         self.scope = scope
         self.pk = {name: spec.primary_key for name, spec in scope.items() if spec}
         self.tally = tally
         self.writer = writer
-        self.misses = Misses(tally, writer, self.in_scope, served)
+        self.misses = Misses(tally, writer, self.in_scope, served, reasons)
         self.on_interaction = on_interaction
         self.on_done = on_done
+        self.on_page = on_page
+        self.on_assistance = on_assistance
         self.done_seen = False
 
     async def lines(self, items: list[bytes | protocol.LineError]) -> None:
@@ -91,12 +99,25 @@ class Messages:
         """Any message but RECORD."""
         t = msg["type"]
         err = protocol.check_fields(msg)
+        if t == "DETAIL_GAPS_PAGE_REQUEST" and self.on_page is not None:
+            await self.on_page(msg, item, err)  # answered even when malformed: the connector waits
+            return
         if err:
             self.writer.violate(err.kind, err.detail, item)
             return
         if t == "STATE":
             await self._state(msg, item)
-        elif t == "SKIP_RESULT":
+        elif t == "INTERACTION":
+            await self.on_interaction(msg)
+        elif t in ("ASSISTANCE", "ASSISTANCE_STATUS"):
+            if self.on_assistance is not None:
+                await self.on_assistance(msg, item)
+        else:
+            self._note(t, msg, item)
+
+    def _note(self, t: str, msg: dict[str, Any], item: bytes) -> None:
+        """The messages handled without waiting on anything."""
+        if t == "SKIP_RESULT":
             self.misses.skip(msg, item)
         elif t == "DETAIL_GAP":
             self.misses.detail_gap(msg, item)
@@ -108,8 +129,6 @@ class Messages:
             self.misses.attempted(msg)
         elif t == "PROGRESS":
             self._progress(msg)
-        elif t == "INTERACTION":
-            await self.on_interaction(msg)
         elif t == "DONE":
             self._done(msg)
 
@@ -163,7 +182,7 @@ class Messages:
         stream = msg["stream"]
         if not self.in_scope(stream, item):
             return
-        cursor_json = protocol.dumps(msg["cursor"])
+        cursor_json = protocol.dumps(msg.get("cursor"))
         facts = self.tally.facts
         cp = facts.checkpoints.get(stream)
         if cp is None:
@@ -196,8 +215,12 @@ class Messages:
             return "runtime_error"
         gated = self.tally.descendants(stream)
         own = self.manifest.stream(stream)
-        if own is not None and not own.parents:
-            gated.add(stream)  # a list+detail lane in one stream gates its own checkpoint
+        # A list+detail lane in one stream gates its own checkpoint once it reported its
+        # coverage; without a declared parent, a report is not required (as in the reference,
+        # whose manifests declare 14 such streams whose connectors need not send one).
+        self_gated = own is not None and not own.parents and stream in self.tally.coverage
+        if self_gated:
+            gated.add(stream)
         for child in gated:
             spec = self.manifest.stream(child)
             if child not in self.scope or spec is None:

@@ -24,11 +24,20 @@ InScope = Callable[[Any, bytes], bool]
 class Misses:
     """The handlers of the messages that report misses and coverage."""
 
-    def __init__(self, tally: Tally, writer: Writer, in_scope: InScope, served: Served | None):
+    def __init__(
+        self,
+        tally: Tally,
+        writer: Writer,
+        in_scope: InScope,
+        served: Served | None,
+        reasons: dict[str, RecoveryClass] | None = None,
+    ):
         self.tally = tally
         self.writer = writer
         self.in_scope = in_scope
         self.served = served
+        # The registry's classes for the connector's own reasons (`[connectors.NAME.reasons]`).
+        self.reasons = reasons or {}
 
     def skip(self, msg: dict[str, Any], item: bytes) -> None:
         """SKIP_RESULT: resources, a time range or a whole stream were not collected."""
@@ -37,7 +46,8 @@ class Misses:
             return
         reason = msg.get("reason") or "unspecified"
         cls = self.classify(msg, item, reason, None, default_action=None)
-        resources = [str(r) for r in msg.get("resource_ids") or []]
+        # `resources` is the reference's other spelling of `resource_ids`.
+        resources = [str(r) for r in msg.get("resource_ids") or msg.get("resources") or []]
         count = len(resources) or 1
         sf = self.tally.stream(stream)
         self.tally.skipped(sf, reason, count)
@@ -58,7 +68,13 @@ class Misses:
         reason = msg.get("reason") or "unspecified"
         cls = self.classify(msg, item, reason, msg.get("retryable"), default_action="retry_by_runtime")
         raw_key = msg.get("record_key")
-        key = raw_key if isinstance(raw_key, str) else protocol.dumps(raw_key).decode() if raw_key else None
+        key = (
+            raw_key
+            if isinstance(raw_key, str)
+            else None
+            if raw_key is None or raw_key == []
+            else protocol.dumps(raw_key).decode()  # a number as its text, a list as JSON
+        )
         if self.served is not None:
             self.served.reported(str(msg.get("gap_id")))
             if key is not None:
@@ -74,8 +90,10 @@ class Misses:
         loc_json = protocol.dumps(locator).decode() if locator is not None else None
         if cls is not RecoveryClass.INFORMATIONAL:
             sf.non_informational_skips += 1
+        parent = msg.get("parent_stream")
         self._gap(
-            sf, NewGap(stream, GapKind.ITEM, subject, reason, cls, loc_json, _not_before(msg), err_text)
+            sf,
+            NewGap(stream, GapKind.ITEM, subject, reason, cls, loc_json, _not_before(msg), err_text, parent),
         )
 
     def detail_coverage(self, msg: dict[str, Any], item: bytes) -> None:
@@ -91,19 +109,26 @@ class Misses:
         )
         required = protocol.count_or_len(msg.get("required_keys"))
         hydrated = protocol.count_or_len(msg.get("hydrated_keys"))
+        # Keys the connector may leave out account for themselves, as in the reference.
+        optional_raw = msg.get("optional_skip_keys")
         if isinstance(msg.get("required_keys"), list) and isinstance(msg.get("hydrated_keys"), list):
             req = {str(k) for k in msg["required_keys"]}
             hyd = {str(k) for k in msg["hydrated_keys"]} & req
             hydrated = len(hyd)
-            backed = len((gap_keys or set()) & (req - hyd))
+            backed_keys = (gap_keys or set()) & (req - hyd)
+            backed = len(backed_keys)
+            optional = {str(k) for k in optional_raw} if isinstance(optional_raw, list) else set()
+            skipped = len(optional & (req - hyd - backed_keys))
         else:
             backed = protocol.count_or_len(gap_raw)
+            skipped = protocol.count_or_len(optional_raw)
         fact = CoverageFact(
             stream=stream,
             state_stream=msg.get("state_stream"),
             required=required,
             hydrated=hydrated,
             gap_backed=backed,
+            optional_skipped=skipped,
             considered=msg.get("considered") if isinstance(msg.get("considered"), int) else None,
             covered=msg.get("covered") if isinstance(msg.get("covered"), int) else None,
         )
@@ -129,7 +154,8 @@ class Misses:
         retryable: bool | None,
         default_action: str | None,
     ) -> RecoveryClass:
-        """The recovery class of a miss, from its recovery_hint (a malformed one is a violation)."""
+        """The recovery class of a miss: from its recovery_hint (a malformed one is a violation),
+        else from the registry's class for its reason, else from what it says of itself."""
         action: str | None = None
         hint = msg.get("recovery_hint")
         if hint is not None:
@@ -139,6 +165,8 @@ class Misses:
             else:
                 action, stated = parsed
                 retryable = stated if stated is not None else retryable
+        if action is None and reason in self.reasons:
+            return self.reasons[reason]
         if action is None and retryable is not False:
             action = default_action
         return protocol.recovery_class(reason, action, retryable)

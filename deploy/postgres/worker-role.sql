@@ -67,3 +67,12 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Schema v6: owner assistance (a connector's notices, opened and closed by its runs).
+DO $$
+BEGIN
+    IF to_regclass('public.assistance') IS NOT NULL THEN
+        GRANT SELECT, INSERT, UPDATE ON assistance TO pdpp_worker;
+    END IF;
+END
+$$;

@@ -17,6 +17,7 @@ from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.recoveries import recoveries
 from pdpp_orch.control.stack import command_store
+from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.registry import Registry
 from pdpp_orch.report.model import GapSummary
 from pdpp_orch.settings import Settings
@@ -112,6 +113,12 @@ def _print_connector(r: rp.ConnectorReport) -> None:
         out.print(
             f"  [red]run {a.run_id} waits for your {a.kind}[/]{prompt}"
             f" until {a.expires_at:%Y-%m-%d %H:%M} UTC: pdpp-orch respond {a.run_id} --data -",
+            highlight=False,
+        )
+    for n in r.notices:
+        out.print(
+            f"  [red]run {n.run_id} asks you to {owner_action_text(n.owner_action)}[/]"
+            " (pdpp-orch runs shows its message)",
             highlight=False,
         )
     if not r.streams:

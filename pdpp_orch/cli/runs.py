@@ -30,9 +30,10 @@ from pdpp_orch.control.connect import connect
 from pdpp_orch.control.stack import command_store, run_url
 from pdpp_orch.control.waiting import RunEndedWithoutOutcome, stored_outcome
 from pdpp_orch.models import RunOutcome
+from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
-from pdpp_orch.store import Diagnostics, Interaction, RunRow
+from pdpp_orch.store import Assistance, Diagnostics, Interaction, RunRow
 
 RunIdArg = Annotated[str, typer.Argument(help="The run id (also its workflow id).")]
 
@@ -214,14 +215,23 @@ async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -
         waiting: dict[str, list[Interaction]] = {}
         for w in await store.interactions.find():
             waiting.setdefault(w.run_id, []).append(w)
+        asks: dict[str, list[Assistance]] = {}
+        for a in await store.assistance.find():
+            asks.setdefault(a.run_id, []).append(a)
     if as_json:
-        print(json.dumps([_run_json(r, waiting.get(r.run_id, [])) for r in rows], indent=2, default=str))
+        print(
+            json.dumps(
+                [_run_json(r, waiting.get(r.run_id, []), asks.get(r.run_id, [])) for r in rows],
+                indent=2,
+                default=str,
+            )
+        )
     else:
-        out.print(_runs_table(rows, waiting))
+        out.print(_runs_table(rows, waiting, asks))
     return 0
 
 
-def _run_json(r: RunRow, waiting: list[Interaction]) -> dict[str, Any]:
+def _run_json(r: RunRow, waiting: list[Interaction], asks: list[Assistance]) -> dict[str, Any]:
     if r.outcome is not None:
         return r.outcome.model_dump(mode="json")
     return {
@@ -233,17 +243,30 @@ def _run_json(r: RunRow, waiting: list[Interaction]) -> dict[str, Any]:
             w.model_dump(mode="json", include={"request_id", "kind", "message", "expires_at"})
             for w in waiting
         ],
+        "assistance": [
+            {"assistance_request_id": a.assistance_id}
+            | a.model_dump(mode="json", include={"owner_action", "progress_posture", "message", "expires_at"})
+            for a in asks
+        ],
     }
 
 
-def _runs_table(rows: list[RunRow], waiting: dict[str, list[Interaction]]) -> Table:
+def _runs_table(
+    rows: list[RunRow], waiting: dict[str, list[Interaction]], asks: dict[str, list[Assistance]]
+) -> Table:
     t = Table("run_id", "connector", "trigger", "status", "needs_retry", "durable", "reason", "started")
     for r in rows:
         reason = r.reason or ""
-        if r.outcome is None and r.run_id in waiting:
+        if r.outcome is None and (r.run_id in waiting or r.run_id in asks):
             reason = "; ".join(
-                f"{w.kind} until {w.expires_at:%H:%M} UTC: pdpp-orch respond {r.run_id}"
-                for w in waiting[r.run_id]
+                [
+                    f"{w.kind} until {w.expires_at:%H:%M} UTC: pdpp-orch respond {r.run_id}"
+                    for w in waiting.get(r.run_id, [])
+                ]
+                + [
+                    f"asks you to {owner_action_text(a.owner_action)}: {a.message}"
+                    for a in asks.get(r.run_id, [])
+                ]
             )
         t.add_row(
             r.run_id,

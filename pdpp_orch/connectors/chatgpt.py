@@ -16,7 +16,9 @@ runtime can prove the cursor and retry exactly the gaps later.
 SKIP_RESULT per rate-limited conversation, which the reference runtime forgot once the run
 ended ("4,188 conversations are simply missing").
 
-Recovery: with `recovery_only`, only the served `detail_gaps` are fetched, each once; a
+Recovery: with `recovery_only`, only the served gaps are fetched, each once, page by page
+(START's `detail_gaps`, then DETAIL_GAPS_PAGE_REQUEST until an empty page; CHATGPT_PAGE_MAX_BYTES
+sets the pages' `max_bytes`); a
 recovered gap is reported with DETAIL_GAP_RECOVERED after its RECORD, a still-limited one with a
 fresh DETAIL_GAP, a vanished one (404/410) with DETAIL_GAP_ATTEMPTED and a non-retryable gap.
 Served gaps in a forward run are drained the same way alongside the walk.
@@ -156,19 +158,28 @@ def _reason(e: UpstreamError) -> str:
 
 
 def served_gaps(conn: Connector) -> dict[str, dict[str, Any]]:
+    """START's served gaps by conversation id."""
+    return by_conversation(conn.detail_gaps(STREAM))
+
+
+def by_conversation(gaps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Served gaps by conversation id (from the locator, else the record key)."""
-    gaps: dict[str, dict[str, Any]] = {}
-    for gap in conn.detail_gaps(STREAM):
+    out: dict[str, dict[str, Any]] = {}
+    for gap in gaps:
         locator = gap.get("detail_locator") or {}
         cid = locator.get("conversation_id") or gap.get("record_key")
         if cid:
-            gaps[str(cid)] = gap
-    return gaps
+            out[str(cid)] = gap
+    return out
 
 
 async def recover(conn: Connector, hydrator: Hydrator) -> None:
-    served = served_gaps(conn)
-    await hydrator.run(list(served), served, None)
+    """Drain the served gaps page by page (START's, then DETAIL_GAPS_PAGE_REQUEST until an empty
+    page), each fetched once."""
+    size = os.environ.get("CHATGPT_PAGE_MAX_BYTES")
+    for page in conn.detail_gap_pages(STREAM, int(size) if size else None):
+        served = by_conversation(page)
+        await hydrator.run(list(served), served, None)
 
 
 async def forward(conn: Connector, hydrator: Hydrator) -> dict[str, Any] | None:

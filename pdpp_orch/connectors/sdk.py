@@ -8,8 +8,10 @@
 
 Scope and recovery: `conn.in_scope(stream)`, `conn.resources(stream)` /
 `conn.exclude_resources(stream)` (or `conn.wants_resource(stream, id)`), `conn.recovery_only()`
-and `conn.detail_gaps(stream)`; a served gap is answered with its RECORD plus
-`conn.detail_gap_recovered(...)`, a fresh `conn.detail_gap(...)`, or `conn.detail_gap_attempted(...)`.
+and `conn.detail_gaps(stream)` (START's page of served gaps; `conn.detail_gap_pages(stream)`
+yields it and then asks for the next page until the runtime has no more); a served gap is
+answered with its RECORD plus `conn.detail_gap_recovered(...)`, a fresh `conn.detail_gap(...)`,
+or `conn.detail_gap_attempted(...)`.
 
 What START asked for is read through `StartView` (start.py); lines are encoded and batched by
 `LineWriter` (lines.py).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, NoReturn
 
@@ -44,6 +47,7 @@ class Connector(StartView):
         self._write = self._lines.write  # bound once: every RECORD goes through it
         self.records_emitted = 0
         self.start_message: dict[str, Any] = {}
+        self._page_requests = 0
 
     def start(self) -> dict[str, Any]:
         """Read START. With PDPP_START_LOG set, also append it to that file: what the runtime
@@ -156,6 +160,41 @@ class Connector(StartView):
                 recovery_hint=recovery_hint,
             )
         )
+
+    def request_detail_gap_page(
+        self, streams: list[str] | None = None, max_bytes: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The next page of served gaps (of `streams`, within `max_bytes`), as the reference SDK
+        asks for it: DETAIL_GAPS_PAGE_REQUEST, then wait for the matching response on stdin. An
+        empty page means there is no more."""
+        self._page_requests += 1
+        request_id = f"dgp_{int(time.time() * 1000)}_{self._page_requests}"
+        msg: dict[str, Any] = {"type": "DETAIL_GAPS_PAGE_REQUEST", "reference_only": True}
+        self.emit(_with(msg, request_id=request_id, streams=streams or None, max_bytes=max_bytes or None))
+        self.flush()
+        while True:
+            line = self._in.readline()
+            if not line:
+                raise SystemExit("stdin closed while waiting for a DETAIL_GAPS_PAGE_RESPONSE")
+            answer = orjson.loads(line)
+            if answer.get("type") == "DETAIL_GAPS_PAGE_RESPONSE" and answer.get("request_id") == request_id:
+                gaps: list[dict[str, Any]] = answer.get("detail_gaps") or []
+                return gaps
+
+    def detail_gap_pages(
+        self, stream: str | None = None, max_bytes: int | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The served gaps (of `stream`) page by page: START's, then each page asked for, until
+        an empty one. Nothing is asked for when START served none."""
+        page = self.detail_gaps(stream)
+        if not self.detail_gaps():
+            return
+        while True:
+            if page:
+                yield page
+            page = self.request_detail_gap_page([stream] if stream else None, max_bytes)
+            if not page:
+                return
 
     def detail_gap_recovered(
         self, gap_id: str, stream: str, *, record_key: str | None = None, lease_id: str | None = None

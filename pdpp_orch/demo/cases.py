@@ -42,6 +42,7 @@ class Case:
     settings: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     streams: tuple[StreamScope, ...] = ()
+    manifest: Path | None = None  # None: the bundled connector's own
 
 
 # Case E's recovery, shown in the demo's time: 2,000 units per 10 seconds, where a real

@@ -40,7 +40,7 @@ def write_registry(path: Path, selected: list[Case], upstream_url: str) -> Path:
         lines = [
             f"[connectors.{case.connector}]",
             f"command = {json.dumps(entry.command)}",
-            f"manifest = {json.dumps(str(entry.manifest))}",
+            f"manifest = {json.dumps(str(case.manifest or entry.manifest))}",
             "env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + " }",
         ]
         lines += [f"{k} = {toml_value(v)}" for k, v in case.settings.items()]

@@ -41,6 +41,7 @@ from pdpp_orch.models.hints import (
     SettleInput,
 )
 from pdpp_orch.models.progress import (
+    AssistanceNotice,
     InteractionClosed,
     InteractionRequest,
     LiveProgress,
@@ -68,6 +69,7 @@ from pdpp_orch.models.scope import (
 )
 
 __all__ = [
+    "AssistanceNotice",
     "CheckpointFact",
     "CheckpointPolicy",
     "ClaimInput",

@@ -26,10 +26,11 @@ class CoverageFact(BaseModel):
     gap_backed: int = 0
     considered: int | None = None
     covered: int | None = None
+    optional_skipped: int = 0  # keys the connector says it may leave out (optional_skip_keys)
 
     @property
     def accounted(self) -> bool:
-        return self.hydrated + self.gap_backed >= self.required
+        return self.hydrated + self.gap_backed + self.optional_skipped >= self.required
 
 
 class StreamFacts(BaseModel):

@@ -42,6 +42,31 @@ class InteractionRequest(BaseModel):
     expires_at: datetime
 
 
+class AssistanceNotice(BaseModel):
+    """A connector's notice to its owner (ASSISTANCE), or how it ended (ASSISTANCE_STATUS). It
+    never blocks the run. The message stays in PostgreSQL: ids and enums only."""
+
+    assistance_id: str
+    owner_action: str = Field(description="none | act_elsewhere | provide_value | operate_attachment")
+    progress_posture: str = Field(description="running | blocked | waiting_retry")
+    status: str = Field(default="open", description="open | resolved | cancelled | timed_out | escalated")
+    expires_at: datetime | None = None
+
+
+# What an ASSISTANCE's owner_action asks of the owner, in words (its own message stays in
+# PostgreSQL).
+OWNER_ACTIONS = {
+    "act_elsewhere": "act elsewhere (e.g. approve a sign-in in the provider's app)",
+    "operate_attachment": "operate what the connector attached (e.g. a browser)",
+    "provide_value": "provide a value",
+    "none": "nothing (a notice)",
+}
+
+
+def owner_action_text(owner_action: str) -> str:
+    return OWNER_ACTIONS.get(owner_action, owner_action)
+
+
 class InteractionClosed(BaseModel):
     request_id: str
     status: InteractionStatus
@@ -68,4 +93,5 @@ class RunProgress(BaseModel):
     phase: str
     live: LiveProgress = Field(default_factory=LiveProgress)
     waiting: list[InteractionRequest] = Field(default_factory=list)
+    assistance: list[AssistanceNotice] = Field(default_factory=list, description="open notices")
     status: str | None = Field(default=None, description="the outcome's status once it ended")

@@ -8,6 +8,7 @@ Every line ends up either as an accepted message or as a `LineError` with a kind
 - records.py: a RECORD's key against the manifest's primary key
 - checks.py: the fields of every other message type
 - misses.py: recovery hints, recovery classes, the upstream's wait signal
+- responses.py: what the runtime writes back (INTERACTION_RESPONSE, gap pages)
 """
 
 from pdpp_orch.protocol.checks import check_fields, count_or_len
@@ -21,11 +22,19 @@ from pdpp_orch.protocol.misses import (
     retry_after_seconds,
 )
 from pdpp_orch.protocol.records import record_key, strict_record
+from pdpp_orch.protocol.responses import (
+    PAGE_DEFAULT_BYTES,
+    interaction_response,
+    page_budget,
+    page_fit,
+    page_response,
+)
 
 __all__ = [
     "MAX_NESTING",
     "MAX_RETRY_AFTER_S",
     "MESSAGE_TYPES",
+    "PAGE_DEFAULT_BYTES",
     "RECOVERY_ACTIONS",
     "LineError",
     "LineSplitter",
@@ -34,6 +43,10 @@ __all__ = [
     "count_or_len",
     "decode",
     "dumps",
+    "interaction_response",
+    "page_budget",
+    "page_fit",
+    "page_response",
     "parse_recovery_hint",
     "record_data",
     "record_key",

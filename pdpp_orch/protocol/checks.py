@@ -3,6 +3,7 @@ the typed fields each type may carry, plus the few rules a type check cannot say
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ FIELDS: dict[str, dict[str, tuple[Types, bool]]] = {
         "reason": (str, False),
         "message": (str, False),
         "resource_ids": (list, False),
+        "resources": (list, False),
         "time_range": (dict, False),
         "diagnostics": (dict, False),
     },
@@ -31,14 +33,38 @@ FIELDS: dict[str, dict[str, tuple[Types, bool]]] = {
         "retryable": (bool, False),
         "detail_locator": ((dict, str), False),
         "gap_id": (str, False),
-        "record_key": ((str, list), False),
+        "record_key": ((str, int, float, list), False),  # a number is its text, as in the reference
     },
     "DETAIL_COVERAGE": {"stream": (str, True), "state_stream": (str, False)},
     "DETAIL_GAP_RECOVERED": {"gap_id": (str, True), "stream": (str, True)},
     "DETAIL_GAP_ATTEMPTED": {"gap_id": (str, True), "stream": (str, True)},
     "PROGRESS": {"message": (str, False)},
     "INTERACTION": {"request_id": (str, True), "kind": (str, True)},
+    "DETAIL_GAPS_PAGE_REQUEST": {"request_id": (str, True), "streams": (list, False)},
+    "ASSISTANCE": {
+        "assistance_request_id": (str, False),
+        "message": (str, True),
+        "owner_action": (str, True),
+        "progress_posture": (str, True),
+        "response_contract": (str, True),
+        "sensitivity": (str, False),
+        "input_schema": (dict, False),
+        "attachments": (list, False),
+        "stream": (str, False),
+    },
+    "ASSISTANCE_STATUS": {
+        "assistance_request_id": (str, True),
+        "status": (str, True),
+        "message": (str, False),
+    },
 }
+
+# The reference's vocabularies for owner assistance.
+OWNER_ACTIONS = ("none", "act_elsewhere", "provide_value", "operate_attachment")
+POSTURES = ("running", "blocked", "waiting_retry")
+SENSITIVITIES = ("none", "non_secret", "secret")
+ATTACHMENT_KINDS = ("browser_surface", "url", "qr", "file", "fixture")
+ASSISTANCE_STATUSES = ("resolved", "cancelled", "timed_out", "escalated")
 
 
 def _typed(t: str, msg: dict[str, Any]) -> list[str]:
@@ -54,16 +80,15 @@ def _typed(t: str, msg: dict[str, Any]) -> list[str]:
 
 
 def _state(msg: dict[str, Any]) -> list[str]:
-    if "cursor" not in msg:
-        return ["STATE.cursor is required"]
-    if msg["cursor"] is not None and not isinstance(msg["cursor"], dict):
+    # An absent cursor is a null one, as in the reference.
+    if msg.get("cursor") is not None and not isinstance(msg["cursor"], dict):
         return ["STATE.cursor must be an object or null"]
     return []
 
 
 def _coverage(msg: dict[str, Any]) -> list[str]:
     problems = []
-    for f in ("required_keys", "hydrated_keys", "gap_keys"):
+    for f in ("required_keys", "hydrated_keys", "gap_keys", "optional_skip_keys"):
         v = msg.get(f)
         if v is not None and not isinstance(v, list) and not _is_count(v):
             problems.append(f"DETAIL_COVERAGE.{f} must be a list of keys or a count")
@@ -88,10 +113,79 @@ def _done(msg: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _page_request(msg: dict[str, Any]) -> list[str]:
+    """The reference's rules for DETAIL_GAPS_PAGE_REQUEST."""
+    problems = []
+    if msg.get("reference_only") is not True:
+        problems.append("DETAIL_GAPS_PAGE_REQUEST.reference_only must be true")
+    rid = msg.get("request_id")
+    if isinstance(rid, str) and not rid.strip():
+        problems.append("DETAIL_GAPS_PAGE_REQUEST.request_id must not be empty")
+    streams = msg.get("streams")
+    if isinstance(streams, list) and not all(isinstance(s, str) and s.strip() for s in streams):
+        problems.append("DETAIL_GAPS_PAGE_REQUEST.streams must be non-empty strings")
+    size = msg.get("max_bytes")
+    if size is not None and (
+        isinstance(size, bool) or not isinstance(size, int | float) or not math.isfinite(size) or size <= 0
+    ):
+        problems.append("DETAIL_GAPS_PAGE_REQUEST.max_bytes must be a positive number")
+    return problems
+
+
+def _one_of(msg: dict[str, Any], t: str, field: str, allowed: tuple[str, ...]) -> list[str]:
+    v = msg.get(field)
+    if isinstance(v, str) and v not in allowed:
+        return [f"{t}.{field} must be one of {', '.join(allowed)}"]
+    return []
+
+
+def _not_blank(msg: dict[str, Any], t: str, *fields: str) -> list[str]:
+    return [
+        f"{t}.{f} must not be empty" for f in fields if isinstance(msg.get(f), str) and not msg[f].strip()
+    ]
+
+
+def _assistance(msg: dict[str, Any]) -> list[str]:
+    """The reference's rules for ASSISTANCE, a notice that never blocks: no answer is written
+    back, so `response_contract` must be `none`."""
+    t = "ASSISTANCE"
+    problems = _not_blank(msg, t, "assistance_request_id", "message", "stream")
+    problems += _one_of(msg, t, "owner_action", OWNER_ACTIONS)
+    problems += _one_of(msg, t, "progress_posture", POSTURES)
+    problems += _one_of(msg, t, "sensitivity", SENSITIVITIES)
+    if isinstance(msg.get("response_contract"), str) and msg["response_contract"] != "none":
+        problems.append("ASSISTANCE.response_contract must be none (ASSISTANCE never waits for an answer)")
+    timeout = msg.get("timeout_seconds")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf
+    ):
+        problems.append("ASSISTANCE.timeout_seconds must be a positive number")
+    for i, a in enumerate(msg.get("attachments") or []):
+        if not isinstance(a, dict):
+            problems.append(f"ASSISTANCE.attachments[{i}] must be an object")
+            continue
+        if a.get("kind") not in ATTACHMENT_KINDS:
+            problems.append(f"ASSISTANCE.attachments[{i}].kind must be one of {', '.join(ATTACHMENT_KINDS)}")
+        for f in ("role", "status", "availability"):
+            if f in a and a[f] is not None and not (isinstance(a[f], str) and a[f].strip()):
+                problems.append(f"ASSISTANCE.attachments[{i}].{f} must be a non-empty string")
+    return problems
+
+
+def _assistance_status(msg: dict[str, Any]) -> list[str]:
+    t = "ASSISTANCE_STATUS"
+    return _not_blank(msg, t, "assistance_request_id", "message") + _one_of(
+        msg, t, "status", ASSISTANCE_STATUSES
+    )
+
+
 RULES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "ASSISTANCE": _assistance,
+    "ASSISTANCE_STATUS": _assistance_status,
     "STATE": _state,
     "DETAIL_COVERAGE": _coverage,
     "DONE": _done,
+    "DETAIL_GAPS_PAGE_REQUEST": _page_request,
 }
 
 

@@ -23,6 +23,9 @@ MESSAGE_TYPES = frozenset(
         "PROGRESS",
         "INTERACTION",
         "DONE",
+        "DETAIL_GAPS_PAGE_REQUEST",
+        "ASSISTANCE",
+        "ASSISTANCE_STATUS",
     }
 )
 

@@ -12,6 +12,7 @@ from pdpp_orch.report.model import (
     GapSummary,
     LatestRun,
     OwnerAsk,
+    OwnerNotice,
     RecoveryState,
     RunPoint,
     Severity,
@@ -35,7 +36,9 @@ def build(
 ) -> list[ConnectorReport]:
     """One report per connector, in name order."""
     names = {
-        r.connector for part in (rows.records, rows.state, rows.gaps, rows.runs, rows.asks) for r in part
+        r.connector
+        for part in (rows.records, rows.state, rows.gaps, rows.runs, rows.asks, rows.notices)
+        for r in part
     }
     return [_connector(c, rows, cost_per_item.get(c, 1), recoveries.get(c, []), now) for c in sorted(names)]
 
@@ -64,6 +67,18 @@ def _connector(
         for a in rows.asks
         if a.connector == c
     ]
+    notices = [
+        OwnerNotice(
+            run_id=n.run_id,
+            assistance_request_id=n.assistance_id,
+            owner_action=n.owner_action,
+            progress_posture=n.progress_posture,
+            expires_at=n.expires_at,
+        )
+        for n in rows.notices
+        if n.connector == c
+    ]
+    acting = [n for n in notices if n.owner_action != "none"]
     planned = [g for s in streams for g in s.gaps if g.estimated_cost is not None and g.open]
     next_retry, state = _next_retry(c, recoveries, now)
     report = ConnectorReport(
@@ -78,8 +93,9 @@ def _connector(
         next_retry=next_retry,
         next_retry_state=state,
         next_retry_cost=sum(g.estimated_cost or 0 for g in planned),
-        waiting_on_owner=sum(s.waiting_on_owner for s in streams) + len(asks),
+        waiting_on_owner=sum(s.waiting_on_owner for s in streams) + len(asks) + len(acting),
         asks=asks,
+        notices=notices,
         recoveries=recoveries,
         recent_runs=[_point(r) for r in runs],
     )

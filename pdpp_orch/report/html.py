@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 
+from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.report.model import ConnectorReport, RunPoint, Severity, StreamReport
 
 CSS = """
@@ -35,6 +36,11 @@ def to_html(reports: list[ConnectorReport], generated: str) -> str:
             + f" until {a.expires_at:%Y-%m-%d %H:%M} UTC:"
             f" <code>pdpp-orch respond {e(a.run_id)} --data -</code></p>"
             for a in r.asks
+        )
+        parts.extend(
+            f"<p class=bad>run {e(a.run_id)} asks you to {e(owner_action_text(a.owner_action))}"
+            " (<code>pdpp-orch runs</code> shows its message)</p>"
+            for a in r.notices
         )
         parts.append(_streams(r.streams) if r.streams else "<p>no stream has records or checkpoints yet</p>")
         parts.append(_chart(r.recent_runs))

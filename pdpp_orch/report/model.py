@@ -76,6 +76,17 @@ class OwnerAsk(BaseModel):
     expires_at: datetime
 
 
+class OwnerNotice(BaseModel):
+    """A connector asking its owner for help right now, without waiting (ASSISTANCE; the
+    message itself is not in the report: `pdpp-orch runs` shows it)."""
+
+    run_id: str
+    assistance_request_id: str
+    owner_action: str
+    progress_posture: str
+    expires_at: datetime | None
+
+
 class RecoveryState(BaseModel):
     """A recovery of one retry hint with open gaps, as Temporal and the ledger see it."""
 
@@ -102,7 +113,10 @@ class ConnectorReport(BaseModel):
         description="when the next retry is, or why none will come (overdue, not running) and the command"
     )
     next_retry_cost: int
-    waiting_on_owner: int = Field(description="owner-action gaps plus runs waiting on the owner now")
+    waiting_on_owner: int = Field(
+        description="owner-action gaps, runs waiting on the owner now, and notices asking them to act"
+    )
     asks: list[OwnerAsk] = Field(default_factory=list)
+    notices: list[OwnerNotice] = Field(default_factory=list)
     recoveries: list[RecoveryState] = Field(default_factory=list)
     recent_runs: list[RunPoint]

@@ -6,7 +6,8 @@ this package, one module per aggregate; `Store` holds one of each over a shared 
 - `state`: committed cursors and resume points (state.py)
 - `gaps`, `hints`, `leases`: the gap ledger, as misses, as retry hints, as leases (gaps.py,
   hints.py, leases.py)
-- `interactions`, `locks`, `reports` (interactions.py, locks.py, reports.py)
+- `interactions`, `assistance`, `locks`, `reports` (interactions.py, assistance.py, locks.py,
+  reports.py)
 
 Writes are set-based: a flush is one transaction of COPY (into `records`, or a staging table
 and one upsert), the ledger rows and the checkpoint the flushed records prove (DESIGN §2, §6).
@@ -22,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from pdpp_orch.store import schema
+from pdpp_orch.store.assistance import Assistance, AssistanceStore
 from pdpp_orch.store.batch import CheckpointWrite, Flush, FlushResult, QuarantineRow, RefusedRecord
 from pdpp_orch.store.gaps import Gap, GapStore, NewGap
 from pdpp_orch.store.hints import HintGaps, HintStore
@@ -36,6 +38,7 @@ from pdpp_orch.store.state import StateStore
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Assistance",
     "CheckpointWrite",
     "Diagnostics",
     "Flush",
@@ -89,6 +92,7 @@ class Store:
         self.hints = HintStore(pool)
         self.leases = LeaseStore(pool)
         self.interactions = InteractionStore(pool)
+        self.assistance = AssistanceStore(pool)
         self.locks = LockStore(pool)
         self.reports = ReportStore(pool)
 

@@ -33,6 +33,7 @@ class NewGap:
     locator: str | None = None
     not_before: datetime | None = None
     last_error: str | None = None
+    parent_stream: str | None = None
 
     def gap_id(self, connector: str) -> str:
         h = hashlib.sha256("\x1f".join((connector, self.stream, self.kind.value, self.subject)).encode())
@@ -60,16 +61,18 @@ class Gap(BaseModel):
 
 _UPSERT = f"""
 INSERT INTO gaps AS g (gap_id, connector, stream, kind, subject, reason, recovery_class,
-                       locator, not_before, last_error, found_run_id, last_seen_run_id)
+                       locator, not_before, last_error, found_run_id, last_seen_run_id, parent_stream)
 SELECT u.gap_id, $1, u.stream, u.kind, u.subject, u.reason, u.recovery_class,
-       u.locator::jsonb, u.not_before, u.last_error, $2, $2
+       u.locator::jsonb, u.not_before, u.last_error, $2, $2, u.parent_stream
 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-            $10::timestamptz[], $11::text[])
-     AS u(gap_id, stream, kind, subject, reason, recovery_class, locator, not_before, last_error)
+            $10::timestamptz[], $11::text[], $12::text[])
+     AS u(gap_id, stream, kind, subject, reason, recovery_class, locator, not_before, last_error,
+          parent_stream)
 ON CONFLICT (gap_id) DO UPDATE SET
     reason = EXCLUDED.reason,
     recovery_class = EXCLUDED.recovery_class,
     locator = COALESCE(EXCLUDED.locator, g.locator),
+    parent_stream = COALESCE(EXCLUDED.parent_stream, g.parent_stream),
     not_before = EXCLUDED.not_before,
     last_error = EXCLUDED.last_error,
     last_seen_run_id = EXCLUDED.last_seen_run_id,
@@ -105,6 +108,7 @@ async def upsert(conn: Any, connector: str, run_id: str, gaps: list[NewGap]) -> 
         [g.locator for _, g in rows],
         [g.not_before for _, g in rows],
         [g.last_error for _, g in rows],
+        [g.parent_stream for _, g in rows],
     )
 
 

@@ -19,17 +19,20 @@ _RECOVERED = GapStatus.RECOVERED.value
 
 
 class ServedGap(BaseModel):
-    """A gap as a recovery run is served it (an entry of START.detail_gaps)."""
+    """A gap as a recovery run is served it (an entry of START.detail_gaps or of a page)."""
 
     gap_id: str
     lease_id: str
     stream: str
     record_key: str
     detail_locator: Any = None
+    parent_stream: str | None = None
 
     def start_entry(self) -> dict[str, Any]:
+        """The entry as the reference serves it: `parent_stream` only when the gap has one."""
         return {
-            **self.model_dump(),
+            **self.model_dump(exclude={"parent_stream"}),
+            **({"parent_stream": self.parent_stream} if self.parent_stream is not None else {}),
             "status": _PENDING,
             "reference_only": True,
         }
@@ -49,9 +52,10 @@ WHERE gap_id IN (
 _SETTLE = f"""
 UPDATE gaps g SET status = d.status, attempts = d.attempts, terminal_reason = d.terminal_reason,
     lease_id = NULL, updated_at = now(),
-    last_attempt_at = now(),
+    last_attempt_at = CASE WHEN NOT d.attempted THEN g.last_attempt_at ELSE now() END,
     recovered_run_id = CASE WHEN d.status = '{_RECOVERED}' THEN $1 ELSE g.recovered_run_id END
-FROM unnest($2::text[], $3::text[], $4::int[], $5::text[]) AS d(gap_id, status, attempts, terminal_reason)
+FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::bool[])
+     AS d(gap_id, status, attempts, terminal_reason, attempted)
 WHERE g.gap_id = d.gap_id
 """
 
@@ -84,7 +88,7 @@ class LeaseStore:
     async def leased(self, connector: str, lease_id: str) -> list[ServedGap]:
         """The item gaps of a lease, as the recovery run is served them."""
         rows = await self.pool.fetch(
-            "SELECT gap_id, stream, subject, locator::text AS locator FROM gaps "
+            "SELECT gap_id, stream, subject, locator::text AS locator, parent_stream FROM gaps "
             f"WHERE connector = $1 AND lease_id = $2 AND status = '{_LEASED}' "
             f"AND kind = '{GapKind.ITEM.value}' ORDER BY gap_id",
             connector,
@@ -97,9 +101,20 @@ class LeaseStore:
                 stream=r["stream"],
                 record_key=r["subject"],
                 detail_locator=orjson.loads(r["locator"]) if r["locator"] else None,
+                parent_stream=r["parent_stream"],
             )
             for r in rows
         ]
+
+    async def mark_served(self, connector: str, lease_id: str, gap_ids: list[str]) -> None:
+        """Record that these gaps of the lease were served to its run (in START or a page)."""
+        await self.pool.execute(
+            "UPDATE gaps SET served_lease_id = $2 "
+            f"WHERE connector = $1 AND lease_id = $2 AND status = '{_LEASED}' AND gap_id = ANY($3::text[])",
+            connector,
+            lease_id,
+            gap_ids,
+        )
 
     async def settle_lease(
         self,
@@ -115,8 +130,8 @@ class LeaseStore:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT gap_id, reason, recovery_class, attempts, locator IS NOT NULL AS has_locator, "
-                "last_seen_run_id = $3 AS seen_again FROM gaps "
-                f"WHERE connector = $1 AND lease_id = $2 AND status = '{_LEASED}' FOR UPDATE",
+                "last_seen_run_id = $3 AS seen_again, served_lease_id IS NOT DISTINCT FROM $2 AS served "
+                f"FROM gaps WHERE connector = $1 AND lease_id = $2 AND status = '{_LEASED}' FOR UPDATE",
                 connector,
                 lease_id,
                 run_id,
@@ -129,6 +144,7 @@ class LeaseStore:
                         int(r["attempts"]),
                         r["has_locator"],
                         r["seen_again"],
+                        r["served"],
                     ),
                     r["reason"],
                     run_clean,
@@ -145,6 +161,7 @@ class LeaseStore:
                     [d.status.value for d in done],
                     [d.attempts for d in done],
                     [d.terminal_reason for d in done],
+                    [d.attempted for d in done],
                 )
 
     async def hint_progress(self, connector: str, hint_id: str) -> HintProgress:

@@ -54,12 +54,24 @@ class WaitingAsk(BaseModel):
     expires_at: datetime
 
 
+class OpenNotice(BaseModel):
+    """An open ASSISTANCE (its message is not in the report)."""
+
+    connector: str
+    run_id: str
+    assistance_id: str
+    owner_action: str
+    progress_posture: str
+    expires_at: datetime | None
+
+
 class ReportRows(BaseModel):
     records: list[HeldRecords]
     state: list[CommittedState]
     gaps: list[GapCounts]
     runs: list[RunRow]
     asks: list[WaitingAsk]
+    notices: list[OpenNotice] = []
 
 
 class ReportStore:
@@ -105,10 +117,17 @@ class ReportStore:
                 connector,
                 InteractionStatus.PENDING.value,
             )
+            notices = await conn.fetch(
+                "SELECT connector, run_id, assistance_id, owner_action, progress_posture, expires_at "
+                "FROM assistance WHERE ($1::text IS NULL OR connector = $1) AND status = 'open' "
+                "AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at",
+                connector,
+            )
         return ReportRows(
             records=[HeldRecords.model_validate(dict(r)) for r in records],
             state=[CommittedState.model_validate(dict(r)) for r in state],
             gaps=[GapCounts.model_validate(dict(r)) for r in gaps],
             runs=[RunRow.of(r) for r in runs],
             asks=[WaitingAsk.model_validate(dict(r)) for r in asks],
+            notices=[OpenNotice.model_validate(dict(r)) for r in notices],
         )

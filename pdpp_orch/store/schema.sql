@@ -156,3 +156,35 @@ CREATE TABLE IF NOT EXISTS connector_locks (
 -- tail of its stderr (bounded). They stay here; Temporal history never holds them.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS connector_error text;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS stderr_tail text;
+
+-- v6 too: gap pages and owner assistance. A recovery run is served its lease's gaps page by
+-- page (START.detail_gaps, then each DETAIL_GAPS_PAGE_RESPONSE): `served_lease_id` is the lease a gap was served under, so one
+-- leased but never served goes back to pending without an attempt counted. `parent_stream` is
+-- the DETAIL_GAP's own, served back with the gap as it came.
+ALTER TABLE gaps ADD COLUMN IF NOT EXISTS served_lease_id text;
+ALTER TABLE gaps ADD COLUMN IF NOT EXISTS parent_stream text;
+
+-- A connector's ASSISTANCE: a notice to its owner that never blocks the run (approve a sign-in
+-- on your phone, operate the browser). The message stays in this table only; `detail` keeps its
+-- kind, reason_code, attachments and input_schema, with secret-looking parts redacted. Open until
+-- the connector's ASSISTANCE_STATUS (resolved, cancelled, timed_out, escalated) or the run's end
+-- (resolved if it succeeded, else cancelled; `expired` once its own timeout had passed).
+CREATE TABLE IF NOT EXISTS assistance (
+    run_id           text        NOT NULL,
+    assistance_id    text        NOT NULL,
+    connector        text        NOT NULL,
+    attempt          int         NOT NULL,
+    message          text        NOT NULL,
+    owner_action     text        NOT NULL,
+    progress_posture text        NOT NULL,
+    sensitivity      text        NOT NULL DEFAULT 'none',
+    stream           text,
+    detail           jsonb,
+    status           text        NOT NULL DEFAULT 'open',
+    status_message   text,
+    expires_at       timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    closed_at        timestamptz,
+    PRIMARY KEY (run_id, assistance_id)
+);
+CREATE INDEX IF NOT EXISTS assistance_open ON assistance (status, connector);

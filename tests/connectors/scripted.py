@@ -12,9 +12,20 @@ SCRIPT_PLAN is a path to a JSON list of steps:
                                                  append its pid to SCRIPT_SPAWN_LOG
   {"await_response": true}                       read an INTERACTION_RESPONSE from stdin, append it
                                                  to SCRIPT_RESPONSE_LOG
+  {"page": {...}}                                DETAIL_GAPS_PAGE_REQUEST with these fields (plus
+                                                 type, reference_only: true unless given), then wait
+                                                 for a DETAIL_GAPS_PAGE_RESPONSE, appended to
+                                                 SCRIPT_RESPONSE_LOG
+  {"drain": {"max_bytes": N, "streams": [...],   the reference SDK's recovery drain: START's gaps,
+             "redefer_every": K, "max_pages": P}}  then pages until an empty one (or P pages); per gap
+                                                 DETAIL_GAP_ATTEMPTED, then (every K-th re-deferred
+                                                 with a DETAIL_GAP instead) a RECORD keyed by its
+                                                 record_key and DETAIL_GAP_RECOVERED; the pages go
+                                                 to SCRIPT_RESPONSE_LOG
   {"done": "succeeded" | "failed", "records_emitted": optional override, "error": optional}
   {"exit": 3}                                    exit now with this code (no DONE)
 SCRIPT_START_LOG, if set, is a file the START message is appended to (one JSON line per run).
+SCRIPT_RECOVERY_PLAN, if set, is the plan played instead when START says `recovery_only`.
 """
 
 from __future__ import annotations
@@ -28,8 +39,13 @@ from typing import Any
 
 
 def main() -> None:
-    plan: list[dict[str, Any]] = json.loads(open(os.environ["SCRIPT_PLAN"]).read())
     start = json.loads(sys.stdin.buffer.readline())
+    which = (
+        "SCRIPT_RECOVERY_PLAN"
+        if start.get("recovery_only") and "SCRIPT_RECOVERY_PLAN" in os.environ
+        else "SCRIPT_PLAN"
+    )
+    plan: list[dict[str, Any]] = json.loads(open(os.environ[which]).read())
     if os.environ.get("SCRIPT_START_LOG"):
         with open(os.environ["SCRIPT_START_LOG"], "a") as f:
             f.write(json.dumps(start) + "\n")
@@ -76,6 +92,14 @@ def main() -> None:
             line = sys.stdin.buffer.readline()
             with open(os.environ["SCRIPT_RESPONSE_LOG"], "ab") as f:
                 f.write(line)
+        elif "page" in step:
+            out.flush()
+            fields = {"type": "DETAIL_GAPS_PAGE_REQUEST", "reference_only": True, **step["page"]}
+            write(fields)
+            out.flush()
+            log_response(read_page(None))
+        elif "drain" in step:
+            emitted += drain(start, step["drain"], write, out)
         elif "spawn" in step:
             child = subprocess.Popen(step["spawn"])
             with open(os.environ["SCRIPT_SPAWN_LOG"], "a") as f:
@@ -104,6 +128,79 @@ def main() -> None:
             out.flush()
             sys.exit(step["exit"])
     out.flush()
+
+
+def read_page(request_id: str | None) -> dict[str, Any]:
+    """The next DETAIL_GAPS_PAGE_RESPONSE on stdin (for `request_id`, if given); other lines are
+    skipped, as the reference SDK's listener skips them."""
+    while True:
+        line = sys.stdin.buffer.readline()
+        if not line:
+            sys.exit(0)  # stdin closed while waiting: the reference SDK exits without DONE
+        msg = json.loads(line)
+        if msg.get("type") == "DETAIL_GAPS_PAGE_RESPONSE" and request_id in (None, msg.get("request_id")):
+            return msg
+
+
+def log_response(msg: dict[str, Any]) -> None:
+    with open(os.environ["SCRIPT_RESPONSE_LOG"], "a") as f:
+        f.write(json.dumps(msg) + "\n")
+
+
+def drain(start: dict[str, Any], spec: dict[str, Any], write: Any, out: Any) -> int:
+    """Recover every served gap as a connector on the reference SDK does; returns the RECORDs."""
+    emitted, n, pages = 0, 0, 0
+    gaps = list(start.get("detail_gaps") or [])
+    every = spec.get("redefer_every", 0)
+    max_pages = spec.get("max_pages")
+    while gaps:
+        for gap in gaps:
+            n += 1
+            ref = {"reference_only": True, "gap_id": gap["gap_id"], "lease_id": gap.get("lease_id")}
+            write({"type": "DETAIL_GAP_ATTEMPTED", **ref, "stream": gap["stream"]})
+            if not every or n % every:
+                key = gap["record_key"]
+                data = {"id": key, "recovered": True}
+                write(
+                    {
+                        "type": "RECORD",
+                        "stream": gap["stream"],
+                        "key": key,
+                        "data": data,
+                        "emitted_at": "2026-11-26T00:00:00Z",
+                    }
+                )
+                write({"type": "DETAIL_GAP_RECOVERED", **ref, "stream": gap["stream"], "record_key": key})
+                emitted += 1
+            else:
+                write(
+                    {
+                        "type": "DETAIL_GAP",
+                        **ref,
+                        "stream": gap["stream"],
+                        "record_key": gap["record_key"],
+                        "reason": "rate_limited",
+                        "detail_locator": gap.get("detail_locator"),
+                    }
+                )
+        if max_pages is not None and pages >= max_pages:
+            break
+        pages += 1
+        request = {
+            "type": "DETAIL_GAPS_PAGE_REQUEST",
+            "reference_only": True,
+            "request_id": f"dgp_{int(time.time() * 1000)}_{pages}",
+        }
+        if spec.get("streams"):
+            request["streams"] = spec["streams"]
+        if spec.get("max_bytes"):
+            request["max_bytes"] = spec["max_bytes"]
+        write(request)
+        out.flush()
+        page = read_page(request["request_id"])
+        log_response(page)
+        gaps = page["detail_gaps"]
+    return emitted
 
 
 if __name__ == "__main__":

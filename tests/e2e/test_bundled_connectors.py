@@ -83,7 +83,8 @@ def start_msg(*streams: str | dict[str, Any], state: Any = None, **extra: Any) -
 
 
 def run_connector(name: str, start: dict[str, Any], url: str, env: dict[str, str] | None = None) -> Run:
-    """Spawn the connector, send START, read until DONE, close stdin, wait for the exit."""
+    """Spawn the connector, send START, answer its page requests with an empty page, read until
+    DONE, close stdin, wait for the exit."""
     proc = subprocess.Popen(
         [sys.executable, "-m", f"pdpp_orch.connectors.{name}"],
         stdin=subprocess.PIPE,
@@ -111,6 +112,11 @@ def run_connector(name: str, start: dict[str, Any], url: str, env: dict[str, str
                 invalid.append((len(lines) - 1, raw))
                 continue
             messages.append(msg)
+            if msg.get("type") == "DETAIL_GAPS_PAGE_REQUEST":
+                # The runtime's side: START served every gap, so the next page is empty.
+                page = {"type": "DETAIL_GAPS_PAGE_RESPONSE", "reference_only": True, "detail_gaps": []}
+                proc.stdin.write(json.dumps({**page, "request_id": msg["request_id"]}).encode() + b"\n")
+                proc.stdin.flush()
             if msg.get("type") == "DONE":
                 break
         proc.stdin.close()

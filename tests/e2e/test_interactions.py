@@ -116,6 +116,7 @@ async def test_respond_delivers_the_answer_to_the_connector_only(
         "request_id": "r1",
         "status": "success",
         "data": {"code": SECRET},
+        "value": SECRET,  # a single string, where the reference's connectors also look for a code
     }
     # Neither the answer nor the prompt is in Temporal history; the answer is gone from PostgreSQL.
     history = history_text(await handle.fetch_history())
@@ -141,7 +142,9 @@ async def test_unanswered_interaction_times_out_into_an_owner_action_gap(
         ],
     )
     o = await harness.run(name)
-    assert json.loads(responses.read_text())["status"] == "timeout"
+    answer = json.loads(responses.read_text())
+    assert (answer["status"], answer["error"]["code"]) == ("timeout", "timeout")
+    assert "data" not in answer and "within 1 s" in answer["error"]["message"]
     assert o.status is RunStatus.PARTIALLY_COMPLETED and not o.needs_retry
     assert o.skipped_by_reason == {"interaction_otp": 1}
     [gap] = await harness.store.gaps.find(name)

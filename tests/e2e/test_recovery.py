@@ -5,6 +5,7 @@ connectors and the simulated upstream counting every request."""
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -374,3 +375,33 @@ async def test_a_recovery_continued_as_new_carries_its_counts_and_fetches_each_g
     fetched = rec.since("chatgpt.conversation", before)
     assert set(fetched) == limited and max(fetched.values()) == 1
     assert await rec.gaps_by_status(case.connector) == {"recovered": 150}
+
+
+async def test_case_e_served_in_small_gap_pages_still_fetches_each_gap_once(
+    rec: Recovery, tmp_path: Path
+) -> None:
+    # The chatgpt connector drains its gaps as the reference's does: START's page, then
+    # DETAIL_GAPS_PAGE_REQUESTs (here of 16 KiB, about 70 gaps) until an empty page.
+    starts = tmp_path / "starts.jsonl"
+    case = rec.add(
+        "chatgpt",
+        settings={"budget": {"units": 2000, "window": "24h"}},
+        env={"CHATGPT_PAGE_MAX_BYTES": "16384", "PDPP_START_LOG": str(starts)},
+    )
+    async with rec.worker():
+        o = await rec.forward(case)
+        limited = set(rec.upstream.fault_ids(0))
+        before = rec.requests("chatgpt.conversation")
+        result = await rec.recover(o)
+    assert (result.progress.recovered, result.progress.open, result.progress.terminal) == (4_188, 0, 0)
+    recoveries = [json.loads(x) for x in starts.read_text().splitlines()][1:]
+    served_in_start = [len(s["detail_gaps"]) for s in recoveries]
+    runs = await rec.store.runs.recovery_outcomes(case.connector)
+    assert len(recoveries) == len(runs) and all(n <= 500 for n in served_in_start)
+    # Leases of 1,000: START served 500 of each, pages the other 500; every gap was fetched
+    # exactly once (1.00 requests per gap).
+    assert served_in_start == [500, 500, 500, 500, 188]
+    fetched = rec.since("chatgpt.conversation", before)
+    assert (sum(fetched.values()), len(fetched), max(fetched.values())) == (4_188, 4_188, 1)
+    assert set(fetched) == limited
+    assert await rec.gaps_by_status(case.connector) == {"recovered": 4_188}

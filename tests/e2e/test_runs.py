@@ -271,7 +271,7 @@ async def test_key_mismatch_and_garbage_lines_are_classified(harness: Harness) -
             {"msg": {"type": "RECORD", "stream": "a", "key": "wrong", "data": {"id": "right"}}},
             {"raw": "[1, 2]"},
             {"msg": {"type": "HELLO"}},
-            {"raw": '{"type": "STATE", "stream": "a"}'},
+            {"raw": '{"type": "STATE", "stream": "a", "cursor": [1]}'},  # (without a cursor it is a null one)
             {"records": {"stream": "a", "count": 2}},
             {"done": "succeeded"},
         ]

@@ -250,3 +250,50 @@ async def test_case_e_rate_limited_conversations_are_gaps_with_one_24h_hint(
     }
     assert hint2.scope.include_resources and hint.scope.include_resources
     assert hint2.scope.include_resources.count == hint.scope.include_resources.count
+
+
+# -- the reference's own manifests for our bundled connectors, where their streams agree ---------
+
+REFERENCE_MANIFESTS = Path(__file__).parents[1] / "data" / "pdpp_ri_manifests"
+
+
+async def test_case_c_with_the_reference_slack_manifest(
+    seed_cases: Cases, upstream_seed: UpstreamProcess, tmp_path: Path
+) -> None:
+    # The reference's slack.json (14 streams; "append" semantics; network and filesystem
+    # required) for the three streams ours collects, messages keyed by its `id`.
+    streams = tuple(StreamScope(name=s) for s in ("users", "channels", "messages"))
+    case = seed_cases.add(
+        "C",
+        "slack",
+        env={"SLACK_ARCHIVE": str(tmp_path / "archive.sqlite"), "SLACK_MESSAGE_KEY": "id"},
+        manifest=REFERENCE_MANIFESTS / "slack.json",
+        streams=streams,
+    )
+    o = await seed_cases.run(case)
+    assert demo.check(case, o) == []
+    assert o.records_durable == 578_974 == await record_count(seed_cases.store, case.connector)
+    assert (o.records_rejected, o.reason) == (0, "connector_reported_failed")
+    [gap] = await seed_cases.store.gaps.find(case.connector)
+    assert (gap.stream, gap.kind, gap.subject) == ("messages", "item", SLACK_FAILING)
+    key = await seed_cases.store.pool.fetchval(
+        "SELECT key FROM records WHERE connector = $1 AND stream = 'messages' LIMIT 1", case.connector
+    )
+    assert ":" in key  # "<channel>:<ts>", the reference's message id
+
+
+async def test_case_d_with_the_reference_usaa_manifest(seed_cases: Cases) -> None:
+    # The reference's usaa.json: transactions is a list+detail lane of its own
+    # (parent_detail_accounting, no parent); browser and network bindings required.
+    case = seed_cases.add(
+        "D",
+        "usaa",
+        manifest=REFERENCE_MANIFESTS / "usaa.json",
+        streams=(StreamScope(name="transactions", time_range=demo.FIVE_YEARS),),
+    )
+    o = await seed_cases.run(case)
+    assert demo.check(case, o) == []
+    assert o.skipped_by_reason == {"range_truncated": 1} and o.records_durable > 0
+    assert (o.state_streams_staged, o.state_streams_committed) == (1, 1)
+    [gap] = await seed_cases.store.gaps.find(case.connector)
+    assert gap.kind == "range"

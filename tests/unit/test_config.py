@@ -117,3 +117,16 @@ def test_a_dev_stack_killed_with_sigkill_is_forgotten_by_embedded_postgres(tmp_p
     handles.write_text(json.dumps([dead.pid, os.getpid()]))
     forget_dead_handles(tmp_path)
     assert json.loads(handles.read_text()) == [os.getpid()]
+
+
+def test_connector_reasons_map_to_recovery_classes(tmp_path: Path) -> None:
+    reg = tmp_path / "connectors.toml"
+    base = '[connectors.ical]\ncommand = ["true"]\nmanifest = "m.json"\n[connectors.ical.reasons]\n'
+    reg.write_text(base + 'no_calendar_sources = "informational"\nics_fetch_failed = "transient"\n')
+    assert {k: v.value for k, v in Registry.load(reg).get("ical").reasons.items()} == {
+        "no_calendar_sources": "informational",
+        "ics_fetch_failed": "transient",
+    }
+    reg.write_text(base + 'no_calendar_sources = "fine"\n')
+    with pytest.raises(ConfigError, match=r"connectors\.ical\.reasons\.no_calendar_sources"):
+        Registry.load(reg)

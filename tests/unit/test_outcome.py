@@ -151,6 +151,11 @@ def test_a_failed_run_with_a_retryable_error_is_planned_as_a_retry() -> None:
     assert not failed_retryably(f.collect, f.commit, cancelled=False, error=None)
 
 
+def test_a_connector_that_says_cancelled_is_not_an_operator_cancel() -> None:
+    o = derive_outcome(facts(collect={"done_status": "cancelled"}))
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_reported_cancelled"
+
+
 def test_cancelled_runs_never_need_a_retry() -> None:
     f = facts(
         cancelled=True, collect={"gaps_retryable_opened": 2, "gaps_opened": 2}, plan=RetryPlan(hints=[HINT])

@@ -23,10 +23,12 @@ def emit_inventory(conn: Connector, archive: Archive, stream: str) -> None:
 
 
 def emit_messages(conn: Connector, archive: Archive, channels: list[str]) -> None:
-    """Archived messages of `channels` newer than the cursor; STATE at channel boundaries."""
+    """Archived messages of `channels` newer than the cursor; STATE at channel boundaries. Keyed
+    by [channel, ts], or by the reference manifest's `id` with SLACK_MESSAGE_KEY=id."""
     previous = conn.cursor("messages") if conn.collection_mode() != "full_refresh" else None
     cursor: dict[str, str] = dict((previous or {}).get("channels") or {})
     selected = set(channels)
+    reference_ids = os.environ.get("SLACK_MESSAGE_KEY") == "id"
     since_state = 0
     current: str | None = None
     for channel, ts, data in archive.messages():
@@ -38,7 +40,12 @@ def emit_messages(conn: Connector, archive: Archive, channels: list[str]) -> Non
         # Slack ts strings have a fixed shape (10 digits '.' 6 digits): text order is time order.
         if channel not in selected or ts <= cursor.get(channel, ""):
             continue
-        conn.record("messages", [channel, ts], loads(data))
+        if reference_ids:
+            # The reference's slack manifest keys a message by `id`, "<channel>:<ts>".
+            message = {"id": f"{channel}:{ts}", "channel_id": channel, **loads(data)}
+            conn.record("messages", message["id"], message)
+        else:
+            conn.record("messages", [channel, ts], loads(data))
         cursor[channel] = ts
         since_state += 1
     conn.state("messages", {"channels": cursor})
