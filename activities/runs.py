@@ -180,3 +180,9 @@ class RunActivities:
                 telemetry.skips.add(n, {**attrs, "reason": reason})
             for cls, n in (await self.store.gaps.open_by_class(o.connector)).items():
                 telemetry.gaps_open.set(n, {"connector": o.connector, "recovery_class": cls.value})
+
+    @activity.defn
+    async def note_cancel_too_late(self, run_id: str) -> None:
+        """A cancel that came while the outcome was being written: the stored outcome says it
+        came too late, and the spine tells so in an event of its own. Idempotent."""
+        await self.store.runs.note_cancel_too_late(run_id)

@@ -50,6 +50,7 @@ def build_worker(
             checkpoints.commit_checkpoints,
             checkpoints.plan_retries,
             acts.finish_run,
+            acts.note_cancel_too_late,
             recovery.recovery_policy,
             recovery.lease_gaps,
             recovery.settle_gaps,

@@ -58,6 +58,9 @@ ONE_RUN_PER_CONNECTOR = "one-run-per-connector"
 # Added after histories were recorded: a failed run's workflow ends Failed, a cancelled one
 # Canceled (before, every run completed).
 TEMPORAL_STATUS = "temporal-status-agrees"
+# Added after histories were recorded: a cancel that arrives while the outcome is being written
+# (a database outage can make that minutes) is told as too late, like any cancel after the commit.
+LATE_CANCEL = "cancel-while-recording"
 
 # Polls for the other run's end: soon at first, then every minute.
 CLAIM_FIRST_WAIT = timedelta(seconds=5)
@@ -200,12 +203,19 @@ class ConnectorRunWorkflow:
                 error=error,
             )
         )
-        outcome.cancel_too_late = not cancelled and workflow.cancellation_reason() is not None
         if inp.mode is Mode.FORWARD and inp.recover:
             outcome.recovery_workflow_ids = [
                 await whole(self._start_recovery(inp, h)) for h in outcome.retry_hints
             ]
+        outcome.cancel_too_late = not cancelled and workflow.cancellation_reason() is not None
         await whole(self._record(outcome, facts))
+        if (
+            not cancelled
+            and not outcome.cancel_too_late
+            and workflow.cancellation_reason() is not None
+            and workflow.patched(LATE_CANCEL)
+        ):
+            await whole(self._note_cancel_too_late(outcome))
         if workflow.patched(TEMPORAL_STATUS):
             end(outcome)
         return outcome
@@ -380,3 +390,16 @@ class ConnectorRunWorkflow:
         workflow.set_current_details(ui.outcome_details(outcome, workflow.now()))
         self._status = outcome.status.value
         self._phase = "done"
+
+    async def _note_cancel_too_late(self, outcome: RunOutcome) -> None:
+        """A cancel came while the outcome was being written: it too came too late, and the
+        recorded outcome (and the workflow's result and details) say so."""
+        outcome.cancel_too_late = True
+        await workflow.execute_activity(
+            "note_cancel_too_late",
+            outcome.run_id,
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary="a cancel came too late",
+        )
+        workflow.set_current_details(ui.outcome_details(outcome, workflow.now()))

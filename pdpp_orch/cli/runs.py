@@ -98,14 +98,17 @@ async def _run(
 
 async def follow(client: Client, database: str, handle: Any, run_id: str, as_json: bool) -> int:
     """Wait for the run's end, then print its outcome as the `runs` table holds it; returns the
-    exit status it means."""
-    try:
+    exit status it means. PostgreSQL is reached only when there is something to read (a prompt,
+    the outcome): while the run waits out a database outage, so does this, quietly (a pool held
+    open meanwhile logged a traceback at every reconnection attempt)."""
+
+    async def prompt(request_id: str) -> str | None:
         async with command_store(database) as store:
+            return await interactions.prompt(store, run_id, request_id)
 
-            async def prompt(request_id: str) -> str | None:
-                return await interactions.prompt(store, run_id, request_id)
-
-            ended = await watch_run(handle, run_id, err_console, quiet=as_json, client=client, prompt=prompt)
+    try:
+        ended = await watch_run(handle, run_id, err_console, quiet=as_json, client=client, prompt=prompt)
+        async with command_store(database) as store:
             outcome = await stored_outcome(store, run_id, ended)
     except RunEndedWithoutOutcome as e:
         raise UsageError(str(e)) from e

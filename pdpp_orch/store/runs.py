@@ -175,6 +175,22 @@ class RunStore:
                 )
             return bool(updated)
 
+    async def note_cancel_too_late(self, run_id: str) -> bool:
+        """Mark a finished run's stored outcome `cancel_too_late` (a cancel came while it was being
+        written), with a `cancel_too_late` spine event (the spine is append-only); once: False if
+        it already was."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            connector = await conn.fetchval(
+                "UPDATE runs SET outcome = jsonb_set(outcome, '{cancel_too_late}', 'true') "
+                "WHERE run_id = $1 AND finished_at IS NOT NULL "
+                "AND NOT coalesce((outcome->>'cancel_too_late')::boolean, false) RETURNING connector",
+                run_id,
+            )
+            if connector is not None:
+                payload = '{"cancel_too_late": true}'
+                await conn.execute(INSERT_SPINE, run_id, connector, "cancel_too_late", payload)
+            return connector is not None
+
     async def get(self, run_id: str) -> RunRow | None:
         row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM runs WHERE run_id = $1", run_id)
         return RunRow.of(row) if row else None

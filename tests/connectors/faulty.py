@@ -17,6 +17,7 @@ FAULT_PLAN is a path to a JSON list of steps:
   {"stderr_bytes": N}              write N bytes to stderr, in lines of 1,000
   {"long_line": N}                 write one line of N bytes (a RECORD that never ends in time)
   {"signal": 9}                    send itself this signal
+  {"ignore_sigterm": true}         ignore SIGTERM from now on (only SIGKILL ends it)
   {"env_dump": "PATH"}             write {"env": environ, "cwd": cwd} as JSON to PATH
   {"touch": "NAME"}                create NAME in the working directory
   {"done": "succeeded"}            DONE with the records emitted so far; later steps still run
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -100,6 +102,8 @@ def main() -> None:
                 left -= MB
             out.write(tail + b"\n")
             out.flush()
+        elif "ignore_sigterm" in step:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         elif "signal" in step:
             out.flush()
             os.kill(os.getpid(), step["signal"])

