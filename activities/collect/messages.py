@@ -148,7 +148,10 @@ class Messages:
         # (Writer._refused); looking for it in every record here would cost more than parsing it.
         batch = self.writer.batch
         records = batch.records
-        records[(stream, key)] = (protocol.record_data(msg["data"]), msg.get("op") == "delete", tally.line_no)
+        data = msg.get("data")
+        # A delete needs no data (nor the data it may carry: a tombstone keeps what it had).
+        stored = protocol.record_data(data) if data.__class__ is dict else b"null"
+        records[(stream, key)] = (stored, msg.get("op") == "delete", tally.line_no)
         batch.accepted += 1
         batch.bytes += len(item)
         collected = tally.collected

@@ -566,3 +566,62 @@ async def test_a_superseded_collect_attempt_cannot_write(harness: Harness) -> No
         "SELECT key FROM records WHERE connector = 'fence' AND last_run_id = $1", run_id
     )
     assert sorted(r["key"] for r in keys) == ["k1", "k3"]
+
+
+async def test_records_the_reference_accepts_are_accepted_with_its_meaning(harness: Harness) -> None:
+    """The reference's record rules (issue 14): a key with fewer parts than the primary key (its
+    spotify `top_artists`: primary key [id, time_range], key String(data.id)), a primary-key
+    field missing from data, a delete without data; each stored under the key as sent."""
+    manifest = harness.tmp / "spotify.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "connector_key": "spotify_like",
+                "streams": [
+                    {"name": "top_artists", "primary_key": ["id", "time_range"]},
+                    {"name": "a", "primary_key": ["id"]},
+                ],
+            }
+        )
+    )
+
+    def record(stream: str, key: Any, data: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        msg = {"type": "RECORD", "stream": stream, "key": key, "emitted_at": "2026-11-26T00:00:00Z"}
+        return {"msg": {**msg, **({"data": data} if data is not None else {}), **extra}}
+
+    name = harness.scripted(
+        [
+            record("top_artists", "ar1", {"id": "ar1", "time_range": "short_term", "rank": 1}),
+            record("top_artists", "ar1", {"id": "ar1", "time_range": "long_term", "rank": 7}),
+            record("top_artists", ["ar2", "medium_term"], {"id": "ar2", "time_range": "medium_term"}),
+            record("top_artists", ["ar3"], {"id": "ar3", "time_range": "long_term"}),
+            record("a", "no-id", {"text": "data without its primary-key field"}),
+            record("a", "gone", {"id": "gone", "text": "the last data"}),
+            {"state": "a"},  # flushes: the delete below finds the row stored
+            record("a", "gone", op="delete"),
+            record("a", "never-seen", op="delete"),
+            record("a", "no-data"),  # not a delete: refused
+            record("top_artists", ["ar2", "short_term"], {"id": "ar2", "time_range": "medium_term"}),
+            {"state": "a"},
+            {"done": "succeeded"},
+        ],
+        manifest=manifest,
+    )
+    o = await harness.run(name)
+    assert (o.records_emitted, o.records_durable, o.records_rejected) == (10, 8, 2)
+    kinds = [(q.line_no, q.kind) for q in await harness.store.runs.quarantined(o.run_id)]
+    assert kinds == [(10, "schema_invalid"), (11, "key_mismatch")]
+    rows = {(r["stream"], r["key"]): r for r in await records(harness, name)}
+    assert sorted(rows) == [
+        ("a", "gone"),
+        ("a", "never-seen"),
+        ("a", "no-id"),
+        ("top_artists", '["ar2","medium_term"]'),
+        ("top_artists", '["ar3"]'),
+        ("top_artists", "ar1"),
+    ]
+    # The three windows of one artist collapse onto the key the connector sent, as there.
+    assert json.loads(rows[("top_artists", "ar1")]["data"])["rank"] == 7
+    gone = rows[("a", "gone")]
+    assert gone["deleted"] and json.loads(gone["data"])["text"] == "the last data"
+    assert rows[("a", "never-seen")]["deleted"] and json.loads(rows[("a", "never-seen")]["data"]) is None
