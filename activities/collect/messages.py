@@ -18,6 +18,7 @@ from pdpp_orch import protocol
 from pdpp_orch.manifest import Manifest, StreamSpec
 from pdpp_orch.models import CheckpointFact
 from pdpp_orch.store import CheckpointWrite
+from pdpp_orch.store.copydata import CARRIED_TOMBSTONE, TOMBSTONE, UPSERT
 
 YIELD_EVERY_LINES = 64
 _STREAM_FIELD = re.compile(rb'"stream"\s*:\s*"([^"\\]{1,128})"')
@@ -149,9 +150,16 @@ class Messages:
         batch = self.writer.batch
         records = batch.records
         data = msg.get("data")
-        # A delete needs no data (nor the data it may carry: a tombstone keeps what it had).
-        stored = protocol.record_data(data) if data.__class__ is dict else b"null"
-        records[(stream, key)] = (stored, msg.get("op") == "delete", tally.line_no)
+        if msg.get("op") == "delete":
+            prev = records.get((stream, key))
+            if prev is not None and prev[1] != TOMBSTONE:
+                # A tombstone keeps the last data of its key: the version before it here.
+                records[(stream, key)] = (prev[0], CARRIED_TOMBSTONE, prev[2])
+            else:  # its own data (if any) only for a key never stored: the upsert keeps the stored
+                stored = protocol.record_data(data) if data.__class__ is dict else b"null"
+                records[(stream, key)] = (stored, TOMBSTONE, tally.line_no)
+        else:
+            records[(stream, key)] = (protocol.record_data(data), UPSERT, tally.line_no)
         batch.accepted += 1
         batch.bytes += len(item)
         collected = tally.collected

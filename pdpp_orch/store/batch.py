@@ -43,6 +43,8 @@ class Flush:
     payload: bytes = b""
     rows: int = 0
     lines: array[int] = field(default_factory=lambda: array("q"))
+    # (stream, key) of the tombstones written as the version they follow (copydata.Row).
+    carried: list[tuple[str, str]] = field(default_factory=list)
     gaps: list[NewGap] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
     recovered_gap_ids: list[str] = field(default_factory=list)
@@ -59,6 +61,7 @@ class Flush:
         self.payload = copydata.encode(connector, run_id, self.records)
         self.rows = len(self.records)
         self.lines = array("q", [line_no for _, _, line_no in self.records.values()])
+        self.carried = [k for k, (_, state, _) in self.records.items() if state == copydata.CARRIED_TOMBSTONE]
         self.records = {}
 
     def empty(self) -> bool:

@@ -7,8 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 
 # One column list for the direct COPY and for staging, so one COPY payload serves both.
 COLUMNS = ["connector", "stream", "key", "data", "deleted", "first_run_id", "last_run_id"]
-# (data JSON, deleted, line number) of one record, by (stream, key).
-Row = tuple[bytes, bool, int]
+# (data JSON, state, line number) of one record, by (stream, key). A tombstone that follows a
+# version of its key in the same batch carries that version's data (and line): it is written as
+# that version, then marked deleted (Flush.carried), so that the upsert keeps its data and not
+# the version stored before.
+UPSERT, TOMBSTONE, CARRIED_TOMBSTONE = 0, 1, 2
+Row = tuple[bytes, int, int]
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
 _TRAILER = b"\xff\xff"
@@ -26,10 +30,10 @@ def encode(connector: str, run_id: str, rows: dict[tuple[str, str], Row]) -> byt
     count = len(COLUMNS).to_bytes(2, "big")
     head = count + _field(connector.encode())
     run = _field(run_id.encode())
-    ends = {flag: _BOOLS[flag] + run + run for flag in (True, False)}
+    ends = {state: _BOOLS[state == TOMBSTONE] + run + run for state in (UPSERT, TOMBSTONE, CARRIED_TOMBSTONE)}
     out = [_HEADER]
     last, start = None, b""
-    for (stream, key), (data, deleted, _) in rows.items():
+    for (stream, key), (data, state, _) in rows.items():
         if stream != last:  # batches are mostly runs of one stream
             last, start = stream, head + _field(stream.encode())
         k = key.encode()
@@ -42,7 +46,7 @@ def encode(connector: str, run_id: str, rows: dict[tuple[str, str], Row]) -> byt
                     (len(data) + 1).to_bytes(4, "big"),
                     _JSONB_VERSION,
                     data,
-                    ends[deleted],
+                    ends[state],
                 )
             )
         )

@@ -31,6 +31,13 @@ ON CONFLICT (connector, stream, key) DO UPDATE SET
     updated_at = now()
 """
 
+# Tombstones written as the version they follow in their batch (copydata.Row), then marked.
+_MARK_DELETED = """
+UPDATE records AS r SET deleted = true, updated_at = now()
+FROM unnest($2::text[], $3::text[]) AS t(stream, key)
+WHERE r.connector = $1 AND r.stream = t.stream AND r.key = t.key
+"""
+
 _INSERT_QUARANTINE = """
 INSERT INTO quarantine (run_id, attempt, line_no, kind, detail, line_bytes, excerpt)
 SELECT $1, $2, q.line_no, q.kind, q.detail, q.line_bytes, q.excerpt
@@ -88,6 +95,9 @@ class RecordStore:
                 result = FlushResult(gaps_recovered=0)
                 if batch.rows:
                     result = await _write_records(conn, connector, run_id, batch, try_copy)
+                if batch.carried:
+                    streams, keys = zip(*batch.carried, strict=True)
+                    await conn.execute(_MARK_DELETED, connector, list(streams), list(keys))
                 result.gaps_recovered = await _write_ledger(conn, connector, run_id, attempt, batch)
                 await _write_checkpoints(conn, run_id, batch, result)
                 await _write_spine(conn, connector, run_id, batch)
@@ -126,7 +136,7 @@ async def _write_records(conn: Any, connector: str, run_id: str, batch: Flush, t
         if isinstance(checked, protocol.LineError):
             refused.append(RefusedRecord(stream, key, checked.kind, checked.detail, data, line_no))
         else:
-            kept[(stream, key)] = (checked, deleted, line_no)
+            kept[(stream, key)] = (checked, copydata.TOMBSTONE if deleted else copydata.UPSERT, line_no)
     conflicted = bool(kept) and not await _copy_rows(conn, copydata.encode(connector, run_id, kept), try_copy)
     return FlushResult(0, conflicted=conflicted, refused=refused)
 

@@ -500,6 +500,35 @@ async def test_delete_is_a_tombstone_that_keeps_the_last_data(harness: Harness) 
     assert not rows["a-000001"]["deleted"]
 
 
+async def test_a_tombstone_in_the_batch_of_a_newer_version_keeps_the_newer_data(harness: Harness) -> None:
+    """Issue 17: a delete that follows an update of its key in the same batch keeps the
+    update's data, not the version stored before it (nor the delete's own data)."""
+
+    def record(key: str, text: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "msg": {"type": "RECORD", "stream": "a", "key": key, "data": {"id": key, "text": text}, **extra}
+        }
+
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 2}},
+            {"state": "a"},  # flushes: a-000000 is stored, so the next batch is upserted
+            record("a-000000", "newer"),
+            record("a-000000", "the delete's own", op="delete"),
+            record("fresh", "first"),  # a key no batch wrote before
+            record("fresh", "the delete's own", op="delete"),
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.SUCCEEDED and o.records_durable == 6
+    rows = {r["key"]: r for r in await records(harness, name)}
+    assert rows["a-000000"]["deleted"] and json.loads(rows["a-000000"]["data"])["text"] == "newer"
+    assert rows["fresh"]["deleted"] and json.loads(rows["fresh"]["data"])["text"] == "first"
+    assert not rows["a-000001"]["deleted"]
+
+
 async def test_pdpp_strict_commits_nothing_on_failure_unless_certified(harness: Harness) -> None:
     failing = [
         {"records": {"stream": "a", "count": 3}},
