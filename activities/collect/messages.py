@@ -154,12 +154,12 @@ class Messages:
             prev = records.get((stream, key))
             if prev is not None and prev[1] != TOMBSTONE:
                 # A tombstone keeps the last data of its key: the version before it here.
-                records[(stream, key)] = (prev[0], CARRIED_TOMBSTONE, prev[2])
+                records[(stream, key)] = (prev[0], CARRIED_TOMBSTONE, prev[2], prev[3])
             else:  # its own data (if any) only for a key never stored: the upsert keeps the stored
                 stored = protocol.record_data(data) if data.__class__ is dict else b"null"
-                records[(stream, key)] = (stored, TOMBSTONE, tally.line_no)
+                records[(stream, key)] = (stored, TOMBSTONE, tally.line_no, item)
         else:
-            records[(stream, key)] = (protocol.record_data(data), UPSERT, tally.line_no)
+            records[(stream, key)] = (protocol.record_data(data), UPSERT, tally.line_no, item)
         batch.accepted += 1
         batch.bytes += len(item)
         collected = tally.collected

@@ -96,8 +96,6 @@ class Writer:
 
     def _take_batch(self) -> Flush:
         batch, self.batch = self.batch, Flush()
-        # COPY data made here, while the flusher's COPY before it streams into PostgreSQL.
-        batch.seal(self.connector, self.run_id)
         self.batch_started = time.monotonic()
         return batch
 
@@ -169,7 +167,7 @@ class Writer:
             self.violate(
                 r.kind,
                 f"{r.detail} (stream {r.stream[:64]!r}, key {r.key[:64]!r})",
-                r.data,
+                r.line,
                 line_no=r.line_no,
                 batch=late,
             )

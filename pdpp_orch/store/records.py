@@ -89,14 +89,14 @@ class RecordStore:
         keys never seen before); a key that exists makes that attempt roll back to a savepoint
         and the batch goes through staging + upsert instead (FlushResult.conflicted)."""
         started = time.monotonic()
-        batch.seal(connector, run_id)
         with telemetry.span("pdpp.flush", connector=connector, rows=batch.rows, bytes=batch.bytes) as sp:
             async with self.pool.acquire() as conn, conn.transaction():
                 result = FlushResult(gaps_recovered=0)
                 if batch.rows:
                     result = await _write_records(conn, connector, run_id, batch, try_copy)
-                if batch.carried:
-                    streams, keys = zip(*batch.carried, strict=True)
+                carried = batch.carried()
+                if carried:
+                    streams, keys = zip(*carried, strict=True)
                     await conn.execute(_MARK_DELETED, connector, list(streams), list(keys))
                 result.gaps_recovered = await _write_ledger(conn, connector, run_id, attempt, batch)
                 await _write_checkpoints(conn, run_id, batch, result)
@@ -123,41 +123,41 @@ async def _write_records(conn: Any, connector: str, run_id: str, batch: Flush, t
     checked as JSON but not as PostgreSQL's jsonb input; should PostgreSQL refuse any of
     it, every row is put through the full JSON check, and those that fail it are left out."""
     try:
-        direct = await _copy_rows(conn, batch.payload, try_copy)
+        direct = await _copy_rows(conn, connector, run_id, batch.records, try_copy)
         return FlushResult(0, conflicted=not direct)
     except asyncpg.DataError:
         pass
     kept: dict[tuple[str, str], copydata.Row] = {}
     refused: list[RefusedRecord] = []
-    for (stream, key, data, deleted), line_no in zip(
-        copydata.decode(batch.payload), batch.lines, strict=True
-    ):
+    for (stream, key), (data, state, line_no, line) in batch.records.items():
         checked = protocol.strict_record(key, data)
         if isinstance(checked, protocol.LineError):
-            refused.append(RefusedRecord(stream, key, checked.kind, checked.detail, data, line_no))
+            refused.append(RefusedRecord(stream, key, checked.kind, checked.detail, line, line_no))
         else:
-            kept[(stream, key)] = (checked, copydata.TOMBSTONE if deleted else copydata.UPSERT, line_no)
-    conflicted = bool(kept) and not await _copy_rows(conn, copydata.encode(connector, run_id, kept), try_copy)
+            kept[(stream, key)] = (checked, state, line_no, line)
+    conflicted = bool(kept) and not await _copy_rows(conn, connector, run_id, kept, try_copy)
     return FlushResult(0, conflicted=conflicted, refused=refused)
 
 
-async def _copy_rows(conn: Any, payload: bytes, try_copy: bool) -> bool:
+async def _copy_rows(
+    conn: Any, connector: str, run_id: str, rows: dict[tuple[str, str], copydata.Row], try_copy: bool
+) -> bool:
     """COPY rows in; True if straight into `records` (every key new), False if through
     staging + upsert. Each step is a savepoint: a conflict or a refusal undoes only it."""
+
+    def data() -> Any:
+        return copydata.slices(copydata.encode(connector, run_id, rows.items()))
+
     if try_copy:
         try:
             async with conn.transaction():
-                await conn.copy_to_table(
-                    "records", source=copydata.slices(payload), columns=copydata.COLUMNS, format="binary"
-                )
+                await conn.copy_to_table("records", source=data(), columns=copydata.COLUMNS, format="binary")
             return True
         except asyncpg.UniqueViolationError:
             pass
     async with conn.transaction():
         await conn.execute(_STAGE)
-        await conn.copy_to_table(
-            "records_stage", source=copydata.slices(payload), columns=copydata.COLUMNS, format="binary"
-        )
+        await conn.copy_to_table("records_stage", source=data(), columns=copydata.COLUMNS, format="binary")
         await conn.execute(_UPSERT_RECORDS)
     return False
 

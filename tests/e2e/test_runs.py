@@ -137,6 +137,30 @@ async def test_records_postgresql_refuses_are_found_at_flush_and_lose_nothing_el
     assert {"data contains" in r.detail or "key contains" in r.detail for r in q} == {True}
 
 
+async def test_a_record_postgresql_refuses_is_quarantined_as_its_line(harness: Harness) -> None:
+    """Issue 17: a refused record's quarantine row has the size and excerpt of the line the
+    connector wrote (as every other quarantined line has), not those of its data alone."""
+    key_line = '{"type": "RECORD", "stream": "a", "key": "k\\u0000", "data": {"id": "k\\u0000", "n": 1}}'
+    data_line = '{"type": "RECORD", "stream": "a", "key": "d", "data": {"id": "d", "text": "x\\u0000"}}'
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 3}},
+            {"raw": key_line},
+            {"raw": data_line},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert (o.records_durable, o.records_rejected) == (3, 2)
+    q = await harness.store.runs.quarantined(o.run_id)
+    assert [(r.line_no, r.kind) for r in q] == [(4, "schema_invalid"), (5, "schema_invalid")]
+    assert [(r.line_bytes, r.excerpt) for r in q] == [
+        (len(key_line), key_line),
+        (len(data_line), data_line),
+    ]
+    assert "key contains" in q[0].detail and "data contains" in q[1].detail
+
+
 async def test_a_refused_record_among_updates_and_deletes_leaves_them_applied(harness: Harness) -> None:
     """The refusal path rebuilds its batch from the COPY data: a tombstone stays a tombstone
     and an update lands, through the upsert that keys already stored take."""
@@ -581,7 +605,8 @@ async def test_a_superseded_collect_attempt_cannot_write(harness: Harness) -> No
 
     def batch(key: str) -> Flush:
         f = Flush(accepted=1, bytes=10)
-        f.records[("a", key)] = (b'{"id": "' + key.encode() + b'"}', False, 1)
+        data = b'{"id": "' + key.encode() + b'"}'
+        f.records[("a", key)] = (data, 0, 1, b'{"type": "RECORD", "data": ' + data + b"}")
         return f
 
     await store.runs.begin_attempt(run_id, 1)
