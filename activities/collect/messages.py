@@ -116,7 +116,7 @@ class Messages:
 
     def in_scope(self, stream: Any, item: bytes) -> bool:
         """Whether `stream` was requested; if not, a violation saying why."""
-        if stream in self.scope and self.scope[stream] is not None:
+        if stream.__class__ is str and self.scope.get(stream) is not None:
             return True
         if isinstance(stream, str) and self.manifest.stream(stream) is not None:
             self.writer.violate("out_of_scope_stream", f"stream {stream[:64]!r} was not requested", item)

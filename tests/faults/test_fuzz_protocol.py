@@ -947,6 +947,11 @@ DONE_1 = b'{"type":"DONE","status":"succeeded","records_emitted":1}'
             RECORD_LINE,
             id="literal-backslash-u0000-text",
         ),
+        pytest.param(
+            [b'{"type":"RECORD","stream":[],"key":"k","data":{"id":"k"}}', DONE_1],
+            "unknown_stream",
+            id="record-stream-a-list",
+        ),
     ],
 )
 async def test_collect_classifies_lines_it_used_to_raise_on(
