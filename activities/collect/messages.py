@@ -17,8 +17,8 @@ from activities.collect.writer import BATCH_BYTES, BATCH_RECORDS, Writer
 from pdpp_orch import protocol
 from pdpp_orch.manifest import Manifest, StreamSpec
 from pdpp_orch.models import CheckpointFact
-from pdpp_orch.store import CheckpointWrite
-from pdpp_orch.store.copydata import CARRIED_TOMBSTONE, TOMBSTONE, UPSERT
+from pdpp_orch.store import CheckpointWrite, Flush
+from pdpp_orch.store.copydata import CARRIED_TOMBSTONE, TOMBSTONE, UPSERT, Row
 
 YIELD_EVERY_LINES = 64
 _STREAM_FIELD = re.compile(rb'"stream"\s*:\s*"([^"\\]{1,128})"')
@@ -40,6 +40,7 @@ class Messages:
         self.manifest = manifest
         self.scope = scope
         self.pk = {name: spec.primary_key for name, spec in scope.items() if spec}
+        self.rules = {name: protocol.RecordRules(pk) for name, pk in self.pk.items()}
         self.tally = tally
         self.writer = writer
         self.misses = Misses(tally, writer, self.in_scope, served)
@@ -50,16 +51,29 @@ class Messages:
     async def lines(self, items: list[bytes | protocol.LineError]) -> None:
         """Classify a chunk's lines in order. RECORDs, nearly every line, stay synchronous:
         one coroutine per chunk, not per line. Every few dozen lines it lets the event loop
-        run, so the COPY of the batch before goes on streaming while this one is parsed."""
+        run, so the COPY of the batch before goes on streaming while this one is parsed.
+
+        A RECORD is read from its envelope (protocol.Envelope): its data is kept as the bytes
+        it came as. Every other line, and a RECORD line that is not one, is decoded whole."""
+        record_envelope = protocol.record_envelope
         for n, item in enumerate(items, 1):
             if n % YIELD_EVERY_LINES == 0:
                 await asyncio.sleep(0)
+            if item.__class__ is bytes:
+                env = record_envelope(item)
+                if env is not None:
+                    self.tally.line_no += 1
+                    if self.done_seen:
+                        self._after_done("RECORD", item)
+                    elif self._record(env, item):
+                        await self.writer.cut()
+                    continue
             msg = self._take(item)
             if msg is None:
                 continue
             assert isinstance(item, bytes)  # a LineError is never a message
             if msg["type"] == "RECORD":
-                if self._record(msg, item):
+                if self._record_decoded(msg, item):
                     await self.writer.cut()
             else:
                 await self._message(msg, item)
@@ -81,12 +95,15 @@ class Messages:
             self.writer.violate(msg.kind, msg.detail, item)
             return None
         if self.done_seen:
-            if msg["type"] == "RECORD":
-                tally.emitted_total += 1
-                tally.rejected_total += 1
-            self.writer.violate("message_after_done", f"{msg['type']} after DONE", item)
+            self._after_done(msg["type"], item)
             return None
         return msg
+
+    def _after_done(self, msg_type: str, item: bytes) -> None:
+        if msg_type == "RECORD":
+            self.tally.emitted_total += 1
+            self.tally.rejected_total += 1
+        self.writer.violate("message_after_done", f"{msg_type} after DONE", item)
 
     async def _message(self, msg: dict[str, Any], item: bytes) -> None:
         """Any message but RECORD."""
@@ -124,9 +141,38 @@ class Messages:
             self.writer.violate("unknown_stream", f"stream {str(stream)[:64]!r} is not in the manifest", item)
         return False
 
-    def _record(self, msg: dict[str, Any], item: bytes) -> bool:
+    def _record(self, env: protocol.Envelope, item: bytes) -> bool:
         """Take a RECORD; True when it filled the batch. (Nearly every line comes here: locals
         instead of repeated attribute lookups.)"""
+        tally = self.tally
+        tally.emitted_total += 1
+        tally.seen_records += 1
+        stream = env.stream
+        rules = self.rules.get(stream) if stream is not None else None  # in scope iff it has them
+        if rules is None:
+            tally.rejected_total += 1
+            self.in_scope(stream, item)  # says why
+            return False
+        assert stream is not None
+        emitted = tally.emitted
+        emitted[stream] = emitted.get(stream, 0) + 1
+        key = rules.key(env)
+        if key.__class__ is not str:
+            return self._reject(stream, key, item)  # type: ignore[arg-type]
+        assert isinstance(key, str)
+        # What PostgreSQL cannot store (U+0000, invalid jsonb) is rare enough to find when a
+        # flush is refused (Writer._refused); looking for it here would cost more than reading.
+        batch = self.writer.batch
+        records = batch.records
+        if env.op is None:
+            records[(stream, key)] = (env.data, UPSERT, tally.line_no, item)
+        else:
+            self._tombstone(records, (stream, key), env.data, item)
+        return self._taken(stream, batch, item)
+
+    def _record_decoded(self, msg: dict[str, Any], item: bytes) -> bool:
+        """Take a RECORD decoded whole (its envelope could not be read); True when it filled
+        the batch."""
         tally = self.tally
         tally.emitted_total += 1
         tally.seen_records += 1
@@ -137,37 +183,50 @@ class Messages:
             self.in_scope(stream, item)  # says why
             return False
         assert isinstance(stream, str)
-        emitted = tally.emitted
-        emitted[stream] = emitted.get(stream, 0) + 1
+        tally.emitted[stream] = tally.emitted.get(stream, 0) + 1
         key = protocol.record_key(msg, pk)
         if isinstance(key, protocol.LineError):
-            tally.rejected_total += 1
-            tally.stream(stream).rejected += 1
-            self.writer.violate(key.kind, key.detail, item)
-            return False
-        # Data PostgreSQL cannot store (U+0000) is rare enough to find when a flush is refused
-        # (Writer._refused); looking for it in every record here would cost more than parsing it.
-        batch = self.writer.batch
-        records = batch.records
+            return self._reject(stream, key, item)
         data = msg.get("data")
+        records = self.writer.batch.records
         if msg.get("op") == "delete":
-            prev = records.get((stream, key))
-            if prev is not None and prev[1] != TOMBSTONE:
-                # A tombstone keeps the last data of its key: the version before it here.
-                records[(stream, key)] = (prev[0], CARRIED_TOMBSTONE, prev[2], prev[3])
-            else:  # its own data (if any) only for a key never stored: the upsert keeps the stored
-                stored = protocol.record_data(data) if data.__class__ is dict else b"null"
-                records[(stream, key)] = (stored, TOMBSTONE, tally.line_no, item)
+            self._tombstone(
+                records, (stream, key), protocol.record_data(data) if data.__class__ is dict else b"", item
+            )
         else:
-            records[(stream, key)] = (protocol.record_data(data), UPSERT, tally.line_no, item)
+            records[(stream, key)] = (protocol.record_data(data), UPSERT, self.tally.line_no, item)
+        return self._taken(stream, self.writer.batch, item)
+
+    def _reject(self, stream: str, err: protocol.LineError, item: bytes) -> bool:
+        self.tally.rejected_total += 1
+        self.tally.stream(stream).rejected += 1
+        self.writer.violate(err.kind, err.detail, item)
+        return False
+
+    def _tombstone(
+        self, records: dict[tuple[str, str], Row], k: tuple[str, str], data: Any, item: bytes
+    ) -> None:
+        """A delete: it keeps the last data of its key, the version before it in this batch if
+        there is one (else the upsert keeps the stored row's); its own data only for a key never
+        stored, and none (JSON null) if it came without."""
+        prev = records.get(k)
+        if prev is not None and prev[1] != TOMBSTONE:
+            records[k] = (prev[0], CARRIED_TOMBSTONE, prev[2], prev[3])
+            self.writer.batch.maybe_carried.append(k)
+        else:
+            records[k] = (data if protocol.has_data(data) else b"null", TOMBSTONE, self.tally.line_no, item)
+
+    def _taken(self, stream: str, batch: Flush, item: bytes) -> bool:
+        """Count an accepted RECORD; True when it filled the batch."""
+        tally = self.tally
         batch.accepted += 1
         batch.bytes += len(item)
         collected = tally.collected
         collected[stream] = collected.get(stream, 0) + 1
         tally.last_stream = stream
-        if len(records) == 1:
+        if batch.accepted == 1:
             self.writer.batch_started = time.monotonic()
-        return len(records) >= BATCH_RECORDS or batch.bytes >= BATCH_BYTES
+        return len(batch.records) >= BATCH_RECORDS or batch.bytes >= BATCH_BYTES
 
     async def _state(self, msg: dict[str, Any], item: bytes) -> None:
         """STATE: staged, and proven when everything it depends on is (DESIGN §2)."""

@@ -1,5 +1,5 @@
 """RECORD: its storage key, checked against the manifest's primary key as the PDPP reference
-implementation checks it, and the full check of its data for a batch PostgreSQL refused.
+implementation checks it, and what PostgreSQL is known to refuse of it.
 
 What is accepted (the reference's record store, `assertRecordIdentity`):
 - `key` is a string or a non-empty list of strings; it is stored as sent: a string as it is, a
@@ -14,13 +14,14 @@ What is accepted (the reference's record store, `assertRecordIdentity`):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import orjson
 
-from pdpp_orch.protocol.decoding import contains_nul, decode, record_data
+from pdpp_orch.protocol.decoding import Envelope, contains_nul
 from pdpp_orch.protocol.framing import LineError
 
 MISSING: Any = object()  # a primary-key field `data` does not have
@@ -100,15 +101,68 @@ def _number_text(v: float) -> str:
     return f"{'-' if v < 0 else ''}{mantissa}e{'+' if exponent > 0 else '-'}{abs(exponent)}"
 
 
-def strict_record(key: str, data: bytes) -> bytes | LineError:
-    """A record's data as the collector stores it, or why PostgreSQL cannot store the record:
-    for the store to sort out a batch PostgreSQL refused."""
+_NOT_AN_OBJECT = LineError("schema_invalid", "RECORD.data must be an object")
+
+
+class RecordRules:
+    """The rules above for the RECORDs of one stream, read from their envelope: the primary-key
+    fields are the only part of `data` decoded (the rest is skipped as JSON text)."""
+
+    __slots__ = ("primary_key", "single", "values")
+
+    def __init__(self, primary_key: list[str]):
+        self.primary_key = primary_key
+        self.single = len(primary_key) == 1
+        fields = [(f"f{i}", Any, msgspec.UNSET) for i in range(len(primary_key))]
+        values = msgspec.defstruct(
+            "PrimaryKey", fields, rename={f"f{i}": name for i, name in enumerate(primary_key)}
+        )
+        # A number beyond a double is Infinity, as JavaScript reads it.
+        self.values: Callable[[msgspec.Raw], Any] = msgspec.json.Decoder(values, float_hook=float).decode
+
+    def key(self, env: Envelope) -> str | LineError:
+        """The storage key of a RECORD, after checking it agrees with its primary-key values."""
+        key = env.key
+        if env.op is None and key.__class__ is str and self.single:
+            try:
+                value = self.values(env.data).f0
+            except msgspec.DecodeError:
+                return _NOT_AN_OBJECT
+            if value == key or value is msgspec.UNSET:
+                return key  # the common case
+        return self._key(env)
+
+    def _key(self, env: Envelope) -> str | LineError:
+        key = env.key
+        if isinstance(key, str):
+            parts: list[str] = [key]
+            stored = key
+        elif key:  # a non-empty list of strings: the envelope has the types
+            parts = key
+            stored = orjson.dumps(key).decode()
+        else:
+            return LineError("schema_invalid", "RECORD.key must be a string or a list of strings")
+        if env.op is not None and env.op != "delete":
+            return LineError("schema_invalid", "RECORD.op must be absent or 'delete'")
+        try:
+            found = self.values(env.data)
+        except msgspec.DecodeError:
+            return stored if env.op == "delete" else _NOT_AN_OBJECT  # a tombstone needs no data
+        values = [getattr(found, f"f{i}") for i in range(len(self.primary_key))]
+        err = identity(parts, [MISSING if v is msgspec.UNSET else v for v in values], self.primary_key)
+        return err or stored
+
+
+def has_data(data: msgspec.Raw | bytes) -> bool:
+    """Whether a RECORD's `data` (as read by its envelope) is an object."""
+    return bytes(memoryview(data)[:1]) == b"{"
+
+
+def refusal(key: str, data: msgspec.Raw | bytes) -> LineError | None:
+    """Why PostgreSQL cannot store a record, when that can be told without asking it: U+0000 in
+    its key (text) or data (jsonb). For the store to sort out a batch PostgreSQL refused."""
     if "\x00" in key:
         return LineError("schema_invalid", "key contains \\u0000, which PostgreSQL text cannot store")
-    msg = decode(b'{"type":"RECORD","data":' + data + b"}")
-    if isinstance(msg, LineError):
-        return msg
-    out = record_data(msg["data"])
-    if contains_nul(out):
+    if contains_nul(bytes(data)):
         return LineError("schema_invalid", "data contains \\u0000, which PostgreSQL jsonb cannot store")
-    return out
+    return None

@@ -46,6 +46,9 @@ class Flush:
     spine: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     accepted: int = 0
     bytes: int = 0
+    # Keys that took a tombstone carrying the version before it (a later version may have
+    # replaced it since): see `carried`.
+    maybe_carried: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -53,7 +56,8 @@ class Flush:
 
     def carried(self) -> list[tuple[str, str]]:
         """(stream, key) of the tombstones written as the version they follow (copydata.Row)."""
-        return [k for k, (_, state, _, _) in self.records.items() if state == copydata.CARRIED_TOMBSTONE]
+        records = self.records
+        return [k for k in dict.fromkeys(self.maybe_carried) if records[k][1] == copydata.CARRIED_TOMBSTONE]
 
     def empty(self) -> bool:
         return not (

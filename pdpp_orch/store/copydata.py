@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
 
+import msgspec
+
 # One column list for the direct COPY and for staging, so one COPY data serves both.
 COLUMNS = ["connector", "stream", "key", "data", "deleted", "first_run_id", "last_run_id"]
 # One record, by (stream, key): its data JSON, its state, and the number and bytes of the line
@@ -14,7 +16,8 @@ COLUMNS = ["connector", "stream", "key", "data", "deleted", "first_run_id", "las
 # written as that version, then marked deleted (Flush.carried), so that the upsert keeps its
 # data and not the version stored before.
 UPSERT, TOMBSTONE, CARRIED_TOMBSTONE = 0, 1, 2
-Row = tuple[bytes, int, int, bytes]
+Row = tuple[bytes | msgspec.Raw, int, int, bytes]
+Rows = Iterable[tuple[tuple[str, str], Row]]
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
 _TRAILER = b"\xff\xff"

@@ -119,45 +119,81 @@ class RecordStore:
 
 
 async def _write_records(conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool) -> FlushResult:
-    """Write the batch's records. The collector passes data on as the connector wrote it,
-    checked as JSON but not as PostgreSQL's jsonb input; should PostgreSQL refuse any of
-    it, every row is put through the full JSON check, and those that fail it are left out."""
+    """Write the batch's records. The collector passes data on as the connector wrote it, read
+    as JSON text but not as PostgreSQL's jsonb: should PostgreSQL refuse any of it, the rows it
+    refuses are found and left out (found_refused), and the rest is written."""
     try:
-        direct = await _copy_rows(conn, connector, run_id, batch.records, try_copy)
+        direct = await _copy_rows(conn, connector, run_id, batch.records.items(), try_copy)
         return FlushResult(0, conflicted=not direct)
     except asyncpg.DataError:
         pass
-    kept: dict[tuple[str, str], copydata.Row] = {}
+    return await _sort_out(conn, connector, run_id, batch, try_copy)
+
+
+async def _sort_out(conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool) -> FlushResult:
+    """Write a batch PostgreSQL refused part of: what is known to be refused is left out at once
+    (U+0000), the rest is COPYed into staging piece by piece, each piece in a savepoint, a piece
+    refused halved until each row PostgreSQL refuses is found, alone, with its reason."""
+    kept: list[tuple[tuple[str, str], copydata.Row]] = []
     refused: list[RefusedRecord] = []
-    for (stream, key), (data, state, line_no, line) in batch.records.items():
-        checked = protocol.strict_record(key, data)
-        if isinstance(checked, protocol.LineError):
-            refused.append(RefusedRecord(stream, key, checked.kind, checked.detail, line, line_no))
+    for (stream, key), row in batch.records.items():
+        err = protocol.refusal(key, row[0])
+        if err is None:
+            kept.append(((stream, key), row))
         else:
-            kept[(stream, key)] = (checked, state, line_no, line)
-    conflicted = bool(kept) and not await _copy_rows(conn, connector, run_id, kept, try_copy)
+            refused.append(RefusedRecord(stream, key, err.kind, err.detail, row[3], row[2]))
+    conflicted = False
+    if try_copy and kept:
+        try:
+            async with conn.transaction():
+                await _copy(conn, "records", connector, run_id, kept)
+            return FlushResult(0, refused=refused)
+        except asyncpg.DataError:
+            pass
+        except asyncpg.UniqueViolationError:
+            conflicted = True
+    await conn.execute(_STAGE)
+    todo = [kept] if kept else []
+    while todo:
+        piece = todo.pop()
+        try:
+            async with conn.transaction():
+                await _copy(conn, "records_stage", connector, run_id, piece)
+        except asyncpg.DataError as e:
+            if len(piece) > 1:
+                todo += [piece[len(piece) // 2 :], piece[: len(piece) // 2]]
+                continue
+            [((stream, key), row)] = piece
+            why = f"PostgreSQL refused it: {e}" + (f" ({e.detail})" if getattr(e, "detail", None) else "")
+            refused.append(RefusedRecord(stream, key, "schema_invalid", why, row[3], row[2]))
+    await conn.execute(_UPSERT_RECORDS)
     return FlushResult(0, conflicted=conflicted, refused=refused)
 
 
+async def _copy(conn: Any, table: str, connector: str, run_id: str, rows: copydata.Rows) -> None:
+    data = copydata.slices(copydata.encode(connector, run_id, rows))
+    await conn.copy_to_table(table, source=data, columns=copydata.COLUMNS, format="binary")
+
+
 async def _copy_rows(
-    conn: Any, connector: str, run_id: str, rows: dict[tuple[str, str], copydata.Row], try_copy: bool
+    conn: Any,
+    connector: str,
+    run_id: str,
+    rows: copydata.Rows,
+    try_copy: bool,
 ) -> bool:
     """COPY rows in; True if straight into `records` (every key new), False if through
     staging + upsert. Each step is a savepoint: a conflict or a refusal undoes only it."""
-
-    def data() -> Any:
-        return copydata.slices(copydata.encode(connector, run_id, rows.items()))
-
     if try_copy:
         try:
             async with conn.transaction():
-                await conn.copy_to_table("records", source=data(), columns=copydata.COLUMNS, format="binary")
+                await _copy(conn, "records", connector, run_id, rows)
             return True
         except asyncpg.UniqueViolationError:
             pass
     async with conn.transaction():
         await conn.execute(_STAGE)
-        await conn.copy_to_table("records_stage", source=data(), columns=copydata.COLUMNS, format="binary")
+        await _copy(conn, "records_stage", connector, run_id, rows)
         await conn.execute(_UPSERT_RECORDS)
     return False
 

@@ -161,6 +161,60 @@ async def test_a_record_postgresql_refuses_is_quarantined_as_its_line(harness: H
     assert "key contains" in q[0].detail and "data contains" in q[1].detail
 
 
+async def test_bad_records_in_a_batch_are_quarantined_at_their_lines_and_the_rest_is_durable(
+    harness: Harness,
+) -> None:
+    """Issue 16: data is passed on as the bytes it came as, and PostgreSQL's jsonb is the judge
+    of what it cannot store. In one batch (new keys and updates of stored ones): data that is
+    not JSON (found on reading), a key that disagrees with its data, U+0000 (found when the batch
+    is written, without asking PostgreSQL) and numbers PostgreSQL's numeric cannot hold (found
+    by PostgreSQL, each row on its own) are each quarantined at their line; every other record
+    of the batch is durable, and the checkpoint after the first refused line does not commit."""
+
+    def line(key: str, data: str, **extra: Any) -> dict[str, Any]:
+        msg = {"type": "RECORD", "stream": "a", "key": key, **extra}
+        return {"raw": json.dumps(msg)[:-1] + f', "data": {data}}}'}
+
+    numbers = [f"r{i}" for i in range(0, 40, 7)]
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 3}},
+            {"state": "a"},  # flushes: the keys above are stored, the batch below is upserted
+            line("a-000001", '{"id": "a-000001", "text": "updated"}'),  # line 5
+            line("not-json", '{"id": "not-json", "v": tru}'),  # 6: not JSON
+            line("mismatch", '{"id": "other"}'),  # 7: the key disagrees with its data
+            line("nul", '{"id": "nul", "text": "a\\u0000b"}'),  # 8: U+0000
+            *(
+                line(k, f'{{"id": "{k}", "n": {"1e1000000" if k in numbers else 7}, "exact": 1e400}}')
+                for k in (f"r{i}" for i in range(40))
+            ),  # 9..48
+            line("a-000002", '{"id": "a-000002", "text": "updated too"}'),  # 49
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    refused = [9 + int(k[1:]) for k in numbers]
+    assert (o.records_emitted, o.records_rejected) == (3 + 45, 3 + len(numbers))
+    assert o.records_durable == 3 + 45 - 3 - len(numbers)
+    q = await harness.store.runs.quarantined(o.run_id)
+    assert [(r.line_no, r.kind) for r in q] == [
+        (6, "invalid_json"),
+        (7, "key_mismatch"),
+        (8, "schema_invalid"),
+        *((n, "schema_invalid") for n in refused),
+    ]
+    assert "data contains \\u0000" in q[2].detail and "numeric" in q[3].detail
+    assert all(r.excerpt.startswith('{"type": "RECORD"') and r.line_bytes == len(r.excerpt) for r in q)
+    rows = {r["key"]: json.loads(r["data"]) for r in await records(harness, name)}
+    assert sorted(rows) == sorted(
+        ["a-000000", "a-000001", "a-000002", *(f"r{i}" for i in range(40) if f"r{i}" not in numbers)]
+    )
+    assert rows["a-000001"]["text"] == "updated" and rows["a-000002"]["text"] == "updated too"
+    assert rows["r1"]["exact"] == 10**400  # kept exactly: PostgreSQL's numeric, not a double
+    assert await committed(harness, name) == {"a": {"offset": 3}}
+
+
 async def test_a_refused_record_among_updates_and_deletes_leaves_them_applied(harness: Harness) -> None:
     """The refusal path rebuilds its batch from the COPY data: a tombstone stays a tombstone
     and an update lands, through the upsert that keys already stored take."""
