@@ -10,6 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from activities.collect.facts import Tally
 from activities.collect.misses import Misses
 from activities.collect.start import Served
@@ -55,28 +57,63 @@ class Messages:
 
         A RECORD is read from its envelope (protocol.Envelope): its data is kept as the bytes
         it came as. Every other line, and a RECORD line that is not one, is decoded whole."""
-        record_envelope = protocol.record_envelope
+        tally, writer, rules_of = self.tally, self.writer, self.rules
+        emitted, collected = tally.emitted, tally.collected
+        record_envelope, key_text, unset = protocol.record_envelope, protocol.key_text, msgspec.UNSET
         for n, item in enumerate(items, 1):
             if n % YIELD_EVERY_LINES == 0:
                 await asyncio.sleep(0)
-            if item.__class__ is bytes:
-                env = record_envelope(item)
-                if env is not None:
-                    self.tally.line_no += 1
-                    if self.done_seen:
-                        self._after_done("RECORD", item)
-                    elif self._record(env, item):
-                        await self.writer.cut()
-                    continue
-            msg = self._take(item)
-            if msg is None:
+            env = record_envelope(item) if item.__class__ is bytes else None
+            if env is None:
+                await self._decoded(item)
                 continue
-            assert isinstance(item, bytes)  # a LineError is never a message
-            if msg["type"] == "RECORD":
-                if self._record_decoded(msg, item):
-                    await self.writer.cut()
-            else:
-                await self._message(msg, item)
+            assert isinstance(item, bytes)
+            tally.line_no += 1
+            stream, key = env.stream, env.key
+            rules = rules_of.get(stream) if stream is not None else None
+            if self.done_seen:
+                self._after_done("RECORD", item)
+                continue
+            if rules is None or not rules.single or key.__class__ is not str or env.op is not None:
+                if self._record(env, item):
+                    await writer.cut()
+                continue
+            # The common case (RecordRules.key), inline: nearly every line of a run comes here.
+            try:
+                value = rules.values(env.data).f0
+            except msgspec.DecodeError:
+                value = None  # not an object: _record says so
+            if value is None or not (value == key or value is unset or key_text(value) == key):
+                if self._record(env, item):
+                    await writer.cut()
+                continue
+            assert stream is not None and isinstance(key, str)
+            tally.emitted_total += 1
+            tally.seen_records += 1
+            emitted[stream] = emitted.get(stream, 0) + 1
+            batch = writer.batch
+            records = batch.records
+            records[(stream, key)] = (env.data, UPSERT, tally.line_no, item)
+            batch.accepted += 1
+            batch.bytes += len(item)
+            collected[stream] = collected.get(stream, 0) + 1
+            tally.last_stream = stream
+            if batch.accepted == 1:
+                writer.batch_started = time.monotonic()
+            if len(records) >= BATCH_RECORDS or batch.bytes >= BATCH_BYTES:
+                await writer.cut()
+
+    async def _decoded(self, item: bytes | protocol.LineError) -> None:
+        """A line that is not a RECORD read from its envelope: decoded whole, and handled."""
+        msg = self._take(item)
+        if msg is None:
+            return
+        assert isinstance(item, bytes)  # a LineError is never a message
+        if msg["type"] == "RECORD":
+            if self._record_decoded(msg, item):
+                await self.writer.cut()
+        else:
+            await self._message(msg, item)
 
     def _take(self, item: bytes | protocol.LineError) -> dict[str, Any] | None:
         """Count the line and decode it; None when it is not a message to act on (a violation

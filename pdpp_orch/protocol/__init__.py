@@ -31,7 +31,7 @@ from pdpp_orch.protocol.misses import (
     recovery_class,
     retry_after_seconds,
 )
-from pdpp_orch.protocol.records import RecordRules, has_data, record_key, refusal
+from pdpp_orch.protocol.records import RecordRules, has_data, key_text, record_key, refusal
 
 __all__ = [
     "MAX_NESTING",
@@ -49,6 +49,7 @@ __all__ = [
     "dumps",
     "envelope",
     "has_data",
+    "key_text",
     "parse_recovery_hint",
     "readable",
     "record_data",
