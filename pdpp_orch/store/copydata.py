@@ -24,6 +24,9 @@ _TRAILER = b"\xff\xff"
 _JSONB_VERSION = b"\x01"
 _BOOLS = {True: b"\x00\x00\x00\x01\x01", False: b"\x00\x00\x00\x01\x00"}
 SLICE_BYTES = 1 << 18
+# The length words of the usual keys and data, made once (a fifth of the cost of a row).
+_KEY_LENGTHS = [n.to_bytes(4, "big") for n in range(256)]
+_DATA_LENGTHS = [(n + 1).to_bytes(4, "big") + _JSONB_VERSION for n in range(1 << 14)]
 
 
 def _field(value: bytes) -> bytes:
@@ -38,16 +41,17 @@ def encode(connector: str, run_id: str, rows: Iterable[tuple[tuple[str, str], Ro
     ends = {state: _BOOLS[state == TOMBSTONE] + run + run for state in (UPSERT, TOMBSTONE, CARRIED_TOMBSTONE)}
     buf = bytearray(_HEADER)
     last, start = None, b""
+    key_lengths, data_lengths = _KEY_LENGTHS, _DATA_LENGTHS
     for (stream, key), (data, state, _, _) in rows:
         if stream != last:  # batches are mostly runs of one stream
             last, start = stream, head + _field(stream.encode())
         k = key.encode()
+        n = len(data)
         # += on one buffer: a join of six pieces per row costs three times as much.
         buf += start
-        buf += len(k).to_bytes(4, "big")
+        buf += key_lengths[len(k)] if len(k) < 256 else len(k).to_bytes(4, "big")
         buf += k
-        buf += (len(data) + 1).to_bytes(4, "big")
-        buf += _JSONB_VERSION
+        buf += data_lengths[n] if n < 1 << 14 else (n + 1).to_bytes(4, "big") + _JSONB_VERSION
         buf += data
         buf += ends[state]
         if len(buf) >= SLICE_BYTES:
