@@ -118,22 +118,27 @@ class RecordStore:
                 await conn.execute(f"DELETE FROM {table} WHERE connector = $1", connector)
 
 
+# What PostgreSQL says of a row it cannot store: a value its type refuses (jsonb, numeric, text)
+# or a key too long for the primary key's index.
+_REFUSED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
+
+
 async def _write_records(conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool) -> FlushResult:
     """Write the batch's records. The collector passes data on as the connector wrote it, read
     as JSON text but not as PostgreSQL's jsonb: should PostgreSQL refuse any of it, the rows it
-    refuses are found and left out (found_refused), and the rest is written."""
+    refuses are found and left out (_sort_out), and the rest is written."""
     try:
         direct = await _copy_rows(conn, connector, run_id, batch.records.items(), try_copy)
         return FlushResult(0, conflicted=not direct)
-    except asyncpg.DataError:
+    except _REFUSED:
         pass
     return await _sort_out(conn, connector, run_id, batch, try_copy)
 
 
 async def _sort_out(conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool) -> FlushResult:
     """Write a batch PostgreSQL refused part of: what is known to be refused is left out at once
-    (U+0000), the rest is COPYed into staging piece by piece, each piece in a savepoint, a piece
-    refused halved until each row PostgreSQL refuses is found, alone, with its reason."""
+    (U+0000), the rest is written piece by piece, each piece in a savepoint, a piece refused
+    halved until each row PostgreSQL refuses is found, alone, with its reason."""
     kept: list[tuple[tuple[str, str], copydata.Row]] = []
     refused: list[RefusedRecord] = []
     for (stream, key), row in batch.records.items():
@@ -148,7 +153,7 @@ async def _sort_out(conn: Any, connector: str, run_id: str, batch: Flush, try_co
             async with conn.transaction():
                 await _copy(conn, "records", connector, run_id, kept)
             return FlushResult(0, refused=refused)
-        except asyncpg.DataError:
+        except _REFUSED:
             pass
         except asyncpg.UniqueViolationError:
             conflicted = True
@@ -159,14 +164,15 @@ async def _sort_out(conn: Any, connector: str, run_id: str, batch: Flush, try_co
         try:
             async with conn.transaction():
                 await _copy(conn, "records_stage", connector, run_id, piece)
-        except asyncpg.DataError as e:
+                await conn.execute(_UPSERT_RECORDS)
+                await conn.execute("TRUNCATE records_stage")
+        except _REFUSED as e:
             if len(piece) > 1:
                 todo += [piece[len(piece) // 2 :], piece[: len(piece) // 2]]
                 continue
             [((stream, key), row)] = piece
             why = f"PostgreSQL refused it: {e}" + (f" ({e.detail})" if getattr(e, "detail", None) else "")
             refused.append(RefusedRecord(stream, key, "schema_invalid", why, row[3], row[2]))
-    await conn.execute(_UPSERT_RECORDS)
     return FlushResult(0, conflicted=conflicted, refused=refused)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from typing import Any
 
 from pdpp_orch.models import CommitStatus, Mode, RunOutcome, RunStatus, Trigger
@@ -169,13 +170,15 @@ async def test_bad_records_in_a_batch_are_quarantined_at_their_lines_and_the_res
     not JSON (found on reading), a key that disagrees with its data, U+0000 (found when the batch
     is written, without asking PostgreSQL) and numbers PostgreSQL's numeric cannot hold (found
     by PostgreSQL, each row on its own) are each quarantined at their line; every other record
-    of the batch is durable, and the checkpoint after the first refused line does not commit."""
+    of the batch is durable, and the checkpoint after the first refused line does not commit. So is
+    a key too long for the primary key's index (PostgreSQL refused the whole batch before)."""
 
     def line(key: str, data: str, **extra: Any) -> dict[str, Any]:
         msg = {"type": "RECORD", "stream": "a", "key": key, **extra}
         return {"raw": json.dumps(msg)[:-1] + f', "data": {data}}}'}
 
     numbers = [f"r{i}" for i in range(0, 40, 7)]
+    long_key = secrets.token_hex(1600)  # incompressible: its index entry exceeds a third of a page
     name = harness.scripted(
         [
             {"records": {"stream": "a", "count": 3}},
@@ -189,23 +192,27 @@ async def test_bad_records_in_a_batch_are_quarantined_at_their_lines_and_the_res
                 for k in (f"r{i}" for i in range(40))
             ),  # 9..48
             line("a-000002", '{"id": "a-000002", "text": "updated too"}'),  # 49
+            line(long_key, f'{{"id": "{long_key}"}}'),  # 50: too long for the primary key's index
             {"state": "a"},
             {"done": "succeeded"},
         ]
     )
     o = await harness.run(name)
     refused = [9 + int(k[1:]) for k in numbers]
-    assert (o.records_emitted, o.records_rejected) == (3 + 45, 3 + len(numbers))
-    assert o.records_durable == 3 + 45 - 3 - len(numbers)
+    assert (o.records_emitted, o.records_rejected) == (3 + 46, 4 + len(numbers))
+    assert o.records_durable == 3 + 46 - 4 - len(numbers)
     q = await harness.store.runs.quarantined(o.run_id)
     assert [(r.line_no, r.kind) for r in q] == [
         (6, "invalid_json"),
         (7, "key_mismatch"),
         (8, "schema_invalid"),
         *((n, "schema_invalid") for n in refused),
+        (50, "schema_invalid"),
     ]
     assert "data contains \\u0000" in q[2].detail and "numeric" in q[3].detail
-    assert all(r.excerpt.startswith('{"type": "RECORD"') and r.line_bytes == len(r.excerpt) for r in q)
+    assert "index row" in q[-1].detail
+    assert all(r.excerpt.startswith('{"type": "RECORD"') for r in q)
+    assert all(len(r.excerpt) == min(r.line_bytes, 2048) for r in q)
     rows = {r["key"]: json.loads(r["data"]) for r in await records(harness, name)}
     assert sorted(rows) == sorted(
         ["a-000000", "a-000001", "a-000002", *(f"r{i}" for i in range(40) if f"r{i}" not in numbers)]
