@@ -15,7 +15,7 @@ import msgspec
 from activities.collect.facts import Tally
 from activities.collect.misses import Misses
 from activities.collect.start import Served
-from activities.collect.writer import BATCH_BYTES, BATCH_RECORDS, Writer
+from activities.collect.writer import BATCH_BYTES, Writer
 from pdpp_orch import protocol
 from pdpp_orch.manifest import Manifest, StreamSpec
 from pdpp_orch.models import CheckpointFact
@@ -100,7 +100,7 @@ class Messages:
             tally.last_stream = stream
             if batch.accepted == 1:
                 writer.batch_started = time.monotonic()
-            if len(records) >= BATCH_RECORDS or batch.bytes >= BATCH_BYTES:
+            if len(records) >= writer.batch_records or batch.bytes >= BATCH_BYTES:
                 await writer.cut()
 
     async def _decoded(self, item: bytes | protocol.LineError) -> None:
@@ -263,7 +263,7 @@ class Messages:
         tally.last_stream = stream
         if batch.accepted == 1:
             self.writer.batch_started = time.monotonic()
-        return len(batch.records) >= BATCH_RECORDS or batch.bytes >= BATCH_BYTES
+        return len(batch.records) >= self.writer.batch_records or batch.bytes >= BATCH_BYTES
 
     async def _state(self, msg: dict[str, Any], item: bytes) -> None:
         """STATE: staged, and proven when everything it depends on is (DESIGN §2)."""
