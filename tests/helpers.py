@@ -55,10 +55,12 @@ async def current_details(h: Harness, workflow_id: str) -> str:
 
 def fuzz(examples: int) -> Any:
     # Per test, not a profile in the shared conftest: derandomized so CI sees the same examples.
+    # A soak outside CI: PDPP_FUZZ_SCALE=20 (twenty times the examples, new ones on every run).
+    scale = int(os.environ.get("PDPP_FUZZ_SCALE", "1"))
     return settings(
-        derandomize=True,
+        derandomize=scale == 1,
         database=None,
         deadline=None,
-        max_examples=examples,
+        max_examples=examples * scale,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )

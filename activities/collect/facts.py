@@ -3,6 +3,7 @@ attempt picks the counts up again from the run's resume points."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,11 +67,14 @@ class Tally:
     def violation(self, kind: str, detail: str, line_no: int, quarantined: bool) -> None:
         """Count a violation; the first few go into the facts (and so into Temporal history)."""
         self.facts.violation_count += 1
-        if len(self.facts.violations) < MAX_VIOLATIONS_KEPT:
+        kept = self.facts.violations
+        if len(kept) < MAX_VIOLATIONS_KEPT or line_no < kept[-1].line_no:
             # The detail of a line-borne violation quotes what the connector wrote (a key, a
             # stream name), so it stays in the quarantine table.
             shown = "see quarantine" if quarantined else detail[:300]
-            self.facts.violations.append(Violation(kind=kind, line_no=line_no, detail=shown))
+            # In line order: a record PostgreSQL refused is found after the lines read since.
+            bisect.insort(kept, Violation(kind=kind, line_no=line_no, detail=shown), key=lambda v: v.line_no)
+            del kept[MAX_VIOLATIONS_KEPT:]
         if quarantined:
             self.facts.lines_quarantined += 1
 

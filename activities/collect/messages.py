@@ -11,14 +11,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from activities.collect.facts import Tally
 from activities.collect.misses import Misses
 from activities.collect.start import Served
-from activities.collect.writer import BATCH_BYTES, BATCH_RECORDS, Writer
+from activities.collect.writer import BATCH_BYTES, Writer
 from pdpp_orch import protocol
 from pdpp_orch.manifest import Manifest, StreamSpec
 from pdpp_orch.models import CheckpointFact, RecoveryClass
-from pdpp_orch.store import CheckpointWrite
+from pdpp_orch.store import CheckpointWrite, Flush
+from pdpp_orch.store.copydata import CARRIED_TOMBSTONE, TOMBSTONE, UPSERT, Row
 
 YIELD_EVERY_LINES = 64
 OnPage = Callable[[dict[str, Any], bytes, protocol.LineError | None], Awaitable[None]]
@@ -45,6 +48,7 @@ class Messages:
         self.manifest = manifest
         self.scope = scope
         self.pk = {name: spec.primary_key for name, spec in scope.items() if spec}
+        self.rules = {name: protocol.RecordRules(pk) for name, pk in self.pk.items()}
         self.tally = tally
         self.writer = writer
         self.misses = Misses(tally, writer, self.in_scope, served, reasons)
@@ -57,19 +61,67 @@ class Messages:
     async def lines(self, items: list[bytes | protocol.LineError]) -> None:
         """Classify a chunk's lines in order. RECORDs, nearly every line, stay synchronous:
         one coroutine per chunk, not per line. Every few dozen lines it lets the event loop
-        run, so the COPY of the batch before goes on streaming while this one is parsed."""
+        run, so the COPY of the batch before goes on streaming while this one is parsed.
+
+        A RECORD is read from its envelope (protocol.Envelope): its data is kept as the bytes
+        it came as. Every other line, and a RECORD line that is not one, is decoded whole."""
+        tally, writer, rules_of = self.tally, self.writer, self.rules
+        emitted, collected = tally.emitted, tally.collected
+        record_envelope, key_text, unset = protocol.record_envelope, protocol.key_text, msgspec.UNSET
         for n, item in enumerate(items, 1):
             if n % YIELD_EVERY_LINES == 0:
                 await asyncio.sleep(0)
-            msg = self._take(item)
-            if msg is None:
+            env = record_envelope(item) if item.__class__ is bytes else None
+            if env is None:
+                await self._decoded(item)
                 continue
-            assert isinstance(item, bytes)  # a LineError is never a message
-            if msg["type"] == "RECORD":
-                if self._record(msg, item):
-                    await self.writer.cut()
-            else:
-                await self._message(msg, item)
+            assert isinstance(item, bytes)
+            tally.line_no += 1
+            stream, key = env.stream, env.key
+            rules = rules_of.get(stream) if stream is not None else None
+            if self.done_seen:
+                self._after_done("RECORD", item)
+                continue
+            if rules is None or not rules.single or key.__class__ is not str or env.op is not None:
+                if self._record(env, item):
+                    await writer.cut()
+                continue
+            # The common case (RecordRules.key), inline: nearly every line of a run comes here.
+            try:
+                value = rules.values(env.data).f0
+            except msgspec.DecodeError:
+                value = None  # not an object: _record says so
+            if value is None or not (value == key or value is unset or key_text(value) == key):
+                if self._record(env, item):
+                    await writer.cut()
+                continue
+            assert stream is not None and isinstance(key, str)
+            tally.emitted_total += 1
+            tally.seen_records += 1
+            emitted[stream] = emitted.get(stream, 0) + 1
+            batch = writer.batch
+            records = batch.records
+            records[(stream, key)] = (env.data, UPSERT, tally.line_no, item)
+            batch.accepted += 1
+            batch.bytes += len(item)
+            collected[stream] = collected.get(stream, 0) + 1
+            tally.last_stream = stream
+            if batch.accepted == 1:
+                writer.batch_started = time.monotonic()
+            if len(records) >= writer.batch_records or batch.bytes >= BATCH_BYTES:
+                await writer.cut()
+
+    async def _decoded(self, item: bytes | protocol.LineError) -> None:
+        """A line that is not a RECORD read from its envelope: decoded whole, and handled."""
+        msg = self._take(item)
+        if msg is None:
+            return
+        assert isinstance(item, bytes)  # a LineError is never a message
+        if msg["type"] == "RECORD":
+            if self._record_decoded(msg, item):
+                await self.writer.cut()
+        else:
+            await self._message(msg, item)
 
     def _take(self, item: bytes | protocol.LineError) -> dict[str, Any] | None:
         """Count the line and decode it; None when it is not a message to act on (a violation
@@ -88,12 +140,15 @@ class Messages:
             self.writer.violate(msg.kind, msg.detail, item)
             return None
         if self.done_seen:
-            if msg["type"] == "RECORD":
-                tally.emitted_total += 1
-                tally.rejected_total += 1
-            self.writer.violate("message_after_done", f"{msg['type']} after DONE", item)
+            self._after_done(msg["type"], item)
             return None
         return msg
+
+    def _after_done(self, msg_type: str, item: bytes) -> None:
+        if msg_type == "RECORD":
+            self.tally.emitted_total += 1
+            self.tally.rejected_total += 1
+        self.writer.violate("message_after_done", f"{msg_type} after DONE", item)
 
     async def _message(self, msg: dict[str, Any], item: bytes) -> None:
         """Any message but RECORD."""
@@ -134,7 +189,7 @@ class Messages:
 
     def in_scope(self, stream: Any, item: bytes) -> bool:
         """Whether `stream` was requested; if not, a violation saying why."""
-        if stream in self.scope and self.scope[stream] is not None:
+        if stream.__class__ is str and self.scope.get(stream) is not None:
             return True
         if isinstance(stream, str) and self.manifest.stream(stream) is not None:
             self.writer.violate("out_of_scope_stream", f"stream {stream[:64]!r} was not requested", item)
@@ -142,9 +197,38 @@ class Messages:
             self.writer.violate("unknown_stream", f"stream {str(stream)[:64]!r} is not in the manifest", item)
         return False
 
-    def _record(self, msg: dict[str, Any], item: bytes) -> bool:
+    def _record(self, env: protocol.Envelope, item: bytes) -> bool:
         """Take a RECORD; True when it filled the batch. (Nearly every line comes here: locals
         instead of repeated attribute lookups.)"""
+        tally = self.tally
+        tally.emitted_total += 1
+        tally.seen_records += 1
+        stream = env.stream
+        rules = self.rules.get(stream) if stream is not None else None  # in scope iff it has them
+        if rules is None:
+            tally.rejected_total += 1
+            self.in_scope(stream, item)  # says why
+            return False
+        assert stream is not None
+        emitted = tally.emitted
+        emitted[stream] = emitted.get(stream, 0) + 1
+        key = rules.key(env)
+        if key.__class__ is not str:
+            return self._reject(stream, key, item)  # type: ignore[arg-type]
+        assert isinstance(key, str)
+        # What PostgreSQL cannot store (U+0000, invalid jsonb) is rare enough to find when a
+        # flush is refused (Writer._refused); looking for it here would cost more than reading.
+        batch = self.writer.batch
+        records = batch.records
+        if env.op is None:
+            records[(stream, key)] = (env.data, UPSERT, tally.line_no, item)
+        else:
+            self._tombstone(records, (stream, key), env.data, item)
+        return self._taken(stream, batch, item)
+
+    def _record_decoded(self, msg: dict[str, Any], item: bytes) -> bool:
+        """Take a RECORD decoded whole (its envelope could not be read); True when it filled
+        the batch."""
         tally = self.tally
         tally.emitted_total += 1
         tally.seen_records += 1
@@ -155,27 +239,50 @@ class Messages:
             self.in_scope(stream, item)  # says why
             return False
         assert isinstance(stream, str)
-        emitted = tally.emitted
-        emitted[stream] = emitted.get(stream, 0) + 1
+        tally.emitted[stream] = tally.emitted.get(stream, 0) + 1
         key = protocol.record_key(msg, pk)
         if isinstance(key, protocol.LineError):
-            tally.rejected_total += 1
-            tally.stream(stream).rejected += 1
-            self.writer.violate(key.kind, key.detail, item)
-            return False
-        # Data PostgreSQL cannot store (U+0000) is rare enough to find when a flush is refused
-        # (Writer._refused); looking for it in every record here would cost more than parsing it.
-        batch = self.writer.batch
-        records = batch.records
-        records[(stream, key)] = (protocol.record_data(msg["data"]), msg.get("op") == "delete", tally.line_no)
+            return self._reject(stream, key, item)
+        data = msg.get("data")
+        records = self.writer.batch.records
+        if msg.get("op") == "delete":
+            self._tombstone(
+                records, (stream, key), protocol.record_data(data) if data.__class__ is dict else b"", item
+            )
+        else:
+            records[(stream, key)] = (protocol.record_data(data), UPSERT, self.tally.line_no, item)
+        return self._taken(stream, self.writer.batch, item)
+
+    def _reject(self, stream: str, err: protocol.LineError, item: bytes) -> bool:
+        self.tally.rejected_total += 1
+        self.tally.stream(stream).rejected += 1
+        self.writer.violate(err.kind, err.detail, item)
+        return False
+
+    def _tombstone(
+        self, records: dict[tuple[str, str], Row], k: tuple[str, str], data: Any, item: bytes
+    ) -> None:
+        """A delete: it keeps the last data of its key, the version before it in this batch if
+        there is one (else the upsert keeps the stored row's); its own data only for a key never
+        stored, and none (JSON null) if it came without."""
+        prev = records.get(k)
+        if prev is not None and prev[1] != TOMBSTONE:
+            records[k] = (prev[0], CARRIED_TOMBSTONE, prev[2], prev[3])
+            self.writer.batch.maybe_carried.append(k)
+        else:
+            records[k] = (data if protocol.has_data(data) else b"null", TOMBSTONE, self.tally.line_no, item)
+
+    def _taken(self, stream: str, batch: Flush, item: bytes) -> bool:
+        """Count an accepted RECORD; True when it filled the batch."""
+        tally = self.tally
         batch.accepted += 1
         batch.bytes += len(item)
         collected = tally.collected
         collected[stream] = collected.get(stream, 0) + 1
         tally.last_stream = stream
-        if len(records) == 1:
+        if batch.accepted == 1:
             self.writer.batch_started = time.monotonic()
-        return len(records) >= BATCH_RECORDS or batch.bytes >= BATCH_BYTES
+        return len(batch.records) >= self.writer.batch_records or batch.bytes >= BATCH_BYTES
 
     async def _state(self, msg: dict[str, Any], item: bytes) -> None:
         """STATE: staged, and proven when everything it depends on is (DESIGN §2)."""

@@ -17,6 +17,9 @@ from pdpp_orch.store import CheckpointWrite, Flush, QuarantineRow, RefusedRecord
 
 BATCH_RECORDS = 20_000
 BATCH_BYTES = 16 << 20
+# The first batches of an attempt are smaller (doubling up to BATCH_RECORDS), so that
+# PostgreSQL starts writing while the rest is read instead of waiting for a whole batch.
+FIRST_BATCH_RECORDS = 2_000
 FLUSH_INTERVAL_S = 1.0
 EXCERPT_BYTES = 2048
 
@@ -32,6 +35,7 @@ class Writer:
         self.tally = tally
         self.batch = Flush()
         self.batch_started = 0.0
+        self.batch_records = FIRST_BATCH_RECORDS  # records that fill the current batch
         self.queue: asyncio.Queue[Flush | None] = asyncio.Queue(maxsize=1)
         self.flush_error: BaseException | None = None
         self.flushing = False  # the flusher is writing a batch
@@ -79,7 +83,7 @@ class Writer:
         return time.monotonic() - self.batch_started >= FLUSH_INTERVAL_S and not self.batch.empty()
 
     def full(self) -> bool:
-        return len(self.batch.records) >= BATCH_RECORDS or self.batch.bytes >= BATCH_BYTES
+        return len(self.batch.records) >= self.batch_records or self.batch.bytes >= BATCH_BYTES
 
     def checkpoint(self, cw: CheckpointWrite) -> bool:
         """Stage a proven checkpoint; True when it should close its batch now (nothing is
@@ -93,20 +97,17 @@ class Writer:
         if self.batch.empty():
             return
         batch = self.batch
-        # COPY data made here, while the flusher's COPY before it streams into PostgreSQL.
-        batch.seal(self.connector, self.run_id)
         await self.queue.put(batch)
         if self.batch is batch:
-            self.batch = Flush()
-            self.batch_started = time.monotonic()
+            self._take_batch()
         if self.flush_error:
             raise self.flush_error
 
     def _take_batch(self) -> Flush:
         batch, self.batch = self.batch, Flush()
-        # COPY data made here, while the flusher's COPY before it streams into PostgreSQL.
-        batch.seal(self.connector, self.run_id)
         self.batch_started = time.monotonic()
+        if batch.records:
+            self.batch_records = min(BATCH_RECORDS, self.batch_records * 2)
         return batch
 
     async def drain(self, flusher: asyncio.Task[None]) -> None:
@@ -187,7 +188,7 @@ class Writer:
             self.violate(
                 r.kind,
                 f"{r.detail} (stream {r.stream[:64]!r}, key {r.key[:64]!r})",
-                r.data,
+                r.line,
                 line_no=r.line_no,
                 batch=late,
             )

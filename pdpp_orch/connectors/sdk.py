@@ -245,13 +245,15 @@ class Connector(StartView):
         raise SystemExit(0 if status == "succeeded" else 1)
 
 
-_clock: tuple[int, str] = (0, "")
+_clock: list[Any] = [0.0, 0.0, ""]  # [this second, the next, this second formatted]
 
 
 def _now() -> str:
     """The emission time to the second, formatted once per second."""
-    global _clock
-    second = int(time.time())
-    if second != _clock[0]:
-        _clock = (second, datetime.fromtimestamp(second, UTC).isoformat())
-    return _clock[1]
+    now = time.time()
+    clock = _clock
+    if not clock[0] <= now < clock[1]:
+        second = int(now)
+        clock[:] = [second, second + 1, datetime.fromtimestamp(second, UTC).isoformat()]
+    text: str = clock[2]
+    return text

@@ -55,6 +55,56 @@ def _nested_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+class Envelope(msgspec.Struct):
+    """What the worker reads of a line to take a RECORD: its type, stream, key and op, and its
+    `data` as the bytes it arrived as (checked as JSON text, not decoded). Every other field is
+    skipped, checked as JSON text too. PostgreSQL's jsonb reads `data` when the batch is written,
+    which it does anyway; it refuses what it cannot store (store/records.py)."""
+
+    type: str
+    stream: str | None = None
+    key: str | list[str] | None = None
+    op: str | None = None
+    data: msgspec.Raw = msgspec.Raw()
+
+
+_ENVELOPE = msgspec.json.Decoder(Envelope)
+# Numbers of any size: only the nesting is looked at.
+_NESTING = msgspec.json.Decoder(float_hook=lambda _: 0)
+
+
+def envelope(line: bytes) -> Envelope | None:
+    """The envelope of a line, or None when it has none of the right types (not JSON, not an
+    object, a field of the wrong type): `decode` then says what the line is, or why not."""
+    try:
+        return _ENVELOPE.decode(line)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+def record_envelope(line: bytes) -> Envelope | None:
+    """The envelope of a RECORD line, read without decoding its data, or None when the line is
+    not one that can be read so (another message, or not a message): `decode` then has it."""
+    env = envelope(line)
+    return env if env is not None and env.type == "RECORD" and readable(line) else None
+
+
+def readable(line: bytes) -> bool:
+    """Whether a line whose envelope was read is whole as a message: UTF-8 throughout (skipped
+    text is not checked for it) and nested no deeper than can be written back."""
+    if not line.isascii():
+        try:
+            line.decode()
+        except UnicodeDecodeError:
+            return False
+    if line.count(b"[") + line.count(b"{") <= MAX_NESTING:
+        return True
+    try:
+        return not _nested_deeper_than(_NESTING.decode(line), MAX_NESTING)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+
+
 def decode(line: bytes) -> dict[str, Any] | LineError:
     """Decode one line into a message object with a known `type`, or classify why not."""
     try:

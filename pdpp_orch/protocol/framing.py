@@ -41,9 +41,12 @@ class LineSplitter:
                     self._partial.clear()
                 out.append(self._line(first))
             limit = self.max_line_bytes
-            for line in pieces[1:]:
-                # The common case stays in C: only odd lines take the slow path.
-                out.append(self._line(line) if len(line) > limit or line.endswith(b"\r") else line)
+            if len(chunk) <= limit and b"\r" not in chunk:
+                # The common case stays in C: no line of the chunk can be too long or end in \r.
+                out += pieces[1:]
+            else:
+                for line in pieces[1:]:
+                    out.append(self._line(line) if len(line) > limit or line.endswith(b"\r") else line)
         self._keep(rest)
         return out
 

@@ -1,18 +1,34 @@
-"""RECORD: its storage key, checked against the manifest's primary key, and the full check of
-its data for a batch PostgreSQL refused."""
+"""RECORD: its storage key, checked against the manifest's primary key as the PDPP reference
+implementation checks it, and what PostgreSQL is known to refuse of it.
+
+What is accepted (the reference's record store, `assertRecordIdentity`):
+- `key` is a string or a non-empty list of strings; it is stored as sent: a string as it is, a
+  list as its compact JSON (`["a","b"]`, and `["a"]` too: `"a"` and `["a"]` are two records).
+- `op` is absent, null or `"delete"`; a delete needs no `data` (a tombstone addresses its key).
+- Otherwise `data` is an object. For each primary-key field `i`, when `data` has the field and
+  the key has a part `i`, the two must agree as text. A key with fewer parts than the primary
+  key, and primary-key fields missing from `data`, are accepted (not compared): the reference's
+  own connectors send `key = String(data.id)` for a two-field primary key.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
+import msgspec
 import orjson
 
-from pdpp_orch.protocol.decoding import contains_nul, decode, record_data
+from pdpp_orch.protocol.decoding import Envelope, contains_nul
 from pdpp_orch.protocol.framing import LineError
+
+MISSING: Any = object()  # a primary-key field `data` does not have
 
 
 def record_key(msg: dict[str, Any], primary_key: list[str]) -> str | LineError:
-    """The storage key of a RECORD, after checking it matches the manifest's primary key."""
+    """The storage key of a RECORD, after checking it agrees with the manifest's primary key."""
     key = msg.get("key")
     data = msg.get("data")
     if (
@@ -23,45 +39,130 @@ def record_key(msg: dict[str, Any], primary_key: list[str]) -> str | LineError:
         and "op" not in msg
     ):
         return key  # the common case, in one test
-    if not isinstance(data, dict):
-        return LineError("schema_invalid", "RECORD.data must be an object")
     if isinstance(key, str):
-        parts: list[Any] = [key]
+        parts: list[str] = [key]
+        stored = key
     elif isinstance(key, list) and key and all(isinstance(k, str) for k in key):
         parts = key
+        stored = orjson.dumps(key).decode()
     else:
         return LineError("schema_invalid", "RECORD.key must be a string or a list of strings")
-    if len(parts) != len(primary_key):
-        return LineError("key_mismatch", f"key has {len(parts)} parts, primary_key has {len(primary_key)}")
-    for part, field in zip(parts, primary_key, strict=True):
-        value = data.get(field)
-        if value is None or _key_text(value) != part:
-            return LineError("key_mismatch", f"key does not match data[{field!r}]")
     op = msg.get("op")
     if op is not None and op != "delete":
         return LineError("schema_invalid", "RECORD.op must be absent or 'delete'")
-    if len(parts) == 1:
-        return str(parts[0])
-    return orjson.dumps(parts).decode()
+    if not isinstance(data, dict):
+        if op == "delete":
+            return stored  # a tombstone: its key is enough
+        return LineError("schema_invalid", "RECORD.data must be an object")
+    err = identity(parts, [data.get(f, MISSING) for f in primary_key], primary_key)
+    return err or stored
 
 
-def strict_record(key: str, data: bytes) -> bytes | LineError:
-    """A record's data as the collector stores it, or why PostgreSQL cannot store the record:
-    for the store to sort out a batch PostgreSQL refused."""
-    if "\x00" in key:
-        return LineError("schema_invalid", "key contains \\u0000, which PostgreSQL text cannot store")
-    msg = decode(b'{"type":"RECORD","data":' + data + b"}")
-    if isinstance(msg, LineError):
-        return msg
-    out = record_data(msg["data"])
-    if contains_nul(out):
-        return LineError("schema_invalid", "data contains \\u0000, which PostgreSQL jsonb cannot store")
-    return out
+def identity(parts: Sequence[str], values: Sequence[Any], primary_key: Sequence[str]) -> LineError | None:
+    """Why a key disagrees with its record's primary-key values (MISSING where `data` lacks the
+    field), or None. Only positions both have are compared, as text."""
+    for part, value, field in zip(parts, values, primary_key, strict=False):
+        if value is not MISSING and key_text(value) != part:
+            return LineError("key_mismatch", f"key does not match data[{field!r}]")
+    return None
 
 
-def _key_text(value: Any) -> str:
+def key_text(value: Any) -> str | None:
+    """A primary-key value as the text a key part must equal (JavaScript's `String(value)`, as
+    the reference compares them, except that integers stay exact); None for an object or a
+    list, which no key part equals."""
     if isinstance(value, str):
         return value
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _number_text(value)
+    return None
+
+
+def _number_text(v: float) -> str:
+    """A double as JavaScript writes it: its shortest digits, positional from 1e-7 to 1e21."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    if v == 0:
+        return "0"
+    d = Decimal(repr(v)).normalize()
+    exponent = d.adjusted()
+    if -7 < exponent < 21:
+        return format(d, "f")
+    digits = "".join(map(str, d.as_tuple().digits))
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{'-' if v < 0 else ''}{mantissa}e{'+' if exponent > 0 else '-'}{abs(exponent)}"
+
+
+_NOT_AN_OBJECT = LineError("schema_invalid", "RECORD.data must be an object")
+
+
+class RecordRules:
+    """The rules above for the RECORDs of one stream, read from their envelope: the primary-key
+    fields are the only part of `data` decoded (the rest is skipped as JSON text)."""
+
+    __slots__ = ("primary_key", "single", "values")
+
+    def __init__(self, primary_key: list[str]):
+        self.primary_key = primary_key
+        self.single = len(primary_key) == 1
+        fields = [(f"f{i}", Any, msgspec.UNSET) for i in range(len(primary_key))]
+        values = msgspec.defstruct(
+            "PrimaryKey", fields, rename={f"f{i}": name for i, name in enumerate(primary_key)}
+        )
+        # A number beyond a double is Infinity, as JavaScript reads it.
+        self.values: Callable[[msgspec.Raw], Any] = msgspec.json.Decoder(values, float_hook=float).decode
+
+    def key(self, env: Envelope) -> str | LineError:
+        """The storage key of a RECORD, after checking it agrees with its primary-key values."""
+        key = env.key
+        if env.op is None and key.__class__ is str and self.single:
+            try:
+                value = self.values(env.data).f0
+            except msgspec.DecodeError:
+                return _NOT_AN_OBJECT
+            if value == key or value is msgspec.UNSET:
+                return key  # the common case
+        return self._key(env)
+
+    def _key(self, env: Envelope) -> str | LineError:
+        key = env.key
+        if isinstance(key, str):
+            parts: list[str] = [key]
+            stored = key
+        elif key:  # a non-empty list of strings: the envelope has the types
+            parts = key
+            stored = orjson.dumps(key).decode()
+        else:
+            return LineError("schema_invalid", "RECORD.key must be a string or a list of strings")
+        if env.op is not None and env.op != "delete":
+            return LineError("schema_invalid", "RECORD.op must be absent or 'delete'")
+        try:
+            found = self.values(env.data)
+        except msgspec.DecodeError:
+            return stored if env.op == "delete" else _NOT_AN_OBJECT  # a tombstone needs no data
+        values = [getattr(found, f"f{i}") for i in range(len(self.primary_key))]
+        err = identity(parts, [MISSING if v is msgspec.UNSET else v for v in values], self.primary_key)
+        return err or stored
+
+
+def has_data(data: msgspec.Raw | bytes) -> bool:
+    """Whether a RECORD's `data` (as read by its envelope) is an object."""
+    return bytes(memoryview(data)[:1]) == b"{"
+
+
+def refusal(key: str, data: msgspec.Raw | bytes) -> LineError | None:
+    """Why PostgreSQL cannot store a record, when that can be told without asking it: U+0000 in
+    its key (text) or data (jsonb). For the store to sort out a batch PostgreSQL refused."""
+    if "\x00" in key:
+        return LineError("schema_invalid", "key contains \\u0000, which PostgreSQL text cannot store")
+    if contains_nul(bytes(data)):
+        return LineError("schema_invalid", "data contains \\u0000, which PostgreSQL jsonb cannot store")
+    return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,13 +35,10 @@ class CheckpointWrite:
 class Flush:
     """One transaction's worth of work, in the order the connector emitted it."""
 
-    # (stream, key) -> its latest version in the batch: (data JSON, deleted, line number)
+    # (stream, key) -> its latest version in the batch (copydata.Row). The rows keep the lines
+    # they came from until they are written: a record PostgreSQL refuses is quarantined as its
+    # line, and the COPY data is made from them as it is sent.
     records: dict[tuple[str, str], copydata.Row] = field(default_factory=dict)
-    # What `seal` turns the records into: their COPY data, how many rows that holds, and each
-    # row's line number (for the rare batch PostgreSQL refuses part of).
-    payload: bytes = b""
-    rows: int = 0
-    lines: array[int] = field(default_factory=lambda: array("q"))
     gaps: list[NewGap] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
     recovered_gap_ids: list[str] = field(default_factory=list)
@@ -50,37 +46,35 @@ class Flush:
     spine: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     accepted: int = 0
     bytes: int = 0
+    # Keys that took a tombstone carrying the version before it (a later version may have
+    # replaced it since): see `carried`.
+    maybe_carried: list[tuple[str, str]] = field(default_factory=list)
 
-    def seal(self, connector: str, run_id: str) -> None:
-        """Turn the records into their COPY data and let the records go: a batch waiting for
-        its write then holds its data once, not twice."""
-        if not self.records:
-            return
-        self.payload = copydata.encode(connector, run_id, self.records)
-        self.rows = len(self.records)
-        self.lines = array("q", [line_no for _, _, line_no in self.records.values()])
-        self.records = {}
+    @property
+    def rows(self) -> int:
+        return len(self.records)
+
+    def carried(self) -> list[tuple[str, str]]:
+        """(stream, key) of the tombstones written as the version they follow (copydata.Row)."""
+        records = self.records
+        return [k for k in dict.fromkeys(self.maybe_carried) if records[k][1] == copydata.CARRIED_TOMBSTONE]
 
     def empty(self) -> bool:
         return not (
-            self.records
-            or self.rows
-            or self.gaps
-            or self.quarantine
-            or self.recovered_gap_ids
-            or self.checkpoints
+            self.records or self.gaps or self.quarantine or self.recovered_gap_ids or self.checkpoints
         )
 
 
 @dataclass(frozen=True)
 class RefusedRecord:
-    """A record whose data PostgreSQL would not store (what the full JSON check says of it)."""
+    """A record PostgreSQL would not store (what the full JSON check says of it), with the line
+    it came from."""
 
     stream: str
     key: str
     kind: str
     detail: str
-    data: bytes
+    line: bytes
     line_no: int
 
 

@@ -31,6 +31,13 @@ ON CONFLICT (connector, stream, key) DO UPDATE SET
     updated_at = now()
 """
 
+# Tombstones written as the version they follow in their batch (copydata.Row), then marked.
+_MARK_DELETED = """
+UPDATE records AS r SET deleted = true, updated_at = now()
+FROM unnest($2::text[], $3::text[]) AS t(stream, key)
+WHERE r.connector = $1 AND r.stream = t.stream AND r.key = t.key
+"""
+
 _INSERT_QUARANTINE = """
 INSERT INTO quarantine (run_id, attempt, line_no, kind, detail, line_bytes, excerpt)
 SELECT $1, $2, q.line_no, q.kind, q.detail, q.line_bytes, q.excerpt
@@ -82,12 +89,15 @@ class RecordStore:
         keys never seen before); a key that exists makes that attempt roll back to a savepoint
         and the batch goes through staging + upsert instead (FlushResult.conflicted)."""
         started = time.monotonic()
-        batch.seal(connector, run_id)
         with telemetry.span("pdpp.flush", connector=connector, rows=batch.rows, bytes=batch.bytes) as sp:
             async with self.pool.acquire() as conn, conn.transaction():
                 result = FlushResult(gaps_recovered=0)
                 if batch.rows:
                     result = await _write_records(conn, connector, run_id, batch, try_copy)
+                carried = batch.carried()
+                if carried:
+                    streams, keys = zip(*carried, strict=True)
+                    await conn.execute(_MARK_DELETED, connector, list(streams), list(keys))
                 result.gaps_recovered = await _write_ledger(conn, connector, run_id, attempt, batch)
                 await _write_checkpoints(conn, run_id, batch, result)
                 await _write_spine(conn, connector, run_id, batch)
@@ -108,46 +118,88 @@ class RecordStore:
                 await conn.execute(f"DELETE FROM {table} WHERE connector = $1", connector)
 
 
+# What PostgreSQL says of a row it cannot store: a value its type refuses (jsonb, numeric, text)
+# or a key too long for the primary key's index.
+_REFUSED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
+
+
 async def _write_records(conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool) -> FlushResult:
-    """Write the batch's records. The collector passes data on as the connector wrote it,
-    checked as JSON but not as PostgreSQL's jsonb input; should PostgreSQL refuse any of
-    it, every row is put through the full JSON check, and those that fail it are left out."""
+    """Write the batch's records. The collector passes data on as the connector wrote it, read
+    as JSON text but not as PostgreSQL's jsonb: should PostgreSQL refuse any of it, the rows it
+    refuses are found and left out (_sort_out), and the rest is written."""
     try:
-        direct = await _copy_rows(conn, batch.payload, try_copy)
+        direct = await _copy_rows(conn, connector, run_id, batch.records.items(), try_copy)
         return FlushResult(0, conflicted=not direct)
-    except asyncpg.DataError:
+    except _REFUSED:
         pass
-    kept: dict[tuple[str, str], copydata.Row] = {}
+    return await _sort_out(conn, connector, run_id, batch, try_copy)
+
+
+async def _sort_out(conn: Any, connector: str, run_id: str, batch: Flush, try_copy: bool) -> FlushResult:
+    """Write a batch PostgreSQL refused part of: what is known to be refused is left out at once
+    (U+0000), the rest is written piece by piece, each piece in a savepoint, a piece refused
+    halved until each row PostgreSQL refuses is found, alone, with its reason."""
+    kept: list[tuple[tuple[str, str], copydata.Row]] = []
     refused: list[RefusedRecord] = []
-    for (stream, key, data, deleted), line_no in zip(
-        copydata.decode(batch.payload), batch.lines, strict=True
-    ):
-        checked = protocol.strict_record(key, data)
-        if isinstance(checked, protocol.LineError):
-            refused.append(RefusedRecord(stream, key, checked.kind, checked.detail, data, line_no))
+    for (stream, key), row in batch.records.items():
+        err = protocol.refusal(key, row[0])
+        if err is None:
+            kept.append(((stream, key), row))
         else:
-            kept[(stream, key)] = (checked, deleted, line_no)
-    conflicted = bool(kept) and not await _copy_rows(conn, copydata.encode(connector, run_id, kept), try_copy)
+            refused.append(RefusedRecord(stream, key, err.kind, err.detail, row[3], row[2]))
+    conflicted = False
+    if try_copy and kept:
+        try:
+            async with conn.transaction():
+                await _copy(conn, "records", connector, run_id, kept)
+            return FlushResult(0, refused=refused)
+        except _REFUSED:
+            pass
+        except asyncpg.UniqueViolationError:
+            conflicted = True
+    await conn.execute(_STAGE)
+    todo = [kept] if kept else []
+    while todo:
+        piece = todo.pop()
+        try:
+            async with conn.transaction():
+                await _copy(conn, "records_stage", connector, run_id, piece)
+                await conn.execute(_UPSERT_RECORDS)
+                await conn.execute("TRUNCATE records_stage")
+        except _REFUSED as e:
+            if len(piece) > 1:
+                todo += [piece[len(piece) // 2 :], piece[: len(piece) // 2]]
+                continue
+            [((stream, key), row)] = piece
+            why = f"PostgreSQL refused it: {e}" + (f" ({e.detail})" if getattr(e, "detail", None) else "")
+            refused.append(RefusedRecord(stream, key, "schema_invalid", why, row[3], row[2]))
     return FlushResult(0, conflicted=conflicted, refused=refused)
 
 
-async def _copy_rows(conn: Any, payload: bytes, try_copy: bool) -> bool:
+async def _copy(conn: Any, table: str, connector: str, run_id: str, rows: copydata.Rows) -> None:
+    data = copydata.slices(copydata.encode(connector, run_id, rows))
+    await conn.copy_to_table(table, source=data, columns=copydata.COLUMNS, format="binary")
+
+
+async def _copy_rows(
+    conn: Any,
+    connector: str,
+    run_id: str,
+    rows: copydata.Rows,
+    try_copy: bool,
+) -> bool:
     """COPY rows in; True if straight into `records` (every key new), False if through
     staging + upsert. Each step is a savepoint: a conflict or a refusal undoes only it."""
     if try_copy:
         try:
             async with conn.transaction():
-                await conn.copy_to_table(
-                    "records", source=copydata.slices(payload), columns=copydata.COLUMNS, format="binary"
-                )
+                await _copy(conn, "records", connector, run_id, rows)
             return True
         except asyncpg.UniqueViolationError:
             pass
     async with conn.transaction():
         await conn.execute(_STAGE)
-        await conn.copy_to_table(
-            "records_stage", source=copydata.slices(payload), columns=copydata.COLUMNS, format="binary"
-        )
+        await _copy(conn, "records_stage", connector, run_id, rows)
         await conn.execute(_UPSERT_RECORDS)
     return False
 

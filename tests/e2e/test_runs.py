@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus
@@ -137,6 +138,90 @@ async def test_records_postgresql_refuses_are_found_at_flush_and_lose_nothing_el
     q = await harness.store.runs.quarantined(o.run_id)
     assert [(r.line_no, r.kind) for r in q] == [(42, "schema_invalid"), (43, "schema_invalid")]
     assert {"data contains" in r.detail or "key contains" in r.detail for r in q} == {True}
+
+
+async def test_a_record_postgresql_refuses_is_quarantined_as_its_line(harness: Harness) -> None:
+    """Issue 17: a refused record's quarantine row has the size and excerpt of the line the
+    connector wrote (as every other quarantined line has), not those of its data alone."""
+    key_line = '{"type": "RECORD", "stream": "a", "key": "k\\u0000", "data": {"id": "k\\u0000", "n": 1}}'
+    data_line = '{"type": "RECORD", "stream": "a", "key": "d", "data": {"id": "d", "text": "x\\u0000"}}'
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 3}},
+            {"raw": key_line},
+            {"raw": data_line},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert (o.records_durable, o.records_rejected) == (3, 2)
+    q = await harness.store.runs.quarantined(o.run_id)
+    assert [(r.line_no, r.kind) for r in q] == [(4, "schema_invalid"), (5, "schema_invalid")]
+    assert [(r.line_bytes, r.excerpt) for r in q] == [
+        (len(key_line), key_line),
+        (len(data_line), data_line),
+    ]
+    assert "key contains" in q[0].detail and "data contains" in q[1].detail
+
+
+async def test_bad_records_in_a_batch_are_quarantined_at_their_lines_and_the_rest_is_durable(
+    harness: Harness,
+) -> None:
+    """Issue 16: data is passed on as the bytes it came as, and PostgreSQL's jsonb is the judge
+    of what it cannot store. In one batch (new keys and updates of stored ones): data that is
+    not JSON (found on reading), a key that disagrees with its data, U+0000 (found when the batch
+    is written, without asking PostgreSQL) and numbers PostgreSQL's numeric cannot hold (found
+    by PostgreSQL, each row on its own) are each quarantined at their line; every other record
+    of the batch is durable, and the checkpoint after the first refused line does not commit. So is
+    a key too long for the primary key's index (PostgreSQL refused the whole batch before)."""
+
+    def line(key: str, data: str, **extra: Any) -> dict[str, Any]:
+        msg = {"type": "RECORD", "stream": "a", "key": key, **extra}
+        return {"raw": json.dumps(msg)[:-1] + f', "data": {data}}}'}
+
+    numbers = [f"r{i}" for i in range(0, 40, 7)]
+    long_key = secrets.token_hex(1600)  # incompressible: its index entry exceeds a third of a page
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 3}},
+            {"state": "a"},  # flushes: the keys above are stored, the batch below is upserted
+            line("a-000001", '{"id": "a-000001", "text": "updated"}'),  # line 5
+            line("not-json", '{"id": "not-json", "v": tru}'),  # 6: not JSON
+            line("mismatch", '{"id": "other"}'),  # 7: the key disagrees with its data
+            line("nul", '{"id": "nul", "text": "a\\u0000b"}'),  # 8: U+0000
+            *(
+                line(k, f'{{"id": "{k}", "n": {"1e1000000" if k in numbers else 7}, "exact": 1e400}}')
+                for k in (f"r{i}" for i in range(40))
+            ),  # 9..48
+            line("a-000002", '{"id": "a-000002", "text": "updated too"}'),  # 49
+            line(long_key, f'{{"id": "{long_key}"}}'),  # 50: too long for the primary key's index
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    refused = [9 + int(k[1:]) for k in numbers]
+    assert (o.records_emitted, o.records_rejected) == (3 + 46, 4 + len(numbers))
+    assert o.records_durable == 3 + 46 - 4 - len(numbers)
+    q = await harness.store.runs.quarantined(o.run_id)
+    assert [(r.line_no, r.kind) for r in q] == [
+        (6, "invalid_json"),
+        (7, "key_mismatch"),
+        (8, "schema_invalid"),
+        *((n, "schema_invalid") for n in refused),
+        (50, "schema_invalid"),
+    ]
+    assert "data contains \\u0000" in q[2].detail and "numeric" in q[3].detail
+    assert "index row" in q[-1].detail
+    assert all(r.excerpt.startswith('{"type": "RECORD"') for r in q)
+    assert all(len(r.excerpt) == min(r.line_bytes, 2048) for r in q)
+    rows = {r["key"]: json.loads(r["data"]) for r in await records(harness, name)}
+    assert sorted(rows) == sorted(
+        ["a-000000", "a-000001", "a-000002", *(f"r{i}" for i in range(40) if f"r{i}" not in numbers)]
+    )
+    assert rows["a-000001"]["text"] == "updated" and rows["a-000002"]["text"] == "updated too"
+    assert rows["r1"]["exact"] == 10**400  # kept exactly: PostgreSQL's numeric, not a double
+    assert await committed(harness, name) == {"a": {"offset": 3}}
 
 
 async def test_a_refused_record_among_updates_and_deletes_leaves_them_applied(harness: Harness) -> None:
@@ -504,6 +589,35 @@ async def test_delete_is_a_tombstone_that_keeps_the_last_data(harness: Harness) 
     assert not rows["a-000001"]["deleted"]
 
 
+async def test_a_tombstone_in_the_batch_of_a_newer_version_keeps_the_newer_data(harness: Harness) -> None:
+    """Issue 17: a delete that follows an update of its key in the same batch keeps the
+    update's data, not the version stored before it (nor the delete's own data)."""
+
+    def record(key: str, text: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "msg": {"type": "RECORD", "stream": "a", "key": key, "data": {"id": key, "text": text}, **extra}
+        }
+
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 2}},
+            {"state": "a"},  # flushes: a-000000 is stored, so the next batch is upserted
+            record("a-000000", "newer"),
+            record("a-000000", "the delete's own", op="delete"),
+            record("fresh", "first"),  # a key no batch wrote before
+            record("fresh", "the delete's own", op="delete"),
+            {"state": "a"},
+            {"done": "succeeded"},
+        ]
+    )
+    o = await harness.run(name)
+    assert o.status is RunStatus.SUCCEEDED and o.records_durable == 6
+    rows = {r["key"]: r for r in await records(harness, name)}
+    assert rows["a-000000"]["deleted"] and json.loads(rows["a-000000"]["data"])["text"] == "newer"
+    assert rows["fresh"]["deleted"] and json.loads(rows["fresh"]["data"])["text"] == "first"
+    assert not rows["a-000001"]["deleted"]
+
+
 async def test_pdpp_strict_commits_nothing_on_failure_unless_certified(harness: Harness) -> None:
     failing = [
         {"records": {"stream": "a", "count": 3}},
@@ -556,7 +670,8 @@ async def test_a_superseded_collect_attempt_cannot_write(harness: Harness) -> No
 
     def batch(key: str) -> Flush:
         f = Flush(accepted=1, bytes=10)
-        f.records[("a", key)] = (b'{"id": "' + key.encode() + b'"}', False, 1)
+        data = b'{"id": "' + key.encode() + b'"}'
+        f.records[("a", key)] = (data, 0, 1, b'{"type": "RECORD", "data": ' + data + b"}")
         return f
 
     await store.runs.begin_attempt(run_id, 1)
@@ -570,3 +685,62 @@ async def test_a_superseded_collect_attempt_cannot_write(harness: Harness) -> No
         "SELECT key FROM records WHERE connector = 'fence' AND last_run_id = $1", run_id
     )
     assert sorted(r["key"] for r in keys) == ["k1", "k3"]
+
+
+async def test_records_the_reference_accepts_are_accepted_with_its_meaning(harness: Harness) -> None:
+    """The reference's record rules (issue 14): a key with fewer parts than the primary key (its
+    spotify `top_artists`: primary key [id, time_range], key String(data.id)), a primary-key
+    field missing from data, a delete without data; each stored under the key as sent."""
+    manifest = harness.tmp / "spotify.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "connector_key": "spotify_like",
+                "streams": [
+                    {"name": "top_artists", "primary_key": ["id", "time_range"]},
+                    {"name": "a", "primary_key": ["id"]},
+                ],
+            }
+        )
+    )
+
+    def record(stream: str, key: Any, data: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        msg = {"type": "RECORD", "stream": stream, "key": key, "emitted_at": "2026-11-26T00:00:00Z"}
+        return {"msg": {**msg, **({"data": data} if data is not None else {}), **extra}}
+
+    name = harness.scripted(
+        [
+            record("top_artists", "ar1", {"id": "ar1", "time_range": "short_term", "rank": 1}),
+            record("top_artists", "ar1", {"id": "ar1", "time_range": "long_term", "rank": 7}),
+            record("top_artists", ["ar2", "medium_term"], {"id": "ar2", "time_range": "medium_term"}),
+            record("top_artists", ["ar3"], {"id": "ar3", "time_range": "long_term"}),
+            record("a", "no-id", {"text": "data without its primary-key field"}),
+            record("a", "gone", {"id": "gone", "text": "the last data"}),
+            {"state": "a"},  # flushes: the delete below finds the row stored
+            record("a", "gone", op="delete"),
+            record("a", "never-seen", op="delete"),
+            record("a", "no-data"),  # not a delete: refused
+            record("top_artists", ["ar2", "short_term"], {"id": "ar2", "time_range": "medium_term"}),
+            {"state": "a"},
+            {"done": "succeeded"},
+        ],
+        manifest=manifest,
+    )
+    o = await harness.run(name)
+    assert (o.records_emitted, o.records_durable, o.records_rejected) == (10, 8, 2)
+    kinds = [(q.line_no, q.kind) for q in await harness.store.runs.quarantined(o.run_id)]
+    assert kinds == [(10, "schema_invalid"), (11, "key_mismatch")]
+    rows = {(r["stream"], r["key"]): r for r in await records(harness, name)}
+    assert sorted(rows) == [
+        ("a", "gone"),
+        ("a", "never-seen"),
+        ("a", "no-id"),
+        ("top_artists", '["ar2","medium_term"]'),
+        ("top_artists", '["ar3"]'),
+        ("top_artists", "ar1"),
+    ]
+    # The three windows of one artist collapse onto the key the connector sent, as there.
+    assert json.loads(rows[("top_artists", "ar1")]["data"])["rank"] == 7
+    gone = rows[("a", "gone")]
+    assert gone["deleted"] and json.loads(gone["data"])["text"] == "the last data"
+    assert rows[("a", "never-seen")]["deleted"] and json.loads(rows[("a", "never-seen")]["data"]) is None

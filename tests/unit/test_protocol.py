@@ -67,16 +67,51 @@ def test_integers_beyond_64_bits_stay_exact() -> None:
         ("42", {"id": 42}, ["id"], "42"),
         (["u1", "c1"], {"user": "u1", "chan": "c1"}, ["user", "chan"], '["u1","c1"]'),
         ("m2", {"id": "m1"}, ["id"], "key_mismatch"),
-        (["u1"], {"user": "u1", "chan": "c1"}, ["user", "chan"], "key_mismatch"),
+        (["u2", "c1"], {"user": "u1", "chan": "c1"}, ["user", "chan"], "key_mismatch"),
+        (["u1", "c2"], {"user": "u1", "chan": "c1"}, ["user", "chan"], "key_mismatch"),
         (7, {"id": 7}, ["id"], "schema_invalid"),
+        ([], {"id": 7}, ["id"], "schema_invalid"),
+        (["a", 1], {"id": "a"}, ["id"], "schema_invalid"),
         ("m1", ["not", "an", "object"], ["id"], "schema_invalid"),
+        ("m1", None, ["id"], "schema_invalid"),
+        # The reference's tolerance: a key with fewer parts than the primary key (the real
+        # spotify `top_artists`: primary_key [id, time_range], key String(data.id)), and
+        # primary-key fields missing from data, are not compared.
+        ("a1", {"id": "a1", "time_range": "short_term"}, ["id", "time_range"], "a1"),
+        (["u1"], {"user": "u1", "chan": "c1"}, ["user", "chan"], '["u1"]'),
+        ("m1", {"text": "no id"}, ["id"], "m1"),
+        (["u1", "c1"], {"chan": "c1"}, ["user", "chan"], '["u1","c1"]'),
+        (["m1", "extra"], {"id": "m1"}, ["id"], '["m1","extra"]'),
+        # Stored as sent: a one-part list is not its string.
+        (["m1"], {"id": "m1"}, ["id"], '["m1"]'),
+        # Compared as text, as JavaScript's String() writes the value.
+        ("true", {"id": True}, ["id"], "true"),
+        ("null", {"id": None}, ["id"], "null"),
+        ("m1", {"id": None}, ["id"], "key_mismatch"),
+        ("5", {"id": 5.0}, ["id"], "5"),
+        ("1.5e-7", {"id": 1.5e-7}, ["id"], "1.5e-7"),
+        ("18446744073709551617", {"id": 18446744073709551617}, ["id"], "18446744073709551617"),
+        ("[object Object]", {"id": {}}, ["id"], "key_mismatch"),
     ],
 )
-def test_record_key_must_match_the_primary_key(
+def test_record_key_must_agree_with_the_primary_key(
     key: object, data: object, pk: list[str], expected: str
 ) -> None:
     result = protocol.record_key({"type": "RECORD", "stream": "s", "key": key, "data": data}, pk)
     assert (result.kind if isinstance(result, LineError) else result) == expected
+
+
+@pytest.mark.parametrize("data", [{"id": "other"}, None, [1], "x"])
+def test_a_delete_needs_no_data_and_is_not_compared_with_it(data: object) -> None:
+    msg: dict[str, object] = {"type": "RECORD", "stream": "s", "key": "m1", "op": "delete"}
+    if data is not None:
+        msg["data"] = data
+    expected = "key_mismatch" if isinstance(data, dict) else "m1"
+    result = protocol.record_key(msg, ["id"])
+    assert (result.kind if isinstance(result, LineError) else result) == expected
+    msg["op"] = "upsert"
+    result = protocol.record_key(msg, ["id"])
+    assert isinstance(result, LineError) and result.kind == "schema_invalid"
 
 
 def test_recovery_hints_are_a_closed_vocabulary() -> None:
