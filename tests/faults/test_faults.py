@@ -229,25 +229,27 @@ async def test_stderr_flood_of_50_mb_neither_blocks_nor_buffers(harness: Harness
 
 
 @pytest.mark.parametrize("limit", [4 << 20, None], ids=["limit-4MiB", "default-limit"])
-async def test_100_mb_line_is_line_too_long_and_not_buffered(harness: Harness, limit: int | None) -> None:
+async def test_200_mb_line_is_line_too_long_and_not_buffered(harness: Harness, limit: int | None) -> None:
     extra = {"max_line_bytes": limit} if limit else {}
     name = faulty(
-        harness, [pages("a", 100), {"long_line": 100 << 20}, pages("a", 200), {"done": "succeeded"}], **extra
+        harness, [pages("a", 100), {"long_line": 200 << 20}, pages("a", 200), {"done": "succeeded"}], **extra
     )
     base = peak_rss_reset()
     o = await harness.run(name)
     growth = peak_rss() - base
-    print(f"\n100 MiB line, limit {limit}: peak RSS growth {growth / 2**20:.1f} MiB")
+    print(f"\n200 MiB line, limit {limit}: peak RSS growth {growth / 2**20:.1f} MiB")
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_protocol_violation"
     exact(o, 200)  # the long line never became a record: the connector did not count it either
     [q] = await harness.store.runs.quarantined(o.run_id)
-    assert q.kind == "line_too_long" and q.line_bytes == 100 << 20
+    assert q.kind == "line_too_long" and q.line_bytes == 200 << 20
     assert await rows(harness.store, name) == {"a": 200}
     # Checkpoints after the violation are not proven: the one before it is what commits.
     assert await committed(harness.store, name) == {"a": 100}
     # The worker holds at most the line limit of a long line, never the line.
-    bound = (limit or 65 << 20) + (40 << 20)
-    assert growth < bound, f"the worker grew by {growth >> 20} MiB reading a 100 MiB line"
+    # The slack is wide (the whole suite's allocator state moved this by 40 MiB once: 110 MiB
+    # for a 65 MiB limit) and still far below the line: holding it would take 200 MiB.
+    bound = (limit or 65 << 20) + (64 << 20)
+    assert growth < bound, f"the worker grew by {growth >> 20} MiB reading a 200 MiB line"
 
     replan(harness, name, [pages("a", 200), {"done": "succeeded"}])
     again = await harness.run(name)
