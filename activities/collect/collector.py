@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel
@@ -52,6 +52,15 @@ Notify = Callable[[str, BaseModel], Awaitable[None]]
 
 async def _no_one(name: str, arg: BaseModel) -> None:
     return None
+
+
+class _Parties(NamedTuple):
+    """The handlers of one conversation."""
+
+    messages: Messages
+    interactions: Interactions
+    assistance: Assistance
+    reader: Reader
 
 
 class Collector:
@@ -126,8 +135,9 @@ class Collector:
         scratch = Path(tempfile.mkdtemp(prefix=f"pdpp-{self.entry.name}-"))
         return scratch, scratch
 
-    async def _converse(self, proc: ConnectorProcess, served: Served | None, start: dict[str, Any]) -> None:
-        """The whole conversation with the connector process, from START to its exit."""
+    def _parties(self, proc: ConnectorProcess, served: Served | None) -> _Parties:
+        """The handlers of one conversation, wired to each other: the Messages call the page,
+        interaction and assistance handlers, which need the Messages' scope and misses."""
         writer, tally = self.writer, self.tally
         interactions: Interactions | None = None
         pages: Pages | None = None
@@ -157,27 +167,23 @@ class Collector:
             on_page,
             on_assistance,
         )
-        run_id = self.run_input.run_id
+        run_id, name = self.run_input.run_id, self.entry.name
         assistance = Assistance(
-            self.store, run_id, self.entry.name, self.attempt, writer, messages.in_scope, self.notify
+            self.store, run_id, name, self.attempt, writer, messages.in_scope, self.notify
         )
-        pages = Pages(
-            self.store, self.entry.name, self.run_input.lease_id, served, proc, writer, messages.in_scope
-        )
+        pages = Pages(self.store, name, self.run_input.lease_id, served, proc, writer, messages.in_scope)
         interactions = Interactions(
-            self.store,
-            self.run_input.run_id,
-            self.entry.name,
-            proc,
-            tally,
-            writer,
-            messages.misses,
-            self.deadlines,
-            self.notify,
+            self.store, run_id, name, proc, tally, writer, messages.misses, self.deadlines, self.notify
         )
         reader = Reader(
             proc, self.entry.line_limit, messages, writer, tally, self.deadlines, interactions.waiting
         )
+        return _Parties(messages, interactions, assistance, reader)
+
+    async def _converse(self, proc: ConnectorProcess, served: Served | None, start: dict[str, Any]) -> None:
+        """The whole conversation with the connector process, from START to its exit."""
+        writer, tally = self.writer, self.tally
+        messages, interactions, assistance, reader = self._parties(proc, served)
         flusher = asyncio.create_task(writer.flusher())
         beat = asyncio.create_task(self._heartbeats())
         reporter = asyncio.create_task(self._reporter())
