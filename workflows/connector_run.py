@@ -52,15 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import ids, ui
     from workflows.endings import describe_error, end, whole
     from workflows.options import COLLECT_GRACE, COLLECT_RETRY, COMMIT_TIMEOUT, DB_RETRY, SHORT
-
-# Added after histories were recorded: runs started before it replay without the claim.
-ONE_RUN_PER_CONNECTOR = "one-run-per-connector"
-# Added after histories were recorded: a failed run's workflow ends Failed, a cancelled one
-# Canceled (before, every run completed).
-TEMPORAL_STATUS = "temporal-status-agrees"
-# Added after histories were recorded: a cancel that arrives while the outcome is being written
-# (a database outage can make that minutes) is told as too late, like any cancel after the commit.
-LATE_CANCEL = "cancel-while-recording"
+    from workflows.patches import LATE_CANCEL, ONE_RUN_PER_CONNECTOR, TEMPORAL_STATUS
 
 # Polls for the other run's end: soon at first, then every minute.
 CLAIM_FIRST_WAIT = timedelta(seconds=5)

@@ -37,11 +37,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.connector_run import ConnectorRunWorkflow
     from workflows.endings import RUN_FAILED
     from workflows.options import DB_RETRY, SHORT
+    from workflows.patches import WHOLE_HINT_RUN_IDS
 
 LEASE_WAIT = timedelta(minutes=1)
-# Added after histories were recorded: recovery run ids from the whole hint id and the
-# recovery's first execution (they used 8 characters of the hint id, which requeued hints share).
-WHOLE_HINT_RUN_IDS = "recovery-run-id-whole-hint"
 
 
 @workflow.defn

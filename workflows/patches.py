@@ -1,0 +1,15 @@
+"""The `workflow.patched` ids: every change that alters a workflow's commands after histories
+were recorded (tests/replay/). A run started before a change replays without it; a new one
+takes it. Never rename one: a running workflow's history holds its marker.
+"""
+
+# ConnectorRunWorkflow claims its connector first: runs started before replay without the claim.
+ONE_RUN_PER_CONNECTOR = "one-run-per-connector"
+# A failed run's workflow ends Failed and a cancelled one Canceled (before, every run completed).
+TEMPORAL_STATUS = "temporal-status-agrees"
+# A cancel that arrives while the outcome is being written (a database outage can make that
+# minutes) is told as too late, like any cancel after the commit.
+LATE_CANCEL = "cancel-while-recording"
+# GapRecoveryWorkflow's run ids come from the whole hint id and the recovery's first execution
+# (they used 8 characters of the hint id, which requeued hints share).
+WHOLE_HINT_RUN_IDS = "recovery-run-id-whole-hint"
