@@ -27,6 +27,7 @@ from pdpp_orch.cli.show import print_outcome
 from pdpp_orch.control import UsageError, interactions
 from pdpp_orch.control import runs as control
 from pdpp_orch.control.connect import connect
+from pdpp_orch.control.resolve import refuse_unknown
 from pdpp_orch.control.stack import command_store, run_url
 from pdpp_orch.control.waiting import RunEndedWithoutOutcome, stored_outcome
 from pdpp_orch.models import RunOutcome
@@ -71,8 +72,9 @@ async def _run(
     as_json: bool,
     allow_concurrent: bool,
 ) -> int:
+    registry = Registry.load(s.connectors)
     inp = control.new_run(
-        Registry.load(s.connectors),
+        registry,
         name,
         streams,
         since,
@@ -82,6 +84,7 @@ async def _run(
     )
     found = servers(s)
     client = await connect(found.temporal_address, s.temporal_namespace)
+    await refuse_unknown(client, s.task_queue, registry, name, streams)
     if not allow_concurrent:
         await control.refuse_concurrent(client, name)
     handle = await control.start_run(client, s.task_queue, inp)
