@@ -14,6 +14,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from pdpp_orch import search_attributes as sa
+from pdpp_orch.control.recoveries import recoveries
 from pdpp_orch.models import RunStatus
 from tests.conftest import ABC_MANIFEST, SCRIPTED, Harness
 from tests.helpers import cli
@@ -91,3 +92,17 @@ async def test_the_cli_refuses_a_connector_its_worker_does_not_know(harness: Har
     runs = [w.id async for w in harness.client.list_workflows(f"PdppConnector = '{name}'")]
     assert runs == [] and await harness.store.runs.recent(name) == []
     assert [s.id async for s in await harness.client.list_schedules() if s.id == f"sync-{name}"] == []
+
+
+async def test_recover_now_refuses_what_its_worker_cannot_run(harness: Harness, pg_url: str) -> None:
+    gap = {"type": "DETAIL_GAP", "stream": "a", "reason": "rate_limited", "record_key": "k0"}
+    name = harness.scripted([{"msg": gap}, {"done": "succeeded"}])
+    o = await harness.run(name, recover=False)  # its hint is in the ledger, with no recovery
+    assert o.needs_retry and o.recovery_workflow_ids == []
+    other = other_registry(harness.tmp, name)
+    harness.registry_path.write_text("")  # the worker now reads a registry without it
+    async with harness.worker():
+        code, _, err = await cli(harness, pg_url, "recover", "now", name, "--connectors", str(other))
+    said = " ".join(err.split())
+    assert code == 2 and f"it reads {harness.registry_path}, this command read {other}" in said
+    assert [r.state for r in await recoveries(harness.store, harness.client, name)] == ["not started"]
