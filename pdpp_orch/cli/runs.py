@@ -56,7 +56,8 @@ def run(
     connectors: ConnectorsOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Start a run of connector NAME. With --wait the exit status tells the outcome:
+    """Start a run of connector NAME (refused, naming the registry it reads, when the worker of
+    the task queue cannot run it). With --wait the exit status tells the outcome:
     0 succeeded, 3 partially_completed, 1 failed or cancelled, 2 usage/configuration error."""
     s = settings(data_dir, connectors)
     run_async(_run(s, name, stream or [], since, until, wait, as_json, allow_concurrent))

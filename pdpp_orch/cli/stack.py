@@ -48,8 +48,12 @@ def dev(
     once: Annotated[
         bool, typer.Option("--once", help="Stop after the --sync runs instead of serving.")
     ] = False,
-    temporal_port: Annotated[int, typer.Option(help="Preferred Temporal port.")] = 7233,
-    ui_port: Annotated[int, typer.Option(help="Preferred web UI port.")] = 8233,
+    temporal_port: Annotated[
+        int, typer.Option(help="Preferred Temporal port (a busy one is replaced, and said).")
+    ] = 7233,
+    ui_port: Annotated[
+        int, typer.Option(help="Preferred web UI port (a busy one is replaced, and said).")
+    ] = 8233,
 ) -> None:
     """Start Temporal (with its web UI), PostgreSQL and a worker; serve until Ctrl-C.
 
