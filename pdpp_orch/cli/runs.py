@@ -85,7 +85,9 @@ async def _run(
     )
     found = servers(s)
     client = await connect(found.temporal_address, s.temporal_namespace)
-    await refuse_unknown(client, s.task_queue, registry, name, streams)
+    note = await refuse_unknown(client, s.task_queue, registry, name, streams)
+    if note:
+        err_console.print(f"note: {note}", highlight=False)
     if not allow_concurrent:
         await control.refuse_concurrent(client, name)
     handle = await control.start_run(client, s.task_queue, inp)

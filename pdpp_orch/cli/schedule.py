@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, out, run_async, settings
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, err, out, run_async, settings
 from pdpp_orch.control import UsageError
 from pdpp_orch.control import schedules as control
 from pdpp_orch.control.connect import connect
@@ -78,7 +78,9 @@ async def _create(
         raise UsageError(str(e)) from e
     address, _ = endpoints(s)
     client = await connect(address, s.temporal_namespace)
-    await refuse_unknown(client, s.task_queue, registry, name, streams)
+    note = await refuse_unknown(client, s.task_queue, registry, name, streams)
+    if note:
+        err.print(f"note: {note}", highlight=False)
     schedule = control.build(
         name, s.task_queue, spec, streams, overlap, paused, s.heartbeat_timeout_seconds, registry.describe()
     )

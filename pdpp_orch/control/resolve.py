@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.waiting import workers_polling
@@ -23,8 +23,14 @@ from workflows import ids
 from workflows.resolve import RESOLVE_TIMEOUT, ResolveConnectorWorkflow
 
 
+class NoAnswer(Exception):
+    """No worker of the task queue answered in time (busy, or one without ResolveConnectorWorkflow
+    during an upgrade): the run is started all the same."""
+
+
 async def ask_worker(client: Client, task_queue: str, inp: ResolveInput) -> Resolution | None:
-    """A worker's answer, or None when no worker polls `task_queue` or none answers in time."""
+    """A worker's answer; None when no worker polls `task_queue` (the run will wait for one, and
+    `run --wait` says so); NoAnswer when none answers in time."""
     if await workers_polling(client, task_queue) is False:
         return None
     handle = await client.start_workflow(
@@ -37,19 +43,26 @@ async def ask_worker(client: Client, task_queue: str, inp: ResolveInput) -> Reso
     )
     try:
         return await asyncio.wait_for(handle.result(), RESOLVE_TIMEOUT.total_seconds())
-    except Exception:  # timed out, a worker without this workflow: no answer, no refusal
-        return None
+    except (TimeoutError, WorkflowFailureError) as e:
+        raise NoAnswer(
+            f"no worker on task queue {task_queue!r} said within {RESOLVE_TIMEOUT.seconds} s whether it "
+            f"can run {inp.connector!r}; starting anyway"
+        ) from e
 
 
 async def refuse_unknown(
     client: Client, task_queue: str, registry: Registry, connector: str, streams: list[str] | None = None
-) -> None:
+) -> str | None:
     """A UsageError when the worker on `task_queue` cannot run `connector` (with `streams`),
-    naming the registry it reads and the one this command read."""
+    naming the registry it reads and the one this command read; a note to print when no worker
+    answered."""
     inp = ResolveInput(connector=connector, streams=streams or [])
-    answer = await ask_worker(client, task_queue, inp)
+    try:
+        answer = await ask_worker(client, task_queue, inp)
+    except NoAnswer as e:
+        return str(e)
     if answer is None or answer.problem is None:
-        return
+        return None
     mine = registry.describe()
     reads = f"it reads {answer.registry}" if answer.registry else "its registry is unreadable"
     if answer.registry != mine:
