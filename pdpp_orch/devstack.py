@@ -175,8 +175,12 @@ class DevStack:
         if find_running(self.data_dir):
             raise DevStackError(f"a dev stack is already running from {self.data_dir}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        database_url = self._start_postgres()
-        address, ui = self._start_temporal()
+        try:
+            database_url = self._start_postgres()
+            address, ui = self._start_temporal()
+        except BaseException:
+            self.stop()  # what had started stops with it, not left to the next dev
+            raise
         ep = Endpoints(address, ui, database_url, os.getpid(), process_started(os.getpid()))
         (self.data_dir / STACK_FILE).write_text(json.dumps(asdict(ep), indent=2))
         return ep
@@ -229,7 +233,10 @@ class DevStack:
             )
         _wait_port(port, 60, self._temporal, log)
         self._ui = UiProxy(ui_port, f"http://127.0.0.1:{temporal_ui_port}")
-        self._ui.start()
+        try:
+            self._ui.start()
+        except OSError as e:  # the port taken since it was found free
+            raise DevStackError(f"the web UI cannot listen on {ui_port}: {e}") from e
         return f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
 
     def stop(self) -> None:

@@ -136,11 +136,12 @@ class UiProxy:
         self.port = port
         self.upstream = upstream
         self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="ui-proxy", daemon=True)
         self._runner: web.AppRunner | None = None
 
     def start(self) -> None:
-        threading.Thread(target=self._loop.run_forever, name="ui-proxy", daemon=True).start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(30)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(STOP_S)
 
     async def _serve(self) -> None:
         # A browser's open requests (the UI polls) must not hold up the stack's stop.
@@ -153,3 +154,6 @@ class UiProxy:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(STOP_S)
             self._runner = None
         self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(STOP_S)
+        if not self._thread.is_alive():
+            self._loop.close()
