@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.config import RegistryLoader, entry_and_manifest
 from pdpp_orch import policy, telemetry
@@ -18,8 +19,11 @@ from pdpp_orch.models import (
     RecoveryClass,
     RetryHint,
     RetryPlan,
+    RunInput,
     StreamCommit,
 )
+from pdpp_orch.outcome import CONFIG_ERROR
+from pdpp_orch.registry import ConnectorEntry
 from pdpp_orch.store import NewGap, Store
 
 
@@ -30,19 +34,31 @@ class CheckpointActivities:
         self.store = store
         self.registry = registry
 
+    async def _entry(self, run: RunInput) -> ConnectorEntry | None:
+        """The connector's entry as this worker reads it, or None (said in the worker's log) when
+        it cannot: the run has its error from prepare or collect already, and ends with it."""
+        try:
+            entry, _ = await entry_and_manifest(self.registry, run.connector, run.registry)
+        except ApplicationError as e:
+            if e.type != "ConfigError":
+                raise
+            return None
+        return entry
+
     @activity.defn
     async def commit_checkpoints(self, data: CommitInput) -> CommitResult:
         """Commit each stream's proven checkpoint, each in its own transaction (DESIGN §2), and
         keep a checkpoint gap for every stream whose latest checkpoint could not commit."""
         run, facts = data.run, data.facts
-        entry, _ = await entry_and_manifest(self.registry, run.connector)
-        strict = entry.checkpoint_policy is CheckpointPolicy.PDPP_STRICT
+        staged = [(stream, cp) for stream, cp in sorted(facts.checkpoints.items()) if cp.staged]
+        entry = await self._entry(run) if staged else None
+        strict = entry is not None and entry.checkpoint_policy is CheckpointPolicy.PDPP_STRICT
         results: list[StreamCommit] = []
-        for stream, cp in sorted(facts.checkpoints.items()):
-            if cp.staged == 0:
-                continue
+        for stream, cp in staged:
             why_not = policy.why_not_committed(stream, facts, strict)
-            if why_not is not None:
+            if entry is None:  # whose cap and policy are unknown here: nothing commits
+                why_not = why_not or CONFIG_ERROR
+            if why_not is not None or entry is None:
                 results.append(StreamCommit(stream=stream, committed=False, reason=why_not))
                 continue
             with telemetry.span("pdpp.checkpoint.commit", connector=run.connector, stream=stream) as sp:
@@ -82,7 +98,6 @@ class CheckpointActivities:
         and reason, narrowed to exactly those gaps, timed by the upstream's signal or the
         connector's back-off policy, priced with its cost per item."""
         run = data.run
-        entry, _ = await entry_and_manifest(self.registry, run.connector)
         opened = 0
         if data.run_failed_retryably:
             reason = data.facts.done_error_code or "connector_reported_failed"
@@ -97,10 +112,13 @@ class CheckpointActivities:
         elif not data.facts.cancelled:
             now = datetime.now(UTC)
             groups = await self.store.hints.groups_found_by(run.connector, run.run_id, max_attempts)
-            pairs = [(policy.hint_id(run.run_id, g.stream, g.kind.value, g.reason), g) for g in groups]
-            await self.store.hints.assign_hints(run.connector, run.run_id, pairs)
-            cost = entry.budget.cost_per_item
-            hints = [policy.hint_for(hid, g, entry.retry, cost, now, max_attempts) for hid, g in pairs]
+            # Without the connector's back-off and cost, its gaps stay open for the next run.
+            entry = await self._entry(run) if groups else None
+            if entry is not None:
+                pairs = [(policy.hint_id(run.run_id, g.stream, g.kind.value, g.reason), g) for g in groups]
+                await self.store.hints.assign_hints(run.connector, run.run_id, pairs)
+                cost = entry.budget.cost_per_item
+                hints = [policy.hint_for(hid, g, entry.retry, cost, now, max_attempts) for hid, g in pairs]
         by_stream = await self.store.gaps.open_by_stream(run.connector)
         return RetryPlan(
             hints=hints,

@@ -43,10 +43,8 @@ class RunActivities:
     @activity.defn
     async def prepare_run(self, run: RunInput) -> PreparedRun:
         """Validate the connector and its manifest, then open the run's row."""
-        entry, manifest = await entry_and_manifest(self.registry, run.connector)
-        for s in run.streams:
-            if manifest.stream(s.name) is None:
-                raise config_error(ConfigError(f"connector {run.connector!r} has no stream {s.name!r}"))
+        names = [s.name for s in run.streams]
+        entry, manifest = await entry_and_manifest(self.registry, run.connector, run.registry, names)
         if await self.store.runs.finished(run.run_id):
             raise ApplicationError(
                 f"run {run.run_id} already has its outcome; a run id is used once",
@@ -54,7 +52,7 @@ class RunActivities:
                 non_retryable=True,
             )
         await self.store.runs.start(run.run_id, run.connector, run.trigger, run.mode)
-        streams = [s.name for s in run.streams] or [s.name for s in manifest.streams]
+        streams = names or [s.name for s in manifest.streams]
         sizes = await self.store.state.committed_sizes(run.connector)
         budget = entry.budget.config()
         return PreparedRun(
@@ -90,7 +88,7 @@ class RunActivities:
     @activity.defn
     async def collect(self, run: RunInput) -> CollectFacts:
         """Run the connector once, resuming from this run's last proven checkpoints."""
-        entry, manifest = await entry_and_manifest(self.registry, run.connector)
+        entry, manifest = await entry_and_manifest(self.registry, run.connector, run.registry)
         info = activity.info()
         assert info.workflow_id is not None  # collect is only ever run by ConnectorRunWorkflow
         handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)

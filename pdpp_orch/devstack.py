@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from pdpp_orch import search_attributes
+from pdpp_orch.ui_proxy import UiProxy
 
 STACK_FILE = "devstack.json"
 EMBEDDED_HINT = (
@@ -83,6 +84,14 @@ def free_port(preferred: int) -> int:
                 continue
             return int(s.getsockname()[1])
     raise DevStackError("no free TCP port")
+
+
+def port_for(what: str, preferred: int, notes: list[str]) -> int:
+    """`free_port`, with a note in `notes` when the preferred port was busy and another is used."""
+    port = free_port(preferred)
+    if preferred and port != preferred:
+        notes.append(f"port {preferred} is busy: {what} uses port {port} instead")
+    return port
 
 
 def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -158,13 +167,20 @@ class DevStack:
         self.ui_port = ui_port
         self._temporal: subprocess.Popen[bytes] | None = None
         self._pg: Any = None
+        self._ui: UiProxy | None = None
+        # What start() had to do otherwise than asked (a busy port replaced), for the caller to say.
+        self.notes: list[str] = []
 
     def start(self) -> Endpoints:
         if find_running(self.data_dir):
             raise DevStackError(f"a dev stack is already running from {self.data_dir}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        database_url = self._start_postgres()
-        address, ui = self._start_temporal()
+        try:
+            database_url = self._start_postgres()
+            address, ui = self._start_temporal()
+        except BaseException:
+            self.stop()  # what had started stops with it, not left to the next dev
+            raise
         ep = Endpoints(address, ui, database_url, os.getpid(), process_started(os.getpid()))
         (self.data_dir / STACK_FILE).write_text(json.dumps(asdict(ep), indent=2))
         return ep
@@ -183,8 +199,10 @@ class DevStack:
 
     def _start_temporal(self) -> tuple[str, str]:
         binary = temporal_cli()
-        port = free_port(self.temporal_port)
-        ui_port = free_port(self.ui_port)
+        port = port_for("Temporal (--temporal-port)", self.temporal_port, self.notes)
+        ui_port = port_for("the web UI (--ui-port)", self.ui_port, self.notes)
+        # Temporal's UI behind our proxy (pdpp_orch.ui_proxy), which is what a browser opens.
+        temporal_ui_port = free_port(0)
         log = self.data_dir / "temporal.log"
         cmd = [
             binary,
@@ -197,7 +215,7 @@ class DevStack:
             "--port",
             str(port),
             "--ui-port",
-            str(ui_port),
+            str(temporal_ui_port),
             "--log-level",
             "warn",
             # No internet here: the UI would only fail to fetch its news feed.
@@ -214,12 +232,20 @@ class DevStack:
                 start_new_session=True,
             )
         _wait_port(port, 60, self._temporal, log)
+        self._ui = UiProxy(ui_port, f"http://127.0.0.1:{temporal_ui_port}")
+        try:
+            self._ui.start()
+        except OSError as e:  # the port taken since it was found free
+            raise DevStackError(f"the web UI cannot listen on {ui_port}: {e}") from e
         return f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}"
 
     def stop(self) -> None:
         """Stop Temporal (history stays in its data file) and PostgreSQL, in that order."""
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / STACK_FILE).unlink()
+        if self._ui is not None:
+            self._ui.stop()
+            self._ui = None
         if self._temporal and self._temporal.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._temporal.pid, signal.SIGTERM)

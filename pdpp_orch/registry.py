@@ -231,9 +231,13 @@ def bundled_entries() -> dict[str, ConnectorEntry]:
 class Registry:
     """Connector entries by name; the operator's file overrides bundled entries of the same name."""
 
-    def __init__(self, entries: dict[str, ConnectorEntry], sources: list[Path]):
+    def __init__(
+        self, entries: dict[str, ConnectorEntry], sources: list[Path], looked_in: Path | None = None
+    ):
         self.entries = entries
         self.sources = sources
+        # Where ./connectors.toml was looked for and not found (only the bundled ones loaded).
+        self.looked_in = looked_in
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Registry:
@@ -246,7 +250,16 @@ class Registry:
         if explicit or user.exists():
             entries.update(_read_toml(user.resolve()))
             sources.append(user.resolve())
-        return cls(entries, sources)
+            return cls(entries, sources)
+        return cls(entries, sources, looked_in=Path.cwd())
+
+    def describe(self) -> str:
+        """Which registry this is, in words: its file, or that there is none and where
+        ./connectors.toml was looked for (what a CLI and a worker reading different ones print)."""
+        if len(self.sources) > 1:
+            return str(self.sources[-1])
+        where = f" in {self.looked_in}" if self.looked_in else ""
+        return f"the bundled connectors only (no --connectors, PDPP_CONNECTORS or ./connectors.toml{where})"
 
     def get(self, name: str) -> ConnectorEntry:
         try:

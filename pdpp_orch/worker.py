@@ -13,6 +13,7 @@ from temporalio.worker import Interceptor, Worker
 
 from activities.budget import BudgetActivities
 from activities.checkpoints import CheckpointActivities
+from activities.config import ResolveActivities
 from activities.orphans import reap_orphans
 from activities.recovery import RecoveryActivities
 from activities.runs import RunActivities
@@ -21,6 +22,7 @@ from pdpp_orch.store import Store
 from workflows.budget import ConnectorBudgetWorkflow
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.recovery import GapRecoveryWorkflow
+from workflows.resolve import ResolveConnectorWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,16 @@ def build_worker(
     checkpoints = CheckpointActivities(store, registry)
     recovery = RecoveryActivities(store, registry)
     budget = BudgetActivities(client, task_queue)
+    resolve = ResolveActivities(registry)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[ConnectorRunWorkflow, GapRecoveryWorkflow, ConnectorBudgetWorkflow],
+        workflows=[
+            ConnectorRunWorkflow,
+            GapRecoveryWorkflow,
+            ConnectorBudgetWorkflow,
+            ResolveConnectorWorkflow,
+        ],
         activities=[
             acts.claim_connector,
             acts.prepare_run,
@@ -57,6 +65,7 @@ def build_worker(
             recovery.gap_progress,
             budget.request_budget,
             budget.charge_budget,
+            resolve.resolve_connector,
         ],
         # Activities are async and stream subprocess output: a few at a time per worker keeps
         # memory bounded; scale out with more workers on the same task queue.

@@ -45,7 +45,9 @@ def end(o: RunOutcome) -> None:
 def describe_error(err: BaseException | None) -> RunError:
     """What a failed activity tells of why (our own words: exception types and messages)."""
     if isinstance(err, ApplicationError) and err.type == "ConfigError":
-        return RunError(kind=CONFIG_ERROR, message=err.message[:300])
+        # Longer: it names files (the registries a worker and the run's starter read), and the
+        # failure in history holds it whole anyway.
+        return RunError(kind=CONFIG_ERROR, message=err.message[:1000])
     if isinstance(err, ApplicationError):
         return RunError(kind="runtime_error", message=f"{err.type or 'error'}: {err.message}"[:300])
     if isinstance(err, TimeoutError):

@@ -56,3 +56,8 @@ def grant_request_id(recovery_workflow_id: str, round_no: int, budget_waits: int
     """A recovery's budget request: stable per round and wait, so a retried activity gets the
     same grant back, not a second one."""
     return f"{recovery_workflow_id}/{round_no}/{budget_waits}"
+
+
+def resolve_workflow_id(connector: str, token: str) -> str:
+    """A question to a worker, before a run of `connector` starts: can it run it?"""
+    return f"resolve-{connector}-{token}"

@@ -57,6 +57,8 @@ async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve:
         stack = DevStack(s.data_dir)
         err.print(f"starting the dev stack in {s.data_dir} …")
         ep = await asyncio.to_thread(stack.start)
+        for note in stack.notes:
+            err.print(f"note: {note}", highlight=False)
         address, database, ui = ep.temporal_address, ep.database_url, ep.ui_url
     work = s.data_dir / "demo"
     work.mkdir(parents=True, exist_ok=True)

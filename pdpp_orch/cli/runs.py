@@ -27,6 +27,7 @@ from pdpp_orch.cli.show import print_outcome
 from pdpp_orch.control import UsageError, interactions
 from pdpp_orch.control import runs as control
 from pdpp_orch.control.connect import connect
+from pdpp_orch.control.resolve import refuse_unknown
 from pdpp_orch.control.stack import command_store, run_url
 from pdpp_orch.control.waiting import RunEndedWithoutOutcome, stored_outcome
 from pdpp_orch.models import RunOutcome
@@ -55,7 +56,8 @@ def run(
     connectors: ConnectorsOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Start a run of connector NAME. With --wait the exit status tells the outcome:
+    """Start a run of connector NAME (refused, naming the registry it reads, when the worker of
+    the task queue cannot run it). With --wait the exit status tells the outcome:
     0 succeeded, 3 partially_completed, 1 failed or cancelled, 2 usage/configuration error."""
     s = settings(data_dir, connectors)
     run_async(_run(s, name, stream or [], since, until, wait, as_json, allow_concurrent))
@@ -71,8 +73,9 @@ async def _run(
     as_json: bool,
     allow_concurrent: bool,
 ) -> int:
+    registry = Registry.load(s.connectors)
     inp = control.new_run(
-        Registry.load(s.connectors),
+        registry,
         name,
         streams,
         since,
@@ -82,6 +85,9 @@ async def _run(
     )
     found = servers(s)
     client = await connect(found.temporal_address, s.temporal_namespace)
+    note = await refuse_unknown(client, s.task_queue, registry, name, streams)
+    if note:
+        err_console.print(f"note: {note}", highlight=False)
     if not allow_concurrent:
         await control.refuse_concurrent(client, name)
     handle = await control.start_run(client, s.task_queue, inp)

@@ -10,10 +10,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, out, run_async, settings
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, err, out, run_async, settings
 from pdpp_orch.control import UsageError
 from pdpp_orch.control import schedules as control
 from pdpp_orch.control.connect import connect
+from pdpp_orch.control.resolve import refuse_unknown
 from pdpp_orch.control.runs import new_run
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
@@ -69,14 +70,20 @@ async def _create(
     jitter: str | None,
     paused: bool,
 ) -> int:
-    new_run(Registry.load(s.connectors), name, streams)  # validates the connector and its streams
+    registry = Registry.load(s.connectors)
+    new_run(registry, name, streams)  # validates the connector and its streams
     try:
         spec = control.spec(every, cron, jitter)
     except ValueError as e:
         raise UsageError(str(e)) from e
     address, _ = endpoints(s)
     client = await connect(address, s.temporal_namespace)
-    schedule = control.build(name, s.task_queue, spec, streams, overlap, paused, s.heartbeat_timeout_seconds)
+    note = await refuse_unknown(client, s.task_queue, registry, name, streams)
+    if note:
+        err.print(f"note: {note}", highlight=False)
+    schedule = control.build(
+        name, s.task_queue, spec, streams, overlap, paused, s.heartbeat_timeout_seconds, registry.describe()
+    )
     sid = await control.create(client, name, schedule)
     out.print(f"schedule {sid} created" + (" (paused)" if paused else ""))
     return 0

@@ -20,7 +20,7 @@ from pdpp_orch.control.connect import connect
 from pdpp_orch.control.runs import new_run, start_run
 from pdpp_orch.control.stack import RUNS_QUERY, Stack, workflows_url
 from pdpp_orch.control.stack import health as check_health
-from pdpp_orch.devstack import DevStack, Endpoints, alive, free_port, read_stack_file
+from pdpp_orch.devstack import DevStack, Endpoints, alive, port_for, read_stack_file
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import SCHEMA_VERSION, Store
@@ -48,8 +48,12 @@ def dev(
     once: Annotated[
         bool, typer.Option("--once", help="Stop after the --sync runs instead of serving.")
     ] = False,
-    temporal_port: Annotated[int, typer.Option(help="Preferred Temporal port.")] = 7233,
-    ui_port: Annotated[int, typer.Option(help="Preferred web UI port.")] = 8233,
+    temporal_port: Annotated[
+        int, typer.Option(help="Preferred Temporal port (a busy one is replaced, and said).")
+    ] = 7233,
+    ui_port: Annotated[
+        int, typer.Option(help="Preferred web UI port (a busy one is replaced, and said).")
+    ] = 8233,
 ) -> None:
     """Start Temporal (with its web UI), PostgreSQL and a worker; serve until Ctrl-C.
 
@@ -60,12 +64,12 @@ def dev(
     run_async(_dev(s, sync or [], once, temporal_port, ui_port))
 
 
-async def _loopback_codec_server(ui_port: int) -> tuple[str, web.AppRunner] | None:
+async def _loopback_codec_server(ui_port: int, notes: list[str]) -> tuple[str, web.AppRunner] | None:
     """With a key configured, a loopback codec server for the dev UI (its URL and runner)."""
     keyring = Keyring.from_env()
     if keyring is None:
         return None
-    port = free_port(8888)
+    port = port_for("the codec server", 8888, notes)
     # The dev UI is served from loopback and calls the codec from the browser without a token.
     origins = [f"http://127.0.0.1:{ui_port}", f"http://localhost:{ui_port}"]
     runner = await codec_server.serve(EncryptionCodec(keyring), None, origins, "127.0.0.1", port)
@@ -83,8 +87,9 @@ async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_
     else:
         if s.temporal_address or s.database_url:
             raise UsageError("set both TEMPORAL_ADDRESS and PDPP_DATABASE_URL, or neither")
-        ui_port = free_port(ui_port)
-        codec = await _loopback_codec_server(ui_port)
+        notes: list[str] = []
+        ui_port = port_for("the web UI (--ui-port)", ui_port, notes)
+        codec = await _loopback_codec_server(ui_port, notes)
         stack = DevStack(
             s.data_dir,
             temporal_port=temporal_port,
@@ -93,6 +98,8 @@ async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_
         )
         err.print(f"starting the dev stack in {s.data_dir} …")
         ep = await asyncio.to_thread(stack.start)
+        for note in notes + stack.notes:
+            err.print(f"note: {note}", highlight=False)
         if codec:
             err.print(f"payloads are encrypted; the web UI decrypts them through {codec[0]}")
     try:

@@ -11,6 +11,7 @@ from temporalio.service import RPCError
 
 from pdpp_orch import policy
 from pdpp_orch.control import UsageError
+from pdpp_orch.control.resolve import refuse_unknown
 from pdpp_orch.models import RecoveryInput, RetryHint
 from pdpp_orch.registry import Registry
 from pdpp_orch.store import HintGaps, Store
@@ -99,9 +100,13 @@ async def recover_now(
     store: Store, client: Client, registry: Registry, task_queue: str, connector: str
 ) -> list[Recovery]:
     """End the waits of the connector's recoveries (the budget still rules), and start again,
-    due now, those that ended (cancelled, failed) or never started while their gaps are open."""
+    due now, those that ended (cancelled, failed) or never started while their gaps are open —
+    refused when the worker would not know the connector (a recovery's first step reads it)."""
     out = []
-    for r in await recoveries(store, client, connector, ask=False):
+    found = await recoveries(store, client, connector, ask=False)
+    if not all(r.running for r in found):
+        await refuse_unknown(client, task_queue, registry, connector)
+    for r in found:
         if r.running:
             await client.get_workflow_handle(r.workflow_id).signal(GapRecoveryWorkflow.run_now)
             r.state = "brought forward"

@@ -56,6 +56,7 @@ def new_run(
         streams=[StreamScope(name=st, time_range=tr) for st in streams],
         heartbeat_timeout_seconds=heartbeat_timeout_seconds,
         allow_concurrent=allow_concurrent,
+        registry=registry.describe(),
     )
 
 

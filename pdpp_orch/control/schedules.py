@@ -59,13 +59,16 @@ def build(
     overlap: str,
     paused: bool,
     heartbeat_timeout_seconds: float,
+    registry: str | None = None,
 ) -> Schedule:
-    """A schedule that starts ConnectorRunWorkflow with `trigger: scheduled`."""
+    """A schedule that starts ConnectorRunWorkflow with `trigger: scheduled` (`registry`: the
+    one its creator read, which a worker reading another one names)."""
     inp = RunInput(
         connector=connector,
         trigger=Trigger.SCHEDULED,
         streams=[StreamScope(name=s) for s in streams],
         heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+        registry=registry,
     )
     return Schedule(
         action=ScheduleActionStartWorkflow(

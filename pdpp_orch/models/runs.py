@@ -28,6 +28,10 @@ class RunInput(BaseModel):
     allow_concurrent: bool = Field(
         default=False, description="forward runs: start even while another run of the connector is going"
     )
+    registry: str | None = Field(
+        default=None,
+        description="the registry its starter read (Registry.describe): a worker reading another names both",
+    )
 
 
 class PreparedRun(BaseModel):
@@ -51,6 +55,21 @@ class ClaimResult(BaseModel):
     """None: the run holds its connector's lock; else the run it waits for."""
 
     holder: str | None = None
+
+
+class ResolveInput(BaseModel):
+    """Input of ResolveConnectorWorkflow: can a worker run this connector, with these streams?"""
+
+    connector: str
+    streams: list[str] = Field(default_factory=list)
+
+
+class Resolution(BaseModel):
+    """What a worker made of a connector: `problem` is None when it can run it."""
+
+    worker: str = Field(description="the worker's identity (pid@host)")
+    registry: str | None = Field(default=None, description="the registry it reads (None: unreadable)")
+    problem: str | None = None
 
 
 class StreamOutcome(BaseModel):

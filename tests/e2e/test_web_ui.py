@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -75,7 +76,13 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
             ]
         )
     )
-    plans = {"uichat": plan, "uifail": tmp_path / "fail.json", "uicancel": tmp_path / "cancel.json"}
+    plans = {
+        "uichat": plan,
+        "uiok": tmp_path / "ok.json",
+        "uifail": tmp_path / "fail.json",
+        "uicancel": tmp_path / "cancel.json",
+    }
+    plans["uiok"].write_text(json.dumps([{"records": {"stream": "a", "count": 2}}, {"done": "succeeded"}]))
     plans["uifail"].write_text(json.dumps([{"exit": 1}]))
     plans["uicancel"].write_text(json.dumps([{"records": {"stream": "a", "count": 3}}, {"sleep": 120}]))
     registry = tmp_path / "connectors.toml"
@@ -96,6 +103,10 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
     }
     env |= {"PDPP_DATA_DIR": str(data_dir), "PDPP_CONNECTORS": str(registry)}
     log = (tmp_path / "dev.log").open("wb")
+    # A preferred Temporal port that is taken: `dev` uses another one, and says so.
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
     dev = subprocess.Popen(
         [
             sys.executable,
@@ -103,7 +114,7 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
             "pdpp_orch.cli",
             "dev",
             "--temporal-port",
-            str(free_port()),
+            str(busy.getsockname()[1]),
             "--ui-port",
             str(free_port()),
         ],
@@ -123,6 +134,7 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
             raise AssertionError("pdpp-orch dev did not come up in 60 s")
         yield env, ep.ui_url
     finally:
+        busy.close()
         os.killpg(dev.pid, signal.SIGINT)
         try:
             dev.wait(30)
@@ -190,32 +202,53 @@ async def test_web_ui_lists_the_run_by_our_filter_and_shows_its_summary_and_outc
     print(f"screenshots: {tmp_path}/workflow-list.png, {tmp_path}/workflow-details.png")
 
 
-# What an operator sets once in the list's "Configure Columns" drawer (the UI keeps it in
-# localStorage): our search attributes beside Temporal's own status badge.
-COLUMNS = {
-    "default": [
-        {"label": "Status"},
-        {"label": "Workflow ID"},
-        {"label": "Type"},
-        {"label": "PdppConnector"},
-        {"label": "PdppRunStatus"},
-        {"label": "Start"},
-        {"label": "End"},
-    ]
-}
+async def runs_table(
+    context: Any, url: str, run_ids: list[str], shot: Path
+) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the workflow list at `url` once it shows every run of `run_ids`
+    (visibility is eventually consistent), screenshotted into `shot`; the header cells must lie
+    within the window, not off-screen to its right."""
+    page = await context.new_page()
+    row = page.locator('[data-testid="workflows-summary-configurable-table-row"]')
+    cells: list[list[str]] = []
+    header: list[str] = []
+    for _ in range(20):
+        await page.goto(url)
+        try:
+            await row.first.wait_for(timeout=3000)
+            header = [h.strip().lower() for h in await page.locator("thead th").all_inner_texts()]
+            cells = [
+                [c.strip().lower() for c in await row.nth(i).locator("td").all_inner_texts()]
+                for i in range(await row.count())
+            ]
+            if all(any(run_id.lower() in c for r in cells for c in r) for run_id in run_ids):
+                break
+        except Exception:
+            pass
+        await asyncio.sleep(0.5)
+    if "pdpprunstatus" in header:
+        box = await page.locator("thead th", has_text="PdppRunStatus").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= page.viewport_size["width"], box
+    await page.screenshot(path=str(shot), full_page=True)
+    await page.close()
+    return header, cells
 
 
-async def test_the_runs_list_tells_failed_cancelled_and_partial_runs_apart(
+async def test_the_runs_list_tells_every_outcome_apart_with_no_setup(
     dev_stack: tuple[dict[str, str], str], tmp_path: Path
 ) -> None:
+    """The link `pdpp-orch dev` prints, in a browser that never configured anything: succeeded
+    and partially completed runs (both Completed to Temporal) told apart in the list itself, with
+    failed and cancelled ones, Temporal's badge and ours side by side."""
     from playwright.async_api import async_playwright
 
     from pdpp_orch.control.stack import RUNS_QUERY, workflows_url
 
     env, ui = dev_stack
     partial = await asyncio.to_thread(pdpp, env, "run", "uichat", "--wait", "--json")
+    ok = await asyncio.to_thread(pdpp, env, "run", "uiok", "--wait", "--json")
     failed = await asyncio.to_thread(pdpp, env, "run", "uifail", "--wait", "--json")
-    assert (partial.returncode, failed.returncode) == (3, 1), failed.stderr
+    assert (partial.returncode, ok.returncode, failed.returncode) == (3, 0, 1), failed.stderr
     started = await asyncio.to_thread(pdpp, env, "run", "uicancel", "--json")
     cancel_id = json.loads(started.stdout)["run_id"]
     await asyncio.sleep(3)  # collecting, then cancelled
@@ -223,34 +256,20 @@ async def test_the_runs_list_tells_failed_cancelled_and_partial_runs_apart(
     assert cancelled.returncode == 1 and json.loads(cancelled.stdout)["status"] == "cancelled"
     runs = {
         json.loads(partial.stdout)["run_id"]: ("completed", "partially_completed"),
+        json.loads(ok.stdout)["run_id"]: ("completed", "succeeded"),
         json.loads(failed.stdout)["run_id"]: ("failed", "failed"),
         cancel_id: ("canceled", "cancelled"),
     }
+    url = workflows_url(ui, RUNS_QUERY)  # the `runs` link `pdpp-orch dev` prints
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = await browser.new_context(viewport={"width": 1700, "height": 1000})
-        setting = json.dumps(json.dumps(COLUMNS))
-        await context.add_init_script(f"localStorage.setItem('namespace-workflow-table-columns', {setting});")
-        page = await context.new_page()
-        row = page.locator('[data-testid="workflows-summary-configurable-table-row"]')
-        cells: list[list[str]] = []
-        header: list[str] = []
-        # The link `pdpp-orch dev` prints for runs; visibility is eventually consistent.
-        for _ in range(20):
-            await page.goto(workflows_url(ui, RUNS_QUERY))
-            try:
-                await row.first.wait_for(timeout=3000)
-                header = [h.strip().lower() for h in await page.locator("thead th").all_inner_texts()]
-                cells = [
-                    [c.strip().lower() for c in await row.nth(i).locator("td").all_inner_texts()]
-                    for i in range(await row.count())
-                ]
-                if all(any(run_id.lower() in c for r in cells for c in r) for run_id in runs):
-                    break
-            except Exception:
-                pass
-            await asyncio.sleep(0.5)
-        await page.screenshot(path=str(tmp_path / "runs-list.png"), full_page=True)
+        fresh = await browser.new_context(viewport={"width": 1280, "height": 800})
+        header, cells = await runs_table(fresh, url, list(runs), tmp_path / "runs-list.png")
+        # A browser whose operator chose columns of their own keeps them.
+        own = await browser.new_context(viewport={"width": 1280, "height": 800})
+        choice = json.dumps(json.dumps({"default": [{"label": "Status"}, {"label": "Workflow ID"}]}))
+        await own.add_init_script(f"localStorage.setItem('namespace-workflow-table-columns', {choice});")
+        own_header, _ = await runs_table(own, url, list(runs), tmp_path / "runs-list-own-columns.png")
         await browser.close()
     for run_id, (badge, status) in runs.items():
         [r] = [r for r in cells if any(run_id.lower() in c for c in r)]
@@ -258,4 +277,13 @@ async def test_the_runs_list_tells_failed_cancelled_and_partial_runs_apart(
         # Temporal's own badge, and ours beside it.
         assert badge in shown["status"] and shown["pdpprunstatus"] == status, r
     assert not any("budget-" in c for r in cells for c in r), "budget workflows stay out of the runs list"
-    print(f"screenshot: {tmp_path}/runs-list.png")
+    assert "workflow id" in own_header and "pdpprunstatus" not in own_header
+    # The preferred Temporal port was busy (see dev_stack): `dev` said which port it uses instead.
+    ep = find_running(Path(env["PDPP_DATA_DIR"]))
+    assert ep is not None
+    said = re.search(
+        r"port (\d+) is busy: Temporal \(--temporal-port\) uses port (\d+) instead",
+        (tmp_path / "dev.log").read_text(),
+    )
+    assert said is not None and said.group(2) == ep.temporal_address.rsplit(":", 1)[1] != said.group(1)
+    print(f"screenshots: {tmp_path}/runs-list.png, {tmp_path}/runs-list-own-columns.png")
