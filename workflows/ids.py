@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from temporalio.common import WorkerDeploymentVersion
+
 
 def run_id(connector: str, now: datetime, token: str) -> str:
     """A manual run's id: the connector, the UTC time it was started and a random token."""
@@ -56,3 +58,9 @@ def grant_request_id(recovery_workflow_id: str, round_no: int, budget_waits: int
     """A recovery's budget request: stable per round and wait, so a retried activity gets the
     same grant back, not a second one."""
     return f"{recovery_workflow_id}/{round_no}/{budget_waits}"
+
+
+def build_id(version: WorkerDeploymentVersion | None) -> str | None:
+    """The Worker Versioning build a workflow task ran on; None for an unversioned worker (it
+    reports no deployment name, only the SDK's hash of the code)."""
+    return version.build_id if version is not None and version.deployment_name else None
