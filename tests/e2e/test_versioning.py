@@ -208,6 +208,17 @@ async def test_a_run_ends_on_the_build_that_started_it_while_new_runs_go_to_the_
         await until(lambda: _collecting(h, long), "the long run collecting on v1")
 
         async with h.worker(ExtraStep(), deployment=builds.version("v2")):
+            # A ramp first: all new runs (100%) to v2, then rolled back to none.
+            ramped = await builds.route("ramp", "v2", "100")
+            assert (ramped["current"], ramped["ramping"], ramped["ramp_percentage"]) == ("v1", "v2", 100)
+            tried, _ = await run_to_end(h, quick)
+            assert tried.build_id == "v2"
+            unramped = await builds.route("rollback")
+            assert (unramped["current"], unramped["ramping"], unramped["previous_ramping"]) == (
+                "v1",
+                None,
+                "v2",
+            )
             change = await builds.route("set-current", "v2")
             assert (change["current"], change["previous_current"]) == ("v2", "v1")
             new, new_run = await run_to_end(h, quick)
