@@ -72,7 +72,7 @@ def routing_line(d: Deployment) -> str:
 
 def print_deployment(d: Deployment) -> None:
     out.print(escape(routing_line(d)), highlight=False)
-    t = Table("build", "status", "open runs", "recoveries", "budgets", "created", "last current")
+    t = Table("build", "status", "open runs", "recoveries", "budgets", "created", "last made current")
     for b in d.builds:
         status = f"{b.status.value} {d.ramp_percentage:g}%" if b.status is BuildStatus.RAMPING else b.status
         t.add_row(

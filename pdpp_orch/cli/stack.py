@@ -120,6 +120,8 @@ async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str]
     out.print(f"Temporal address: {ep.temporal_address}  (TEMPORAL_ADDRESS)")
     out.print(f"Database URL    : {ep.database_url}  (PDPP_DATABASE_URL)")
     out.print(f"Task queue      : {s.task_queue}")
+    if version := s.worker_version():
+        out.print(f"Worker build    : {escape(version.build_id)} of deployment {version.deployment_name}")
     code = 0
     for name in sync:
         inp = new_run(registry, name, [], heartbeat_timeout_seconds=s.heartbeat_timeout_seconds)
