@@ -289,5 +289,8 @@ async def _recovery_follows_the_current_build(
     assert await versioning(child_run) == (PINNED, "v2")
     assert (await activities(child_run))[0] == EXTRA
     # The budget, started on v1, answered the recovery on v2 and continued as new there.
-    assert (await task_builds(h.client.get_workflow_handle(budget.id, run_id=budget.run_id)))[-1] == "v2"
-    assert await versioning(h.client.get_workflow_handle(budget.id)) == (AUTO_UPGRADE, "v2")
+    first = await task_builds(h.client.get_workflow_handle(budget.id, run_id=budget.first_execution_run_id))
+    assert (first[0], first[-1]) == ("v1", "v2"), first
+    latest = h.client.get_workflow_handle(budget.id)
+    assert (await latest.describe()).run_id != budget.first_execution_run_id
+    assert await versioning(latest) == (AUTO_UPGRADE, "v2")
