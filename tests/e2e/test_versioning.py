@@ -208,17 +208,7 @@ async def test_a_run_ends_on_the_build_that_started_it_while_new_runs_go_to_the_
         await until(lambda: _collecting(h, long), "the long run collecting on v1")
 
         async with h.worker(ExtraStep(), deployment=builds.version("v2")):
-            # A ramp first: all new runs (100%) to v2, then rolled back to none.
-            ramped = await builds.route("ramp", "v2", "100")
-            assert (ramped["current"], ramped["ramping"], ramped["ramp_percentage"]) == ("v1", "v2", 100)
-            tried, _ = await run_to_end(h, quick)
-            assert tried.build_id == "v2"
-            unramped = await builds.route("rollback")
-            assert (unramped["current"], unramped["ramping"], unramped["previous_ramping"]) == (
-                "v1",
-                None,
-                "v2",
-            )
+            await _ramp_and_roll_back(h, builds, quick)
             change = await builds.route("set-current", "v2")
             assert (change["current"], change["previous_current"]) == ("v2", "v1")
             new, new_run = await run_to_end(h, quick)
@@ -233,20 +223,7 @@ async def test_a_run_ends_on_the_build_that_started_it_while_new_runs_go_to_the_
             assert by_build["v1"]["status"] == "draining" and by_build["v1"]["runs"] == [long_run.id]
 
             gate.touch()
-            old = await bounded(long_run, outcome_of(h.store, long_run))
-            assert (old.status, old.build_id, old.records_durable) == (
-                RunStatus.PARTIALLY_COMPLETED,
-                "v1",
-                10,
-            )
-            # Every task of the long run ran on v1, none failed, and v2's extra step is not in it.
-            assert set(await task_builds(long_run)) == {"v1"}
-            assert EXTRA not in await activities(long_run)
-            assert await versioning(long_run) == (PINNED, "v1")
-            # Every record exactly once, from the one connector process the run started.
-            assert await rows(h, long) == [(f"a-{i:06d}", long_run.id) for i in range(10)]
-            assert len(h.starts(long)) == 1
-
+            old = await _ended_on_v1(h, long, long_run)
             await _recovery_follows_the_current_build(h, old, budget)
             assert [k for k, _ in await rows(h, long)] == [*(f"a-{i:06d}" for i in range(10)), "g-0", "g-1"]
 
@@ -255,6 +232,32 @@ async def test_a_run_ends_on_the_build_that_started_it_while_new_runs_go_to_the_
             again, again_run = await run_to_end(h, quick)
             assert (again.status, again.build_id) == (RunStatus.SUCCEEDED, "v1")
             assert EXTRA not in await activities(again_run) and set(await task_builds(again_run)) == {"v1"}
+
+
+async def _ramp_and_roll_back(h: Harness, builds: Builds, connector: str) -> None:
+    """A ramp of all new runs (100%) to v2 sends a run there; rolling back ends the ramp."""
+    ramped = await builds.route("ramp", "v2", "100")
+    assert (ramped["current"], ramped["ramping"], ramped["ramp_percentage"]) == ("v1", "v2", 100)
+    tried, _ = await run_to_end(h, connector)
+    assert tried.build_id == "v2"
+    unramped = await builds.route("rollback")
+    assert (unramped["current"], unramped["ramping"], unramped["previous_ramping"]) == ("v1", None, "v2")
+
+
+async def _ended_on_v1(h: Harness, connector: str, long_run: WorkflowHandle[Any, Any]) -> RunOutcome:
+    """The long run, released once v2 is current, ends on v1 with every record exactly once."""
+    old = await bounded(long_run, outcome_of(h.store, long_run))
+    assert (old.status, old.build_id) == (RunStatus.PARTIALLY_COMPLETED, "v1")
+    assert (old.records_emitted, old.records_durable, old.gaps_opened) == (10, 10, 2)
+    # Every task of the long run ran on v1, none failed, and v2's extra step is not in it.
+    assert set(await task_builds(long_run)) == {"v1"}
+    assert EXTRA not in await activities(long_run)
+    assert await versioning(long_run) == (PINNED, "v1")
+    # One row per record, each first written by this run, from the one connector process it
+    # started (no attempt was retried, nothing replayed elsewhere).
+    assert await rows(h, connector) == [(f"a-{i:06d}", long_run.id) for i in range(10)]
+    assert len(h.starts(connector)) == 1
+    return old
 
 
 async def _collecting(h: Harness, connector: str) -> bool:
