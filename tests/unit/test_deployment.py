@@ -7,10 +7,27 @@ from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
-from temporalio.common import WorkerDeploymentVersion
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 
 from pdpp_orch.control.deployment import Build, BuildStatus, Deployment, previous_build
 from pdpp_orch.settings import Settings
+from workflows.versioning import UNVERSIONED, VERSIONED
+
+
+def behaviours(workflows: list[type]) -> dict[str, VersioningBehavior]:
+    defns = [getattr(w, "__temporal_workflow_definition") for w in workflows]
+    return {d.name: d.versioning_behavior for d in defns}
+
+
+def test_a_versioned_worker_registers_every_workflow_with_its_behaviour() -> None:
+    # A versioned worker refuses to start with a workflow of no behaviour, and an unversioned
+    # one cannot run a workflow that declares one: every workflow is in both lists.
+    assert behaviours(VERSIONED) == {
+        "ConnectorRunWorkflow": VersioningBehavior.PINNED,
+        "GapRecoveryWorkflow": VersioningBehavior.AUTO_UPGRADE,
+        "ConnectorBudgetWorkflow": VersioningBehavior.AUTO_UPGRADE,
+    }
+    assert behaviours(UNVERSIONED) == dict.fromkeys(behaviours(VERSIONED), VersioningBehavior.UNSPECIFIED)
 
 
 def test_a_worker_is_unversioned_unless_it_has_a_build_id(monkeypatch: pytest.MonkeyPatch) -> None:
