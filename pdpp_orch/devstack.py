@@ -106,6 +106,19 @@ def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes], log: Pa
     raise DevStackError(f"temporal dev server did not listen on {port} in {timeout:.0f}s; see {log}")
 
 
+# Worker Versioning needs no flag on server 1.32; these make an old build show as drained
+# seconds after its last pinned run closes (the server's default is minutes of both).
+DYNAMIC_CONFIG = {
+    "matching.wv.VersionDrainageStatusVisibilityGracePeriod": '"5s"',
+    "matching.wv.VersionDrainageStatusRefreshInterval": '"5s"',
+}
+
+
+def dynamic_config_flags() -> list[str]:
+    """`--dynamic-config-value KEY=VALUE` flags for `temporal server start-dev`."""
+    return [f for key, value in DYNAMIC_CONFIG.items() for f in ("--dynamic-config-value", f"{key}={value}")]
+
+
 def search_attribute_flags() -> list[str]:
     """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
     flags: list[str] = []
@@ -221,6 +234,7 @@ class DevStack:
             # No internet here: the UI would only fail to fetch its news feed.
             "--ui-disable-news-fetch",
             *search_attribute_flags(),
+            *dynamic_config_flags(),
             *(["--ui-codec-endpoint", self.codec_endpoint] if self.codec_endpoint else []),
         ]
         with open(log, "ab") as out:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.common import WorkerDeploymentVersion
 
 
 def default_data_dir() -> Path:
@@ -25,3 +26,29 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir, alias="PDPP_DATA_DIR")
     connectors: Path | None = Field(default=None, alias="PDPP_CONNECTORS")
     heartbeat_timeout_seconds: float = Field(default=30.0, alias="PDPP_HEARTBEAT_TIMEOUT")
+    # Worker Versioning (docs/operations.md, "Upgrades"): with a build id the worker joins the
+    # deployment as that version; without one it is unversioned.
+    worker_build_id: str | None = Field(default=None, alias="PDPP_WORKER_BUILD_ID")
+    worker_deployment: str = Field(default="pdpp-orchestrator", alias="PDPP_WORKER_DEPLOYMENT")
+
+    @field_validator("worker_build_id")
+    @classmethod
+    def _build_id(cls, v: str | None) -> str | None:
+        v = (v or "").strip()
+        if v and (len(v) > 255 or not v.isprintable()):
+            raise ValueError("at most 255 printable characters")
+        return v or None
+
+    @field_validator("worker_deployment")
+    @classmethod
+    def _deployment(cls, v: str) -> str:
+        # Temporal writes a version as DEPLOYMENT.BUILD: the name cannot hold a dot.
+        if not v or "." in v or not v.isprintable():
+            raise ValueError(f"{v!r} is not a name without a dot")
+        return v
+
+    def worker_version(self) -> WorkerDeploymentVersion | None:
+        """The deployment version a worker joins, or None: an unversioned worker."""
+        if self.worker_build_id is None:
+            return None
+        return WorkerDeploymentVersion(self.worker_deployment, self.worker_build_id)

@@ -9,7 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, Worker
+from temporalio.common import WorkerDeploymentVersion
+from temporalio.worker import Interceptor, Worker, WorkerDeploymentConfig
 
 from activities.budget import BudgetActivities
 from activities.checkpoints import CheckpointActivities
@@ -19,10 +20,7 @@ from activities.recovery import RecoveryActivities
 from activities.runs import RunActivities
 from pdpp_orch.registry import Registry
 from pdpp_orch.store import Store
-from workflows.budget import ConnectorBudgetWorkflow
-from workflows.connector_run import ConnectorRunWorkflow
-from workflows.recovery import GapRecoveryWorkflow
-from workflows.resolve import ResolveConnectorWorkflow
+from workflows.versioning import UNVERSIONED, VERSIONED
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +31,12 @@ def build_worker(
     task_queue: str,
     registry: Callable[[], Registry],
     interceptors: Sequence[Interceptor] = (),
+    deployment: WorkerDeploymentVersion | None = None,
 ) -> Worker:
     """A worker for every workflow and activity of the project on `task_queue` (`interceptors`:
-    the fault tests' way in between the steps of a run)."""
+    the fault tests' way in between the steps of a run). With `deployment` it is that version
+    of a Worker Deployment and registers the workflows with their versioning behaviours
+    (workflows/versioning.py); without, it is unversioned."""
     acts = RunActivities(store, registry)
     checkpoints = CheckpointActivities(store, registry)
     recovery = RecoveryActivities(store, registry)
@@ -44,12 +45,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[
-            ConnectorRunWorkflow,
-            GapRecoveryWorkflow,
-            ConnectorBudgetWorkflow,
-            ResolveConnectorWorkflow,
-        ],
+        workflows=UNVERSIONED if deployment is None else VERSIONED,
         activities=[
             acts.claim_connector,
             acts.prepare_run,
@@ -75,6 +71,9 @@ def build_worker(
         # throttles heartbeats to 80% of the heartbeat timeout (24 s by default).
         max_heartbeat_throttle_interval=timedelta(seconds=2),
         interceptors=interceptors,
+        deployment_config=None
+        if deployment is None
+        else WorkerDeploymentConfig(version=deployment, use_worker_versioning=True),
     )
 
 
@@ -89,14 +88,18 @@ async def run_worker(
     task_queue: str,
     registry_path: Path | None,
     stop: asyncio.Event,
+    deployment: WorkerDeploymentVersion | None = None,
 ) -> None:
-    """Run a worker until `stop` is set."""
+    """Run a worker (of `deployment`'s version, if given) until `stop` is set."""
     await asyncio.to_thread(reap_orphans)
     store = await Store.connect(database_url)
     try:
-        worker = build_worker(client, store, task_queue, registry_loader(registry_path))
+        worker = build_worker(
+            client, store, task_queue, registry_loader(registry_path), deployment=deployment
+        )
         async with worker:
-            log.info("worker polling task queue %s", task_queue)
+            version = deployment.to_canonical_string() if deployment else "unversioned"
+            log.info("worker polling task queue %s as %s", task_queue, version)
             await stop.wait()
     finally:
         await store.close()

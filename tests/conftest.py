@@ -18,13 +18,14 @@ from typing import Any, TypeVar
 import pytest
 from temporalio import workflow
 from temporalio.client import Client, WorkflowHistory
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Interceptor, Worker
 
 from pdpp_orch import search_attributes
 from pdpp_orch.control.waiting import stored_outcome, workflow_outcome
-from pdpp_orch.devstack import temporal_cli, test_server_cli
+from pdpp_orch.devstack import dynamic_config_flags, temporal_cli, test_server_cli
 from pdpp_orch.models import RunInput, RunOutcome, StreamScope
 from pdpp_orch.registry import Registry, toml_value
 from pdpp_orch.store import Store
@@ -54,6 +55,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,
+        dev_server_extra_args=dynamic_config_flags(),
     )
     yield env
     await env.shutdown()
@@ -178,10 +180,10 @@ class Harness:
         path = self.start_log(name)
         return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
-    def worker(self, *interceptors: Interceptor) -> Any:
+    def worker(self, *interceptors: Interceptor, deployment: WorkerDeploymentVersion | None = None) -> Any:
         path = self.registry_path
         return build_worker(
-            self.client, self.store, self.task_queue, lambda: Registry.load(path), interceptors
+            self.client, self.store, self.task_queue, lambda: Registry.load(path), interceptors, deployment
         )
 
     def run_input(self, connector: str, streams: list[str] | None = None, **kw: Any) -> RunInput:

@@ -74,6 +74,7 @@ class ConnectorRunWorkflow:
         self._waiting: dict[str, InteractionRequest] = {}
         self._assistance: dict[str, AssistanceNotice] = {}
         self._status: str | None = None
+        self._build = ids.build_id(workflow.info().get_current_deployment_version())
 
     @workflow.query
     def phase(self) -> str:
@@ -90,6 +91,7 @@ class ConnectorRunWorkflow:
             waiting=list(self._waiting.values()),
             assistance=list(self._assistance.values()),
             status=self._status,
+            build_id=self._build,
         )
 
     @workflow.signal
@@ -101,7 +103,7 @@ class ConnectorRunWorkflow:
 
     def _show_live(self) -> None:
         asks = ui.assistance_details(self._run_id, list(self._assistance.values()))
-        workflow.set_current_details(ui.live_details(self._live) + asks)
+        workflow.set_current_details(ui.live_details(self._live) + asks + ui.build_line(self._build))
 
     @workflow.signal
     def interaction_requested(self, req: InteractionRequest) -> None:
@@ -200,6 +202,7 @@ class ConnectorRunWorkflow:
                 await whole(self._start_recovery(inp, h)) for h in outcome.retry_hints
             ]
         outcome.cancel_too_late = not cancelled and workflow.cancellation_reason() is not None
+        outcome.build_id = self._build
         await whole(self._record(outcome, facts))
         if (
             not cancelled

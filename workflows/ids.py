@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from temporalio.common import WorkerDeploymentVersion
+
 
 def run_id(connector: str, now: datetime, token: str) -> str:
     """A manual run's id: the connector, the UTC time it was started and a random token."""
@@ -61,3 +63,9 @@ def grant_request_id(recovery_workflow_id: str, round_no: int, budget_waits: int
 def resolve_workflow_id(connector: str, token: str) -> str:
     """A question to a worker, before a run of `connector` starts: can it run it?"""
     return f"resolve-{connector}-{token}"
+
+
+def build_id(version: WorkerDeploymentVersion | None) -> str | None:
+    """The Worker Versioning build a workflow task ran on; None for an unversioned worker (it
+    reports no deployment name, only the SDK's hash of the code)."""
+    return version.build_id if version is not None and version.deployment_name else None

@@ -70,7 +70,13 @@ def outcome_details(o: RunOutcome, now: datetime) -> str:
         f"- skipped: {skipped}\n"
         f"- gaps: {o.gaps_opened:,} opened, {o.gaps_open_total:,} open for this connector\n"
         + "".join(f"- next: {line}\n" for line in advice.next_steps(o, now))
+        + build_line(o.build_id)
     )
+
+
+def build_line(build_id: str | None) -> str:
+    """Which build runs (or ran) a run, when workers are versioned: the run is pinned to it."""
+    return f"\n\nbuild `{build_id}` (pinned)\n" if build_id else ""
 
 
 def assistance_details(run_id: str, notices: list[AssistanceNotice]) -> str:

@@ -17,6 +17,7 @@ import typer
 from pdpp_orch.cli import (
     budget,
     demo,
+    deployment,
     gaps,
     interactions,
     keys,
@@ -70,6 +71,7 @@ app.add_typer(recover.app, name="recover")
 app.command()(budget.budget)
 app.command()(report.report)
 app.add_typer(schedule.app, name="schedule")
+app.add_typer(deployment.app, name="deployment")
 app.command()(demo.demo)
 app.command()(demo.upstream)
 app.command()(keys.keygen)

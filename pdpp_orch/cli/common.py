@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -48,8 +49,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def settings(data_dir: Path | None = None, connectors: Path | None = None) -> Settings:
-    """The environment's settings, with the command's flags over them."""
-    s = Settings()
+    """The environment's settings, with the command's flags over them (a variable that does
+    not parse exits 2, naming it)."""
+    try:
+        s = Settings()
+    except ValidationError as e:
+        for problem in e.errors():
+            msg = str(problem["msg"]).removeprefix("Value error, ")
+            error(f"{', '.join(map(str, problem['loc']))}: {msg}")
+        finish(2)
     if data_dir is not None:
         s.data_dir = data_dir
     if connectors is not None:

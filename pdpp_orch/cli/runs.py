@@ -181,7 +181,8 @@ async def _status(s: Settings, run_id: str, as_json: bool) -> int:
         quarantined = len(await store.runs.quarantined(run_id))
     if row.outcome is not None:
         if not as_json:
-            out.print(f"run {run_id} · {row.connector} · {row.trigger.value} · {row.mode.value}")
+            build = f" · build {escape(row.outcome.build_id)}" if row.outcome.build_id else ""
+            out.print(f"run {run_id} · {row.connector} · {row.trigger.value} · {row.mode.value}{build}")
         code = _print(row.outcome, as_json)
         if not as_json:
             _print_diagnostics(run_id, said, quarantined)

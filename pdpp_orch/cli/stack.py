@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 from aiohttp import web
 from rich.markup import escape
+from temporalio.client import Client
 
 from pdpp_orch import codec_server
 from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, endpoints, err, out, run_async, servers, settings
+from pdpp_orch.cli.deployment import tell_joined
 from pdpp_orch.cli.runs import follow
 from pdpp_orch.codec import EncryptionCodec, Keyring
 from pdpp_orch.control import UsageError
@@ -116,7 +118,7 @@ async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str]
     """A worker on the stack, the --sync runs, then serve until stopped."""
     stop = stop_event()
     client = await connect(ep.temporal_address, s.temporal_namespace, wait_s=60)
-    worker = asyncio.create_task(run_worker(client, ep.database_url, s.task_queue, s.connectors, stop))
+    worker = _start_worker(s, client, ep.database_url, stop)
     out.print(f"Temporal web UI : {ep.ui_url}")
     if ep.ui_url.startswith("http"):
         out.print(f"  runs          : {workflows_url(ep.ui_url, RUNS_QUERY)}", highlight=False)
@@ -125,6 +127,8 @@ async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str]
     out.print(f"Temporal address: {ep.temporal_address}  (TEMPORAL_ADDRESS)")
     out.print(f"Database URL    : {ep.database_url}  (PDPP_DATABASE_URL)")
     out.print(f"Task queue      : {s.task_queue}")
+    if version := s.worker_version():
+        out.print(f"Worker build    : {escape(version.build_id)} of deployment {version.deployment_name}")
     code = 0
     for name in sync:
         inp = new_run(registry, name, [], heartbeat_timeout_seconds=s.heartbeat_timeout_seconds)
@@ -138,6 +142,18 @@ async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str]
     await stop.wait()
     await stop_worker(worker)
     return code
+
+
+def _start_worker(s: Settings, client: Client, database_url: str, stop: asyncio.Event) -> asyncio.Task[None]:
+    """The worker as a task; a versioned one says, once it has joined, whether it takes new runs."""
+    version = s.worker_version()
+    worker = asyncio.create_task(
+        run_worker(client, database_url, s.task_queue, s.connectors, stop, deployment=version)
+    )
+    if version is not None:
+        telling = asyncio.create_task(tell_joined(client, version))
+        worker.add_done_callback(lambda _: telling.cancel())
+    return worker
 
 
 async def stop_worker(worker: asyncio.Task[None]) -> None:
@@ -195,10 +211,12 @@ async def _worker(s: Settings) -> int:
     stop = stop_event()
     # A worker started beside its server (compose, a pod) waits for it to come up.
     client = await connect(found.temporal_address, s.temporal_namespace, wait_s=60)
-    err.print(f"worker on {found.temporal_address}, task queue {s.task_queue}; Ctrl-C to stop")
+    version = s.worker_version()
+    build = f", build {version.build_id} of deployment {version.deployment_name}" if version else ""
+    err.print(f"worker on {found.temporal_address}, task queue {s.task_queue}{build}; Ctrl-C to stop")
     gone: list[str] = []
     watch = asyncio.create_task(_while_stack_serves(s, found, stop, gone))
-    worker = asyncio.create_task(run_worker(client, found.database_url, s.task_queue, s.connectors, stop))
+    worker = _start_worker(s, client, found.database_url, stop)
     await stop.wait()
     watch.cancel()
     await stop_worker(worker)

@@ -95,3 +95,4 @@ class RunProgress(BaseModel):
     waiting: list[InteractionRequest] = Field(default_factory=list)
     assistance: list[AssistanceNotice] = Field(default_factory=list, description="open notices")
     status: str | None = Field(default=None, description="the outcome's status once it ended")
+    build_id: str | None = Field(default=None, description="the Worker Versioning build running it")

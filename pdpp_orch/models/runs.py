@@ -125,6 +125,9 @@ class RunOutcome(BaseModel):
     cancel_too_late: bool = Field(
         default=False, description="a cancel was requested once checkpoints had begun to commit"
     )
+    build_id: str | None = Field(
+        default=None, description="the Worker Versioning build that ran it (None: an unversioned worker)"
+    )
 
 
 class RunFacts(BaseModel):

@@ -38,6 +38,9 @@ K8S = DEPLOY / "k8s"
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 HELM_VALUES = K8S / "temporal-helm-values.yaml"
 
+# The worker Deployments of the rainbow (worker.yaml, worker-green.yaml): one build each.
+WORKER_SLOTS = ["pdpp-worker-blue", "pdpp-worker-green"]
+
 # The oldest Kubernetes minor still widely run, and the newest whose schemas are bundled.
 K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 
@@ -126,7 +129,7 @@ def test_k8s_manifest_validates_against_the_kubernetes_schema(
 
 
 def test_the_kubernetes_validator_really_rejects_a_typo() -> None:
-    worker = copy.deepcopy(k8s_doc("Deployment", "pdpp-worker"))
+    worker = copy.deepcopy(k8s_doc("Deployment", WORKER_SLOTS[0]))
     container = worker["spec"]["template"]["spec"]["containers"][0]
     container["readinesProbe"] = container.pop("readinessProbe")
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -140,11 +143,16 @@ def test_kustomization_lists_every_manifest_but_the_placeholders() -> None:
     # Real Secrets are created by hand; applying the example would overwrite them.
     assert listed == manifests - {"secrets.example.yaml"}
     [image] = kustomization["images"]
-    assert {c["image"] for _, c in k8s_pdpp_containers()} == {image["name"]}
+    assert {c["image"].split(":")[0] for _, c in k8s_pdpp_containers()} == {image["name"]}
+    # Every workload names its own tag, and the kustomization keeps it: the rainbow's slots run
+    # different builds of the one image.
+    assert "newTag" not in image
+    assert all(re.fullmatch(r"[\w-]+:\d[\w.-]*", c["image"]) for _, c in k8s_pdpp_containers())
 
 
-def test_worker_deployment_is_non_root_with_health_probes_and_secrets() -> None:
-    worker = k8s_doc("Deployment", "pdpp-worker")
+@pytest.mark.parametrize("slot", WORKER_SLOTS)
+def test_worker_deployment_is_non_root_with_health_probes_and_secrets(slot: str) -> None:
+    worker = k8s_doc("Deployment", slot)
     pod = worker["spec"]["template"]["spec"]
     [c] = pod["containers"]
     assert c["args"] == ["worker"]
@@ -171,12 +179,49 @@ def test_worker_deployment_is_non_root_with_health_probes_and_secrets() -> None:
     assert all("subPath" not in m for m in c["volumeMounts"])
 
 
-def test_hpa_scales_the_worker_deployment() -> None:
-    hpa = k8s_doc("HorizontalPodAutoscaler", "pdpp-worker")
+@pytest.mark.parametrize("slot", WORKER_SLOTS)
+def test_hpa_scales_the_worker_deployment(slot: str) -> None:
+    hpa = k8s_doc("HorizontalPodAutoscaler", slot)
     assert hpa["apiVersion"] == "autoscaling/v2"
     target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", "pdpp-worker")
+    assert (target["kind"], target["name"]) == ("Deployment", slot)
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+
+
+def slot_build(slot: str) -> tuple[str, str]:
+    """(image tag, PDPP_WORKER_BUILD_ID) of a worker slot."""
+    [c] = k8s_doc("Deployment", slot)["spec"]["template"]["spec"]["containers"]
+    return c["image"].split(":")[1], container_env(c)["PDPP_WORKER_BUILD_ID"]["value"]
+
+
+def test_the_rainbow_slots_are_one_worker_in_two_builds() -> None:
+    workers = [
+        d
+        for _, d in k8s_resources()
+        if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("pdpp-worker")
+    ]
+    assert sorted(d["metadata"]["name"] for d in workers) == sorted(WORKER_SLOTS)
+
+    def generic(doc: dict[str, Any]) -> str:
+        """The slot with its name, build and replicas taken out."""
+        name = doc["metadata"]["name"]
+        tag, build = slot_build(name)
+        text = json.dumps({**doc, "spec": {**doc["spec"], "replicas": None}}, sort_keys=True)
+        return text.replace(name, "SLOT").replace(f":{tag}", ":BUILD").replace(json.dumps(build), '"BUILD"')
+
+    assert len({generic(d) for d in workers}) == 1, "the slots differ in more than name, build and replicas"
+    for slot in WORKER_SLOTS:
+        # One truth for the build: the image tag is the Worker Versioning build id.
+        tag, build = slot_build(slot)
+        assert tag == build, slot
+        deployment = k8s_doc("Deployment", slot)
+        # Each slot's pods are its own (a selector matching both would fight over them), and
+        # its disruption budget keeps one of its workers through a node drain.
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector["app.kubernetes.io/instance"] == slot
+        assert k8s_doc("PodDisruptionBudget", slot)["spec"]["selector"]["matchLabels"] == selector
+    [c] = k8s_doc("Deployment", WORKER_SLOTS[0])["spec"]["template"]["spec"]["containers"]
+    assert container_env(c)["PDPP_WORKER_DEPLOYMENT"]["value"] == "pdpp-orchestrator"
 
 
 def test_codec_server_deployment_and_service_fit_together() -> None:
@@ -215,7 +260,7 @@ def test_every_secret_the_manifests_reference_is_described_in_the_example() -> N
     for name, key in referenced:
         assert name in described, name
         assert not key or key in described[name], (name, key)
-    key_file = container_env(dict(k8s_pdpp_containers())["pdpp-worker"])["PDPP_ENCRYPTION_KEY_FILE"]
+    key_file = container_env(dict(k8s_pdpp_containers())[WORKER_SLOTS[0]])["PDPP_ENCRYPTION_KEY_FILE"]
     assert Path(key_file["value"]).name in described["pdpp-encryption-keys"]
 
 

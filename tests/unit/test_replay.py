@@ -13,9 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.conftest import HERE
-from workflows.budget import ConnectorBudgetWorkflow
-from workflows.connector_run import ConnectorRunWorkflow
-from workflows.recovery import GapRecoveryWorkflow
+from workflows.versioning import UNVERSIONED, VERSIONED
 
 # One folder per recording: histories recorded before a versioned change (`workflow.patched`)
 # must keep replaying after it.
@@ -47,12 +45,15 @@ def test_each_recording_covers_every_workflow_and_case(recording: str) -> None:
             assert ended in runs, ended
 
 
+# A versioned worker registers the same code with its versioning behaviours: the auto-upgrade
+# workflows move to a new build at their next task, so their histories must replay there too.
+@pytest.mark.parametrize("workers", ["unversioned", "versioned"])
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")
-async def test_recorded_history_replays_on_the_current_code(path: Path) -> None:
+async def test_recorded_history_replays_on_the_current_code(path: Path, workers: str) -> None:
     workflow_id = path.name.split("--", 1)[1].removesuffix(".json")
     history = WorkflowHistory.from_json(workflow_id, await asyncio.to_thread(path.read_text))
     replayer = Replayer(
-        workflows=[ConnectorRunWorkflow, GapRecoveryWorkflow, ConnectorBudgetWorkflow],
+        workflows=UNVERSIONED if workers == "unversioned" else VERSIONED,
         data_converter=pydantic_data_converter,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
