@@ -97,6 +97,8 @@ class CheckpointActivities:
         elif not data.facts.cancelled:
             now = datetime.now(UTC)
             groups = await self.store.hints.groups_found_by(run.connector, run.run_id, max_attempts)
+            if len(groups) > policy.MAX_HINTS:  # the largest get hints; the rest stay open
+                groups = sorted(groups, key=lambda g: -g.count)[: policy.MAX_HINTS]
             pairs = [(policy.hint_id(run.run_id, g.stream, g.kind.value, g.reason), g) for g in groups]
             await self.store.hints.assign_hints(run.connector, run.run_id, pairs)
             cost = entry.budget.cost_per_item

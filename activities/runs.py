@@ -19,6 +19,7 @@ from activities.orphans import reap_orphans
 from pdpp_orch import telemetry
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import (
+    MAX_RUN_STREAMS,
     ClaimInput,
     ClaimResult,
     CollectFacts,
@@ -47,6 +48,14 @@ class RunActivities:
         for s in run.streams:
             if manifest.stream(s.name) is None:
                 raise config_error(ConfigError(f"connector {run.connector!r} has no stream {s.name!r}"))
+        streams = [s.name for s in run.streams] or [s.name for s in manifest.streams]
+        if len(streams) > MAX_RUN_STREAMS:
+            raise config_error(
+                ConfigError(
+                    f"connector {run.connector!r}: a run collects at most {MAX_RUN_STREAMS} streams,"
+                    f" not {len(streams)} (name the ones to collect with --stream)"
+                )
+            )
         if await self.store.runs.finished(run.run_id):
             raise ApplicationError(
                 f"run {run.run_id} already has its outcome; a run id is used once",
@@ -54,7 +63,6 @@ class RunActivities:
                 non_retryable=True,
             )
         await self.store.runs.start(run.run_id, run.connector, run.trigger, run.mode)
-        streams = [s.name for s in run.streams] or [s.name for s in manifest.streams]
         sizes = await self.store.state.committed_sizes(run.connector)
         budget = entry.budget.config()
         return PreparedRun(

@@ -13,6 +13,7 @@ from temporalio.worker import Interceptor, Worker
 
 from activities.budget import BudgetActivities
 from activities.checkpoints import CheckpointActivities
+from activities.failures import Honest
 from activities.orphans import reap_orphans
 from activities.recovery import RecoveryActivities
 from activities.runs import RunActivities
@@ -65,7 +66,8 @@ def build_worker(
         # A cancel reaches an activity with the answer to its next heartbeat; the SDK otherwise
         # throttles heartbeats to 80% of the heartbeat timeout (24 s by default).
         max_heartbeat_throttle_interval=timedelta(seconds=2),
-        interceptors=interceptors,
+        # Honest first, so outermost: a step that fails for good says so (activities/failures.py).
+        interceptors=[Honest(), *interceptors],
     )
 
 

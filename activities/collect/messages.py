@@ -359,7 +359,7 @@ class Messages:
         facts.done_error_code = err.get("code")
         facts.done_error_retryable = bool(err.get("retryable"))
         if err.get("message") is not None:
-            self.tally.connector_error = str(err["message"])[:1000].replace("\x00", "\ufffd")
+            self.tally.connector_error = self.tally.said(str(err["message"]), 1000).replace("\x00", "\ufffd")
         seen = self.tally.seen_records
         if msg["records_emitted"] != seen:
             self.writer.violate(
