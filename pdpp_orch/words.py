@@ -38,13 +38,13 @@ def reason(text: str) -> str:
 
 
 def _shown(m: re.Match[str]) -> str:
-    c = ord(m.group())
-    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    return f"\\u{ord(m.group()):04x}"
 
 
 def visible(text: str) -> str:
-    """`text` with every character a terminal would act on written out (`\\x1b`, `\\u202e`):
-    an escape sequence, a bell or a bidi override from a connector is shown, never performed."""
+    """`text` with every character a terminal would act on written out (`\\u001b`, `\\u202e`):
+    an escape sequence, a bell or a bidi override from a connector is shown, never performed.
+    The escape is JSON's own, so JSON printed this way still reads as the same JSON."""
     return _ACTIVE.sub(_shown, text) if _ACTIVE.search(text) else text
 
 

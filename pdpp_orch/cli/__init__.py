@@ -18,6 +18,7 @@ from pdpp_orch.cli import (
     budget,
     demo,
     gaps,
+    inert,
     interactions,
     keys,
     quarantine,
@@ -78,6 +79,8 @@ app.command("codec-server")(keys.codec_server)
 
 def main() -> None:
     from pdpp_orch.telemetry import configure_logging
+
+    inert.install()  # before logging takes stderr: nothing a command writes emits a control character
 
     configure_logging(os.environ.get("PDPP_LOG_LEVEL", "WARNING"), os.environ.get("PDPP_LOG_FORMAT", "text"))
     # platformdirs warns when asked for a runtime dir in a container without XDG_RUNTIME_DIR;

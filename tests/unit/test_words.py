@@ -128,9 +128,9 @@ def test_what_a_terminal_would_act_on_is_shown_instead() -> None:
     )
     shown = words.visible(hostile)
     assert not any(c in shown for c in "\x1b\x07\x9b\u202e\x7f")
-    assert "\\x1b]8;;https://evil.example\\x07" in shown and "\\u202e" in shown
+    assert "\\u001b]8;;https://evil.example\\u0007" in shown and "\\u202e" in shown
     assert "\ttab\nline" in shown  # text stays text
-    assert "\n" not in words.visible_line(hostile) and "\\x0a" in words.visible_line(hostile)
+    assert "\n" not in words.visible_line(hostile) and "\\u000a" in words.visible_line(hostile)
     assert words.visible("plain – ünïcode ✓") == "plain – ünïcode ✓"
 
 
