@@ -23,8 +23,10 @@ CUT = "…"
 _FORMAT = "\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb"
 _ACTIVE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_FORMAT}]")
 _ACTIVE_IN_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMAT}]")
-# What CommonMark lets a backslash escape: every ASCII punctuation character.
-_MARKDOWN = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+# What CommonMark lets a backslash escape: every ASCII punctuation character — but `/`, which
+# Temporal's web UI shows with its backslash (tests/e2e/test_web_ui.py), and which makes no link
+# or markup once `:` and `.` are escaped.
+_MARKDOWN = re.compile(r"""([!"#$%&'()*+,\-.:;<=>?@\[\\\]^_`{|}~])""")
 
 
 def bounded(text: str, limit: int) -> str:

@@ -140,7 +140,7 @@ def test_markdown_from_a_connector_is_text() -> None:
     )
     for active in ("](", "<b>", "**", "`z`", "\n", "https://", "www.evil"):
         assert active not in shown
-    assert shown.startswith("\\[sign in again here\\]\\(https\\:\\/\\/evil\\.example\\)")
+    assert shown.startswith("\\[sign in again here\\]\\(https\\://evil\\.example\\)")
 
 
 def test_reasons_are_bounded_and_their_cut_is_marked() -> None:
