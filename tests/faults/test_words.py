@@ -5,6 +5,8 @@ and a cancel always reaches the run. Each test plays a hostile connector of ours
 from __future__ import annotations
 
 import asyncio
+import base64
+import sys
 import time
 from typing import Any
 
@@ -15,7 +17,8 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 from pdpp_orch import words
 from pdpp_orch.models import RunStatus
-from tests.conftest import Harness, history_text, outcome_of, until
+from tests.conftest import ABC_MANIFEST, Harness, history_text, outcome_of, until
+from tests.helpers import cli
 from workflows.connector_run import ConnectorRunWorkflow
 
 pytestmark = pytest.mark.faults
@@ -148,3 +151,82 @@ async def test_a_step_that_fails_for_good_ends_the_run_with_a_recorded_outcome(
     assert row is not None and row.finished_at is not None and row.status == o.status
     lock = await harness.store.pool.fetchval("SELECT run_id FROM connector_locks WHERE connector = $1", name)
     assert lock is None
+
+
+TOKEN = "tok-5d1c0e-printed-by-its-connector"
+KEY = "key-8a7f33-printed-by-its-connector"
+
+
+def secret_telling_plan() -> list[dict[str, Any]]:
+    """Its secrets, and their base64 and hex, in every word it says."""
+    b64 = base64.b64encode(TOKEN.encode()).decode()
+    notice = {"owner_action": "act_elsewhere", "progress_posture": "running", "response_contract": "none"}
+    gap = {"type": "DETAIL_GAP", "stream": "a", "record_key": "k1", "reason": f"denied:{TOKEN}"}
+    ask = {"type": "INTERACTION", "request_id": "r1", "kind": "otp", "timeout_seconds": 0.2}
+    return [
+        {"stderr": f"using token {TOKEN} and key {KEY.encode().hex()}"},
+        {"records": {"stream": "a", "count": 3}},
+        {"raw": f'{{"type": "RECORD", "stream": "a", "key": "{TOKEN}", "data": {{"id": "{KEY}"'},
+        {"msg": {**gap, "last_error": {"status": 401, "sent": f"Bearer {b64}"}}},
+        {"msg": {"type": "SKIP_RESULT", "stream": "b", "reason": "denied", "message": f"bad key {KEY}"}},
+        {"msg": {"type": "ASSISTANCE", "message": f"paste {TOKEN} in the app", **notice}},
+        {"msg": {**ask, "message": f"the code sent for {TOKEN}"}},
+        {"await_response": True},
+        {"stderr": f"giving up: {b64}"},
+        {"done": "failed", "error": {"code": "auth_failed", "message": f"401 for {TOKEN}"}},
+    ]
+
+
+async def test_a_connector_that_prints_its_secrets_never_has_them_kept_or_shown(
+    harness: Harness, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PDPP_TEST_TOKEN", TOKEN)
+    key_file = harness.tmp / "key.secret"
+    key_file.write_text(KEY + "\n")
+    env = {
+        "TOKEN": "env:PDPP_TEST_TOKEN",
+        "KEY": f"file:{key_file}",
+        "SCRIPT_RESPONSE_LOG": str(harness.tmp / "responses.jsonl"),
+    }
+    name = harness.scripted(secret_telling_plan(), env=env)
+    o = await asyncio.wait_for(harness.run(name), 60)
+    assert o.status is RunStatus.PARTIALLY_COMPLETED and o.records_durable == 3
+    pool = harness.store.pool
+    row = "SELECT coalesce(json_agg(t)::text, '') FROM {} t WHERE {} = $1"
+    kept = {
+        table: await pool.fetchval(row.format(table, where), value)
+        for table, where, value in [
+            ("runs", "run_id", o.run_id),
+            ("quarantine", "run_id", o.run_id),
+            ("gaps", "connector", name),
+            ("interactions", "run_id", o.run_id),
+            ("assistance", "run_id", o.run_id),
+            ("spine_events", "run_id", o.run_id),
+        ]
+    }
+    _, shown, err = await cli(harness, pg_url, "status", o.run_id)
+    kept["status"] = shown + err
+    kept["history"] = history_text(await harness.client.get_workflow_handle(o.run_id).fetch_history())
+    # What the connector said is there, without its secrets (before: its stderr tail, error,
+    # quarantined line, gap error and prompt held them, and `status` showed them).
+    assert "giving up" in kept["runs"] and "bad key" in kept["gaps"] and "401 for" in shown
+    for secret in (TOKEN, KEY, base64.b64encode(TOKEN.encode()).decode(), KEY.encode().hex()):
+        for where, text in kept.items():
+            assert secret not in text, (secret, where)
+
+
+async def test_a_registry_error_never_quotes_a_value(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A secret pasted where an `env:` reference's name belongs."""
+    pasted = "sk-live-0123456789-pasted-here"
+    name = harness.register("leaky", [sys.executable, "-c", "pass"], ABC_MANIFEST, {"K": f"env:{pasted}"})
+    o = await asyncio.wait_for(harness.run(name), 60)
+    assert o.status is RunStatus.FAILED and o.reason == "configuration_error"
+    assert o.error is not None and "env: must be followed by an environment variable's name" in (
+        o.error.message or ""
+    )
+    history = history_text(await harness.client.get_workflow_handle(o.run_id).fetch_history())
+    # Before: the error quoted the value, and the pydantic error chained to it (the failure's
+    # cause in the history, the traceback in the worker's log) quoted it too.
+    assert pasted[:20] not in history and pasted[:20] not in caplog.text
