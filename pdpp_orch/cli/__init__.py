@@ -17,6 +17,7 @@ import typer
 from pdpp_orch.cli import (
     budget,
     demo,
+    erase,
     gaps,
     inert,
     interactions,
@@ -66,6 +67,7 @@ app.command()(runs.cancel)
 app.command()(runs.status)
 app.command()(runs.runs)
 app.command()(quarantine.quarantine)
+app.command()(erase.erase)
 app.add_typer(gaps.app, name="gaps")
 app.add_typer(recover.app, name="recover")
 app.command()(budget.budget)

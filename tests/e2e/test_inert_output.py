@@ -25,7 +25,7 @@ ACTIVE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # Commands that never print a connector's words (ids, names, counts, timings, their own logs),
 # and those that do, run below. A new command must be put in one or the other.
 NO_CONNECTOR_WORDS = {
-    "dev", "worker", "migrate", "health", "demo", "upstream", "keygen", "codec-server", "budget",
+    "dev", "worker", "migrate", "health", "demo", "upstream", "keygen", "codec-server", "budget", "erase",
     "gaps requeue", "recover now", "recover cancel", "schedule create", "schedule update",
     "schedule list", "schedule describe", "schedule pause", "schedule unpause", "schedule trigger",
     "schedule delete",
