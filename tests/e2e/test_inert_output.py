@@ -96,6 +96,9 @@ async def test_no_command_emits_a_connector_s_control_characters(harness: Harnes
         ]
         results = await asyncio.gather(*(cli(harness, pg_url, *args) for args in runs))
     said |= {" ".join(args): result for args, result in zip(runs, results, strict=True)}
+    groups = ("gaps", "recover", "schedule")
+    run_here = {" ".join(a[:2]) if a[0] in groups else a[0] for a in [("run",), ("respond",), *runs]}
+    assert run_here == SHOWS_CONNECTOR_WORDS  # each command that shows a connector's words is run
     for command, (code, out, err) in said.items():
         assert code in (0, 1, 3), (command, code, err)
         assert not ACTIVE.search(out.replace("\n", "").replace("\t", "")), (command, out)
