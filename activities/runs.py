@@ -13,7 +13,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.collect import Collector, facts_from_resume
+from activities.collect import Collector, facts_from_resume, fit
 from activities.config import RegistryLoader, config_error, entry_and_manifest
 from activities.orphans import reap_orphans
 from pdpp_orch import telemetry
@@ -153,8 +153,8 @@ class RunActivities:
         """What is known of a collect that did not return: the facts it saved when cancelled,
         or, after a crash, the counters of its proven checkpoints and its last flush."""
         saved, emitted, durable = await self.store.runs.load_facts(run_id)
-        if saved:
-            return CollectFacts.model_validate_json(saved)
+        if saved:  # within the facts' bounds, also if an older worker saved them
+            return fit(CollectFacts.model_validate_json(saved))
         facts = facts_from_resume(await self.store.state.resume_points(run_id), attempt=0)
         facts.records_emitted = max(facts.records_emitted, emitted)
         facts.records_durable = max(facts.records_durable, durable)

@@ -245,4 +245,4 @@ def facts_from_resume(resume: dict[str, Any], attempt: int) -> CollectFacts:
     facts.records_emitted = sum(s.emitted for s in facts.streams.values())
     facts.records_rejected = sum(s.rejected for s in facts.streams.values())
     facts.records_durable = sum(s.collected for s in facts.streams.values())
-    return totals(facts)
+    return fit(totals(facts))
