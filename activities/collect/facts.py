@@ -28,6 +28,9 @@ MAX_DETAIL_CHARS = 300
 # so; tests/unit/test_words.py builds the worst case): well inside Temporal's 2 MiB per payload,
 # which a step's input holding the facts and the outcome must stay under.
 FACTS_MAX_BYTES = 512 * 1024
+# A count a connector gives (a total, a coverage) is kept up to PostgreSQL's bigint: JSON lets it
+# write an integer of a million digits.
+MAX_COUNT = 2**63 - 1
 
 
 @dataclass
@@ -187,6 +190,14 @@ def totals(f: CollectFacts) -> CollectFacts:
     return f
 
 
+def count(value: Any) -> int | None:
+    """A count a connector gave, as the facts keep it: a non-negative integer up to MAX_COUNT,
+    else None."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return None
+    return min(value, MAX_COUNT)
+
+
 def _count(counts: dict[str, int], reason: str, n: int, pairs: int) -> int:
     """Add `n` skips for `reason` to one stream's `counts`, under OTHER_REASONS once the run
     counts MAX_REASON_PAIRS (stream, reason) pairs; returns the pairs counted now."""
@@ -223,6 +234,8 @@ def fit(f: CollectFacts) -> CollectFacts:
     ]
     for cp in f.checkpoints.values():
         cp.unproven_reason = _short(cp.unproven_reason)
+    for cov in f.coverage.values():
+        cov.state_stream = None if cov.state_stream is None else words.bounded(cov.state_stream, 128)
     f.done_error_code = _short(f.done_error_code)
     f.runtime_error = _short(f.runtime_error)
     return f

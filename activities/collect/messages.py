@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from activities.collect.facts import Tally
+from activities.collect.facts import Tally, count
 from activities.collect.misses import Misses
 from activities.collect.start import Served
 from activities.collect.writer import BATCH_BYTES, Writer
@@ -329,8 +329,8 @@ class Messages:
         stream = msg.get("stream")
         if isinstance(stream, str) and stream in self.scope:
             self.tally.last_stream = stream
-            total = msg.get("total")
-            if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+            total = count(msg.get("total"))
+            if total is not None:
                 self.tally.totals[stream] = total
 
     def _done(self, msg: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from activities.collect.facts import Coverage, Tally
+from activities.collect.facts import Coverage, Tally, count
 from activities.collect.start import Served
 from activities.collect.writer import Writer
 from pdpp_orch import protocol
@@ -122,15 +122,16 @@ class Misses:
         else:
             backed = protocol.count_or_len(gap_raw)
             skipped = protocol.count_or_len(optional_raw)
+        state_stream = msg.get("state_stream")
         fact = CoverageFact(
             stream=stream,
-            state_stream=msg.get("state_stream"),
-            required=required,
-            hydrated=hydrated,
-            gap_backed=backed,
-            optional_skipped=skipped,
-            considered=msg.get("considered") if isinstance(msg.get("considered"), int) else None,
-            covered=msg.get("covered") if isinstance(msg.get("covered"), int) else None,
+            state_stream=None if state_stream is None else self.tally.said(state_stream, 128),
+            required=count(required) or 0,
+            hydrated=count(hydrated) or 0,
+            gap_backed=count(backed) or 0,
+            optional_skipped=count(skipped) or 0,
+            considered=count(msg.get("considered")),
+            covered=count(msg.get("covered")),
         )
         self.tally.coverage[stream] = Coverage(fact, gap_keys)
         self.tally.facts.coverage[stream] = fact

@@ -39,11 +39,15 @@ def hostile_misses(wait_for: str | None = None) -> list[dict[str, Any]]:
         {"since": "0001-01-01", "until": "9999-12-31"},
     ]
     days = {"longest_accepted_days": 1}
+    huge = 10**4000  # JSON has no limit on an integer's digits
+    coverage = {"type": "DETAIL_COVERAGE", "stream": "a", "state_stream": HUGE, "required_keys": huge}
     steps: list[dict[str, Any]] = [
         {"records": {"stream": "a", "count": 5}},
         {"state": "a"},
         {"msg": {"type": "SKIP_RESULT", "stream": "a", "reason": HUGE}},
         {"msg": gap},
+        {"msg": {"type": "PROGRESS", "stream": "a", "total": huge}},
+        {"msg": {**coverage, "hydrated_keys": 1, "considered": huge}},
         *skips,
         *(
             {"msg": {**skip, "stream": "c", "reason": "range_cut", "time_range": r, "diagnostics": days}}
@@ -76,6 +80,7 @@ async def test_a_connector_s_huge_and_many_reasons_end_in_a_bounded_outcome_at_t
     assert chunks and max(chunks) <= 100
     history = await harness.client.get_workflow_handle(o.run_id).fetch_history()
     assert len(history_text(history)) < 400_000
+    assert {s.stream: s.considered for s in o.streams}["a"] == 2**63 - 1  # a count, kept to a bigint
 
 
 async def test_a_cancel_reaches_a_run_whose_connector_said_too_much_and_frees_its_connector(
