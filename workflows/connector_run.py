@@ -166,7 +166,7 @@ class ConnectorRunWorkflow:
         )
         prepared, facts, error = await self._collection(inp)
         if prepared is not None and prepared.budget_units is not None and inp.mode is Mode.FORWARD:
-            await whole(self._charge(inp, prepared, facts))
+            await settled(self._charge(inp, prepared, facts), lambda: None)  # a budget left uncharged
         # The point of no return: a cancel requested until now makes the run `cancelled`, and
         # nothing commits; once checkpoints begin to commit, the run finishes honestly.
         cancelled = workflow.cancellation_reason() is not None
