@@ -47,8 +47,9 @@ def encodings(secret: str) -> set[str]:
         quote_plus(secret, safe=""),
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
+        *secret.splitlines(),  # a key file's lines, printed one by one
     }
-    return {f for f in forms if len(f) >= MIN_SECRET_CHARS}
+    return {f.strip() for f in forms if len(f.strip()) >= MIN_SECRET_CHARS}
 
 
 class Redactor:
@@ -59,10 +60,7 @@ class Redactor:
         values = sorted({s for s in secrets if len(s) >= MIN_SECRET_CHARS}, key=len, reverse=True)
         forms = sorted({f for s in values for f in encodings(s)}, key=len, reverse=True)
         self._forms = re.compile("|".join(map(re.escape, forms))) if forms else None
-        # The beginnings a cut-off text may end with, longest first.
-        self._prefixes = sorted(
-            {f[:n] for f in forms for n in range(MIN_PREFIX_CHARS, len(f))}, key=len, reverse=True
-        )
+        self._all = forms
 
     def __call__(self, text: str) -> str:
         if self._forms is not None:
@@ -77,7 +75,13 @@ class Redactor:
         return None if text is None else self(text)
 
     def _cut_tail(self, text: str) -> str:
-        for p in self._prefixes:
-            if text.endswith(p):
-                return text[: -len(p)] + REDACTED
+        """`text` without the beginning of a secret it ends with (at least MIN_PREFIX_CHARS of it)."""
+        for form in self._all:
+            head = form[:MIN_PREFIX_CHARS]
+            start = max(0, len(text) - len(form) + 1)
+            i = text.find(head, start)
+            while i != -1:
+                if form.startswith(text[i:]):
+                    return text[:i] + REDACTED
+                i = text.find(head, i + 1)
         return text
