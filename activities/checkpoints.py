@@ -115,6 +115,8 @@ class CheckpointActivities:
             # Without the connector's back-off and cost, its gaps stay open for the next run.
             entry = await self._entry(run) if groups else None
             if entry is not None:
+                if len(groups) > policy.MAX_HINTS:  # the largest get hints; the rest stay open
+                    groups = sorted(groups, key=lambda g: -g.count)[: policy.MAX_HINTS]
                 pairs = [(policy.hint_id(run.run_id, g.stream, g.kind.value, g.reason), g) for g in groups]
                 await self.store.hints.assign_hints(run.connector, run.run_id, pairs)
                 cost = entry.budget.cost_per_item

@@ -13,12 +13,13 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.collect import Collector, facts_from_resume
+from activities.collect import Collector, facts_from_resume, fit
 from activities.config import RegistryLoader, config_error, entry_and_manifest
 from activities.orphans import reap_orphans
 from pdpp_orch import telemetry
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import (
+    MAX_RUN_STREAMS,
     ClaimInput,
     ClaimResult,
     CollectFacts,
@@ -45,6 +46,14 @@ class RunActivities:
         """Validate the connector and its manifest, then open the run's row."""
         names = [s.name for s in run.streams]
         entry, manifest = await entry_and_manifest(self.registry, run.connector, run.registry, names)
+        streams = names or [s.name for s in manifest.streams]
+        if len(streams) > MAX_RUN_STREAMS:
+            raise config_error(
+                ConfigError(
+                    f"connector {run.connector!r}: a run collects at most {MAX_RUN_STREAMS} streams,"
+                    f" not {len(streams)} (name the ones to collect with --stream)"
+                )
+            )
         if await self.store.runs.finished(run.run_id):
             raise ApplicationError(
                 f"run {run.run_id} already has its outcome; a run id is used once",
@@ -52,7 +61,6 @@ class RunActivities:
                 non_retryable=True,
             )
         await self.store.runs.start(run.run_id, run.connector, run.trigger, run.mode)
-        streams = names or [s.name for s in manifest.streams]
         sizes = await self.store.state.committed_sizes(run.connector)
         budget = entry.budget.config()
         return PreparedRun(
@@ -143,8 +151,8 @@ class RunActivities:
         """What is known of a collect that did not return: the facts it saved when cancelled,
         or, after a crash, the counters of its proven checkpoints and its last flush."""
         saved, emitted, durable = await self.store.runs.load_facts(run_id)
-        if saved:
-            return CollectFacts.model_validate_json(saved)
+        if saved:  # within the facts' bounds, also if an older worker saved them
+            return fit(CollectFacts.model_validate_json(saved))
         facts = facts_from_resume(await self.store.state.resume_points(run_id), attempt=0)
         facts.records_emitted = max(facts.records_emitted, emitted)
         facts.records_durable = max(facts.records_durable, durable)

@@ -13,6 +13,7 @@ check them table by table. The store only applies the decisions made here:
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -37,6 +38,12 @@ MAX_NO_PROGRESS = 8
 # doubling, capped.
 IDLE_BACKOFF = timedelta(minutes=5)
 IDLE_BACKOFF_CAP = timedelta(hours=6)
+# A range hint is fetched again chunk by chunk, a recovery run each: at most this many, so a
+# connector's range of centuries cannot make a hint of millions (or its history too large).
+MAX_RANGE_CHUNKS = 100
+# A run's retry plan holds at most this many hints; the groups of gaps beyond them stay open,
+# not retried on their own (`gaps list` shows them, `gaps requeue` retries one).
+MAX_HINTS = 64
 # Gaps stored without a stream (a whole-run miss) use this stream name.
 NO_STREAM = "*"
 RETRYABLE_CLASSES = frozenset(c for c in RecoveryClass if c.runtime_retryable)
@@ -127,28 +134,68 @@ def parse_day(value: str) -> date:
 
 
 def split_range(since: date, until: date, max_days: int) -> list[TimeRange]:
-    """Cut [since, until] (inclusive days) into consecutive chunks of at most `max_days`."""
+    """Cut [since, until] (inclusive days) into consecutive chunks of at most `max_days` (up to
+    the last day a date can be)."""
     if max_days < 1:
         raise ValueError("max_days must be at least 1")
     chunks: list[TimeRange] = []
     start = since
     while start <= until:
-        end = min(until, start + timedelta(days=max_days - 1))
+        end = until if (until - start).days < max_days else start + timedelta(days=max_days - 1)
         chunks.append(TimeRange(since=start.isoformat(), until=end.isoformat()))
+        if end == until:
+            break
         start = end + timedelta(days=1)
     return chunks
 
 
 def _range_chunks(g: GapGroup) -> list[TimeRange]:
-    chunks: list[TimeRange] = []
-    for subject in g.ranges:
-        tr = TimeRange.model_validate_json(subject)
-        if tr.since and tr.until:
-            days = g.max_days or (parse_day(tr.until) - parse_day(tr.since)).days + 1
-            chunks += split_range(parse_day(tr.since), parse_day(tr.until), days)
-        else:
-            chunks.append(tr)
+    """The ranges to fetch again, each cut into the longest the source accepted (a recovery run
+    each). Where more than MAX_RANGE_CHUNKS would be needed, their whole span is cut into that
+    many longer chunks; open-ended ranges are fetched as the widest of them; ranges whose bounds
+    are not dates, as the whole stream."""
+    ranges = [(r, *_days(r)) for r in map(_range, g.ranges)]
+    dated = [(s, u) for _, s, u in ranges if s and u]
+
+    def length(since: date, until: date) -> int:
+        return g.max_days or (until - since).days + 1
+
+    needed = sum(-(-((u - s).days + 1) // length(s, u)) for s, u in dated)
+    if needed > MAX_RANGE_CHUNKS - 3:
+        since, until = min(s for s, _ in dated), max(u for _, u in dated)
+        wide = max(g.max_days or 1, -(-((until - since).days + 1) // (MAX_RANGE_CHUNKS - 3)))
+        chunks = split_range(since, until, wide)
+    else:
+        chunks = [c for s, u in dated for c in split_range(s, u, length(s, u))]
+    froms = [(s, r.since) for r, s, _ in ranges if s and not r.until]
+    untils = [(u, r.until) for r, _, u in ranges if u and not r.since]
+    chunks += [TimeRange(since=min(froms)[1])] if froms else []
+    chunks += [TimeRange(until=max(untils)[1])] if untils else []
+    if any(s is None and u is None for _, s, u in ranges):
+        chunks.append(TimeRange())
     return chunks
+
+
+def _range(subject: str) -> TimeRange:
+    """A range gap's subject (the connector's `time_range`, as JSON) with its bounds as short
+    texts, whatever the connector wrote there."""
+    try:
+        raw = json.loads(subject)
+    except ValueError:
+        raw = None
+    raw = raw if isinstance(raw, dict) else {}
+    return TimeRange(**{k: str(raw[k])[:64] for k in ("since", "until") if raw.get(k) is not None})
+
+
+def _days(r: TimeRange) -> tuple[date | None, date | None]:
+    """A range's bounds as days; (None, None) unless each bound it has is a date, the second
+    not before the first."""
+    try:
+        since = parse_day(r.since) if r.since else None
+        until = parse_day(r.until) if r.until else None
+    except ValueError:
+        return None, None
+    return (None, None) if since and until and until < since else (since, until)
 
 
 def hint_for(

@@ -26,7 +26,8 @@ DEFAULT_STALL_TIMEOUT_S = 600.0
 # used with fullmatch: `$` would also match before a trailing newline.
 CONNECTOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-REASON = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+# A skip reason as a run keeps it (pdpp_orch.words.MAX_REASON_CHARS): a longer one would never match.
+REASON = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
 # The longest wait a budget window or a retry back-off may name: beyond it datetime arithmetic
 # overflows, long before anyone would want to wait that long.
 MAX_WAIT_S = 366 * 86400.0
@@ -109,7 +110,8 @@ class ConnectorEntry(BaseModel):
                 raise ValueError(f"{key}: a value cannot contain NUL")
             ref = SECRET_REF.match(value)
             if ref and ref.group(1) == "env" and not ENV_NAME.fullmatch(ref.group(2)):
-                raise ValueError(f"{key}: {value[:64]!r} does not name an environment variable")
+                # Never the value: it may be the secret itself, pasted where its name belongs.
+                raise ValueError(f"{key}: env: must be followed by an environment variable's name")
             if ref and ref.group(1) == "file" and not ref.group(2):
                 raise ValueError(f"{key}: file: needs a path")
         return v
@@ -119,7 +121,7 @@ class ConnectorEntry(BaseModel):
     def _reason_names(cls, v: dict[str, RecoveryClass]) -> dict[str, RecoveryClass]:
         for reason in v:
             if not REASON.fullmatch(reason):
-                raise ValueError(f"{reason[:64]!r} is not a reason (1-128 printable characters)")
+                raise ValueError(f"{reason[:64]!r} is not a reason (1-64 printable characters)")
         return v
 
     @field_validator("pass_env")
@@ -210,7 +212,9 @@ def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
         except ValidationError as e:
             first = e.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{path}: connectors.{name}.{field}: {first['msg']}") from e
+            # Our own words only: pydantic's error (the chained cause, which a Temporal failure
+            # and a log would carry) quotes the value, which may be a secret.
+            raise ConfigError(f"{path}: connectors.{name}.{field}: {first['msg']}") from None
         base = path.parent
         entry.manifest = (base / entry.manifest).resolve()
         if entry.cwd is not None:

@@ -15,6 +15,7 @@ from temporalio.worker import Interceptor, Worker, WorkerDeploymentConfig
 from activities.budget import BudgetActivities
 from activities.checkpoints import CheckpointActivities
 from activities.config import ResolveActivities
+from activities.failures import Honest
 from activities.orphans import reap_orphans
 from activities.recovery import RecoveryActivities
 from activities.runs import RunActivities
@@ -70,7 +71,8 @@ def build_worker(
         # A cancel reaches an activity with the answer to its next heartbeat; the SDK otherwise
         # throttles heartbeats to 80% of the heartbeat timeout (24 s by default).
         max_heartbeat_throttle_interval=timedelta(seconds=2),
-        interceptors=interceptors,
+        # Honest first, so outermost: a step that fails for good says so (activities/failures.py).
+        interceptors=[Honest(), *interceptors],
         deployment_config=None
         if deployment is None
         else WorkerDeploymentConfig(version=deployment, use_worker_versioning=True),

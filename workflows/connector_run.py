@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from pdpp_orch.outcome import derive_outcome, failed_retryably
     from workflows import ids, ui
-    from workflows.endings import describe_error, end, whole
+    from workflows.endings import describe_error, end, settled, whole
     from workflows.options import COLLECT_GRACE, COLLECT_RETRY, COMMIT_TIMEOUT, DB_RETRY, SHORT
     from workflows.patches import LATE_CANCEL, ONE_RUN_PER_CONNECTOR, TEMPORAL_STATUS
 
@@ -168,7 +168,7 @@ class ConnectorRunWorkflow:
         )
         prepared, facts, error = await self._collection(inp)
         if prepared is not None and prepared.budget_units is not None and inp.mode is Mode.FORWARD:
-            await whole(self._charge(inp, prepared, facts))
+            await settled(self._charge(inp, prepared, facts), lambda: None)  # a budget left uncharged
         # The point of no return: a cancel requested until now makes the run `cancelled`, and
         # nothing commits; once checkpoints begin to commit, the run finishes honestly.
         cancelled = workflow.cancellation_reason() is not None
@@ -182,9 +182,11 @@ class ConnectorRunWorkflow:
                 "records_rejected": facts.records_rejected,
             }
         )
-        commit = await whole(self._commit(inp, facts))
+        commit, why = await settled(self._commit(inp, facts), CommitResult)
+        error = error or why
         failed = failed_retryably(facts, commit, cancelled, error)
-        plan = await whole(self._plan(inp, facts, commit, failed))
+        plan, why = await settled(self._plan(inp, facts, commit, failed), RetryPlan)
+        error = error or why
         outcome = derive_outcome(
             RunFacts(
                 input=inp,
@@ -292,7 +294,7 @@ class ConnectorRunWorkflow:
             self._waiting.clear()
             cause = e.cause if isinstance(e, ActivityError) else e
             error = None if is_cancelled_exception(e) else describe_error(cause)
-        saved: CollectFacts = await whole(
+        saved, why = await settled(
             workflow.execute_activity(
                 "load_facts",
                 inp.run_id,
@@ -300,9 +302,10 @@ class ConnectorRunWorkflow:
                 start_to_close_timeout=SHORT,
                 retry_policy=DB_RETRY,
                 summary="load saved facts",
-            )
+            ),
+            lambda: CollectFacts(runtime_error="collect_failed"),
         )
-        return saved, error
+        return saved, error or why
 
     async def _charge(self, inp: RunInput, prepared: PreparedRun, facts: CollectFacts) -> None:
         """Forward runs spend the same upstream budget as recoveries, charged after the fact."""

@@ -4,15 +4,16 @@ agrees with the outcome, and the failure that carries the outcome to whoever wai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, CancelledError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from pdpp_orch.models import RunError, RunOutcome, RunStatus
     from pdpp_orch.outcome import CONFIG_ERROR
+    from workflows.patches import STEP_FAILED_FOR_GOOD
 
 # The type of the failure a failed run's workflow ends with; its details hold the outcome.
 RUN_FAILED = "RunFailed"
@@ -29,6 +30,18 @@ async def whole(step: Awaitable[T]) -> T:
         except asyncio.CancelledError:
             if task.cancelled():
                 raise
+
+
+async def settled(step: Awaitable[T], instead: Callable[[], T]) -> tuple[T, RunError | None]:
+    """`whole(step)`; or, when its activity failed for good (not retried: a defect, a result
+    too large for Temporal, a configuration gone bad — an outage is retried until it ends),
+    `instead()` and why, so that the run still ends with an outcome that says so."""
+    try:
+        return await whole(step), None
+    except ActivityError as e:
+        if not workflow.patched(STEP_FAILED_FOR_GOOD):
+            raise
+        return instead(), describe_error(e.cause)
 
 
 def end(o: RunOutcome) -> None:

@@ -13,3 +13,7 @@ LATE_CANCEL = "cancel-while-recording"
 # GapRecoveryWorkflow's run ids come from the whole hint id and the recovery's first execution
 # (they used 8 characters of the hint id, which requeued hints share).
 WHOLE_HINT_RUN_IDS = "recovery-run-id-whole-hint"
+# A step that failed for good (a defect, a result too large for Temporal: activities/failures.py)
+# gives way to what the run knows without it, and the run ends with a recorded outcome (before,
+# the workflow failed without one).
+STEP_FAILED_FOR_GOOD = "step-failed-for-good"

@@ -1,6 +1,8 @@
 """What the Temporal web UI shows of our workflows: summaries and markdown details, written
 once here whoever starts the workflow (the CLI, a Schedule, the demo, a parent workflow).
-Counts, enums and our own ids only: these texts are not encrypted."""
+Counts, enums and our own ids only: these texts are not encrypted. The UI renders them as
+Markdown: a connector's words in them (skip reasons, stream names, an interaction's kind) are
+escaped (`inert`, words.markdown), so none is a link or markup."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from datetime import datetime
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from pdpp_orch import advice
+from pdpp_orch import advice, words
 from pdpp_orch import search_attributes as sa
 from pdpp_orch.models import AssistanceNotice, LiveProgress, RetryHint, RunInput, RunOutcome
 from pdpp_orch.models.progress import owner_action_text
@@ -23,13 +25,24 @@ def run_details(inp: RunInput) -> str:
     return f"run `{inp.run_id}` of connector `{inp.connector}`"
 
 
+def inert(o: RunOutcome) -> RunOutcome:
+    """The outcome with the connector's words in it (its skip reasons) as literal Markdown."""
+    md = words.markdown
+    return o.model_copy(
+        update={
+            "skipped_by_reason": {md(k): v for k, v in o.skipped_by_reason.items()},
+            "retry_hints": [h.model_copy(update={"reason": md(h.reason)}) for h in o.retry_hints],
+        }
+    )
+
+
 def recovery_run_summary(connector: str, reason: str, round_no: int) -> str:
-    return f"{connector} · recovery · {reason} · round {round_no}"
+    return f"{connector} · recovery · {words.markdown(reason)} · round {round_no}"
 
 
 def recovery_summary(connector: str, hint: RetryHint) -> str:
     """`chatgpt · recover 4,188 × rate_limited`."""
-    return f"{connector} · recover {hint.gap_count:,} × {hint.reason}"
+    return f"{connector} · recover {hint.gap_count:,} × {words.markdown(hint.reason)}"
 
 
 def start_attributes(inp: RunInput) -> TypedSearchAttributes:
@@ -42,8 +55,8 @@ def start_attributes(inp: RunInput) -> TypedSearchAttributes:
 def live_details(p: LiveProgress) -> str:
     """A collecting run: its counts so far and a table of its streams."""
     rows = "".join(
-        f"| {name} | {s.collected:,}{f' of ~{s.total:,}' if s.total else ''} | {s.skipped:,} |"
-        f" {'yes' if s.checkpointed else ''} |\n"
+        f"| {words.markdown(name)} | {s.collected:,}{f' of ~{s.total:,}' if s.total else ''} |"
+        f" {s.skipped:,} | {'yes' if s.checkpointed else ''} |\n"
         for name, s in sorted(p.streams.items())
     )
     return (
@@ -57,6 +70,7 @@ def live_details(p: LiveProgress) -> str:
 
 def outcome_details(o: RunOutcome, now: datetime) -> str:
     """A finished run: its outcome in a few lines, why, what is missing and what comes next."""
+    o = inert(o)
     skipped = ", ".join(f"{k}: {v:,}" for k, v in o.skipped_by_reason.items()) or "none"
     why = advice.why(o)
     return (
@@ -95,7 +109,7 @@ def assistance_details(run_id: str, notices: list[AssistanceNotice]) -> str:
 
 def waiting_details(run_id: str, kind: str, until: str) -> str:
     return (
-        f"**waiting on the owner**: {kind}, until {until} UTC\n\n"
+        f"**waiting on the owner**: {words.markdown(kind)}, until {until} UTC\n\n"
         f"answer with `pdpp-orch respond {run_id} --data -`"
     )
 

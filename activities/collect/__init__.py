@@ -2,6 +2,6 @@
 store (collector.py is the place to start reading)."""
 
 from activities.collect.collector import Collector
-from activities.collect.facts import facts_from_resume
+from activities.collect.facts import facts_from_resume, fit
 
-__all__ = ["Collector", "facts_from_resume"]
+__all__ = ["Collector", "facts_from_resume", "fit"]

@@ -21,6 +21,9 @@ from pdpp_orch.store import Store
 
 Notify = Callable[[str, BaseModel], Awaitable[None]]
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
+# Each notice opened or ended is a signal in the run's history: an attempt tells the workflow of
+# at most this many (all are kept in PostgreSQL, and `runs` shows them).
+MAX_NOTICES = 20
 # What an input schema or an attachment may say that the owner's display must not show: the
 # reference's rules (example values, and anything that looks like a secret).
 _REDACTED_KEY = re.compile(r"^(?:default|example|examples|const|enum)$", re.IGNORECASE)
@@ -87,6 +90,7 @@ class Assistance:
         self.notify = notify
         self.open: dict[str, AssistanceNotice] = {}
         self._assigned = 0
+        self._shown: set[str] = set()  # the notices the workflow was told of
 
     async def handle(self, msg: dict[str, Any], item: bytes) -> None:
         """ASSISTANCE or ASSISTANCE_STATUS, their fields already checked."""
@@ -113,6 +117,7 @@ class Assistance:
         expires = (
             datetime.now(UTC) + timedelta(seconds=min(float(timeout), MAX_TIMEOUT_S)) if timeout else None
         )
+        said = self.writer.tally.said
         detail = {
             "kind": msg.get("kind"),
             "reason_code": msg.get("reason_code"),
@@ -120,23 +125,24 @@ class Assistance:
             "input_schema": redact_schema(msg["input_schema"]) if msg.get("input_schema") else None,
         }
         fields = {
-            "message": str(msg["message"])[:2000],
+            "message": said(str(msg["message"]), 2000),
             "owner_action": msg["owner_action"],
             "progress_posture": msg["progress_posture"],
             "sensitivity": msg.get("sensitivity"),
             "stream": stream,
         }
+        detail_json = self.writer.tally.redact(orjson.dumps(detail).decode())
         await self.store.assistance.open(
-            self.run_id, self.connector, self.attempt, aid, fields, orjson.dumps(detail).decode(), expires
+            self.run_id, self.connector, self.attempt, aid, fields, detail_json, expires
         )
         notice = AssistanceNotice(
-            assistance_id=aid[:128],
+            assistance_id=said(aid, 128),
             owner_action=msg["owner_action"],
             progress_posture=msg["progress_posture"],
             expires_at=expires,
         )
         self.open[aid] = notice
-        await self.notify("assistance_changed", notice)
+        await self._notify(notice)
 
     async def status(self, msg: dict[str, Any], item: bytes) -> None:
         """ASSISTANCE_STATUS: how a notice of this attempt ended."""
@@ -149,9 +155,18 @@ class Assistance:
             return
         message = msg.get("message")
         await self.store.assistance.close(
-            self.run_id, aid, msg["status"], str(message)[:2000] if message else None
+            self.run_id, aid, msg["status"], self.writer.tally.said(str(message), 2000) if message else None
         )
-        await self.notify("assistance_changed", notice.model_copy(update={"status": msg["status"]}))
+        await self._notify(notice.model_copy(update={"status": msg["status"]}))
+
+    async def _notify(self, notice: AssistanceNotice) -> None:
+        """Tell the workflow of a notice opened (the first MAX_NOTICES of the attempt) or of
+        how one it was told of ended."""
+        aid = notice.assistance_id
+        if notice.status == "open" and len(self._shown) < MAX_NOTICES:
+            self._shown.add(aid)
+        if aid in self._shown:
+            await self.notify("assistance_changed", notice)
 
     async def end(self, succeeded: bool) -> None:
         """The attempt is over: what is still open is resolved if the run succeeded, else

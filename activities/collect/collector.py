@@ -33,7 +33,8 @@ from activities.process import ConnectorProcess
 from pdpp_orch import protocol
 from pdpp_orch.manifest import ConfigError, Manifest
 from pdpp_orch.models import CollectFacts, LiveProgress, Mode, RunInput
-from pdpp_orch.registry import ConnectorEntry
+from pdpp_orch.redaction import Redactor
+from pdpp_orch.registry import SECRET_REF, ConnectorEntry
 from pdpp_orch.store import Diagnostics, Store
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class Collector:
         workdir, scratch = self._workdir()
         try:
             env = connector_env(self.entry, workdir)
+            self.tally.redact = Redactor(env[k] for k, v in self.entry.env.items() if SECRET_REF.match(v))
             proc = ConnectorProcess(self.entry.command, env, workdir)
             start = start_message(
                 run, list(self.scope), state, excluded, served, self.entry.bindings, first_page
@@ -236,7 +238,7 @@ class Collector:
 
     async def _save(self, proc: ConnectorProcess, facts: CollectFacts) -> None:
         """Leave the facts, and what the connector said, where the workflow can find them."""
-        tail = [line.replace("\x00", "\ufffd") for line in proc.stderr_tail]
+        tail = [self.tally.redact(line.replace("\x00", "\ufffd")) for line in proc.stderr_tail]
         said = Diagnostics(connector_error=self.tally.connector_error, stderr_tail=tail)
         await self.store.runs.save_facts(self.run_input.run_id, facts.model_dump_json(), said)
 

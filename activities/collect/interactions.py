@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 # An INTERACTION without timeout_seconds waits this long for its owner.
 INTERACTION_TIMEOUT_S = 3600.0
 MAX_INTERACTION_TIMEOUT_S = 7 * 24 * 3600.0
+# Each INTERACTION is a signal and its details in the run's history, and a wait on the owner:
+# an attempt asks at most this many; any further one is answered `cancelled` at once and is an
+# unanswered interaction like any other (an owner_action gap).
+MAX_INTERACTIONS = 20
 ANSWER_POLL_S = 0.5
 
 Notify = Callable[[str, BaseModel], Awaitable[None]]
@@ -74,7 +78,12 @@ class Interactions:
         """Handle an INTERACTION line."""
         self.tally.facts.interactions += 1
         request_id = str(msg["request_id"])[:128]
-        kind = str(msg.get("kind"))[:32]
+        kind = self.tally.said(str(msg.get("kind")), 32)
+        if self.tally.facts.interactions > MAX_INTERACTIONS:
+            response = interaction_response(request_id, InteractionStatus.CANCELLED, None, timedelta(0))
+            await self.proc.send(orjson.dumps(response))
+            self.misses.unanswered(self.tally.last_stream or NO_STREAM, kind)
+            return
         self._opened[request_id] = datetime.now(UTC)
         expires = self._opened[request_id] + timedelta(seconds=_timeout(msg.get("timeout_seconds")))
         await self.writer.cut()
@@ -87,7 +96,7 @@ class Interactions:
             self.connector,
             request_id,
             kind,
-            str(message)[:2000] if message is not None else None,
+            self.tally.said(str(message), 2000) if message is not None else None,
             expires,
         )
         self.waiting[request_id] = asyncio.create_task(

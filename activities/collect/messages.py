@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from activities.collect.facts import Tally
+from activities.collect.facts import Tally, count
 from activities.collect.misses import Misses
 from activities.collect.start import Served
 from activities.collect.writer import BATCH_BYTES, Writer
@@ -21,7 +21,7 @@ from pdpp_orch import protocol
 from pdpp_orch.manifest import Manifest, StreamSpec
 from pdpp_orch.models import CheckpointFact, RecoveryClass
 from pdpp_orch.store import CheckpointWrite, Flush
-from pdpp_orch.store.copydata import CARRIED_TOMBSTONE, TOMBSTONE, UPSERT, Row
+from pdpp_orch.store.copydata import TOMBSTONE, TOMBSTONE_DATA, UPSERT
 
 YIELD_EVERY_LINES = 64
 OnPage = Callable[[dict[str, Any], bytes, protocol.LineError | None], Awaitable[None]]
@@ -220,10 +220,9 @@ class Messages:
         # flush is refused (Writer._refused); looking for it here would cost more than reading.
         batch = self.writer.batch
         records = batch.records
-        if env.op is None:
-            records[(stream, key)] = (env.data, UPSERT, tally.line_no, item)
-        else:
-            self._tombstone(records, (stream, key), env.data, item)
+        # A delete is a tombstone: the key and when, never the data (DESIGN §14).
+        data = env.data if env.op is None else TOMBSTONE_DATA
+        records[(stream, key)] = (data, UPSERT if env.op is None else TOMBSTONE, tally.line_no, item)
         return self._taken(stream, batch, item)
 
     def _record_decoded(self, msg: dict[str, Any], item: bytes) -> bool:
@@ -243,14 +242,11 @@ class Messages:
         key = protocol.record_key(msg, pk)
         if isinstance(key, protocol.LineError):
             return self._reject(stream, key, item)
-        data = msg.get("data")
         records = self.writer.batch.records
         if msg.get("op") == "delete":
-            self._tombstone(
-                records, (stream, key), protocol.record_data(data) if data.__class__ is dict else b"", item
-            )
+            records[(stream, key)] = (TOMBSTONE_DATA, TOMBSTONE, self.tally.line_no, item)
         else:
-            records[(stream, key)] = (protocol.record_data(data), UPSERT, self.tally.line_no, item)
+            records[(stream, key)] = (protocol.record_data(msg.get("data")), UPSERT, self.tally.line_no, item)
         return self._taken(stream, self.writer.batch, item)
 
     def _reject(self, stream: str, err: protocol.LineError, item: bytes) -> bool:
@@ -258,19 +254,6 @@ class Messages:
         self.tally.stream(stream).rejected += 1
         self.writer.violate(err.kind, err.detail, item)
         return False
-
-    def _tombstone(
-        self, records: dict[tuple[str, str], Row], k: tuple[str, str], data: Any, item: bytes
-    ) -> None:
-        """A delete: it keeps the last data of its key, the version before it in this batch if
-        there is one (else the upsert keeps the stored row's); its own data only for a key never
-        stored, and none (JSON null) if it came without."""
-        prev = records.get(k)
-        if prev is not None and prev[1] != TOMBSTONE:
-            records[k] = (prev[0], CARRIED_TOMBSTONE, prev[2], prev[3])
-            self.writer.batch.maybe_carried.append(k)
-        else:
-            records[k] = (data if protocol.has_data(data) else b"null", TOMBSTONE, self.tally.line_no, item)
 
     def _taken(self, stream: str, batch: Flush, item: bytes) -> bool:
         """Count an accepted RECORD; True when it filled the batch."""
@@ -346,8 +329,8 @@ class Messages:
         stream = msg.get("stream")
         if isinstance(stream, str) and stream in self.scope:
             self.tally.last_stream = stream
-            total = msg.get("total")
-            if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+            total = count(msg.get("total"))
+            if total is not None:
                 self.tally.totals[stream] = total
 
     def _done(self, msg: dict[str, Any]) -> None:
@@ -359,7 +342,7 @@ class Messages:
         facts.done_error_code = err.get("code")
         facts.done_error_retryable = bool(err.get("retryable"))
         if err.get("message") is not None:
-            self.tally.connector_error = str(err["message"])[:1000].replace("\x00", "\ufffd")
+            self.tally.connector_error = self.tally.said(str(err["message"]), 1000).replace("\x00", "\ufffd")
         seen = self.tally.seen_records
         if msg["records_emitted"] != seen:
             self.writer.violate(

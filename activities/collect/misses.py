@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from activities.collect.facts import Coverage, Tally
+from activities.collect.facts import Coverage, Tally, count
 from activities.collect.start import Served
 from activities.collect.writer import Writer
 from pdpp_orch import protocol
@@ -44,7 +44,7 @@ class Misses:
         stream = msg.get("stream") or NO_STREAM
         if stream != NO_STREAM and not self.in_scope(stream, item):
             return
-        reason = msg.get("reason") or "unspecified"
+        reason = self.tally.reason(msg.get("reason") or "unspecified")
         cls = self.classify(msg, item, reason, None, default_action=None)
         # `resources` is the reference's other spelling of `resource_ids`.
         resources = [str(r) for r in msg.get("resource_ids") or msg.get("resources") or []]
@@ -56,7 +56,7 @@ class Misses:
         sf.non_informational_skips += count
         not_before = _not_before(msg)
         message = msg.get("message")
-        error = str(message)[:500] if message else None
+        error = self.tally.said(str(message), 500) if message else None
         for kind, subject, locator in _skip_subjects(msg, resources, reason):
             self._gap(sf, NewGap(stream, kind, subject, reason, cls, locator, not_before, error))
 
@@ -65,7 +65,7 @@ class Misses:
         stream = msg["stream"]
         if not self.in_scope(stream, item):
             return
-        reason = msg.get("reason") or "unspecified"
+        reason = self.tally.reason(msg.get("reason") or "unspecified")
         cls = self.classify(msg, item, reason, msg.get("retryable"), default_action="retry_by_runtime")
         raw_key = msg.get("record_key")
         key = (
@@ -86,7 +86,7 @@ class Misses:
         if key is not None:
             self.tally.gap_keys.setdefault(stream, set()).add(key)
         last_error = msg.get("last_error")
-        err_text = protocol.dumps(last_error).decode()[:500] if last_error is not None else None
+        err_text = None if last_error is None else self.tally.said(protocol.dumps(last_error).decode(), 500)
         loc_json = protocol.dumps(locator).decode() if locator is not None else None
         if cls is not RecoveryClass.INFORMATIONAL:
             sf.non_informational_skips += 1
@@ -122,15 +122,16 @@ class Misses:
         else:
             backed = protocol.count_or_len(gap_raw)
             skipped = protocol.count_or_len(optional_raw)
+        state_stream = msg.get("state_stream")
         fact = CoverageFact(
             stream=stream,
-            state_stream=msg.get("state_stream"),
-            required=required,
-            hydrated=hydrated,
-            gap_backed=backed,
-            optional_skipped=skipped,
-            considered=msg.get("considered") if isinstance(msg.get("considered"), int) else None,
-            covered=msg.get("covered") if isinstance(msg.get("covered"), int) else None,
+            state_stream=None if state_stream is None else self.tally.said(state_stream, 128),
+            required=count(required) or 0,
+            hydrated=count(hydrated) or 0,
+            gap_backed=count(backed) or 0,
+            optional_skipped=count(skipped) or 0,
+            considered=count(msg.get("considered")),
+            covered=count(msg.get("covered")),
         )
         self.tally.coverage[stream] = Coverage(fact, gap_keys)
         self.tally.facts.coverage[stream] = fact
@@ -181,7 +182,7 @@ class Misses:
         """An INTERACTION nobody answered: what the connector could not collect without its
         owner is a gap."""
         sf = self.tally.stream(stream)
-        reason = f"interaction_{kind}"
+        reason = self.tally.reason(f"interaction_{kind}")
         self.tally.skipped(sf, reason)
         sf.non_informational_skips += 1
         self._gap(sf, NewGap(stream, GapKind.INTERACTION, kind, reason, RecoveryClass.OWNER_ACTION))

@@ -64,12 +64,13 @@ class Writer:
         self.tally.violation(kind, detail, line_no, quarantined)
         if not quarantined:
             return
-        # PostgreSQL text cannot hold U+0000: the quarantine keeps a visible stand-in.
-        excerpt = (line or b"")[:EXCERPT_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd")
+        # PostgreSQL text cannot hold U+0000: the quarantine keeps a visible stand-in. The
+        # connector's secrets are cut out of both (the detail may quote the line).
+        redact = self.tally.redact
+        excerpt = redact((line or b"")[:EXCERPT_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd"))
+        detail = redact(detail[:1000].replace("\x00", "\ufffd"))
         (batch or self.batch).quarantine.append(
-            QuarantineRow(
-                line_no, kind, detail[:1000].replace("\x00", "\ufffd"), size or len(line or b""), excerpt
-            )
+            QuarantineRow(line_no, kind, detail, size or len(line or b""), excerpt)
         )
 
     # -- batching ------------------------------------------------------------------------------

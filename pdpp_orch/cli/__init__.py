@@ -18,7 +18,9 @@ from pdpp_orch.cli import (
     budget,
     demo,
     deployment,
+    erase,
     gaps,
+    inert,
     interactions,
     keys,
     quarantine,
@@ -66,6 +68,7 @@ app.command()(runs.cancel)
 app.command()(runs.status)
 app.command()(runs.runs)
 app.command()(quarantine.quarantine)
+app.command()(erase.erase)
 app.add_typer(gaps.app, name="gaps")
 app.add_typer(recover.app, name="recover")
 app.command()(budget.budget)
@@ -80,6 +83,8 @@ app.command("codec-server")(keys.codec_server)
 
 def main() -> None:
     from pdpp_orch.telemetry import configure_logging
+
+    inert.install()  # before logging takes stderr: nothing a command writes emits a control character
 
     configure_logging(os.environ.get("PDPP_LOG_LEVEL", "WARNING"), os.environ.get("PDPP_LOG_FORMAT", "text"))
     # platformdirs warns when asked for a runtime dir in a container without XDG_RUNTIME_DIR;

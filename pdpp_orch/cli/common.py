@@ -12,11 +12,11 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from pdpp_orch import telemetry
+from pdpp_orch.cli.inert import InertConsole
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.stack import Stack, stack
 from pdpp_orch.devstack import DevStackError
@@ -25,9 +25,10 @@ from pdpp_orch.models import RunStatus
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import SchemaError
 
-# Off a terminal, keep table rows whole instead of wrapping them at 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 240)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
+# Off a terminal, keep table rows whole instead of wrapping them at 80 columns. Inert: what a
+# connector said is shown, its control characters never performed (cli/inert.py).
+out = InertConsole(width=None if sys.stdout.isatty() else 240)
+err = InertConsole(stderr=True, width=None if sys.stderr.isatty() else 240)
 
 EXIT_CODES = {
     RunStatus.SUCCEEDED: 0,

@@ -16,6 +16,7 @@ from pdpp_orch.control import interactions as control
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.stack import command_store
 from pdpp_orch.settings import Settings
+from pdpp_orch.words import visible_line
 
 
 def respond(
@@ -51,7 +52,9 @@ def _answer_json(data: str | None, prompt: str | None) -> str:
     if data is None:
         if not sys.stdin.isatty():
             raise UsageError("give the answer with --data (or --cancel to decline)")
-        data = getpass.getpass(f"{prompt or 'answer'} (JSON object, not echoed): ")
+        # getpass writes to the terminal itself, past the inert streams: the connector's prompt
+        # is made visible here.
+        data = getpass.getpass(f"{visible_line(prompt or 'answer')} (JSON object, not echoed): ")
     elif data == "-":
         data = sys.stdin.read()
     elif data.startswith("@"):

@@ -19,6 +19,7 @@ from pdpp_orch.models.enums import (
     Trigger,
 )
 from pdpp_orch.models.facts import (
+    MAX_RUN_STREAMS,
     CheckpointFact,
     CollectFacts,
     CommitResult,
@@ -71,6 +72,7 @@ from pdpp_orch.models.scope import (
 )
 
 __all__ = [
+    "MAX_RUN_STREAMS",
     "AssistanceNotice",
     "CheckpointFact",
     "CheckpointPolicy",

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+# A run's facts hold an entry per stream of its scope: a run collects at most this many streams
+# (the reference's manifests have at most 14), which keeps them within their bound whatever the
+# connector says (activities/collect/facts.py FACTS_MAX_BYTES).
+MAX_RUN_STREAMS = 256
+
 
 class CheckpointFact(BaseModel):
     """A stream's checkpoint as seen during collection (the cursor itself stays in Postgres).

@@ -32,7 +32,7 @@ from pdpp_orch.protocol.misses import (
     recovery_class,
     retry_after_seconds,
 )
-from pdpp_orch.protocol.records import RecordRules, has_data, key_text, record_key, refusal
+from pdpp_orch.protocol.records import RecordRules, key_text, record_key, refusal
 from pdpp_orch.protocol.responses import (
     PAGE_DEFAULT_BYTES,
     interaction_response,
@@ -57,7 +57,6 @@ __all__ = [
     "decode",
     "dumps",
     "envelope",
-    "has_data",
     "interaction_response",
     "key_text",
     "page_budget",

@@ -153,11 +153,6 @@ class RecordRules:
         return err or stored
 
 
-def has_data(data: msgspec.Raw | bytes) -> bool:
-    """Whether a RECORD's `data` (as read by its envelope) is an object."""
-    return bytes(memoryview(data)[:1]) == b"{"
-
-
 def refusal(key: str, data: msgspec.Raw | bytes) -> LineError | None:
     """Why PostgreSQL cannot store a record, when that can be told without asking it: U+0000 in
     its key (text) or data (jsonb). For the store to sort out a batch PostgreSQL refused."""

@@ -6,6 +6,7 @@ import html
 
 from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.report.model import ConnectorReport, RunPoint, Severity, StreamReport
+from pdpp_orch.words import visible
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1d232a;padding:0 1rem}
@@ -18,9 +19,14 @@ svg text{font:11px system-ui,sans-serif;fill:#444}svg line{stroke:#999}
 TONE = {Severity.FAILING: "bad", Severity.WAITING_ON_YOU: "bad", Severity.OK: "ok"}
 
 
+def escape(text: str) -> str:
+    """Text for the page: markup escaped, control characters shown (a connector's words)."""
+    return html.escape(visible(text))
+
+
 def to_html(reports: list[ConnectorReport], generated: str) -> str:
     """One page: what needs attention, worst first, then each connector with a chart."""
-    e = html.escape
+    e = escape
     parts = [
         "<!doctype html><html lang=en><meta charset=utf-8>",
         "<title>pdpp-orchestrator · am I missing anything?</title>",
@@ -55,15 +61,14 @@ def _attention(reports: list[ConnectorReport]) -> str:
     if not worst:
         return "<p class=ok>Nothing needs your attention.</p>"
     items = "".join(
-        f"<li class={TONE.get(r.severity, 'warn')}>"
-        f"<b>{html.escape(r.connector)}</b>: {html.escape(r.verdict)}</li>"
+        f"<li class={TONE.get(r.severity, 'warn')}><b>{escape(r.connector)}</b>: {escape(r.verdict)}</li>"
         for r in worst
     )
     return f"<h2>Needs attention</h2><ol>{items}</ol>"
 
 
 def _streams(streams: list[StreamReport]) -> str:
-    e = html.escape
+    e = escape
     rows = [
         "<table><tr><th>stream</th><th>records held</th><th>missing</th><th>checkpoint</th>"
         "<th>coverage</th><th>gaps</th></tr>"
@@ -112,7 +117,7 @@ def _chart(runs: list[RunPoint]) -> str:
         x = left + 8 + i * w
         bh = (h - 10) * r.records_durable / top
         gh = (h - 10) * r.gaps_opened / gtop
-        title = html.escape(f"{r.run_id}: {r.status}, {r.records_durable:,} durable, {r.gaps_opened:,} gaps")
+        title = escape(f"{r.run_id}: {r.status}, {r.records_durable:,} durable, {r.gaps_opened:,} gaps")
         bars.append(
             f"<g><title>{title}</title>"
             f"<rect x={x} y={h - bh:.1f} width={w - 16} height={bh:.1f} fill=#5b8def />"

@@ -8,6 +8,7 @@ this package, one module per aggregate; `Store` holds one of each over a shared 
   hints.py, leases.py)
 - `interactions`, `assistance`, `locks`, `reports` (interactions.py, assistance.py, locks.py,
   reports.py)
+- `erasure`: the owner's right to erase a connector's, stream's or key's data (erasure.py)
 
 Writes are set-based: a flush is one transaction of COPY (into `records`, or a staging table
 and one upsert), the ledger rows and the checkpoint the flushed records prove (DESIGN §2, §6).
@@ -25,6 +26,7 @@ import asyncpg
 from pdpp_orch.store import schema
 from pdpp_orch.store.assistance import Assistance, AssistanceStore
 from pdpp_orch.store.batch import CheckpointWrite, Flush, FlushResult, QuarantineRow, RefusedRecord
+from pdpp_orch.store.erasure import Busy, ErasureStore, Remains, Scope
 from pdpp_orch.store.gaps import Gap, GapStore, NewGap
 from pdpp_orch.store.hints import HintGaps, HintStore
 from pdpp_orch.store.interactions import Interaction, InteractionStore
@@ -39,6 +41,7 @@ from pdpp_orch.store.state import StateStore
 __all__ = [
     "SCHEMA_VERSION",
     "Assistance",
+    "Busy",
     "CheckpointWrite",
     "Diagnostics",
     "Flush",
@@ -50,9 +53,11 @@ __all__ = [
     "QuarantineRow",
     "QuarantinedLine",
     "RefusedRecord",
+    "Remains",
     "ReportRows",
     "RunRow",
     "SchemaError",
+    "Scope",
     "ServedGap",
     "SpineEvent",
     "StaleAttemptError",
@@ -95,6 +100,7 @@ class Store:
         self.assistance = AssistanceStore(pool)
         self.locks = LockStore(pool)
         self.reports = ReportStore(pool)
+        self.erasure = ErasureStore(pool)
 
     @classmethod
     async def connect(

@@ -46,18 +46,10 @@ class Flush:
     spine: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     accepted: int = 0
     bytes: int = 0
-    # Keys that took a tombstone carrying the version before it (a later version may have
-    # replaced it since): see `carried`.
-    maybe_carried: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
         return len(self.records)
-
-    def carried(self) -> list[tuple[str, str]]:
-        """(stream, key) of the tombstones written as the version they follow (copydata.Row)."""
-        records = self.records
-        return [k for k in dict.fromkeys(self.maybe_carried) if records[k][1] == copydata.CARRIED_TOMBSTONE]
 
     def empty(self) -> bool:
         return not (

@@ -11,11 +11,10 @@ import msgspec
 # One column list for the direct COPY and for staging, so one COPY data serves both.
 COLUMNS = ["connector", "stream", "key", "data", "deleted", "first_run_id", "last_run_id"]
 # One record, by (stream, key): its data JSON, its state, and the number and bytes of the line
-# it came from (for a record PostgreSQL refuses, quarantined as that line). A tombstone that
-# follows a version of its key in the same batch carries that version's data and line: it is
-# written as that version, then marked deleted (Flush.carried), so that the upsert keeps its
-# data and not the version stored before.
-UPSERT, TOMBSTONE, CARRIED_TOMBSTONE = 0, 1, 2
+# it came from (for a record PostgreSQL refuses, quarantined as that line). A tombstone keeps
+# its key and when it was deleted (`updated_at`), never data: its data is JSON null (DESIGN §14).
+UPSERT, TOMBSTONE = 0, 1
+TOMBSTONE_DATA = b"null"
 Row = tuple[bytes | msgspec.Raw, int, int, bytes]
 Rows = Iterable[tuple[tuple[str, str], Row]]
 
@@ -38,7 +37,7 @@ def encode(connector: str, run_id: str, rows: Iterable[tuple[tuple[str, str], Ro
     count = len(COLUMNS).to_bytes(2, "big")
     head = count + _field(connector.encode())
     run = _field(run_id.encode())
-    ends = {state: _BOOLS[state == TOMBSTONE] + run + run for state in (UPSERT, TOMBSTONE, CARRIED_TOMBSTONE)}
+    ends = {state: _BOOLS[state == TOMBSTONE] + run + run for state in (UPSERT, TOMBSTONE)}
     buf = bytearray(_HEADER)
     last, start = None, b""
     key_lengths, data_lengths = _KEY_LENGTHS, _DATA_LENGTHS

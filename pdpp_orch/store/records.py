@@ -25,17 +25,10 @@ _UPSERT_RECORDS = """
 INSERT INTO records AS r (connector, stream, key, data, deleted, first_run_id, last_run_id)
 SELECT connector, stream, key, data, deleted, first_run_id, last_run_id FROM records_stage
 ON CONFLICT (connector, stream, key) DO UPDATE SET
-    data = CASE WHEN EXCLUDED.deleted THEN r.data ELSE EXCLUDED.data END,
+    data = EXCLUDED.data,
     deleted = EXCLUDED.deleted,
     last_run_id = EXCLUDED.last_run_id,
     updated_at = now()
-"""
-
-# Tombstones written as the version they follow in their batch (copydata.Row), then marked.
-_MARK_DELETED = """
-UPDATE records AS r SET deleted = true, updated_at = now()
-FROM unnest($2::text[], $3::text[]) AS t(stream, key)
-WHERE r.connector = $1 AND r.stream = t.stream AND r.key = t.key
 """
 
 _INSERT_QUARANTINE = """
@@ -94,10 +87,6 @@ class RecordStore:
                 result = FlushResult(gaps_recovered=0)
                 if batch.rows:
                     result = await _write_records(conn, connector, run_id, batch, try_copy)
-                carried = batch.carried()
-                if carried:
-                    streams, keys = zip(*carried, strict=True)
-                    await conn.execute(_MARK_DELETED, connector, list(streams), list(keys))
                 result.gaps_recovered = await _write_ledger(conn, connector, run_id, attempt, batch)
                 await _write_checkpoints(conn, run_id, batch, result)
                 await _write_spine(conn, connector, run_id, batch)

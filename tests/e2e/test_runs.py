@@ -226,7 +226,7 @@ async def test_bad_records_in_a_batch_are_quarantined_at_their_lines_and_the_res
 
 async def test_a_refused_record_among_updates_and_deletes_leaves_them_applied(harness: Harness) -> None:
     """The refusal path rebuilds its batch from the COPY data: a tombstone stays a tombstone
-    and an update lands, through the upsert that keys already stored take."""
+    (its key, no data) and an update lands, through the upsert that keys already stored take."""
 
     def record(key: str, text: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -248,7 +248,7 @@ async def test_a_refused_record_among_updates_and_deletes_leaves_them_applied(ha
     assert (o.records_emitted, o.records_durable, o.records_rejected) == (6, 5, 1)
     rows = {r["key"]: r for r in await records(harness, name)}
     assert sorted(rows) == ["a-000000", "a-000001", "a-000002"]
-    assert rows["a-000000"]["deleted"] and json.loads(rows["a-000000"]["data"])["text"] == "item 0 of a"
+    assert rows["a-000000"]["deleted"] and json.loads(rows["a-000000"]["data"]) is None
     assert not rows["a-000001"]["deleted"] and json.loads(rows["a-000001"]["data"])["text"] == "updated"
     assert json.loads(rows["a-000002"]["data"])["text"] == "item 2 of a"
     assert await committed(harness, name) == {"a": {"offset": 3}}
@@ -564,7 +564,10 @@ async def test_detail_gaps_backing_the_coverage_prove_the_parent_checkpoint(harn
     assert {s.stream: s.checkpoint for s in o.streams}["conversations"] == "coverage_unaccounted"
 
 
-async def test_delete_is_a_tombstone_that_keeps_the_last_data(harness: Harness) -> None:
+async def test_delete_is_a_tombstone_that_keeps_the_key_and_when_not_the_data(harness: Harness) -> None:
+    """DESIGN §14: the owner's data is gone with its delete; the key and when stay, so that a
+    reader of the store knows the record was deleted (and the next run does not bring it back
+    unasked)."""
     name = harness.scripted(
         [
             {"records": {"stream": "a", "count": 2}},
@@ -585,13 +588,17 @@ async def test_delete_is_a_tombstone_that_keeps_the_last_data(harness: Harness) 
     o = await harness.run(name)
     assert o.status is RunStatus.SUCCEEDED and o.records_durable == 3
     rows = {r["key"]: r for r in await records(harness, name)}
-    assert rows["a-000000"]["deleted"] and json.loads(rows["a-000000"]["data"])["text"] == "item 0 of a"
+    assert rows["a-000000"]["deleted"] and json.loads(rows["a-000000"]["data"]) is None
     assert not rows["a-000001"]["deleted"]
+    when = await harness.store.pool.fetchrow(
+        "SELECT updated_at, last_run_id FROM records WHERE connector = $1 AND key = 'a-000000'", name
+    )
+    assert when["updated_at"] is not None and when["last_run_id"] == o.run_id  # when, and by which run
 
 
-async def test_a_tombstone_in_the_batch_of_a_newer_version_keeps_the_newer_data(harness: Harness) -> None:
-    """Issue 17: a delete that follows an update of its key in the same batch keeps the
-    update's data, not the version stored before it (nor the delete's own data)."""
+async def test_a_tombstone_in_the_batch_of_a_newer_version_keeps_no_data(harness: Harness) -> None:
+    """A delete that follows an update of its key in the same batch keeps none of it: not the
+    update's data, not the version stored before, nor the delete's own (DESIGN §14)."""
 
     def record(key: str, text: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -613,8 +620,8 @@ async def test_a_tombstone_in_the_batch_of_a_newer_version_keeps_the_newer_data(
     o = await harness.run(name)
     assert o.status is RunStatus.SUCCEEDED and o.records_durable == 6
     rows = {r["key"]: r for r in await records(harness, name)}
-    assert rows["a-000000"]["deleted"] and json.loads(rows["a-000000"]["data"])["text"] == "newer"
-    assert rows["fresh"]["deleted"] and json.loads(rows["fresh"]["data"])["text"] == "first"
+    assert rows["a-000000"]["deleted"] and json.loads(rows["a-000000"]["data"]) is None
+    assert rows["fresh"]["deleted"] and json.loads(rows["fresh"]["data"]) is None
     assert not rows["a-000001"]["deleted"]
 
 
@@ -742,5 +749,5 @@ async def test_records_the_reference_accepts_are_accepted_with_its_meaning(harne
     # The three windows of one artist collapse onto the key the connector sent, as there.
     assert json.loads(rows[("top_artists", "ar1")]["data"])["rank"] == 7
     gone = rows[("a", "gone")]
-    assert gone["deleted"] and json.loads(gone["data"])["text"] == "the last data"
+    assert gone["deleted"] and json.loads(gone["data"]) is None
     assert rows[("a", "never-seen")]["deleted"] and json.loads(rows[("a", "never-seen")]["data"]) is None

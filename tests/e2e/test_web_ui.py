@@ -29,6 +29,7 @@ pytestmark = pytest.mark.skipif(
     reason="Debian's chromium is not installed (.ci/run installs it with apt-get where it can)",
 )
 ABC = CONNECTORS / "abc.json"
+EVIL_REASON = "[sign in again here](https://evil.example) <b>now</b>"
 SCRIPTED = CONNECTORS / "scripted.py"
 # Flags for a machine with no internet: no background fetches, no sandbox as root.
 CHROMIUM_ARGS = [
@@ -71,6 +72,8 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
                         "resource_ids": ["c1"],
                     }
                 },
+                # A connector's words in the details are text, never a link (issue 26).
+                {"msg": {"type": "SKIP_RESULT", "stream": "b", "reason": EVIL_REASON}},
                 {"state": "a"},
                 {"done": "succeeded"},
             ]
@@ -199,6 +202,10 @@ async def test_web_ui_lists_the_run_by_our_filter_and_shows_its_summary_and_outc
         await browser.close()
     assert any("uichat · forward · manual" in f for f in frames)  # the static summary
     assert any("rate_limited: 1" in f and "partially_completed" in f for f in frames)  # the outcome
+    # The connector's reason is shown as it wrote it, and is no link and no markup.
+    assert any("[sign in again here](https://evil.example) &lt;b&gt;now&lt;/b&gt;: 1" in f for f in frames)
+    assert not any("evil.example" in link for f in frames for link in re.findall(r"<a [^>]*>", f))
+    assert not any("<b>now" in f for f in frames)
     print(f"screenshots: {tmp_path}/workflow-list.png, {tmp_path}/workflow-details.png")
 
 

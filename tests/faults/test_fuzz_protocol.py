@@ -664,7 +664,7 @@ def test_a_record_read_from_its_envelope_is_the_record_decoded_whole(script: Scr
         assert whole == read or (
             isinstance(whole, LineError) and isinstance(read, LineError) and whole.kind == read.kind
         ), line
-        if protocol.has_data(env.data):
+        if bytes(memoryview(env.data)[:1]) == b"{":  # an object: a delete may come without
             assert json.loads(bytes(env.data)) == msg["data"]
 
 

@@ -143,7 +143,7 @@ async def _durable_at_least(h: Harness, name: str, n: int) -> bool:
         ('[connectors."bad name"]', "connector name"),
         ('[connectors."x;drop"]', "connector name"),
         ('[connectors.ok]\nenv = { "BAD-KEY" = "v" }', "not an environment variable name"),
-        ('[connectors.ok]\nenv = { K = "env:not a name" }', "does not name an environment variable"),
+        ('[connectors.ok]\nenv = { K = "env:not a name" }', "an environment variable's name"),
         ('[connectors.ok]\npass_env = ["A B"]', "not an environment variable name"),
         ("[connectors.ok]\nstall_timeout_seconds = 0", "greater than 0"),
     ],

@@ -36,8 +36,8 @@ def test_rows_come_back_field_for_field_in_slices() -> None:
         ("a", "k1"): (b'{"id": "k1"}', copydata.UPSERT, 1, b""),
         ("a", long_key): (b'{"id": "long"}', copydata.TOMBSTONE, 2, b""),
         ("b", "big"): (big, copydata.UPSERT, 3, b""),
-        ("b", "carried"): (raw, copydata.CARRIED_TOMBSTONE, 4, b""),
-        ("b", "é"): (b"null", copydata.TOMBSTONE, 5, b""),
+        ("b", "raw"): (raw, copydata.UPSERT, 4, b""),
+        ("b", "é"): (copydata.TOMBSTONE_DATA, copydata.TOMBSTONE, 5, b""),
         **{("c", f"n{i}"): (b'{"n": %d}' % i, copydata.UPSERT, 6 + i, b"") for i in range(5000)},
     }
     pieces = list(copydata.encode("conn", "run-1", rows.items()))

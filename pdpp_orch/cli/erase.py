@@ -1,0 +1,83 @@
+"""`erase NAME [--stream S] [--key K] [--state] --yes`: the owner's right to erase."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from pdpp_orch.cli.common import DataDirOpt, JsonOpt, endpoints, out, run_async, settings
+from pdpp_orch.control import UsageError
+from pdpp_orch.control.connect import connect
+from pdpp_orch.control.erasure import Erasure
+from pdpp_orch.control.erasure import erase as erase_scope
+from pdpp_orch.control.stack import command_store
+from pdpp_orch.settings import Settings
+from pdpp_orch.store import Scope
+
+# Said of what remains, whatever was erased.
+REMAINS = (
+    "Temporal history holds no personal data by design: counts, sizes, stream names, skip reasons "
+    "and our own ids; records, cursors, prompts, stderr and gap subjects never enter it"
+)
+
+
+def erase(
+    name: Annotated[str, typer.Argument(help="Connector name.")],
+    stream: Annotated[
+        str | None, typer.Option("--stream", help="Only this stream's records and gaps.")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Only this record key (as stored; of --stream, else of any).")
+    ] = None,
+    state: Annotated[
+        bool, typer.Option("--state", help="Its committed cursors and runs' resume points too.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Erase for good (refused without it).")] = False,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Erase what a connector collected, for good, in one transaction: its records (of --stream,
+    of --key) and gaps; every word it said that is kept (stderr tails, errors, quarantined
+    lines, prompts and answers, notices), which cannot be told apart by stream or key; with
+    --state its cursors, so the next run collects from the start. Prints the rows erased per
+    table and what remains. Refused while a run of the connector is going."""
+    scope = Scope(connector=name, stream=stream, key=key, state=state)
+    run_async(_erase(settings(data_dir), scope, yes, as_json))
+
+
+async def _erase(s: Settings, scope: Scope, yes: bool, as_json: bool) -> int:
+    if not yes:
+        raise UsageError("erase removes the data for good: add --yes to do it (nothing was erased)")
+    address, database = endpoints(s)
+    client = await connect(address, s.temporal_namespace)
+    async with command_store(database) as store:
+        done = await erase_scope(store, client, scope)
+    if as_json:
+        print(done.model_dump_json(indent=2))
+    else:
+        _show(done)
+    return 0
+
+
+def _show(done: Erasure) -> None:
+    sc = done.scope
+    what = ", ".join(
+        [
+            sc.connector,
+            *([f"stream {sc.stream}"] if sc.stream else []),
+            *([f"key {sc.key}"] if sc.key else []),
+        ]
+    )
+    out.print(f"erased ({escape(what)}), rows per table:", highlight=False)
+    for table, n in done.erased.items():
+        out.print(f"  {table:<16} {n:>10,}", highlight=False)
+    r = done.remains
+    ids = ", ".join(r.run_ids) + (", …" if r.runs > len(r.run_ids) else "")
+    out.print(
+        f"remains: {r.runs:,} run outcome(s) and {r.spine_events:,} spine event(s) in PostgreSQL and "
+        f"{done.histories:,} workflow history(ies) in Temporal{f' (runs {ids})' if ids else ''}. "
+        f"{REMAINS}; `temporal workflow delete --workflow-id RUN_ID` removes a history.",
+        highlight=False,
+    )
