@@ -16,22 +16,22 @@ import asyncpg
 
 Write = Callable[[bytes], Coroutine[Any, Any, None]]
 
-# When a record was written (a tombstone: deleted), in UTC; and the same as a JSON string.
-_WHEN = """to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-_WHEN_JSON = f"""'"' || {_WHEN} || '"'"""
-# One JSON object per record, built by PostgreSQL (data is jsonb's own text).
-_LINE = f"""
-'{{"stream":' || to_json(stream)::text || ',"key":' || to_json(key)::text || CASE
-  WHEN deleted THEN ',"deleted":true,"deleted_at":' || {_WHEN_JSON}
-                    || ',"run_id":' || to_json(last_run_id)::text
-  ELSE ',"deleted":false,"updated_at":' || {_WHEN_JSON} || ',"run_id":' || to_json(last_run_id)::text
-       || ',"data":' || data::text END || '}}'
-"""
-_CSV = f"""stream, key, deleted, {_WHEN} AS updated_at, last_run_id AS run_id,
-CASE WHEN deleted THEN NULL ELSE data::text END AS data"""
+# One JSON object per record, built by PostgreSQL in one allocation (`concat` skips NULLs: a
+# tombstone gets no data). Times are written by to_json in the session's zone, set to UTC.
+_LINE = """concat('{"stream":', to_json(stream), ',"key":', to_json(key),
+  CASE WHEN deleted THEN ',"deleted":true,"deleted_at":' ELSE ',"deleted":false,"updated_at":' END,
+  to_json(updated_at), ',"run_id":', to_json(last_run_id),
+  CASE WHEN NOT deleted THEN ',"data":' END, CASE WHEN NOT deleted THEN data END, '}')"""
+# The same as columns: for the table's cursor, and for CSV (`deleted` as true/false there).
+_ROW = """stream, key, deleted, to_json(updated_at) #>> '{}' AS updated_at, last_run_id AS run_id,
+CASE WHEN NOT deleted THEN data::text END AS data"""
+_CSV = """stream, key, CASE WHEN deleted THEN 'true' ELSE 'false' END AS deleted,
+to_json(updated_at) #>> '{}' AS updated_at, last_run_id AS run_id,
+CASE WHEN NOT deleted THEN data::text END AS data"""
 _WHERE = """FROM records WHERE connector = $1 AND ($2::text IS NULL OR stream = $2)
 AND ($3::timestamptz IS NULL OR updated_at >= $3) AND ($4::text IS NULL OR key = $4)
 ORDER BY stream, key LIMIT $5"""
+_UTC = "SET LOCAL TIME ZONE 'UTC'"
 # COPY's CSV quotes a value only when it holds the quote or delimiter character or a line
 # break; JSON text holds none of \x01, \x02 or a raw line break, so each line comes out exactly
 # as PostgreSQL built it: no quoting, no escaping, nothing to undo here.
@@ -72,7 +72,8 @@ class RecordExport:
 
     async def json_lines(self, q: RecordQuery, write: Write) -> None:
         """One JSON object a line, through COPY."""
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_UTC)
             await conn.copy_from_query(
                 f"SELECT {_LINE} {_WHERE}",
                 *q.args(),
@@ -84,7 +85,8 @@ class RecordExport:
 
     async def csv(self, q: RecordQuery, write: Write) -> None:
         """CSV with a header row, through COPY; `data` is JSON text, empty for a tombstone."""
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_UTC)
             await conn.copy_from_query(
                 f"SELECT {_CSV} {_WHERE}", *q.args(), output=write, format="csv", header=True
             )
@@ -92,7 +94,8 @@ class RecordExport:
     async def rows(self, q: RecordQuery) -> AsyncIterator[StoredRecord]:
         """The records one by one, from a server-side cursor."""
         async with self.pool.acquire() as conn, conn.transaction():
-            async for r in conn.cursor(f"SELECT {_CSV} {_WHERE}", *q.args(), prefetch=CURSOR_ROWS):
+            await conn.execute(_UTC)
+            async for r in conn.cursor(f"SELECT {_ROW} {_WHERE}", *q.args(), prefetch=CURSOR_ROWS):
                 yield StoredRecord(**dict(r))
 
     async def streams(self, connector: str) -> dict[str, int]:

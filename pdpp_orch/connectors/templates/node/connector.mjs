@@ -53,6 +53,8 @@ function forward(start, items) {
   const excluded = new Set(scope.exclude_resources ?? []);
   const todo = [...items.values()].filter((i) => after(position(i), since));
   todo.sort((a, b) => (after(position(a), position(b)) ? 1 : -1));
+  // stderr is the connector's log: `pdpp-orch logs RUN_ID` shows it, attempt by attempt.
+  console.error(`${todo.length} item(s) after ${cursor ? JSON.stringify(cursor) : "the start"}`);
   todo.forEach((item, n) => {
     const key = String(item.id);
     if (excluded.has(key)) {
@@ -65,7 +67,7 @@ function forward(start, items) {
       record(item);
     }
     cursor = { updated_at: item.updated_at, id: key };
-    if ((n + 1) % CHECKPOINT_EVERY === 0) send({ type: "STATE", stream: STREAM, cursor });
+    if ((n + 1) % CHECKPOINT_EVERY === 0 && n + 1 < todo.length) send({ type: "STATE", stream: STREAM, cursor });
   });
   if (cursor) send({ type: "STATE", stream: STREAM, cursor });
 }
@@ -87,6 +89,7 @@ async function nextPage() {
 async function recover(start, items) {
   let page = start.detail_gaps;
   while (page.length > 0) {
+    console.error(`fetching ${page.length} served gap(s)`);
     for (const gap of page) {
       const item = items.get(String(gap.record_key));
       if (!item || item.unavailable) {

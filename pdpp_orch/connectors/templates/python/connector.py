@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ def forward(conn: Connector, items: dict[str, Item]) -> None:
     cursor = conn.cursor(STREAM)
     after = (cursor["updated_at"], cursor["id"]) if cursor else ("", "")
     todo = sorted((i for i in items.values() if position(i) > after), key=position)
+    # stderr is the connector's log: `pdpp-orch logs RUN_ID` shows it, attempt by attempt.
+    print(f"{len(todo)} item(s) after {cursor or 'the start'}", file=sys.stderr)
     for n, item in enumerate(todo, 1):
         key = str(item["id"])
         if not conn.wants_resource(STREAM, key):
@@ -65,7 +68,7 @@ def forward(conn: Connector, items: dict[str, Item]) -> None:
         else:
             conn.record(STREAM, key, item)
         cursor = {"updated_at": item["updated_at"], "id": key}
-        if n % CHECKPOINT_EVERY == 0:
+        if n % CHECKPOINT_EVERY == 0 and n < len(todo):
             conn.state(STREAM, cursor)
     conn.state(STREAM, cursor)
 
@@ -73,6 +76,7 @@ def forward(conn: Connector, items: dict[str, Item]) -> None:
 def recover(conn: Connector, items: dict[str, Item]) -> None:
     """A recovery run: fetch exactly the gaps served, page by page; no STATE."""
     for page in conn.detail_gap_pages(STREAM):
+        print(f"fetching {len(page)} served gap(s)", file=sys.stderr)
         for gap in page:
             item = items.get(str(gap["record_key"]))
             if item is None or item.get("unavailable"):

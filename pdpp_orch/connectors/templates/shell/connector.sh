@@ -39,12 +39,14 @@ item() { # ID: the item's line in ITEMS_FILE, if any (the upstream; a real conne
 }
 
 forward() { # the forward walk: every item after the committed cursor, oldest first
-  local cursor since since_id excluded updated id line n=0
+  local cursor since since_id excluded updated id line n=0 saved=
   cursor=$(grep -o '"state":{[^}]*"'"$STREAM"'":{[^}]*}' <<<"$start" || true)
   since=$(field updated_at "$cursor")
   since_id=$(field id "$cursor")
   # Items an open gap stands for: their recovery fetches them, not this run.
   excluded=$(grep -o '"exclude_resources":\[[^]]*\]' <<<"$start" || true)
+  # stderr is the connector's log: `pdpp-orch logs RUN_ID` shows it, attempt by attempt.
+  echo "collecting items after ${since:-the start} ${since_id}" >&2
   while IFS=$'\t' read -r updated id line; do
     if [[ -n $since && ! ($updated > $since || ($updated == "$since" && $id > $since_id)) ]]; then
       continue
@@ -59,17 +61,18 @@ forward() { # the forward walk: every item after the committed cursor, oldest fi
       record "$id" "$line"
     fi
     since=$updated since_id=$id n=$((n + 1))
-    if ((n % CHECKPOINT_EVERY == 0)); then state "$since" "$since_id"; fi
+    if ((n % CHECKPOINT_EVERY == 0)); then state "$since" "$since_id" && saved=$n; fi
   done < <(while IFS= read -r l; do
     [[ -n ${l// /} ]] && printf '%s\t%s\t%s\n' "$(field updated_at "$l")" "$(field id "$l")" "$l"
   done <"$ITEMS_FILE" | LC_ALL=C sort)
-  if [[ -n $since ]]; then state "$since" "$since_id"; fi
+  if [[ -n $since && $saved != "$n" ]]; then state "$since" "$since_id"; fi
 }
 
 serve() { # PAGE: answer each served gap of a page (START.detail_gaps or a page response)
   local gap gap_id lease_id key line served=0
   while IFS= read -r gap; do
     [[ -z $gap ]] && continue
+    echo "fetching served gap $(field gap_id "$gap")" >&2
     gap_id=$(field gap_id "$gap") lease_id=$(field lease_id "$gap") key=$(field record_key "$gap")
     served=$((served + 1))
     line=$(item "$key")
