@@ -85,7 +85,7 @@ async def baseline(dsn: str) -> float:
     conn = await asyncpg.connect(dsn)
     try:
         t0 = time.perf_counter()
-        await conn.copy_from_query(BASELINE, output=os.devnull)
+        await conn.copy_from_query(BASELINE, output=Path(os.devnull))
         return time.perf_counter() - t0
     finally:
         await conn.close()
