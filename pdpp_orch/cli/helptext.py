@@ -7,7 +7,9 @@ would print `<bool>` or `<list[str]>`."""
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import sys
 from typing import Any
 
 import typer
@@ -97,4 +99,12 @@ class PolishedGroup(TyperGroup):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         polish(self)
-        return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as e:
+            if any(k.startswith("_") and k.endswith("_COMPLETE") for k in os.environ):
+                # A completion may have made a Temporal client, which can crash the interpreter
+                # at exit (as common.finish says): the shell gets its words, then we leave.
+                sys.stdout.flush()
+                os._exit(e.code if isinstance(e.code, int) else 0)
+            raise
