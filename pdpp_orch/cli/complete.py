@@ -35,11 +35,13 @@ def _settings(ctx: typer.Context) -> Settings:
 
 
 def _quietly(work: Coroutine[Any, Any, T], default: T) -> T:
-    logging.disable(logging.CRITICAL)
+    logging.disable(logging.CRITICAL)  # a completion prints its words and nothing else
     try:
         return asyncio.run(asyncio.wait_for(work, WITHIN_S))
     except BaseException:
         return default
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def connector_names(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -62,8 +64,16 @@ def run_ids(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     return _quietly(_run_ids(_settings(ctx), incomplete), [])
 
 
+class Made:
+    """Whether a completion made a Temporal client (which can crash the interpreter at exit)."""
+
+    temporal_client = False
+
+
 async def _scheduled(s: Settings) -> list[str]:
-    client = await connect(stack(s).temporal_address, s.temporal_namespace)
+    address = stack(s).temporal_address
+    Made.temporal_client = True
+    client = await connect(address, s.temporal_namespace)
     ids = [e.id async for e in await client.list_schedules()]
     return [i.removeprefix("sync-") for i in ids if i.startswith("sync-")]
 

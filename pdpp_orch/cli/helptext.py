@@ -15,6 +15,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from pdpp_orch.cli import complete
+
 # A line that starts a list item keeps its line break.
 _LIST_ITEM = re.compile(r"(?:[-*•]|\d+[.)])\s")
 _TYPE_WORDS = {
@@ -102,9 +104,9 @@ class PolishedGroup(TyperGroup):
         try:
             return super().main(*args, **kwargs)
         except SystemExit as e:
-            if any(k.startswith("_") and k.endswith("_COMPLETE") for k in os.environ):
-                # A completion may have made a Temporal client, which can crash the interpreter
-                # at exit (as common.finish says): the shell gets its words, then we leave.
+            if complete.Made.temporal_client:
+                # A Temporal client can crash the interpreter at exit (as common.finish says):
+                # the shell has its words, leave at once.
                 sys.stdout.flush()
                 os._exit(e.code if isinstance(e.code, int) else 0)
             raise
