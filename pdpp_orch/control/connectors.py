@@ -217,8 +217,10 @@ def _cwd(entry: ConnectorEntry) -> Finding:
     parent = entry.cwd.parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return _problem("cwd", f"{entry.cwd} does not exist and cannot be created ({parent} is not writable)")
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return _problem(
+            "cwd", f"{entry.cwd} does not exist and cannot be created ({parent} is not a writable directory)"
+        )
     return Finding(
         what="cwd", verdict=Verdict.NOTE, detail=f"{entry.cwd} does not exist yet: created at the first run"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
@@ -41,18 +42,20 @@ class Made:
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def next_steps(self) -> list[str]:
+    def next_steps(self, shown: Callable[[Path], str]) -> list[tuple[str, str]]:
+        """What to do next, as (command, why), with paths as `shown` writes them."""
         here = self.registry == user_registry(None, existing=False)
-        flag = "" if here else f" --connectors {self.registry}"
+        flag = "" if here else f" --connectors {shown(self.registry)}"
+        worker = "started here" if here else f"started with --connectors {shown(self.registry)}"
         return [
-            *self.notes,
-            f"pdpp-orch connectors check {self.name}{flag}     # what would stop a run",
-            f"pytest {self.directory}     # its tests, without a stack",
-            f"pdpp-orch run {self.name} --wait{flag}     # on the running `pdpp-orch dev`",
-            f"pdpp-orch records {self.name}     # what it collected",
-            "pdpp-orch logs RUN_ID     # its stderr and the run's events",
-            "(a worker reads its own registry at every run: the dev stack's finds this one when it was "
-            + ("started in this directory)" if here else f"started with --connectors {self.registry})"),
+            (f"pdpp-orch connectors check {self.name}{flag}", "what would stop a run"),
+            (f"pytest {shown(self.directory)}", "its tests, without a stack"),
+            (
+                f"pdpp-orch run {self.name} --wait{flag}",
+                f"on `pdpp-orch dev` ({worker}: workers read their own registry)",
+            ),
+            (f"pdpp-orch records {self.name}", "what it collected"),
+            ("pdpp-orch logs RUN_ID", "its stderr and the run's events"),
         ]
 
 
