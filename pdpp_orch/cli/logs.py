@@ -5,7 +5,9 @@ attempt by attempt, in time order; `--follow` until the run ends."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -20,6 +22,8 @@ from pdpp_orch.store import LogEntry, Store
 from pdpp_orch.store.logs import LogCursor
 
 FOLLOW_EVERY_S = 0.5
+# While following, consecutive batches are one line at most this often.
+BATCHES_EVERY_S = 5.0
 
 
 def logs(
@@ -59,6 +63,8 @@ async def _logs(s: Settings, run_id: str, attempt: int | None, follow: bool, as_
         cursor = LogCursor()
         while True:
             cursor = await _drain(store, run_id, cursor, attempt, view)
+            view.tick()
+            sys.stdout.flush()  # a pipe is read as the run goes (`| grep`), not at the end
             if not follow or await store.runs.finished(run_id):
                 break
             await asyncio.sleep(FOLLOW_EVERY_S)
@@ -102,6 +108,11 @@ class Timeline:
 
     def close(self) -> None:
         self._batches()
+
+    def tick(self) -> None:
+        """While following: batches held longer than BATCHES_EVERY_S are told now."""
+        if self.batches and datetime.now(UTC) - self.batches[0].at > timedelta(seconds=BATCHES_EVERY_S):
+            self._batches()
 
     def _batches(self) -> None:
         if not self.batches:

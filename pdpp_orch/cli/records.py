@@ -4,6 +4,7 @@ table for people, JSON, JSON lines or CSV for programs (`> file`, `| jq`)."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, BinaryIO
@@ -55,10 +56,8 @@ def records(
     records in seconds. In JSON each record is `{stream, key, deleted, updated_at, run_id,
     data}`, a deleted one `{stream, key, deleted: true, deleted_at, run_id}`; csv has the same
     columns, `data` as JSON text."""
-    q = RecordQuery(
-        name, stream, _since(since), key, limit if limit or fmt is not Format.TABLE else TABLE_ROWS
-    )
-    run_async(_records(settings(data_dir), q, fmt, limit is None))
+    at_most = limit or (TABLE_ROWS if fmt is Format.TABLE else None)
+    run_async(_records(settings(data_dir), RecordQuery(name, stream, None, key, at_most), since, fmt))
 
 
 def _since(text: str | None) -> datetime | None:
@@ -73,7 +72,9 @@ def _since(text: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-async def _records(s: Settings, q: RecordQuery, fmt: Format, default_limit: bool) -> int:
+async def _records(s: Settings, q: RecordQuery, since: str | None, fmt: Format) -> int:
+    default_limit = fmt is Format.TABLE and q.limit == TABLE_ROWS
+    q = replace(q, since=_since(since))
     _, database = endpoints(s)
     async with command_store(database) as store:
         try:
@@ -82,7 +83,7 @@ async def _records(s: Settings, q: RecordQuery, fmt: Format, default_limit: bool
             return 0
         if shown == 0:
             await _say_none(store, q)
-        elif fmt is Format.TABLE and default_limit and shown == q.limit:
+        elif default_limit and shown == q.limit:
             err.print(f"(the first {shown}: --limit N for more, --format jsonl for all)", highlight=False)
     return 0
 
