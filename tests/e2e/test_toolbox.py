@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import sys
 from pathlib import Path
 
 from pdpp_orch.store.logs import LogCursor
-from tests.conftest import Harness
+from tests.conftest import ROOT, Harness
 from tests.helpers import cli, cli_env
 
 PDPP_ORCH = str(Path(sys.executable).parent / "pdpp-orch")
@@ -29,35 +30,33 @@ async def newcomer(h: Harness, pg_url: str, *args: str, **env: str) -> tuple[int
     return proc.returncode, out.decode(), err.decode()
 
 
+def readme_path() -> list[list[str]]:
+    """The commands of the README's *Your first connector*, as typed."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8").split("### Your first connector")[1]
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.strip()]
+
+
 async def test_the_newcomer_path_of_the_readme(harness: Harness, pg_url: str) -> None:
+    """Exactly the README's commands, in a directory of their own: nothing else is touched."""
     assert harness.registry_path == harness.tmp / "connectors.toml"  # what the worker reads
-    code, out, err = await newcomer(harness, pg_url, "connectors", "new", "notes")
-    assert code == 0, err
-    assert harness.registry_path.exists() and "registered notes in connectors.toml" in out
-    code, out, err = await newcomer(harness, pg_url, "connectors", "check", "notes")
-    assert code == 0 and "nothing would stop a run" in out, out + err
+    said: dict[str, str] = {}
+    run_id = ""
     async with harness.worker():
-        code, out, err = await newcomer(harness, pg_url, "run", "notes", "--wait")
-        assert code == 0 and out.startswith("succeeded"), out + err
-        assert "skipped: archived 1" in out
-        run_id = err.split("started run ")[1].split(";")[0].split()[0]
-    # What it collected, what happened, and the shell completing the run id: all at once.
-    completion = {"_PDPP_ORCH_COMPLETE": "complete_bash", "COMP_WORDS": "pdpp-orch logs notes-"}
-    table, jsonl, logs, completed = await asyncio.gather(
-        newcomer(harness, pg_url, "records", "notes"),
-        newcomer(harness, pg_url, "records", "notes", "--format", "jsonl", "--key", "n2"),
-        newcomer(harness, pg_url, "logs", run_id),
-        newcomer(harness, pg_url, **completion, COMP_CWORD="2"),
-    )
-    assert table[0] == 0 and [line.split()[1] for line in table[1].splitlines()] == ["n1", "n2", "n4", "n5"]
-    [n2] = [json.loads(line) for line in jsonl[1].splitlines()]
-    assert (n2["stream"], n2["deleted"], n2["run_id"], n2["data"]["title"]) == (
-        "items",
-        False,
-        run_id,
-        "Call the plumber",
-    )
-    assert logs[0] == 0
+        for command in readme_path():
+            assert command[0] == "pdpp-orch"
+            args = [run_id if a == "RUN_ID" else a for a in command[1:]]
+            code, out, err = await newcomer(harness, pg_url, *args)
+            assert code == 0, (command, out, err)
+            said[" ".join(command[1:3])] = out
+            if command[1] == "run":
+                run_id = err.split("started run ")[1].split(";")[0].split()[0]
+    assert list(said) == ["connectors new", "connectors check", "run notes", "records notes", "logs RUN_ID"]
+    assert "registered notes in connectors.toml" in said["connectors new"]
+    assert "nothing would stop a run" in said["connectors check"]
+    assert said["run notes"].startswith("succeeded") and "skipped: archived 1" in said["run notes"]
+    rows = said["records notes"].splitlines()
+    assert [r.split()[:2] for r in rows] == [["items", k] for k in ("n1", "n2", "n4", "n5")]
     for line in [
         "run started (manual, forward)",
         "attempt 1 started",
@@ -68,7 +67,20 @@ async def test_the_newcomer_path_of_the_readme(harness: Harness, pg_url: str) ->
         "skipped in items: archived × 1",
         "run ended: succeeded · 4 records durable · checkpoints 1/1",
     ]:
-        assert line in logs[1], logs[1]
+        assert line in said["logs RUN_ID"], said["logs RUN_ID"]
+    # What a program reads, and the shell completing the run id.
+    completion = {"_PDPP_ORCH_COMPLETE": "complete_bash", "COMP_WORDS": "pdpp-orch logs notes-"}
+    jsonl, completed = await asyncio.gather(
+        newcomer(harness, pg_url, "records", "notes", "--format", "jsonl", "--key", "n2"),
+        newcomer(harness, pg_url, **completion, COMP_CWORD="2"),
+    )
+    [n2] = [json.loads(line) for line in jsonl[1].splitlines()]
+    assert (n2["stream"], n2["deleted"], n2["run_id"], n2["data"]["title"]) == (
+        "items",
+        False,
+        run_id,
+        "Call the plumber",
+    )
     assert (completed[0], completed[1].split(), completed[2]) == (0, [run_id], "")
 
 
