@@ -104,6 +104,8 @@ def _check(s: Settings, name: str, as_json: bool) -> int:
         return 2 if problems else 0
     source = control.source_of(registry, name)
     out.print(f"connector {escape(name)}, from {escape(source)}", highlight=False)
+    for setting, value in control.changed_settings(registry.get(name)).items():
+        out.print(f"  {'setting':9}{escape(setting)} = {escape(json.dumps(value))}", highlight=False)
     for f in findings:
         out.print(f"  {_MARKS[f.verdict]}  {escape(f.what)}: {escape(f.detail)}", highlight=False)
     if problems:

@@ -89,8 +89,22 @@ def settings_of(entry: ConnectorEntry) -> dict[str, Any]:
     shown by its length only (it may be a secret written inline; references are shown)."""
     data = entry.model_dump(mode="json", exclude={"name"})
     data["command"] = shown_command(entry.command)
-    data["env"] = {k: v if SECRET_REF.match(v) else f"<{len(v)} characters>" for k, v in entry.env.items()}
+    data["env"] = {
+        k: v if SECRET_REF.match(v) else f"<{len(v)} characters, not shown>" for k, v in entry.env.items()
+    }
     return data
+
+
+def changed_settings(entry: ConnectorEntry) -> dict[str, Any]:
+    """The entry's settings that differ from their defaults (as `settings_of` shows them)."""
+    shown = settings_of(entry)
+    changed = {}
+    for name, field in ConnectorEntry.model_fields.items():
+        if field.is_required():
+            continue  # name, command, manifest: shown on their own
+        if getattr(entry, name) != field.get_default(call_default_factory=True):
+            changed[name] = shown[name]
+    return changed
 
 
 def summaries(registry: Registry, default_queue: str) -> list[Summary]:
