@@ -16,12 +16,15 @@ import asyncpg
 
 Write = Callable[[bytes], Coroutine[Any, Any, None]]
 
-# One JSON object per record, built by PostgreSQL in one allocation (`concat` skips NULLs: a
-# tombstone gets no data). Times are written by to_json in the session's zone, set to UTC.
-_LINE = """concat('{"stream":', to_json(stream), ',"key":', to_json(key),
-  CASE WHEN deleted THEN ',"deleted":true,"deleted_at":' ELSE ',"deleted":false,"updated_at":' END,
-  to_json(updated_at), ',"run_id":', to_json(last_run_id),
-  CASE WHEN NOT deleted THEN ',"data":' END, CASE WHEN NOT deleted THEN data END, '}')"""
+# One JSON object per record, built by PostgreSQL with `||` (about 15% more of its CPU than
+# COPYing the columns; `concat()` looks each argument's output function up per row and costs
+# 50% more). Times are written by to_json in the session's zone, set to UTC. A tombstone is its
+# key, `deleted` and when: no data.
+_LINE = """'{"stream":' || to_json(stream)::text || ',"key":' || to_json(key)::text || CASE
+  WHEN deleted THEN ',"deleted":true,"deleted_at":' || to_json(updated_at)::text
+                    || ',"run_id":' || to_json(last_run_id)::text || '}'
+  ELSE ',"deleted":false,"updated_at":' || to_json(updated_at)::text
+       || ',"run_id":' || to_json(last_run_id)::text || ',"data":' || data::text || '}' END"""
 # The same as columns: for the table's cursor, and for CSV (`deleted` as true/false there).
 _ROW = """stream, key, deleted, to_json(updated_at) #>> '{}' AS updated_at, last_run_id AS run_id,
 CASE WHEN NOT deleted THEN data::text END AS data"""
