@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,8 @@ def test_new_writes_runnable_connectors_and_never_clobbers(
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 passed" in result.stdout, result.stdout
+    # The node connector's own tests skip themselves where there is no node.
+    assert ("9 passed" if shutil.which("node") else "6 passed, 3 skipped") in result.stdout, result.stdout
 
 
 def test_check_finds_what_would_stop_a_run_and_never_prints_a_secret(
