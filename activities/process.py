@@ -16,9 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from activities.orphans import OWNER_ENV, owner_tag
+from pdpp_orch.store.logs import STDERR_KEEP_LINES
 
 log = logging.getLogger(__name__)
 
+# The last lines of stderr held: as many as store/logs.py keeps per attempt (`runs` the last 50).
 STDERR_TAIL_LINES = 50
 PIPE_BUFFER = 4 << 20
 STDOUT_PIPE_BYTES = 1 << 20
@@ -111,7 +113,8 @@ class ConnectorProcess:
         self.env = env
         self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
-        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_KEEP_LINES)
+        self.stderr_lines = 0
         self.stderr_bytes = 0
         self._stderr_task: asyncio.Task[None] | None = None
         self._stdout: StdoutReader | None = None
@@ -223,4 +226,5 @@ class ConnectorProcess:
             if not chunk:
                 return
             self.stderr_bytes += len(chunk)
+            self.stderr_lines += 1
             self.stderr_tail.append(chunk[:500].decode("utf-8", "replace").rstrip())

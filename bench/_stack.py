@@ -169,7 +169,7 @@ class RssSampler:
         return max(values) / (1 << 20)
 
 
-def _tree_cpu(root: psutil.Process) -> float:
+def tree_cpu(root: psutil.Process) -> float:
     """CPU seconds of a process, of the children it reaped and of its live descendants (each
     with the children it reaped): every process it ever started, counted once."""
     total = 0.0
@@ -202,12 +202,12 @@ class CpuMeter:
 
     def _read(self) -> dict[str, float]:
         out = {
-            "workers+connectors": sum(_tree_cpu(p) for p in self.workers),
-            "temporal": sum(_tree_cpu(p) for p in self.temporal),
-            "postgres": _tree_cpu(self.postgres),
+            "workers+connectors": sum(tree_cpu(p) for p in self.workers),
+            "temporal": sum(tree_cpu(p) for p in self.temporal),
+            "postgres": tree_cpu(self.postgres),
         }
         # Workers and the dev server are this process's children: count them once.
-        out["bench"] = _tree_cpu(self.me) - out["workers+connectors"] - out["temporal"]
+        out["bench"] = tree_cpu(self.me) - out["workers+connectors"] - out["temporal"]
         out["machine"] = _machine_busy()
         return out
 

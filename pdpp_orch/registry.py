@@ -233,13 +233,19 @@ def bundled_entries() -> dict[str, ConnectorEntry]:
 
 
 class Registry:
-    """Connector entries by name; the operator's file overrides bundled entries of the same name."""
+    """Connector entries by name; the operator's file overrides bundled entries of the same name.
+    `origin` names the file each entry was read from (`connectors list` shows it)."""
 
     def __init__(
-        self, entries: dict[str, ConnectorEntry], sources: list[Path], looked_in: Path | None = None
+        self,
+        entries: dict[str, ConnectorEntry],
+        sources: list[Path],
+        origin: dict[str, Path],
+        looked_in: Path | None = None,
     ):
         self.entries = entries
         self.sources = sources
+        self.origin = origin
         # Where ./connectors.toml was looked for and not found (only the bundled ones loaded).
         self.looked_in = looked_in
 
@@ -249,13 +255,15 @@ class Registry:
         (the last only if it exists)."""
         entries = _read_toml(BUNDLED_REGISTRY)
         sources = [BUNDLED_REGISTRY]
-        explicit = path or os.environ.get("PDPP_CONNECTORS")
-        user = Path(explicit) if explicit else Path("connectors.toml")
-        if explicit or user.exists():
-            entries.update(_read_toml(user.resolve()))
-            sources.append(user.resolve())
-            return cls(entries, sources)
-        return cls(entries, sources, looked_in=Path.cwd())
+        origin = dict.fromkeys(entries, BUNDLED_REGISTRY)
+        user = user_registry(path)
+        if user is not None:
+            mine = _read_toml(user)
+            entries.update(mine)
+            sources.append(user)
+            origin.update(dict.fromkeys(mine, user))
+            return cls(entries, sources, origin)
+        return cls(entries, sources, origin, looked_in=Path.cwd())
 
     def describe(self) -> str:
         """Which registry this is, in words: its file, or that there is none and where
@@ -271,6 +279,16 @@ class Registry:
         except KeyError:
             known = ", ".join(sorted(self.entries)) or "none"
             raise ConfigError(f"unknown connector {name!r} (known: {known})") from None
+
+
+def user_registry(path: str | Path | None = None, *, existing: bool = True) -> Path | None:
+    """The operator's registry file: `path`, else $PDPP_CONNECTORS, else ./connectors.toml (that
+    one only if it exists, unless `existing` is False: `connectors new` creates it)."""
+    explicit = path or os.environ.get("PDPP_CONNECTORS")
+    user = Path(explicit) if explicit else Path("connectors.toml")
+    if explicit or user.exists() or not existing:
+        return user.resolve()
+    return None
 
 
 def toml_value(value: Any) -> str:

@@ -27,9 +27,10 @@ from activities.collect.messages import Messages
 from activities.collect.pages import Pages
 from activities.collect.reader import Deadlines, Reader
 from activities.collect.start import Served, start_message
+from activities.collect.stderr import StderrLog
 from activities.collect.writer import Writer
 from activities.environment import connector_env
-from activities.process import ConnectorProcess
+from activities.process import STDERR_TAIL_LINES, ConnectorProcess
 from pdpp_orch import protocol
 from pdpp_orch.manifest import ConfigError, Manifest
 from pdpp_orch.models import CollectFacts, LiveProgress, Mode, RunInput
@@ -116,6 +117,7 @@ class Collector:
             env = connector_env(self.entry, workdir)
             self.tally.redact = Redactor(env[k] for k, v in self.entry.env.items() if SECRET_REF.match(v))
             proc = ConnectorProcess(self.entry.command, env, workdir)
+            self.stderr = StderrLog(store, run.run_id, self.attempt, proc, self.tally.redact)
             start = start_message(
                 run, list(self.scope), state, excluded, served, self.entry.bindings, first_page
             )
@@ -189,6 +191,7 @@ class Collector:
         flusher = asyncio.create_task(writer.flusher())
         beat = asyncio.create_task(self._heartbeats())
         reporter = asyncio.create_task(self._reporter())
+        saver = asyncio.create_task(self.stderr.run())
         try:
             await self._start(proc)
             await proc.send(orjson.dumps(start))
@@ -218,6 +221,7 @@ class Collector:
         finally:
             beat.cancel()
             reporter.cancel()
+            saver.cancel()
             if proc.proc is not None and proc.proc.returncode is None:
                 await proc.terminate()
             proc.close_stdout()
@@ -238,7 +242,11 @@ class Collector:
 
     async def _save(self, proc: ConnectorProcess, facts: CollectFacts) -> None:
         """Leave the facts, and what the connector said, where the workflow can find them."""
-        tail = [self.tally.redact(line.replace("\x00", "\ufffd")) for line in proc.stderr_tail]
+        await self.stderr.save()
+        tail = [
+            self.tally.redact(line.replace("\x00", "\ufffd"))
+            for line in list(proc.stderr_tail)[-STDERR_TAIL_LINES:]
+        ]
         said = Diagnostics(connector_error=self.tally.connector_error, stderr_tail=tail)
         await self.store.runs.save_facts(self.run_input.run_id, facts.model_dump_json(), said)
 

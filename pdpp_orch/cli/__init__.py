@@ -16,6 +16,7 @@ import typer
 
 from pdpp_orch.cli import (
     budget,
+    connectors,
     demo,
     deployment,
     erase,
@@ -23,7 +24,9 @@ from pdpp_orch.cli import (
     inert,
     interactions,
     keys,
+    logs,
     quarantine,
+    records,
     recover,
     report,
     runs,
@@ -31,10 +34,13 @@ from pdpp_orch.cli import (
     stack,
 )
 from pdpp_orch.cli.common import Options
+from pdpp_orch.cli.helptext import PolishedGroup
 
 app = typer.Typer(
+    cls=PolishedGroup,
     help="Run PDPP connectors as Temporal workflows and tell the truth about every run.",
     no_args_is_help=True,
+    rich_markup_mode="rich",
 )
 
 
@@ -69,6 +75,9 @@ app.command()(runs.status)
 app.command()(runs.runs)
 app.command()(quarantine.quarantine)
 app.command()(erase.erase)
+app.command()(logs.logs)
+app.command()(records.records)
+app.add_typer(connectors.app, name="connectors")
 app.add_typer(gaps.app, name="gaps")
 app.add_typer(recover.app, name="recover")
 app.command()(budget.budget)

@@ -10,6 +10,7 @@ import typer
 
 from pdpp_orch.budget import format_window
 from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, out, run_async, settings
+from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control.budget import budget_status
 from pdpp_orch.control.connect import connect
 from pdpp_orch.registry import Registry
@@ -17,7 +18,7 @@ from pdpp_orch.settings import Settings
 
 
 def budget(
-    name: Annotated[str, typer.Argument(help="Connector name.")],
+    name: Annotated[str, typer.Argument(help="Connector name.", autocompletion=connector_names)],
     as_json: JsonOpt = False,
     connectors: ConnectorsOpt = None,
     data_dir: DataDirOpt = None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -112,6 +112,17 @@ def run_async(coro: Coroutine[Any, Any, int]) -> None:
     except KeyboardInterrupt:
         code = 130
     finish(code)
+
+
+def run_plain(command: Callable[[], int]) -> None:
+    """Run a command that needs no server (no Temporal client to outlive): errors an operator
+    must fix exit 2 with a message, as in `run_async`, and the exit is an ordinary one."""
+    try:
+        code = command()
+    except (UsageError, ConfigError) as e:
+        error(str(e))
+        code = 2
+    raise typer.Exit(code)
 
 
 def default_group(default: str) -> type[TyperGroup]:

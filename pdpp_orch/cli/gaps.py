@@ -19,6 +19,7 @@ from pdpp_orch.cli.common import (
     run_async,
     settings,
 )
+from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control import recoveries
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.stack import command_store
@@ -36,7 +37,9 @@ app = typer.Typer(
 
 @app.command("list")
 def list_(
-    name: Annotated[str | None, typer.Argument(help="Only this connector.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Only this connector.", autocompletion=connector_names)
+    ] = None,
     status: Annotated[GapStatus | None, typer.Option("--status", help="Only gaps in this status.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows in the table.")] = 50,
     as_json: JsonOpt = False,

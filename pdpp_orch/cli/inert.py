@@ -7,14 +7,18 @@ writes passes one of two doors, both here, so no command (today's or a new one) 
   (`words.visible`), hyperlinks are dropped and markup that does not parse is printed as text;
   their own styling and cursor movements (progress bars) are theirs, and go out as such;
 - the process's stdout and stderr (`install`, first thing `pdpp-orch` does): what `print()`,
-  logging or a library writes is made visible too.
+  logging or a library writes is made visible too;
+- bytes written straight to stdout's buffer (`records --format jsonl|json|csv`, at COPY speed)
+  pass `terminal_bytes`, made visible when stdout is a terminal (JSON escapes C0 controls, not
+  C1 ones or bidi overrides) and left exact for a pipe or a file.
 """
 
 from __future__ import annotations
 
+import codecs
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from rich.console import Console
 from rich.errors import MarkupError
@@ -74,3 +78,31 @@ def install() -> None:
         sys.stdout = InertStream(sys.stdout)
     if not isinstance(sys.stderr, InertStream):
         sys.stderr = InertStream(sys.stderr)
+
+
+class ByteSink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class InertBytes:
+    """A byte stream to a terminal whose writes are made visible (a multi-byte character split
+    across two writes is decoded whole)."""
+
+    def __init__(self, raw: ByteSink):
+        self.raw = raw
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(visible(self._decoder.decode(data)).encode())
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def terminal_bytes() -> ByteSink:
+    """Stdout's byte stream: inert on a terminal, exact elsewhere."""
+    raw = sys.stdout.buffer
+    return InertBytes(raw) if sys.stdout.isatty() else raw

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from pdpp_orch.cli.common import DataDirOpt, endpoints, out, run_async, settings
+from pdpp_orch.cli.complete import run_ids
 from pdpp_orch.control import UsageError
 from pdpp_orch.control import interactions as control
 from pdpp_orch.control.connect import connect
@@ -20,7 +21,7 @@ from pdpp_orch.words import visible_line
 
 
 def respond(
-    run_id: Annotated[str, typer.Argument(help="The run waiting on its owner.")],
+    run_id: Annotated[str, typer.Argument(help="The run waiting on its owner.", autocompletion=run_ids)],
     data: Annotated[
         str | None,
         typer.Option(

@@ -10,13 +10,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from pdpp_orch.cli.common import DataDirOpt, JsonOpt, endpoints, out, run_async, settings
+from pdpp_orch.cli.complete import run_ids
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.stack import command_store
 from pdpp_orch.settings import Settings
 
 
 def quarantine(
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: Annotated[str, typer.Argument(help="The run id.", autocompletion=run_ids)],
     limit: Annotated[int, typer.Option(help="At most this many lines in the table.")] = 50,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,

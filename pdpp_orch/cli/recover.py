@@ -19,6 +19,7 @@ from pdpp_orch.cli.common import (
     run_async,
     settings,
 )
+from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control import recoveries
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.stack import command_store
@@ -30,7 +31,7 @@ app = typer.Typer(
     cls=default_group("show"),
     no_args_is_help=False,
 )
-NameArg = Annotated[str, typer.Argument(help="Connector name.")]
+NameArg = Annotated[str, typer.Argument(help="Connector name.", autocompletion=connector_names)]
 
 
 @app.command()

@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from pdpp_orch import report as rp
 from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, err, out, run_async, settings
+from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.recoveries import recoveries
@@ -27,7 +28,9 @@ COLORS = {rp.Severity.FAILING: "red", rp.Severity.WAITING_ON_YOU: "red", rp.Seve
 
 
 def report(
-    name: Annotated[str | None, typer.Argument(help="Only this connector.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Only this connector.", autocompletion=connector_names)
+    ] = None,
     as_json: JsonOpt = False,
     html_file: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report to this file.")

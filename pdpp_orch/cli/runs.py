@@ -22,6 +22,7 @@ from pdpp_orch.cli.common import (
     settings,
 )
 from pdpp_orch.cli.common import err as err_console
+from pdpp_orch.cli.complete import connector_names, run_ids
 from pdpp_orch.cli.progress import watch_run
 from pdpp_orch.cli.show import print_outcome
 from pdpp_orch.control import UsageError, interactions
@@ -36,11 +37,13 @@ from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Assistance, Diagnostics, Interaction, RunRow
 
-RunIdArg = Annotated[str, typer.Argument(help="The run id (also its workflow id).")]
+RunIdArg = Annotated[str, typer.Argument(help="The run id (also its workflow id).", autocompletion=run_ids)]
 
 
 def run(
-    name: Annotated[str, typer.Argument(help="Connector name from the registry.")],
+    name: Annotated[
+        str, typer.Argument(help="Connector name from the registry.", autocompletion=connector_names)
+    ],
     stream: Annotated[
         list[str] | None, typer.Option("--stream", help="Only this stream (repeatable).")
     ] = None,

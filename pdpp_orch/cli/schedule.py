@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, err, out, run_async, settings
+from pdpp_orch.cli.complete import connector_names, scheduled_connectors
 from pdpp_orch.control import UsageError
 from pdpp_orch.control import schedules as control
 from pdpp_orch.control.connect import connect
@@ -24,7 +25,7 @@ app = typer.Typer(
     help="Recurring syncs on Temporal Schedules (one per connector, id sync-NAME).", no_args_is_help=True
 )
 
-NameArg = Annotated[str, typer.Argument(help="Connector name.")]
+NameArg = Annotated[str, typer.Argument(help="Connector name.", autocompletion=scheduled_connectors)]
 EveryOpt = Annotated[str | None, typer.Option("--every", help='Interval, e.g. "6h", "30m", "1d".')]
 CronOpt = Annotated[str | None, typer.Option("--cron", help='Cron expression, e.g. "0 */6 * * *".')]
 OverlapOpt = Annotated[
@@ -42,7 +43,7 @@ def _check_overlap(overlap: str | None) -> None:
 
 @app.command("create")
 def create(
-    name: NameArg,
+    name: Annotated[str, typer.Argument(help="Connector name.", autocompletion=connector_names)],
     every: EveryOpt = None,
     cron: CronOpt = None,
     stream: Annotated[

@@ -2,6 +2,8 @@
 this package, one module per aggregate; `Store` holds one of each over a shared pool:
 
 - `records`: the flush (records.py, with batch.py and the COPY codec in copydata.py)
+- `export`: the stored records read back, streamed (export.py)
+- `logs`: the connector's stderr per attempt and a run's timeline of events (logs.py)
 - `runs`: the run ledger, spine events, quarantined lines (runs.py)
 - `state`: committed cursors and resume points (state.py)
 - `gaps`, `hints`, `leases`: the gap ledger, as misses, as retry hints, as leases (gaps.py,
@@ -27,11 +29,13 @@ from pdpp_orch.store import schema
 from pdpp_orch.store.assistance import Assistance, AssistanceStore
 from pdpp_orch.store.batch import CheckpointWrite, Flush, FlushResult, QuarantineRow, RefusedRecord
 from pdpp_orch.store.erasure import Busy, ErasureStore, Remains, Scope
+from pdpp_orch.store.export import RecordExport, RecordQuery, StoredRecord
 from pdpp_orch.store.gaps import Gap, GapStore, NewGap
 from pdpp_orch.store.hints import HintGaps, HintStore
 from pdpp_orch.store.interactions import Interaction, InteractionStore
 from pdpp_orch.store.leases import LeaseStore, ServedGap
 from pdpp_orch.store.locks import LockStore
+from pdpp_orch.store.logs import LogEntry, LogStore
 from pdpp_orch.store.records import RecordStore, StaleAttemptError
 from pdpp_orch.store.reports import ReportRows, ReportStore
 from pdpp_orch.store.runs import Diagnostics, QuarantinedLine, RunRow, RunStore, SpineEvent
@@ -49,9 +53,11 @@ __all__ = [
     "Gap",
     "HintGaps",
     "Interaction",
+    "LogEntry",
     "NewGap",
     "QuarantineRow",
     "QuarantinedLine",
+    "RecordQuery",
     "RefusedRecord",
     "Remains",
     "ReportRows",
@@ -62,6 +68,7 @@ __all__ = [
     "SpineEvent",
     "StaleAttemptError",
     "Store",
+    "StoredRecord",
     "ping",
 ]
 
@@ -91,6 +98,8 @@ class Store:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
         self.records = RecordStore(pool)
+        self.export = RecordExport(pool)
+        self.logs = LogStore(pool)
         self.runs = RunStore(pool)
         self.state = StateStore(pool)
         self.gaps = GapStore(pool)

@@ -24,6 +24,27 @@ _COLUMNS = (
     "records_durable, outcome::text AS outcome, started_at, finished_at"
 )
 
+# An attempt's start and end on the spine (`pdpp-orch logs`), each once. The end is what the
+# attempt itself saw; an attempt whose worker was lost has none.
+_ATTEMPT_STARTED = """
+INSERT INTO spine_events (run_id, connector, event_type, payload)
+SELECT run_id, connector, 'attempt.started', jsonb_build_object('attempt', $2::int) FROM runs
+WHERE run_id = $1 AND NOT EXISTS (
+    SELECT 1 FROM spine_events WHERE run_id = $1 AND event_type = 'attempt.started'
+    AND payload->'attempt' = to_jsonb($2::int))
+"""
+_ATTEMPT_ENDED = """
+INSERT INTO spine_events (run_id, connector, event_type, payload)
+SELECT run_id, connector, 'attempt.ended', jsonb_strip_nulls(jsonb_build_object(
+    'attempt', f->'attempt', 'exit_code', f->'exit_code', 'done_status', f->'done_status',
+    'runtime_error', f->'runtime_error', 'cancelled', f->'cancelled',
+    'records_durable', f->'records_durable'))
+FROM runs, (SELECT $2::jsonb AS f) facts
+WHERE run_id = $1 AND NOT EXISTS (
+    SELECT 1 FROM spine_events WHERE run_id = $1 AND event_type = 'attempt.ended'
+    AND payload->'attempt' = f->'attempt')
+"""
+
 
 class RunRow(BaseModel):
     """A `runs` row: the outcome once there is one, the live counts before."""
@@ -101,22 +122,28 @@ class RunStore:
 
     async def begin_attempt(self, run_id: str, attempt: int) -> None:
         """Mark `attempt` as the run's current collect attempt: from now on an older attempt
-        still running (its heartbeat timed out, it did not die) can no longer flush."""
-        await self.pool.execute(
-            "UPDATE runs SET attempt = greatest(attempt, $2) WHERE run_id = $1", run_id, attempt
-        )
+        still running (its heartbeat timed out, it did not die) can no longer flush. The spine
+        tells it once (`attempt.started`)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE runs SET attempt = greatest(attempt, $2) WHERE run_id = $1", run_id, attempt
+            )
+            await conn.execute(_ATTEMPT_STARTED, run_id, attempt)
 
     async def save_facts(self, run_id: str, facts_json: str, said: Diagnostics) -> None:
         """Keep what a collect attempt observed, for a workflow whose collect did not return,
         with what the connector said (its DONE.error.message, the tail of its stderr)."""
-        await self.pool.execute(
-            "UPDATE runs SET facts = $2::jsonb, records_durable = ($2::jsonb->>'records_durable')::bigint, "
-            "connector_error = $3, stderr_tail = $4 WHERE run_id = $1",
-            run_id,
-            facts_json,
-            said.connector_error,
-            "\n".join(said.stderr_tail) or None,
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE runs SET facts = $2::jsonb, "
+                "records_durable = ($2::jsonb->>'records_durable')::bigint, "
+                "connector_error = $3, stderr_tail = $4 WHERE run_id = $1",
+                run_id,
+                facts_json,
+                said.connector_error,
+                "\n".join(said.stderr_tail) or None,
+            )
+            await conn.execute(_ATTEMPT_ENDED, run_id, facts_json)
 
     async def diagnostics(self, run_id: str) -> Diagnostics:
         row = await self.pool.fetchrow(
@@ -229,3 +256,15 @@ class RunStore:
             run_id,
         )
         return [QuarantinedLine.model_validate(dict(r)) for r in rows]
+
+    async def ids(self, prefix: str, limit: int) -> list[tuple[str, str]]:
+        """Run ids starting with `prefix`, newest first, each with a few words about its run
+        (shell completion)."""
+        rows = await self.pool.fetch(
+            "SELECT run_id, connector || ' · ' || status || ' · ' "
+            "|| to_char(started_at, 'YYYY-MM-DD HH24:MI') AS about "
+            "FROM runs WHERE starts_with(run_id, $1) ORDER BY started_at DESC LIMIT $2",
+            prefix,
+            limit,
+        )
+        return [(r["run_id"], r["about"]) for r in rows]

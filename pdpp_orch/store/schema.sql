@@ -188,3 +188,15 @@ CREATE TABLE IF NOT EXISTS assistance (
     PRIMARY KEY (run_id, assistance_id)
 );
 CREATE INDEX IF NOT EXISTS assistance_open ON assistance (status, connector);
+
+-- v7: the connector's stderr, per attempt, as it comes (`pdpp-orch logs RUN_ID`). Each attempt
+-- keeps its last 400 lines of at most 500 characters; collect is tried at most 5 times, so a
+-- run keeps at most 2,000 lines (about 1 MB). Like the tail in `runs`, never in Temporal history.
+CREATE TABLE IF NOT EXISTS connector_stderr (
+    run_id   text        NOT NULL,
+    attempt  int         NOT NULL,
+    line_no  bigint      NOT NULL,
+    line     text        NOT NULL,
+    at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, attempt, line_no)
+);

@@ -9,6 +9,14 @@ import orjson
 
 from pdpp_orch.models import CheckpointFact, StreamCommit
 
+# A commit on the run's spine (`pdpp-orch logs`), once per stream even if the activity retries.
+_COMMITTED = """
+INSERT INTO spine_events (run_id, connector, event_type, payload)
+SELECT $2, $1, 'checkpoint.committed', jsonb_build_object('stream', $3::text, 'bytes', $4::bigint)
+WHERE NOT EXISTS (SELECT 1 FROM spine_events WHERE run_id = $2 AND event_type = 'checkpoint.committed'
+                  AND payload->>'stream' = $3)
+"""
+
 
 class StateStore:
     """The `stream_state` and `run_checkpoints` tables."""
@@ -89,4 +97,5 @@ class StateStore:
                 run_id,
                 fact.stream,
             )
+            await conn.execute(_COMMITTED, connector, run_id, fact.stream, size)
             return StreamCommit(stream=fact.stream, committed=True, bytes=size)

@@ -6,7 +6,7 @@ SCRIPT_PLAN is a path to a JSON list of steps:
   {"state": "a", "pad_bytes": N}                 ... padded to about N bytes
   {"msg": {...}}                                 any message, as given
   {"raw": "text"}                                a raw line (need not be JSON)
-  {"stderr": "text"}                             a line on stderr
+  {"stderr": "text"}                             a line on stderr (flushed)
   {"sleep": 0.5}
   {"wait_for": "PATH"}                           wait (at most 120 s) until the file PATH exists
   {"spawn": ["sleep", "300"]}                   start a process of its own (a browser, a helper) and
@@ -89,8 +89,7 @@ def main() -> None:
         elif "raw" in step:
             out.write(step["raw"].encode() + b"\n")
         elif "stderr" in step:
-            sys.stderr.write(step["stderr"] + "\n")
-            sys.stderr.flush()
+            print(step["stderr"], file=sys.stderr, flush=True)
         elif "await_response" in step:
             out.flush()
             line = sys.stdin.buffer.readline()

@@ -29,10 +29,11 @@ NO_CONNECTOR_WORDS = {
     "gaps requeue", "recover now", "recover cancel", "schedule create", "schedule update",
     "schedule list", "schedule describe", "schedule pause", "schedule unpause", "schedule trigger",
     "schedule delete", "deployment show", "deployment set-current", "deployment ramp", "deployment rollback",
+    "connectors list", "connectors check", "connectors new",
 }  # fmt: skip
 SHOWS_CONNECTOR_WORDS = {
     "run", "respond", "watch", "cancel", "status", "runs", "quarantine", "gaps list", "recover show",
-    "report",
+    "report", "logs", "records",
 }  # fmt: skip
 
 
@@ -52,6 +53,7 @@ def hostile_plan(tmp: Path) -> list[dict[str, object]]:
     return [
         {"stderr": f"boom {HOSTILE}"},
         {"records": {"stream": "a", "count": 3}},
+        {"msg": {"type": "RECORD", "stream": "a", "key": HOSTILE, "data": {"id": HOSTILE, "v": HOSTILE}}},
         {"raw": f"not json {HOSTILE}"},
         {"msg": gap},
         {"msg": {"type": "SKIP_RESULT", "stream": "b", "reason": HOSTILE, "message": HOSTILE}},
@@ -93,10 +95,17 @@ async def test_no_command_emits_a_connector_s_control_characters(harness: Harnes
             ("recover", "show", name),
             ("report", name),
             ("report", name, "--html", str(html)),
+            ("logs", run_id),
+            ("records", name),
+            ("records", name, "--format", "csv"),
         ]
         results = await asyncio.gather(*(cli(harness, pg_url, *args) for args in runs))
     said |= {" ".join(args): result for args, result in zip(runs, results, strict=True)}
-    groups = ("gaps", "recover", "schedule")
+    # An export to a pipe or a file is the owner's data exactly (on a terminal it is made visible:
+    # tests/unit/test_inert.py); the table form of `records` is checked below with the rest.
+    code, exported, _ = said.pop(f"records {name} --format csv")
+    assert code == 0 and HOSTILE in exported
+    groups = ("gaps", "recover", "schedule", "connectors", "deployment")
     run_here = {" ".join(a[:2]) if a[0] in groups else a[0] for a in [("run",), ("respond",), *runs]}
     assert run_here == SHOWS_CONNECTOR_WORDS  # each command that shows a connector's words is run
     for command, (code, out, err) in said.items():

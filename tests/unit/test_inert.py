@@ -47,3 +47,19 @@ def test_what_is_printed_past_the_console_is_inert_and_json_stays_the_same_json(
     assert not ACTIVE.search(written.replace("\n", ""))
     assert json.loads(written.splitlines()[0]) == document
     assert stream.rich_proxied_file is raw  # the consoles write past it
+
+
+def test_records_bytes_on_a_terminal_are_made_visible_even_split_mid_character() -> None:
+    # `records --format jsonl` writes PostgreSQL's bytes as they come: JSON escapes ESC but not
+    # a C1 CSI (U+009B, two bytes in UTF-8) or a bidi override, which a chunk may split.
+    from pdpp_orch.cli.inert import InertBytes
+
+    raw = io.BytesIO()
+    sink = InertBytes(raw)
+    line = json.dumps({"k": "a\u009b31m \u202eexe"}, ensure_ascii=False).encode()
+    cut = line.index("\u009b".encode()) + 1
+    sink.write(line[:cut])
+    sink.write(line[cut:] + b"\n")
+    shown = raw.getvalue().decode()
+    assert not ACTIVE.search(shown), shown
+    assert "31m" in shown and "exe" in shown
