@@ -16,7 +16,9 @@ from activities.checkpoints import CheckpointActivities
 from activities.orphans import reap_orphans
 from activities.recovery import RecoveryActivities
 from activities.runs import RunActivities
+from activities.sandbox import Sandbox
 from pdpp_orch.registry import Registry
+from pdpp_orch.settings import Settings
 from pdpp_orch.store import Store
 from workflows.budget import ConnectorBudgetWorkflow
 from workflows.connector_run import ConnectorRunWorkflow
@@ -31,10 +33,12 @@ def build_worker(
     task_queue: str,
     registry: Callable[[], Registry],
     interceptors: Sequence[Interceptor] = (),
+    sandbox: Sandbox | None = None,
 ) -> Worker:
     """A worker for every workflow and activity of the project on `task_queue` (`interceptors`:
-    the fault tests' way in between the steps of a run)."""
-    acts = RunActivities(store, registry)
+    the fault tests' way in between the steps of a run; `sandbox`: what its connectors' sandboxes
+    hide and where they keep their data, by default from the environment's settings)."""
+    acts = RunActivities(store, registry, sandbox or Sandbox.for_worker(Settings().data_dir))
     checkpoints = CheckpointActivities(store, registry)
     recovery = RecoveryActivities(store, registry)
     budget = BudgetActivities(client, task_queue)
@@ -80,12 +84,15 @@ async def run_worker(
     task_queue: str,
     registry_path: Path | None,
     stop: asyncio.Event,
+    data_dir: Path | None = None,
 ) -> None:
-    """Run a worker until `stop` is set."""
+    """Run a worker until `stop` is set (`data_dir`: the worker's, hidden from its connectors,
+    which keep theirs in it; by default the settings')."""
     await asyncio.to_thread(reap_orphans)
     store = await Store.connect(database_url)
+    sandbox = Sandbox.for_worker(data_dir or Settings().data_dir, database_url)
     try:
-        worker = build_worker(client, store, task_queue, registry_loader(registry_path))
+        worker = build_worker(client, store, task_queue, registry_loader(registry_path), sandbox=sandbox)
         async with worker:
             log.info("worker polling task queue %s", task_queue)
             await stop.wait()

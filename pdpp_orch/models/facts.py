@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from pdpp_orch.models.enums import SandboxMode
+
 
 class CheckpointFact(BaseModel):
     """A stream's checkpoint as seen during collection (the cursor itself stays in Postgres).
@@ -77,6 +79,7 @@ class CollectFacts(BaseModel):
     gaps_recovered: int = 0
     interactions: int = 0
     runtime_error: str | None = None
+    sandbox: SandboxMode | None = Field(default=None, description="how the connector was isolated")
 
     @property
     def violated(self) -> bool:

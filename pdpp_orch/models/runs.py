@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from pdpp_orch.models.enums import CheckpointPolicy, CommitStatus, Mode, RunStatus, Trigger
+from pdpp_orch.models.enums import CheckpointPolicy, CommitStatus, Mode, RunStatus, SandboxMode, Trigger
 from pdpp_orch.models.facts import CollectFacts, CommitResult
 from pdpp_orch.models.hints import RetryHint, RetryPlan
 from pdpp_orch.models.scope import StreamScope
@@ -105,6 +105,9 @@ class RunOutcome(BaseModel):
     error: RunError | None = None
     cancel_too_late: bool = Field(
         default=False, description="a cancel was requested once checkpoints had begun to commit"
+    )
+    sandbox: SandboxMode | None = Field(
+        default=None, description="how its connector was isolated: uid, userns, off (opted out)"
     )
 
 

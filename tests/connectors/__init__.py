@@ -10,6 +10,13 @@ from typing import Any
 from pdpp_orch.registry import toml_value
 
 
+def grant(path: Path) -> str:
+    """The registry line that lets a test's sandboxed connector see and write `path` (made
+    writable for every uid: as root, sandboxed connectors run as uids of their own)."""
+    path.chmod(0o777)
+    return f"paths = {toml_value([{'path': str(path), 'writable': True}])}\n"
+
+
 def append_scripted(registry: Path, name: str, plan: list[dict[str, Any]], work: Path) -> Path:
     """Add a scripted connector (tests/connectors/scripted.py on the abc manifest) playing
     `plan` to a registry file; its INTERACTION answers are logged to WORK/NAME.responses.jsonl."""
@@ -20,6 +27,6 @@ def append_scripted(registry: Path, name: str, plan: list[dict[str, Any]], work:
     with registry.open("a") as f:
         f.write(
             f"\n[connectors.{name}]\ncommand = {json.dumps([sys.executable, str(here / 'scripted.py')])}\n"
-            f"manifest = {json.dumps(str(here / 'abc.json'))}\nenv = {toml_value(env)}\n"
+            f"manifest = {json.dumps(str(here / 'abc.json'))}\nenv = {toml_value(env)}\n{grant(work)}"
         )
     return registry
