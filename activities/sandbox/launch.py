@@ -309,7 +309,8 @@ def launcher(spec: dict[str, Any], err: int) -> NoReturn:
     died_of = os.read(status_r, 16)
     sig = int(died_of) if died_of else (os.WTERMSIG(code) if os.WIFSIGNALED(code) else 0)
     if sig:  # die of it too: the worker sees what the connector died of
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # whose disposition is fixed
+            signal.signal(sig, signal.SIG_DFL)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         os.kill(os.getpid(), sig)
         os._exit(128 + sig)
