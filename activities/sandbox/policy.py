@@ -33,12 +33,11 @@ SECRET_FILE_VARS = (
 
 
 def unavailable(connector: str, why: str) -> ConfigError:
-    """The refusal of a run whose connector cannot be sandboxed here: what failed, and the two
-    ways forward (make the sandbox possible, or opt out explicitly)."""
+    """The refusal of a run whose connector cannot be sandboxed here: what failed, what the
+    sandbox needs, and the explicit way out (short: a run's error message keeps 300 characters)."""
     return ConfigError(
-        f"sandbox_unavailable: connector {connector!r} cannot be isolated on this worker ({why[:120]});"
-        f" allow user namespaces or run the worker as root — or opt out: sandbox = false in"
-        f" [connectors.{connector}], or {SANDBOX_ENV}=off for every connector"
+        f"sandbox_unavailable: {connector!r} cannot be isolated here ({why[:80]}); needs root or user"
+        f" namespaces (docs/security.md), or opt out: sandbox = false in its entry, or {SANDBOX_ENV}=off"
     )
 
 

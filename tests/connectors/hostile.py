@@ -5,7 +5,7 @@ JSON object: each trick's name to what it found — never a secret's value). The
 Tricks (all of them, in this order):
   environ     every /proc/PID/environ it can read (its parent's first), looking for the
               worker's HOSTILE_CANARY and PDPP_DATABASE_URL (not in its own environment)
-  cmdline     the worker's data directory from a `--data-dir D` on a command line it can read
+  cmdline     the worker's data directory, from the `--data-dir D` on its command line
   devstack    D/devstack.json readable (D found above, else HOSTILE_DATA_DIR)
   postgres    a connection to PostgreSQL over the unix socket in HOSTILE_PG_SOCKET_DIR,
               counting the rows of `runs`
@@ -28,7 +28,7 @@ from typing import Any
 
 
 def environ() -> dict[str, Any]:
-    pids = [os.getppid()] + sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    pids = [os.getppid(), *sorted(int(p) for p in os.listdir("/proc") if p.isdigit())]
     readable, canary, database = 0, 0, 0
     for pid in pids:
         try:
@@ -43,15 +43,19 @@ def environ() -> dict[str, Any]:
 
 
 def cmdline() -> dict[str, Any]:
-    for pid in sorted(int(p) for p in os.listdir("/proc") if p.isdigit()):
+    """A `--data-dir D` on the command line of its parent, the worker, or of an ancestor."""
+    pid = os.getppid()
+    while pid > 1:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 args = f.read().decode("utf-8", "replace").split("\0")
+            with open(f"/proc/{pid}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
         except OSError:
-            continue
-        for i, arg in enumerate(args[:-1]):
-            if arg == "--data-dir":
-                return {"data_dir": args[i + 1]}
+            break
+        if "--data-dir" in args[:-1]:
+            return {"data_dir": args[args.index("--data-dir") + 1]}
+        pid = parent
     return {"data_dir": None}
 
 
