@@ -10,11 +10,17 @@ from typing import Any
 from pdpp_orch.registry import toml_value
 
 
+def grants(writable: Path, *read_only: Path) -> list[dict[str, Any]]:
+    """A registry entry's `paths` for a test's sandboxed connector: `writable` (made writable
+    for every uid: as root, sandboxed connectors run as uids of their own) and `read_only`."""
+    writable.chmod(0o777)
+    return [{"path": str(writable), "writable": True}, *({"path": str(p)} for p in read_only)]
+
+
 def grant(path: Path) -> str:
     """The registry line that lets a test's sandboxed connector see and write `path` (made
     writable for every uid: as root, sandboxed connectors run as uids of their own)."""
-    path.chmod(0o777)
-    return f"paths = {toml_value([{'path': str(path), 'writable': True}])}\n"
+    return f"paths = {toml_value(grants(path))}\n"
 
 
 def append_scripted(registry: Path, name: str, plan: list[dict[str, Any]], work: Path) -> Path:

@@ -39,6 +39,7 @@ OUTCOME_FIELDS = {
     "records_missing_estimate",
     "error",
     "cancel_too_late",
+    "sandbox",
 }
 
 
