@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 import ctypes
 import fcntl
-import json
 import logging
+import marshal
 import os
 import signal
 import sys
@@ -272,7 +272,7 @@ class _Launched:
 
     def __init__(self, launch: Launch):
         self.spec = os.memfd_create("pdpp-sandbox-spec")
-        os.write(self.spec, json.dumps(launch.spec).encode())
+        os.write(self.spec, marshal.dumps(launch.spec))
         os.lseek(self.spec, 0, os.SEEK_SET)
         self._errors, self._err_w = os.pipe()
         self.passed = (self.spec, self._err_w)

@@ -2,7 +2,8 @@
 
     python -I -S launch.py SPEC_FD ERROR_FD
 
-It reads its spec (JSON, see activities/sandbox/spec.py) from SPEC_FD, then:
+It reads its spec (marshal: its interpreter is the worker's, and json would import `re` on
+every start; built by activities/sandbox/policy.py) from SPEC_FD, then:
 
 - the launcher (in the worker's namespaces, the process the worker waits for) enters new mount,
   PID and IPC namespaces — and a user namespace when not run as root — and forks
@@ -25,9 +26,8 @@ Standard library only, and nothing imported that is not needed: it starts for ev
 from __future__ import annotations
 
 import ctypes
-import json
+import marshal
 import os
-import platform
 import resource
 import select
 import signal
@@ -156,9 +156,9 @@ def build_view(spec: dict[str, Any]) -> None:
     for d in ("newroot", "oldroot"):
         os.mkdir(d)
     os.close(os.open("empty", os.O_CREAT | os.O_WRONLY, 0o444))
-    pivot = SYS_PIVOT_ROOT.get(platform.machine())
+    pivot = SYS_PIVOT_ROOT.get(os.uname().machine)
     if pivot is None:
-        raise Failed("sandbox", f"no pivot_root for {platform.machine()}")
+        raise Failed("sandbox", f"no pivot_root for {os.uname().machine}")
     _check(libc.syscall(pivot, b".", b"oldroot"), "pivot_root")
     os.chdir("/")
     root, tmp_size = "/newroot", spec["tmp_bytes"]
@@ -322,8 +322,8 @@ def main() -> NoReturn:
     os.set_inheritable(err, False)  # the connector's exec closes it
     try:
         with os.fdopen(spec_fd, "rb") as f:
-            spec = json.loads(f.read())
-    except (OSError, ValueError) as e:
+            spec = marshal.loads(f.read())
+    except (OSError, ValueError, EOFError, TypeError) as e:
         report(err, e)
     launcher(spec, err)
 
