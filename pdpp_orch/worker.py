@@ -17,6 +17,7 @@ from activities.orphans import reap_orphans
 from activities.recovery import RecoveryActivities
 from activities.runs import RunActivities
 from activities.sandbox import Sandbox
+from activities.sandbox.probe import sandbox_problem
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Store
@@ -89,6 +90,12 @@ async def run_worker(
     """Run a worker until `stop` is set (`data_dir`: the worker's, hidden from its connectors,
     which keep theirs in it; by default the settings')."""
     await asyncio.to_thread(reap_orphans)
+    if problem := await sandbox_problem():
+        log.warning(
+            "connectors cannot be sandboxed on this worker (%s): their runs will fail, reason"
+            " sandbox_unavailable, unless opted out (sandbox = false, or PDPP_SANDBOX=off)",
+            problem,
+        )
     store = await Store.connect(database_url)
     sandbox = Sandbox.for_worker(data_dir or Settings().data_dir, database_url)
     try:

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from activities.sandbox.probe import sandbox_problem
 from pdpp_orch import demo as d
 from pdpp_orch.cli.common import DataDirOpt, err, out, run_async, settings
 from pdpp_orch.cli.stack import stop_event, stop_worker
@@ -48,6 +50,12 @@ def demo(
 
 
 async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve: bool) -> int:
+    if problem := await sandbox_problem():
+        err.print(
+            f"note: connectors cannot be sandboxed here ({escape(problem)}): every case will fail,"
+            " reason sandbox_unavailable; PDPP_SANDBOX=off runs them without (docs/security.md)",
+            highlight=False,
+        )
     stack: DevStack | None = None
     if s.temporal_address and s.database_url:
         address, database, ui = s.temporal_address, s.database_url, None
