@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import marshal
 import os
 import shutil
 import signal
@@ -47,10 +48,11 @@ def hostile(h: Harness, data_dir: Path, pg_url: str, marker: str, **extra: Any) 
 
 def worker(h: Harness, pg_url: str, data_dir: Path, *setpriv: str) -> subprocess.Popen[bytes]:
     """`pdpp-orch worker --data-dir D` (so its command line names its data directory), with a
-    canary in its environment."""
+    canary in its environment; what it logs goes to TMP/worker.log."""
     env = cli_env(h, pg_url, HOSTILE_CANARY="worker-only")
     cmd = [*setpriv, sys.executable, "-m", "pdpp_orch.cli", "worker", "--data-dir", str(data_dir)]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(h.tmp / "worker.log", "ab") as log:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
 
 
 async def run(h: Harness, name: str) -> Any:
@@ -133,6 +135,10 @@ async def test_a_worker_that_cannot_make_a_sandbox_refuses_and_says_why_and_what
     assert f"why: config_error: sandbox_unavailable: '{name}' cannot be isolated here (unshare: " in said
     assert "sandbox = false in its entry, or PDPP_SANDBOX=off" in said
     assert "fix the cause above, then `pdpp-orch run" in said
+    logged = (harness.tmp / "worker.log").read_text()  # and the worker said so as it started
+    assert (
+        "connectors cannot be sandboxed on this worker (sandbox: unshare: Operation not permitted)" in logged
+    )
 
 
 PROBE = """
@@ -171,7 +177,7 @@ def test_the_sandbox_of_a_worker_that_is_not_root_is_a_user_namespace(tmp_path: 
         "tmp_bytes": 1 << 20, "limits": {"RLIMIT_CORE": 0}, "ops": steps,
     }  # fmt: skip
     spec_r, spec_w = os.pipe()
-    os.write(spec_w, json.dumps(spec).encode())
+    os.write(spec_w, marshal.dumps(spec))
     os.close(spec_w)
     err_r, err_w = os.pipe()
     cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-I", "-S", str(LAUNCHER)]
