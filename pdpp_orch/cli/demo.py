@@ -68,6 +68,7 @@ async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve:
         address, database, ui = ep.temporal_address, ep.database_url, ep.ui_url
     work = s.data_dir / "demo"
     work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o700)  # the demo's upstream data: its user's alone (connectors get grants)
     selected = [c for c in d.cases(work) if not wanted or c.key[0] in wanted]
     try:
         store = await Store.connect(database)
