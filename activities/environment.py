@@ -56,6 +56,7 @@ def connector_data_dir(data_root: Path, connector: str) -> Path:
     """The connector's persistent data directory (kept from run to run), created if missing:
     `data_root/NAME`, readable by its owner only. A sandboxed connector sees it, writable, at
     the same path."""
+    data_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = data_root / connector
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.mkdir(exist_ok=True, mode=0o700)
     return path

@@ -50,7 +50,6 @@ def give(path: Path, uid: int) -> None:
 def connector_uid(data_root: Path, connector: str) -> tuple[Path, int]:
     """The connector's persistent data directory and its uid, allocated at its first run: the
     first free uid of the range from a hash of its name on."""
-    data_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     home = connector_data_dir(data_root, connector)
     owner = home.stat().st_uid
     if in_range(owner):
