@@ -50,3 +50,13 @@ def _resolve(connector: str, key: str, value: str) -> str:
         raise ConfigError(f"{where}: secret file {target} cannot be read ({reason})") from None
     # Secret files are usually written with a trailing newline that is not part of the secret.
     return text.removesuffix("\n").removesuffix("\r")
+
+
+def connector_data_dir(data_root: Path, connector: str) -> Path:
+    """The connector's persistent data directory (kept from run to run), created if missing:
+    `data_root/NAME`, readable by its owner only. A sandboxed connector sees it, writable, at
+    the same path."""
+    data_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = data_root / connector
+    path.mkdir(exist_ok=True, mode=0o700)
+    return path

@@ -1,5 +1,6 @@
-"""A connector child process: its own process group, stdin kept open for replies, stderr kept
-as a bounded tail for diagnostics (never copied into Temporal history); it dies with its worker."""
+"""A connector child process: its own process group (in its sandbox, when it has one), stdin
+kept open for replies, stderr kept as a bounded tail for diagnostics (never copied into
+Temporal history); it dies with its worker."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import ctypes
 import fcntl
 import logging
+import marshal
 import os
 import signal
 import sys
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from activities.orphans import OWNER_ENV, owner_tag
+from activities.sandbox import Launch
 from pdpp_orch.store.logs import STDERR_KEEP_LINES
 
 log = logging.getLogger(__name__)
@@ -26,7 +29,13 @@ PIPE_BUFFER = 4 << 20
 STDOUT_PIPE_BYTES = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
 _PR_SET_PDEATHSIG = 1
-_PR_SET_PDEATHSIG = 1
+# How long a sandbox may take to start its connector (it takes milliseconds).
+SANDBOX_START_S = 30.0
+
+
+class SandboxFailed(Exception):
+    """The sandbox's launcher could not start the connector: `sandbox: …` (the sandbox could
+    not be made) or `exec: …` (the connector's command could not be run)."""
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -108,10 +117,13 @@ class StdoutReader(asyncio.Protocol):
 class ConnectorProcess:
     """Spawns a connector and owns its whole process group until it is reaped."""
 
-    def __init__(self, command: list[str], env: dict[str, str], cwd: Path | None):
+    def __init__(
+        self, command: list[str], env: dict[str, str], cwd: Path | None, launch: Launch | None = None
+    ):
         self.command = command
         self.env = env
         self.cwd = cwd
+        self.launch = launch
         self.proc: asyncio.subprocess.Process | None = None
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_KEEP_LINES)
         self.stderr_lines = 0
@@ -121,14 +133,20 @@ class ConnectorProcess:
         self._stdout_transport: asyncio.ReadTransport | None = None
 
     async def start(self) -> None:
+        """Spawn the connector (through its sandbox's launcher, which starts it in the sandbox
+        and fails if it cannot: SandboxFailed)."""
         read_end, write_end = os.pipe()
         # A busy connector writes up to 1 MiB ahead, taken in reads as large: the default
         # 64 KiB pipe, read 256 KiB at a time, costs a large allocation per 64 KiB of lines.
         with contextlib.suppress(OSError):  # over /proc/sys/fs/pipe-max-size: the default works
             fcntl.fcntl(read_end, F_SETPIPE_SZ, STDOUT_PIPE_BYTES)
+        command, keep, launched = self.command, tuple[int, ...](), None
+        if self.launch is not None:
+            launched = _Launched(self.launch)
+            command, keep = launched.command, launched.passed
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.command,
+                *command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=write_end,
                 stderr=asyncio.subprocess.PIPE,
@@ -137,12 +155,18 @@ class ConnectorProcess:
                 start_new_session=True,  # its own process group, so we can end all of it
                 preexec_fn=_die_with_parent(),
                 limit=PIPE_BUFFER,  # stderr's; the transport pauses at 2x this
+                pass_fds=keep,
             )
         except BaseException:
             os.close(read_end)
+            if launched is not None:
+                launched.close()
+                launched.failure()  # closes the last descriptor
             raise
         finally:
             os.close(write_end)
+            if launched is not None:
+                launched.close()
         transport, self._stdout = await asyncio.get_running_loop().connect_read_pipe(
             lambda: StdoutReader(PIPE_BUFFER), os.fdopen(read_end, "rb", buffering=0)
         )
@@ -150,6 +174,22 @@ class ConnectorProcess:
             transport.max_size = STDOUT_PIPE_BYTES
         self._stdout_transport = transport
         self._stderr_task = asyncio.create_task(self._drain_stderr())
+        if launched is not None:
+            await self._started(launched)
+
+    async def _started(self, launched: _Launched) -> None:
+        """Wait for the launcher to exec the connector; SandboxFailed if it could not."""
+        reading = asyncio.ensure_future(asyncio.to_thread(launched.failure))
+        try:
+            failure = await asyncio.wait_for(asyncio.shield(reading), SANDBOX_START_S)
+        except TimeoutError:
+            await self.terminate(grace=0)
+            await reading
+            failure = f"sandbox: the connector was not started in {SANDBOX_START_S:.0f} s"
+        if failure:
+            await self.terminate(grace=0)
+            await self.finish_stderr()
+            raise SandboxFailed(failure)
 
     @property
     def exited(self) -> bool:
@@ -228,3 +268,34 @@ class ConnectorProcess:
             self.stderr_bytes += len(chunk)
             self.stderr_lines += 1
             self.stderr_tail.append(chunk[:500].decode("utf-8", "replace").rstrip())
+
+
+class _Launched:
+    """The descriptors a sandbox's launcher is started with: its spec (a memfd) and the pipe
+    it reports a failure on (closed by the connector's exec)."""
+
+    def __init__(self, launch: Launch):
+        self.spec = os.memfd_create("pdpp-sandbox-spec")
+        os.write(self.spec, marshal.dumps(launch.spec))
+        os.lseek(self.spec, 0, os.SEEK_SET)
+        self._errors, self._err_w = os.pipe()
+        self.passed = (self.spec, self._err_w)
+        self.command = launch.command(self.spec, self._err_w)
+
+    def close(self) -> None:
+        """Our copies of what the launcher was given (it has its own); once."""
+        for fd in (self.spec, self._err_w):
+            if fd >= 0:
+                os.close(fd)
+        self.spec = self._err_w = -1
+
+    def failure(self) -> str:
+        """What the launcher reported, read until every copy of its pipe is closed ("": the
+        connector was exec'd). Call once, after close()."""
+        chunks = []
+        try:
+            while chunk := os.read(self._errors, 4096):
+                chunks.append(chunk)
+        finally:
+            os.close(self._errors)
+        return b"".join(chunks).decode("utf-8", "replace")

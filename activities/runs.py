@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.collect import Collector, facts_from_resume, fit
 from activities.config import RegistryLoader, config_error, entry_and_manifest
 from activities.orphans import reap_orphans
+from activities.sandbox import Sandbox
 from pdpp_orch import telemetry
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import (
@@ -37,9 +38,10 @@ log = logging.getLogger(__name__)
 class RunActivities:
     """I/O for one connector run: registry and manifest, the connector process, PostgreSQL."""
 
-    def __init__(self, store: Store, registry: RegistryLoader):
+    def __init__(self, store: Store, registry: RegistryLoader, sandbox: Sandbox):
         self.store = store
         self.registry = registry
+        self.sandbox = sandbox
 
     @activity.defn
     async def prepare_run(self, run: RunInput) -> PreparedRun:
@@ -115,9 +117,11 @@ class RunActivities:
             details = activity.cancellation_details()
             return details is not None and details.cancel_requested
 
+        secrets = (await asyncio.to_thread(self.registry)).secret_files()
         collector = Collector(
-            self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify, cancel_requested
-        )
+            self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify, cancel_requested,
+            sandbox=self.sandbox, secrets=secrets,
+        )  # fmt: skip
         with (
             telemetry.context(run_id=run.run_id, connector=run.connector),
             telemetry.span(

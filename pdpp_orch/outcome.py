@@ -249,6 +249,7 @@ def derive_outcome(facts: RunFacts) -> RunOutcome:
         finished_at=facts.finished_at,
         records_missing_estimate=sum(s.records_missing_estimate for s in streams),
         error=derive_error(c, reason, facts.error),
+        sandbox=c.sandbox,
     )
 
 

@@ -17,6 +17,7 @@ from pdpp_orch.budget import BudgetConfig, parse_window
 from pdpp_orch.manifest import BINDINGS, Binding, ConfigError, Manifest, load_manifest
 from pdpp_orch.models import CheckpointPolicy, RecoveryClass
 from pdpp_orch.policy import RetryPolicy
+from pdpp_orch.sandbox_config import GrantedPath, Limits
 
 BUNDLED_REGISTRY = Path(__file__).parent / "connectors" / "bundled.toml"
 DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
@@ -90,6 +91,12 @@ class ConnectorEntry(BaseModel):
         default_factory=dict,
         description="recovery class of the connector's own skip reasons, for misses without a recovery_hint",
     )
+    sandbox: bool = Field(default=True, description="false: runs unsandboxed, and every surface says so")
+    paths: list[GrantedPath] = Field(
+        default_factory=list,
+        description='what the sandbox lets it see: "PATH" read-only, { path = "PATH", writable = true }',
+    )
+    limits: Limits = Field(default_factory=Limits)
 
     model_config = {"extra": "forbid"}
 
@@ -147,6 +154,11 @@ class ConnectorEntry(BaseModel):
         if v is not None and "\x00" in str(v):
             raise ValueError("a path cannot contain NUL")
         return v
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _paths_as_tables(cls, v: object) -> object:
+        return [{"path": p} if isinstance(p, str) else p for p in v] if isinstance(v, list) else v
 
     @field_validator("retry")
     @classmethod
@@ -215,16 +227,22 @@ def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
             # Our own words only: pydantic's error (the chained cause, which a Temporal failure
             # and a log would carry) quotes the value, which may be a secret.
             raise ConfigError(f"{path}: connectors.{name}.{field}: {first['msg']}") from None
-        base = path.parent
-        entry.manifest = (base / entry.manifest).resolve()
-        if entry.cwd is not None:
-            entry.cwd = (base / entry.cwd).resolve()
-        for key, value in entry.env.items():
-            ref = SECRET_REF.match(value)
-            if ref and ref.group(1) == "file":
-                entry.env[key] = f"file:{(base / ref.group(2)).resolve()}"
-        entries[name] = entry
+        entries[name] = _anchored(entry, path.parent)
     return entries
+
+
+def _anchored(entry: ConnectorEntry, base: Path) -> ConnectorEntry:
+    """The entry's paths made absolute: relative ones are relative to its registry file."""
+    entry.manifest = (base / entry.manifest).resolve()
+    if entry.cwd is not None:
+        entry.cwd = (base / entry.cwd).resolve()
+    for granted in entry.paths:
+        granted.path = str((base / Path(granted.path).expanduser()).resolve())
+    for key, value in entry.env.items():
+        ref = SECRET_REF.match(value)
+        if ref and ref.group(1) == "file":
+            entry.env[key] = f"file:{(base / ref.group(2)).resolve()}"
+    return entry
 
 
 def bundled_entries() -> dict[str, ConnectorEntry]:
@@ -280,6 +298,17 @@ class Registry:
             known = ", ".join(sorted(self.entries)) or "none"
             raise ConfigError(f"unknown connector {name!r} (known: {known})") from None
 
+    def secret_files(self) -> list[Path]:
+        """Every file a registry names that a connector must not read: the registry files
+        themselves and each entry's `file:` secrets (a connector gets its own as values)."""
+        files = list(self.sources)
+        for entry in self.entries.values():
+            for value in entry.env.values():
+                ref = SECRET_REF.match(value)
+                if ref and ref.group(1) == "file":
+                    files.append(Path(ref.group(2)))
+        return files
+
 
 def user_registry(path: str | Path | None = None, *, existing: bool = True) -> Path | None:
     """The operator's registry file: `path`, else $PDPP_CONNECTORS, else ./connectors.toml (that
@@ -292,7 +321,9 @@ def user_registry(path: str | Path | None = None, *, existing: bool = True) -> P
 
 
 def toml_value(value: Any) -> str:
-    """A TOML value: tables inline, scalars and lists as JSON writes them (TOML-compatible)."""
+    """A TOML value: tables inline, lists item by item, scalars as JSON writes them (TOML-compatible)."""
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return json.dumps(value)

@@ -19,7 +19,10 @@ from activities.failures import Honest
 from activities.orphans import reap_orphans
 from activities.recovery import RecoveryActivities
 from activities.runs import RunActivities
+from activities.sandbox import Sandbox
+from activities.sandbox.probe import sandbox_problem
 from pdpp_orch.registry import Registry
+from pdpp_orch.settings import Settings
 from pdpp_orch.store import Store
 from workflows.versioning import UNVERSIONED, VERSIONED
 
@@ -32,13 +35,15 @@ def build_worker(
     task_queue: str,
     registry: Callable[[], Registry],
     interceptors: Sequence[Interceptor] = (),
+    sandbox: Sandbox | None = None,
     deployment: WorkerDeploymentVersion | None = None,
 ) -> Worker:
     """A worker for every workflow and activity of the project on `task_queue` (`interceptors`:
-    the fault tests' way in between the steps of a run). With `deployment` it is that version
-    of a Worker Deployment and registers the workflows with their versioning behaviours
-    (workflows/versioning.py); without, it is unversioned."""
-    acts = RunActivities(store, registry)
+    the fault tests' way in between the steps of a run; `sandbox`: what its connectors' sandboxes
+    hide and where they keep their data, by default from the environment's settings). With
+    `deployment` it is that version of a Worker Deployment and registers the workflows with their
+    versioning behaviours (workflows/versioning.py); without, it is unversioned."""
+    acts = RunActivities(store, registry, sandbox or Sandbox.for_worker(Settings().data_dir))
     checkpoints = CheckpointActivities(store, registry)
     recovery = RecoveryActivities(store, registry)
     budget = BudgetActivities(client, task_queue)
@@ -90,14 +95,28 @@ async def run_worker(
     task_queue: str,
     registry_path: Path | None,
     stop: asyncio.Event,
+    data_dir: Path | None = None,
     deployment: WorkerDeploymentVersion | None = None,
 ) -> None:
-    """Run a worker (of `deployment`'s version, if given) until `stop` is set."""
+    """Run a worker (of `deployment`'s version, if given) until `stop` is set (`data_dir`: the
+    worker's, hidden from its connectors, which keep theirs in it; by default the settings')."""
     await asyncio.to_thread(reap_orphans)
+    if problem := await sandbox_problem():
+        log.warning(
+            "connectors cannot be sandboxed on this worker (%s): their runs will fail, reason"
+            " sandbox_unavailable, unless opted out (sandbox = false, or PDPP_SANDBOX=off)",
+            problem,
+        )
     store = await Store.connect(database_url)
+    sandbox = Sandbox.for_worker(data_dir or Settings().data_dir, database_url)
     try:
         worker = build_worker(
-            client, store, task_queue, registry_loader(registry_path), deployment=deployment
+            client,
+            store,
+            task_queue,
+            registry_loader(registry_path),
+            sandbox=sandbox,
+            deployment=deployment,
         )
         async with worker:
             version = deployment.to_canonical_string() if deployment else "unversioned"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import sys
 import time
@@ -23,6 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Interceptor, Worker
 
+from activities.sandbox import Sandbox
 from pdpp_orch import search_attributes
 from pdpp_orch.control.waiting import stored_outcome, workflow_outcome
 from pdpp_orch.devstack import dynamic_config_flags, temporal_cli, test_server_cli
@@ -38,6 +40,15 @@ CONNECTORS = HERE / "connectors"
 SCRIPTED = CONNECTORS / "scripted.py"
 ABC_MANIFEST = CONNECTORS / "abc.json"
 T = TypeVar("T")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data directory of every worker and command a test starts without naming one (where
+    sandboxed connectors keep their data): never the user's own."""
+    path = tmp_path_factory.mktemp("worker-data")
+    os.environ["PDPP_DATA_DIR"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +152,11 @@ class Harness:
         self.task_queue = f"tq-{uuid.uuid4().hex[:10]}"
         self.registry_path = tmp / "connectors.toml"
         self.entries: list[str] = []
+        # The test's connectors run sandboxed, seeing (and writing) this test's directory: as
+        # root they run as uids of their own, hence its mode. The worker's data directory in it
+        # is hidden from them but for each connector's own.
+        tmp.chmod(0o777)
+        self.sandbox = Sandbox.for_worker(tmp / "worker-data")
 
     def scripted(
         self,
@@ -167,6 +183,8 @@ class Harness:
             f"manifest = {json.dumps(str(manifest))}",
         ]
         lines.append("env = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + " }")
+        if "paths" not in extra:
+            extra = {**extra, "paths": [{"path": str(self.tmp), "writable": True}]}
         for k, v in extra.items():
             lines.append(f"{k} = {toml_value(v)}")
         self.entries.append("\n".join(lines))
@@ -183,7 +201,13 @@ class Harness:
     def worker(self, *interceptors: Interceptor, deployment: WorkerDeploymentVersion | None = None) -> Any:
         path = self.registry_path
         return build_worker(
-            self.client, self.store, self.task_queue, lambda: Registry.load(path), interceptors, deployment
+            self.client,
+            self.store,
+            self.task_queue,
+            lambda: Registry.load(path),
+            interceptors,
+            self.sandbox,
+            deployment,
         )
 
     def run_input(self, connector: str, streams: list[str] | None = None, **kw: Any) -> RunInput:

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+import psutil
 from hypothesis import HealthCheck, settings
 
 from tests.conftest import Harness
@@ -64,3 +65,14 @@ def fuzz(examples: int) -> Any:
         max_examples=examples * scale,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
+
+
+def live(marker: str) -> list[int]:
+    """The live processes (by their pid on this host) with `marker` among their arguments: how
+    a test finds a sandboxed connector, or what it started, which know only the pids of their
+    own PID namespace."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        if p.info["status"] != psutil.STATUS_ZOMBIE and marker in (p.info["cmdline"] or []):
+            found.append(p.pid)
+    return found

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,10 +30,11 @@ from activities.collect.start import Served, start_message
 from activities.collect.stderr import StderrLog
 from activities.collect.writer import Writer
 from activities.environment import connector_env
-from activities.process import STDERR_TAIL_LINES, ConnectorProcess
+from activities.process import STDERR_TAIL_LINES, ConnectorProcess, SandboxFailed
+from activities.sandbox import Launch, Sandbox, unavailable
 from pdpp_orch import protocol
 from pdpp_orch.manifest import ConfigError, Manifest
-from pdpp_orch.models import CollectFacts, LiveProgress, Mode, RunInput
+from pdpp_orch.models import CollectFacts, LiveProgress, Mode, RunInput, SandboxMode
 from pdpp_orch.redaction import Redactor
 from pdpp_orch.registry import SECRET_REF, ConnectorEntry
 from pdpp_orch.store import Diagnostics, Store
@@ -78,8 +79,14 @@ class Collector:
         heartbeat: Callable[[dict[str, Any]], None],
         notify: Notify | None = None,
         cancel_requested: Callable[[], bool] = lambda: True,
+        *,
+        sandbox: Sandbox,
+        secrets: Sequence[Path] = (),
     ):
         self.store = store
+        # The connector's sandbox, and the files it must not see (the registry's secrets).
+        self.sandbox = sandbox
+        self.secrets = list(secrets)
         self.entry = entry
         self.manifest = manifest
         self.run_input = run
@@ -112,11 +119,11 @@ class Collector:
             if cp.proven_seq
         }
         first_page = served.first_page(protocol.PAGE_DEFAULT_BYTES) if served is not None else []
-        workdir, scratch = self._workdir()
+        workdir, scratch, made = self._workdir()
         try:
             env = connector_env(self.entry, workdir)
             self.tally.redact = Redactor(env[k] for k, v in self.entry.env.items() if SECRET_REF.match(v))
-            proc = ConnectorProcess(self.entry.command, env, workdir)
+            proc = ConnectorProcess(self.entry.command, env, workdir, await self._sandbox(workdir, env, made))
             self.stderr = StderrLog(store, run.run_id, self.attempt, proc, self.tally.redact)
             start = start_message(
                 run, list(self.scope), state, excluded, served, self.entry.bindings, first_page
@@ -131,13 +138,26 @@ class Collector:
         await self._save(proc, facts)
         return facts
 
-    def _workdir(self) -> tuple[Path, Path | None]:
-        """The connector's working directory, and the scratch one to remove afterwards."""
+    def _workdir(self) -> tuple[Path, Path | None, bool]:
+        """The connector's working directory, the scratch one to remove afterwards, and
+        whether we made it (then it is the connector's own)."""
         if self.entry.cwd is not None:
+            made = not self.entry.cwd.exists()
             self.entry.cwd.mkdir(parents=True, exist_ok=True)
-            return self.entry.cwd, None
+            return self.entry.cwd, None, made
         scratch = Path(tempfile.mkdtemp(prefix=f"pdpp-{self.entry.name}-"))
-        return scratch, scratch
+        return scratch, scratch, True
+
+    async def _sandbox(self, workdir: Path, env: dict[str, str], made: bool) -> Launch | None:
+        """The connector's sandbox (None: it runs without, as its operator chose)."""
+        try:
+            launch = await asyncio.to_thread(
+                self.sandbox.prepare, self.entry, self.secrets, workdir, env, made
+            )
+        except OSError as e:
+            raise unavailable(self.entry.name, f"{e.strerror or e}: {e.filename}") from e
+        self.tally.facts.sandbox = launch.mode if launch is not None else SandboxMode.OFF
+        return launch
 
     def _parties(self, proc: ConnectorProcess, served: Served | None) -> _Parties:
         """The handlers of one conversation, wired to each other: the Messages call the page,
@@ -232,13 +252,19 @@ class Collector:
 
     async def _start(self, proc: ConnectorProcess) -> None:
         """Spawn the connector; one that cannot be started is a configuration error, at once."""
+        command = self.entry.command[0]
         try:
             await proc.start()
         except OSError as e:
-            command = self.entry.command[0]
             raise ConfigError(
                 f"connector {self.entry.name!r} cannot be started: {e.strerror or e} ({command})"
             ) from e
+        except SandboxFailed as e:
+            stage, _, what = str(e).partition(": ")
+            if stage != "exec":
+                raise unavailable(self.entry.name, what) from e
+            why = what.rpartition(": ")[2]
+            raise ConfigError(f"connector {self.entry.name!r} cannot be started: {why} ({command})") from e
 
     async def _save(self, proc: ConnectorProcess, facts: CollectFacts) -> None:
         """Leave the facts, and what the connector said, where the workflow can find them."""

@@ -76,3 +76,13 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Schema v7: the connector's stderr per attempt (`pdpp-orch logs`), trimmed to its last lines
+-- as it is written.
+DO $$
+BEGIN
+    IF to_regclass('public.connector_stderr') IS NOT NULL THEN
+        GRANT SELECT, INSERT, DELETE ON connector_stderr TO pdpp_worker;
+    END IF;
+END
+$$;

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from activities.sandbox.probe import sandbox_problem
 from pdpp_orch import demo as d
 from pdpp_orch.cli.common import DataDirOpt, err, out, run_async, settings
 from pdpp_orch.cli.stack import stop_event, stop_worker
@@ -48,6 +50,12 @@ def demo(
 
 
 async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve: bool) -> int:
+    if problem := await sandbox_problem():
+        err.print(
+            f"note: connectors cannot be sandboxed here ({escape(problem)}): every case will fail,"
+            " reason sandbox_unavailable; PDPP_SANDBOX=off runs them without (docs/security.md)",
+            highlight=False,
+        )
     stack: DevStack | None = None
     if s.temporal_address and s.database_url:
         address, database, ui = s.temporal_address, s.database_url, None
@@ -62,6 +70,7 @@ async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve:
         address, database, ui = ep.temporal_address, ep.database_url, ep.ui_url
     work = s.data_dir / "demo"
     work.mkdir(parents=True, exist_ok=True)
+    work.chmod(0o700)  # the demo's upstream data: its user's alone (connectors get grants)
     selected = [c for c in d.cases(work) if not wanted or c.key[0] in wanted]
     try:
         store = await Store.connect(database)
@@ -75,7 +84,9 @@ async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve:
             # The stack left up works like `pdpp-orch dev`'s: a worker on the default task queue.
             err.print(f"serving, with a worker on task queue {s.task_queue}; Ctrl-C to stop")
             stop = stop_event()
-            worker = asyncio.create_task(run_worker(client, database, s.task_queue, s.connectors, stop))
+            worker = asyncio.create_task(
+                run_worker(client, database, s.task_queue, s.connectors, stop, s.data_dir)
+            )
             await stop.wait()
             await stop_worker(worker)
     finally:

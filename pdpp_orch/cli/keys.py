@@ -45,30 +45,48 @@ def codec_server(
             help="No token, on any address: only behind a proxy that authenticates the UI's users.",
         ),
     ] = False,
+    host_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host-name",
+            help="Without a token: a Host it answers for besides loopback names (repeatable), e.g. the"
+            " name the web UI calls it by behind its proxy.",
+        ),
+    ] = None,
 ) -> None:
     """Serve Temporal's remote codec endpoints (/decode, /encode) with the configured keys, so
     the web UI (its codec server setting, or TEMPORAL_CODEC_ENDPOINT) and `temporal workflow
     show --codec-endpoint URL --codec-auth "Bearer TOKEN"` show payloads in clear. Requests must
-    carry `Authorization: Bearer $PDPP_CODEC_TOKEN`; without a token it only listens on
-    loopback."""
-    run_async(_codec_server(host, port, ui_origin or [], allow_unauthenticated))
+    carry `Authorization: Bearer $PDPP_CODEC_TOKEN`; without a token it refuses to listen
+    beyond loopback (unless --allow-unauthenticated) and answers only requests for a loopback
+    name or a --host-name."""
+    run_async(_codec_server(host, port, ui_origin or [], allow_unauthenticated, host_name or []))
 
 
-async def _codec_server(host: str, port: int, origins: list[str], allow_unauthenticated: bool) -> int:
+async def _codec_server(
+    host: str, port: int, origins: list[str], allow_unauthenticated: bool, host_names: list[str]
+) -> int:
     keyring = Keyring.from_env()
     if keyring is None:
         raise UsageError("no key configured: set PDPP_ENCRYPTION_KEYS or PDPP_ENCRYPTION_KEY_FILE")
     token = os.environ.get("PDPP_CODEC_TOKEN") or None
     if token is None and not allow_unauthenticated and host not in LOOPBACK:
         raise UsageError("set PDPP_CODEC_TOKEN to listen beyond loopback (or --allow-unauthenticated)")
-    runner = await server.serve(EncryptionCodec(keyring), token, origins, host, port)
-    err.print(
-        f"codec server on http://{host}:{port} ({len(keyring.keys)} key(s), "
-        f"{'bearer token required' if token else 'no token: loopback only'}); Ctrl-C to stop"
-    )
+    runner = await server.serve(EncryptionCodec(keyring), token, origins, host, port, host_names)
+    keys = f"{len(keyring.keys)} key(s)"
+    err.print(f"codec server on http://{host}:{port} ({keys}, {_who(token, host)}); Ctrl-C to stop")
     stop = stop_event()
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
     return 0
+
+
+def _who(token: str | None, host: str) -> str:
+    """Who may decrypt, as the start line says it."""
+    if token:
+        return "bearer token required"
+    if host in LOOPBACK:
+        return "no token: anyone on this machine"
+    return "NO TOKEN: anyone who reaches this address (--allow-unauthenticated)"

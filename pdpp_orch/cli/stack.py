@@ -148,7 +148,7 @@ def _start_worker(s: Settings, client: Client, database_url: str, stop: asyncio.
     """The worker as a task; a versioned one says, once it has joined, whether it takes new runs."""
     version = s.worker_version()
     worker = asyncio.create_task(
-        run_worker(client, database_url, s.task_queue, s.connectors, stop, deployment=version)
+        run_worker(client, database_url, s.task_queue, s.connectors, stop, s.data_dir, deployment=version)
     )
     if version is not None:
         telling = asyncio.create_task(tell_joined(client, version))

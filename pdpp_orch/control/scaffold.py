@@ -130,6 +130,9 @@ def _append_entry(path: Path, name: str, lang: Lang, command: list[str], directo
         f"command = {toml_value(command)}\n"
         f"manifest = {toml_value(manifest)}\n"
         f"env = {toml_value({'ITEMS_FILE': str(directory / 'items.jsonl')})}\n"
+        # Its sandbox shows a connector only the system, its own working and data directories
+        # and what the entry grants: here its code and sample data, read-only.
+        f"paths = {toml_value([str(directory)])}\n"
         "\n"
         f"[connectors.{name}.reasons]\n"
         'archived = "informational"  # an archived item is no miss: the run still succeeds\n'

@@ -58,14 +58,18 @@ def cases(work_dir: Path, capped_state_bytes: int = 64 * 1024) -> list[Case]:
     (all four checkpoints commit) and with a cap below the messages cursor (75 KB of file
     paths and mtimes) but above the other three (≤ 44 KB)."""
     claude_root = str(work_dir / "claude-code")
+    # What each connector's sandbox lets it see of the demo's files (nothing else of them).
+    sessions = {"paths": [claude_root]}
+    archive = {"paths": [{"path": str(work_dir / "slack"), "writable": True}]}
     return [
         Case("A", "Gmail: malformed final STATE (BigInt)", "demo_gmail", "gmail"),
         Case("B", "claude-code: 50 KB cursor, default cap", "demo_claude_code", "claude_code",
-             env={"CLAUDE_CODE_ROOT": claude_root}),
+             settings=sessions, env={"CLAUDE_CODE_ROOT": claude_root}),
         Case("B'", "claude-code: 50 KB cursor over max_state_bytes", "demo_claude_code_capped", "claude_code",
-             settings={"max_state_bytes": capped_state_bytes}, env={"CLAUDE_CODE_ROOT": claude_root}),
+             settings={"max_state_bytes": capped_state_bytes, **sessions},
+             env={"CLAUDE_CODE_ROOT": claude_root}),
         Case("C", "Slack: one channel 500s after the dump", "demo_slack", "slack",
-             env={"SLACK_ARCHIVE": str(work_dir / "slack-archive.sqlite")}),
+             settings=archive, env={"SLACK_ARCHIVE": str(work_dir / "slack" / "archive.sqlite")}),
         Case("D", "USAA: 5-year request served as 90 days", "demo_usaa", "usaa",
              streams=(StreamScope(name="transactions", time_range=FIVE_YEARS),)),
         Case("E", "ChatGPT: 4,188 conversations answered 429", "demo_chatgpt", "chatgpt",

@@ -180,6 +180,7 @@ async def run_demo(
 ) -> DemoRun:
     """Run the selected cases against a simulated upstream, with a worker of the demo's own,
     then Case E's recovery within the demo budget."""
+    from activities.sandbox import Sandbox
     from pdpp_orch.upstream.process import UpstreamProcess
     from pdpp_orch.worker import build_worker
 
@@ -189,7 +190,9 @@ async def run_demo(
     async with UpstreamProcess(world=world, plan=DEMO_PLAN) as up:
         registry = write_registry(work / "connectors.toml", selected, up.url)
         task_queue = f"pdpp-demo-{secrets.token_hex(4)}"
-        async with build_worker(client, store, task_queue, lambda: Registry.load(registry)):
+        # `work` is DATA_DIR/demo (cli/demo.py): the sandboxes hide the whole data directory.
+        sandbox = Sandbox.for_worker(work.parent)
+        async with build_worker(client, store, task_queue, lambda: Registry.load(registry), sandbox=sandbox):
             results = await run_cases(
                 client,
                 task_queue,

@@ -16,6 +16,7 @@ from pdpp_orch.models.enums import (
     Mode,
     RecoveryClass,
     RunStatus,
+    SandboxMode,
     Trigger,
 )
 from pdpp_orch.models.facts import (
@@ -115,6 +116,7 @@ __all__ = [
     "RunOutcome",
     "RunProgress",
     "RunStatus",
+    "SandboxMode",
     "SettleInput",
     "StreamCommit",
     "StreamFacts",

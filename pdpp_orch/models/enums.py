@@ -89,3 +89,11 @@ class InteractionStatus(StrEnum):
     SUCCESS = "success"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+
+
+class SandboxMode(StrEnum):
+    """How a connector process was isolated (DESIGN §14)."""
+
+    UID = "uid"  # the worker runs as root: a uid of the connector's own
+    USERNS = "userns"  # a user namespace, with the worker's uid
+    OFF = "off"  # the operator opted out: the connector could see what the worker sees

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from pdpp_orch.models.enums import SandboxMode
+
 # A run's facts hold an entry per stream of its scope: a run collects at most this many streams
 # (the reference's manifests have at most 14), which keeps them within their bound whatever the
 # connector says (activities/collect/facts.py FACTS_MAX_BYTES).
@@ -82,6 +84,7 @@ class CollectFacts(BaseModel):
     gaps_recovered: int = 0
     interactions: int = 0
     runtime_error: str | None = None
+    sandbox: SandboxMode | None = Field(default=None, description="how the connector was isolated")
 
     @property
     def violated(self) -> bool:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from pdpp_orch.models.enums import CheckpointPolicy, CommitStatus, Mode, RunStatus, Trigger
+from pdpp_orch.models.enums import CheckpointPolicy, CommitStatus, Mode, RunStatus, SandboxMode, Trigger
 from pdpp_orch.models.facts import CollectFacts, CommitResult
 from pdpp_orch.models.hints import RetryHint, RetryPlan
 from pdpp_orch.models.scope import StreamScope
@@ -127,6 +127,9 @@ class RunOutcome(BaseModel):
     )
     build_id: str | None = Field(
         default=None, description="the Worker Versioning build that ran it (None: an unversioned worker)"
+    )
+    sandbox: SandboxMode | None = Field(
+        default=None, description="how its connector was isolated: uid, userns, off (opted out)"
     )
 
 

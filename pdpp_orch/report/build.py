@@ -100,6 +100,8 @@ def _connector(
         recent_runs=[_point(r) for r in runs],
     )
     report.severity, report.verdict = _verdict(report, latest, recoveries)
+    if (warning := advice.unsandboxed(latest)) is not None:
+        report.verdict += f"; {warning}"
     report.missing_anything = report.severity is not Severity.OK
     return report
 

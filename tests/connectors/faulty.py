@@ -3,7 +3,9 @@
 Unlike scripted.py, its records do not depend on how often it runs: stream S holds records
 S-000000 .. S-{total-1}, and a run resumed from cursor {"offset": k} emits only k.. onwards.
 So after any crash and resume, the record store must hold exactly `total` rows per stream.
-FAULT_START_LOG, if set, gets every START as a JSON line, with the connector's pid as `_pid`.
+FAULT_START_LOG, if set, gets every START as a JSON line, with the connector's pid as `_pid` (in
+its PID namespace: sandboxed, not the host's). Its arguments are ignored: tests register it with
+the connector's name as one, to find its process (tests/helpers.py live()).
 
 FAULT_PLAN is a path to a JSON list of steps:
   {"pages": {"stream": "a", "total": 300, "every": 50, "pause": 0.1}}
@@ -13,7 +15,8 @@ FAULT_PLAN is a path to a JSON list of steps:
   {"sleep": 0.5}
   {"hang": true}                   stop writing and sleep for an hour
   {"close_stdout": true}           close stdout (and go on running: a later step may hang)
-  {"grandchild": "PIDFILE"}        start a sleeping grandchild (it inherits stdout), write its pid
+  {"grandchild": "PIDFILE"}        start a sleeping grandchild (it inherits stdout; PIDFILE is among
+                                   its arguments, how a test finds it), write its pid
   {"stderr_bytes": N}              write N bytes to stderr, in lines of 1,000
   {"long_line": N}                 write one line of N bytes (a RECORD that never ends in time)
   {"signal": 9}                    send itself this signal
@@ -85,7 +88,9 @@ def main() -> None:
             out.flush()
             os.close(1)
         elif "grandchild" in step:
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+            child = subprocess.Popen(
+                [sys.executable, "-c", "import time; time.sleep(300)", step["grandchild"]]
+            )
             with open(step["grandchild"], "w") as f:
                 f.write(str(child.pid))
         elif "stderr_bytes" in step:

@@ -40,6 +40,7 @@ OUTCOME_FIELDS = {
     "error",
     "cancel_too_late",
     "build_id",
+    "sandbox",
 }
 
 

@@ -34,7 +34,7 @@ from pdpp_orch.registry import Registry
 from pdpp_orch.store import Store
 from pdpp_orch.upstream.process import UpstreamProcess
 from pdpp_orch.worker import build_worker
-from tests.connectors import append_scripted
+from tests.connectors import append_scripted, grants
 from workflows.connector_run import ConnectorRunWorkflow
 
 pytestmark = pytest.mark.slow
@@ -201,7 +201,8 @@ async def test_the_marker_never_reaches_temporal_in_clear_text(
     tag = uuid.uuid4().hex[:6]
     # The five cases (B twice), their connectors renamed for this test.
     selected = [
-        demo.Case(c.key, c.title, f"{c.connector}_{tag}", c.bundled, c.settings,
+        demo.Case(c.key, c.title, f"{c.connector}_{tag}", c.bundled,
+                  {**c.settings, "paths": grants(tmp_path, claude_root)},
                   {**c.env, "CLAUDE_CODE_ROOT": str(claude_root),
                    "SLACK_ARCHIVE": str(tmp_path / "slack.sqlite")},
                   c.streams)

@@ -31,6 +31,7 @@ from pdpp_orch.registry import Registry
 from pdpp_orch.store import Store
 from pdpp_orch.upstream.process import UpstreamProcess
 from pdpp_orch.worker import build_worker
+from tests.connectors import grants
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.ids import recovery_workflow_id
 from workflows.recovery import GapRecoveryWorkflow
@@ -60,7 +61,9 @@ class Recovery:
         self.cases: list[demo.Case] = []
 
     def add(self, bundled: str, **kw: Any) -> demo.Case:
-        case = demo.Case(bundled, bundled, f"{bundled}_{uuid.uuid4().hex[:6]}", bundled, **kw)
+        """A case whose sandboxed connector may write in the test's directory."""
+        settings = {"paths": grants(self.registry.parent), **kw.pop("settings", {})}
+        case = demo.Case(bundled, bundled, f"{bundled}_{uuid.uuid4().hex[:6]}", bundled, settings, **kw)
         self.cases.append(case)
         demo.write_registry(self.registry, self.cases, self.upstream.url)
         return case

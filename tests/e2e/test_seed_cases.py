@@ -26,6 +26,7 @@ from pdpp_orch.store import Store
 from pdpp_orch.upstream.process import UpstreamProcess
 from pdpp_orch.worker import build_worker
 from tests.conftest import history_text
+from tests.connectors import grants
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +45,10 @@ class Cases:
         self.registry = tmp / "connectors.toml"
         self.cases: list[demo.Case] = []
 
-    def add(self, key: str, bundled: str, **kw: Any) -> demo.Case:
-        case = demo.Case(key, key, f"{bundled}_{uuid.uuid4().hex[:6]}", bundled, **kw)
+    def add(self, key: str, bundled: str, reads: tuple[Path, ...] = (), **kw: Any) -> demo.Case:
+        """A case whose sandboxed connector writes in the test's directory and reads `reads`."""
+        settings = {"paths": grants(self.tmp, *reads), **kw.pop("settings", {})}
+        case = demo.Case(key, key, f"{bundled}_{uuid.uuid4().hex[:6]}", bundled, settings, **kw)
         self.cases.append(case)
         demo.write_registry(self.registry, self.cases, self.url)
         return case
@@ -126,7 +129,7 @@ async def test_case_b_large_cursor_commits_by_default_and_fails_alone_over_the_c
     seed_cases: Cases, sessions: GenSummary, tmp_path: Path
 ) -> None:
     root = str(sessions.root)
-    case = seed_cases.add("B", "claude_code", env={"CLAUDE_CODE_ROOT": root})
+    case = seed_cases.add("B", "claude_code", (sessions.root,), env={"CLAUDE_CODE_ROOT": root})
     o = await seed_cases.run(case)
     assert o.status is RunStatus.SUCCEEDED and o.records_durable == sessions.records
     assert (o.state_streams_staged, o.state_streams_committed) == (4, 4)
@@ -137,6 +140,7 @@ async def test_case_b_large_cursor_commits_by_default_and_fails_alone_over_the_c
     capped = seed_cases.add(
         "B'",
         "claude_code",
+        (sessions.root,),
         env={"CLAUDE_CODE_ROOT": root, "PDPP_START_LOG": str(starts)},
         settings={"max_state_bytes": 64 * 1024},
     )

@@ -22,6 +22,7 @@ import pytest
 
 from pdpp_orch.devstack import find_running
 from tests.conftest import CONNECTORS
+from tests.connectors import grant
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -93,6 +94,7 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
         "".join(
             f"[connectors.{name}]\ncommand = {json.dumps([sys.executable, str(SCRIPTED)])}\n"
             f"manifest = {json.dumps(str(ABC))}\nenv = {{ SCRIPT_PLAN = {json.dumps(str(path))} }}\n"
+            + grant(tmp_path)
             # A budget, so the list has a budget workflow to keep out of the runs.
             + ('budget = { units = 1000, window = "1h" }\n' if name == "uichat" else "")
             for name, path in plans.items()

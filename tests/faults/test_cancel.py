@@ -184,6 +184,7 @@ async def test_an_attempt_cancelled_by_a_timeout_is_not_a_cancelled_run(
         1,
         lambda _: None,
         cancel_requested=lambda: requested,
+        sandbox=harness.sandbox,
     )
     task = asyncio.create_task(collector.run())
 

@@ -19,8 +19,9 @@ import pytest
 
 from pdpp_orch.devstack import find_running
 from tests.conftest import ABC_MANIFEST, CONNECTORS
-from tests.faults.test_faults import alive, pages
-from tests.faults.test_worker_crash import gone
+from tests.connectors import grant
+from tests.faults.test_faults import pages
+from tests.helpers import live
 
 pytestmark = pytest.mark.faults
 
@@ -63,10 +64,12 @@ async def test_dev_stops_within_seconds_and_leaves_no_server_behind(
     plan, starts = tmp_path / "plan.json", tmp_path / "starts.jsonl"
     plan.write_text(json.dumps([{"ignore_sigterm": True}, pages("a", 1_000_000, every=50, pause=0.2)]))
     registry = tmp_path / "connectors.toml"
+    command = [sys.executable, str(CONNECTORS / "faulty.py"), str(plan)]  # the plan: to find it
     registry.write_text(
-        f"[connectors.stubborn]\ncommand = {json.dumps([sys.executable, str(CONNECTORS / 'faulty.py')])}\n"
+        f"[connectors.stubborn]\ncommand = {json.dumps(command)}\n"
         f"manifest = {json.dumps(str(ABC_MANIFEST))}\n"
         f"env = {{ FAULT_PLAN = {json.dumps(str(plan))}, FAULT_START_LOG = {json.dumps(str(starts))} }}\n"
+        + grant(tmp_path)
     )
     data_dir = tmp_path / "stack"
     env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "PDPP_DATABASE_URL")}
@@ -89,10 +92,9 @@ async def test_dev_stops_within_seconds_and_leaves_no_server_behind(
             if starts.exists() and starts.read_text().strip():
                 break
             await asyncio.sleep(0.1)
-        connector = int(json.loads(starts.read_text().splitlines()[0])["_pid"])
         await asyncio.sleep(1.0)  # collecting
         servers = ours(data_dir)
-        assert servers and alive(connector), "the stack, or the connector, is not running"
+        assert servers and live(str(plan)), "the stack, or the connector, is not running"
         assert any("postgres" in (p.info["cmdline"] or [""])[0] for p in servers), servers
 
         began = time.monotonic()
@@ -106,10 +108,10 @@ async def test_dev_stops_within_seconds_and_leaves_no_server_behind(
         left = [p for p in servers if p.is_running() and p.status() != "zombie"]
         assert left == [] and ours(data_dir) == [], f"left behind: {left or ours(data_dir)}"
         for _ in range(50):
-            if gone(connector):
+            if not live(str(plan)):
                 break
             await asyncio.sleep(0.1)
-        assert gone(connector), "the connector outlived dev"
+        assert not live(str(plan)), "the connector outlived dev"
     finally:
         if dev.poll() is None:
             os.killpg(dev.pid, signal.SIGKILL)

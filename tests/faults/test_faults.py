@@ -38,7 +38,7 @@ from pdpp_orch.models import CommitStatus, RunInput, RunOutcome, RunStatus
 from pdpp_orch.store import Store
 from tests.conftest import ABC_MANIFEST, CONNECTORS, Harness, outcome_of, until
 from tests.faults.test_worker_crash import start_worker
-from tests.helpers import cli_env
+from tests.helpers import cli_env, live
 from workflows.connector_run import ConnectorRunWorkflow
 
 pytestmark = pytest.mark.faults
@@ -57,7 +57,8 @@ def faulty(
     name = f"f{uuid.uuid4().hex[:8]}"
     replan(h, name, steps)
     base = {"FAULT_PLAN": str(h.tmp / f"{name}.plan.json"), "FAULT_START_LOG": str(h.start_log(name))}
-    return h.register(name, [sys.executable, str(FAULTY)], ABC_MANIFEST, {**base, **(env or {})}, **extra)
+    command = [sys.executable, str(FAULTY), name]  # its name, to find its process: live(name)
+    return h.register(name, command, ABC_MANIFEST, {**base, **(env or {})}, **extra)
 
 
 def replan(h: Harness, name: str, steps: list[dict[str, Any]]) -> None:
@@ -96,15 +97,6 @@ async def resume_points(store: Store, run_id: str) -> dict[str, int]:
 
 def offsets(start: dict[str, Any]) -> dict[str, int]:
     return {s: int(c["offset"]) for s, c in (start.get("state") or {}).items() if c}
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie awaiting its reaper does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def peak_rss_reset() -> int:
@@ -159,8 +151,8 @@ async def test_hung_connector_is_stalled_and_its_process_group_ended(harness: Ha
     exact(o, 120)
     assert await rows(harness.store, name) == {"a": 120}
     assert await committed(harness.store, name) == {"a": 120}
-    grandchild = int(pid_file.read_text())
-    assert not alive(grandchild), "the connector's grandchild outlived the stall"
+    assert pid_file.exists()
+    assert not live(str(pid_file)), "the connector's grandchild outlived the stall"
     assert took < 15, f"a 1 s stall timeout took {took:.1f} s to end the run"
 
     replan(harness, name, [pages("a", 200, every=40), {"done": "succeeded"}])
@@ -185,12 +177,7 @@ async def test_a_connector_that_closes_its_output_but_runs_on_is_ended_after_its
     assert o.error is not None and o.error.kind == "connector_output_closed"
     exact(o, 60)
     assert took < 15, f"a 1 s stall timeout took {took:.1f} s"
-    assert not alive(harness_pid(harness, name)), "the connector still runs"
-
-
-def harness_pid(h: Harness, name: str) -> int:
-    pid: int = h.starts(name)[-1]["_pid"]
-    return pid
+    assert not live(name), "the connector still runs"
 
 
 async def test_connector_killed_by_a_signal_keeps_its_tail_and_resumes(harness: Harness) -> None:
@@ -444,8 +431,7 @@ async def kill_worker_at(point: str, client: Client, pg_url: str, tmp: Path) -> 
             await asyncio.to_thread(workers[0].wait)
             killed_at = time.monotonic()
             # A connector that was running dies with its worker rather than write into nothing.
-            connector = h.starts(name)[-1]["_pid"]
-            orphaned = await _still_alive_after(connector, 2.0)
+            orphaned = await _still_alive_after(name, 2.0)
             for conn in holders:
                 await conn.execute("ROLLBACK")
             await asyncio.sleep(0.5)  # the dead worker's transaction is rolled back by now
@@ -492,12 +478,13 @@ async def kill_worker_at(point: str, client: Client, pg_url: str, tmp: Path) -> 
         }
 
 
-async def _still_alive_after(pid: int, seconds: float) -> bool:
+async def _still_alive_after(marker: str, seconds: float) -> bool:
+    """Whether a process with `marker` among its arguments still runs after `seconds`."""
     for _ in range(int(seconds / 0.05)):
-        if not alive(pid):
+        if not live(marker):
             return False
         await asyncio.sleep(0.05)
-    return alive(pid)
+    return bool(live(marker))
 
 
 async def _at_least(probe: Callable[[], Awaitable[int]], n: int) -> bool:

@@ -24,6 +24,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from activities.collect import Collector
+from activities.sandbox import Sandbox
 from pdpp_orch import protocol
 from pdpp_orch.manifest import load_manifest
 from pdpp_orch.models import (
@@ -47,6 +48,7 @@ from pdpp_orch.models import (
 from pdpp_orch.outcome import derive_outcome
 from pdpp_orch.protocol import LineError, LineSplitter
 from pdpp_orch.registry import ConnectorEntry
+from pdpp_orch.sandbox_config import GrantedPath
 from pdpp_orch.store import Store
 from tests.conftest import CONNECTORS
 from tests.helpers import fuzz
@@ -860,6 +862,7 @@ def test_a_run_with_any_violation_never_succeeds(
 @pytest.fixture(scope="module")
 def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("fuzz")
+    d.chmod(0o755)  # the sandboxed connector reads its script here, as a uid of its own as root
     (d / "manifest.json").write_text(json.dumps(FUZZ_MANIFEST))
     return d
 
@@ -880,11 +883,13 @@ async def collect(
             "REPLAY_EXIT": str(exit_code),
             "REPLAY_AWAIT_EOF": "1" if await_eof else "0",
         },
+        paths=[GrantedPath(path=str(workdir))],
     )
     run = RunInput(connector=name, run_id=f"{name}-run", streams=[StreamScope(name=s) for s in IN_SCOPE])
     await store.runs.start(run.run_id, name, Trigger.MANUAL, Mode.FORWARD)
+    sandbox = Sandbox.for_worker(workdir / "worker-data")
     collector = Collector(
-        store, entry, load_manifest(entry.manifest), run, attempt=1, heartbeat=lambda _: None
+        store, entry, load_manifest(entry.manifest), run, attempt=1, heartbeat=lambda _: None, sandbox=sandbox
     )
     return name, run.run_id, await collector.run()
 

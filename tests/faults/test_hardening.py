@@ -15,8 +15,9 @@ from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import InteractionStatus, RunStatus
 from pdpp_orch.registry import Registry
 from tests.conftest import Harness, history_text, outcome_of
-from tests.faults.test_faults import _still_alive_after, alive, exact, faulty, pages, rows, start, until
+from tests.faults.test_faults import _still_alive_after, exact, faulty, pages, rows, start, until
 from tests.faults.test_worker_crash import start_worker
+from tests.helpers import live
 
 REGISTRY = '[connectors.ok]\ncommand = ["true"]\nmanifest = "m.json"\n'
 TOKEN = "tok-5d1c0e-never-to-be-seen"
@@ -118,7 +119,7 @@ async def test_cancel_ends_the_connector_and_its_grandchild(harness: Harness) ->
         o = await outcome_of(harness.store, handle)
     assert o.status is RunStatus.CANCELLED
     exact(o, 30)
-    assert not alive(int(pid_file.read_text()))
+    assert pid_file.exists() and not live(str(pid_file))
 
 
 async def test_an_exited_connector_s_leftovers_do_not_hold_the_run(harness: Harness) -> None:
@@ -130,7 +131,7 @@ async def test_an_exited_connector_s_leftovers_do_not_hold_the_run(harness: Harn
     assert time.monotonic() - began < 15
     assert o.status is RunStatus.SUCCEEDED
     exact(o, 40)
-    assert not alive(int(pid_file.read_text()))
+    assert pid_file.exists() and not live(str(pid_file))
 
 
 async def _durable_at_least(h: Harness, name: str, n: int) -> bool:
@@ -233,11 +234,10 @@ async def test_a_silent_connector_dies_with_its_sigkilled_worker(harness: Harnes
     try:
         await start(harness, inp)
         await until(lambda: _durable_at_least(harness, name, 10), "10 records durable", 60)
-        connector = harness.starts(name)[0]["_pid"]
-        assert alive(connector)
+        assert live(name)
         worker.send_signal(signal.SIGKILL)
         await asyncio.to_thread(worker.wait)
-        assert not await _still_alive_after(connector, 2.0)
+        assert not await _still_alive_after(name, 2.0)
     finally:
         if worker.poll() is None:
             worker.kill()

@@ -55,7 +55,6 @@ from pdpp_orch.store.runs import TERMINAL_EVENTS
 from tests.conftest import ROOT, Harness
 from tests.faults.test_faults import (
     DevServer,
-    alive,
     committed,
     faulty,
     offsets,
@@ -63,6 +62,7 @@ from tests.faults.test_faults import (
     replan,
     resume_points,
 )
+from tests.helpers import live
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.options import COLLECT_RETRY
 
@@ -328,13 +328,13 @@ async def history_events(handle: WorkflowHandle[Any, Any]) -> list[int]:
     return [e.event_type for e in history.events]
 
 
-async def connectors_gone(pids: list[int], seconds: float = 10.0) -> list[int]:
-    """The connector processes still alive after `seconds`."""
+async def connectors_gone(name: str, seconds: float = 10.0) -> list[int]:
+    """The processes of connector `name` still alive after `seconds`."""
     for _ in range(int(seconds / 0.1)):
-        if not any(alive(p) for p in pids):
+        if not live(name):
             return []
         await asyncio.sleep(0.1)
-    return [p for p in pids if alive(p)]
+    return live(name)
 
 
 async def check_invariant(s: Stack, r: Round, name: str, handle: Any, o: RunOutcome) -> dict[str, Any]:
@@ -393,8 +393,7 @@ async def check_invariant(s: Stack, r: Round, name: str, handle: Any, o: RunOutc
         assert offset <= rows.get(st, 0), (where, st, "committed cursor ahead of the rows", offset, rows)
 
     # No connector process left behind.
-    pids = [int(x["_pid"]) for x in s.h.starts(name)]
-    assert await connectors_gone(pids) == [], (where, "connector processes outlived the run")
+    assert await connectors_gone(name) == [], (where, "connector processes outlived the run")
     return {
         "status": o.status.value,
         "reason": o.reason,
@@ -405,7 +404,7 @@ async def check_invariant(s: Stack, r: Round, name: str, handle: Any, o: RunOutc
         "committed": done,
         "cancel_reached": cancel_reached,
         "too_late": o.cancel_too_late,
-        "connector_starts": len(pids),
+        "connector_starts": len(s.h.starts(name)),
     }
 
 

@@ -8,14 +8,17 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 
 import psutil
+import pytest
 
 from pdpp_orch.control.budget import budget_status
 from pdpp_orch.models import RecoveryInput, RunOutcome, RunStatus
 from pdpp_orch.upstream.process import UpstreamProcess
 from tests.conftest import ROOT, Harness, outcome_of
+from tests.helpers import live
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.ids import recovery_workflow_id
 from workflows.recovery import GapRecoveryWorkflow
@@ -180,19 +183,24 @@ def gone(pid: int) -> bool:
         return True
 
 
-async def test_what_a_connector_started_dies_with_its_sigkilled_worker(harness: Harness, pg_url: str) -> None:
-    """The kernel ends the connector of a worker killed with SIGKILL, but not a process the
-    connector started (a browser, say): the next worker on the machine does."""
-    spawned = harness.tmp / "spawned.pids"
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandboxed", "unsandboxed"])
+async def test_what_a_connector_started_dies_with_its_sigkilled_worker(
+    harness: Harness, pg_url: str, sandboxed: bool
+) -> None:
+    """The kernel ends the connector of a worker killed with SIGKILL. What the connector
+    started (a browser, say) goes with it when it is sandboxed (its PID namespace ends); an
+    unsandboxed one's is ended by the next worker on the machine."""
+    marker = f"300.{uuid.uuid4().int % 10**9:09d}"  # sleep's argument: how the test finds it
     name = harness.scripted(
         [
             {"records": {"stream": "a", "count": 5}},
             {"state": "a"},
-            {"spawn": ["sleep", "300"]},
+            {"spawn": ["sleep", marker]},
             {"sleep": 120},
             {"done": "succeeded"},
         ],
-        env={"SCRIPT_SPAWN_LOG": str(spawned)},
+        env={"SCRIPT_SPAWN_LOG": str(harness.tmp / "spawned.pids")},
+        **({} if sandboxed else {"sandbox": False}),
     )
     inp = harness.run_input(name, heartbeat_timeout_seconds=2.0)
     with Workers(harness, pg_url) as workers:
@@ -201,18 +209,18 @@ async def test_what_a_connector_started_dies_with_its_sigkilled_worker(harness: 
             ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=harness.task_queue
         )
         for _ in range(600):
-            if spawned.exists() and spawned.read_text().strip():
+            if live(marker):
                 break
             await asyncio.sleep(0.05)
-        [helper] = [int(p) for p in spawned.read_text().split()]
+        [helper] = live(marker)
         connector = psutil.Process(helper).ppid()
         workers.kill(first)
         for _ in range(100):  # the connector goes with its worker (PR_SET_PDEATHSIG) ...
-            if gone(connector):
+            if gone(connector) and (gone(helper) or not sandboxed):
                 break
             await asyncio.sleep(0.05)
         assert gone(connector)
-        assert not gone(helper)  # ... what it started does not
+        assert gone(helper) is sandboxed  # ... what it started with its sandbox, if it has one
 
         workers.start()
         for _ in range(300):
@@ -224,5 +232,8 @@ async def test_what_a_connector_started_dies_with_its_sigkilled_worker(harness: 
         outcome: RunOutcome = await asyncio.wait_for(outcome_of(harness.store, handle), 60)
         assert outcome.status is RunStatus.CANCELLED and outcome.records_durable >= 5
         # The second attempt's own helper went with its process group at the cancel.
-        helpers = [int(p) for p in spawned.read_text().split()]
-        assert all(gone(p) for p in helpers)
+        for _ in range(100):
+            if not live(marker):
+                break
+            await asyncio.sleep(0.05)
+        assert live(marker) == []
