@@ -106,6 +106,15 @@ class LeaseStore:
             for r in rows
         ]
 
+    async def leased_kinds(self, connector: str, lease_id: str) -> set[GapKind]:
+        """The kinds of gap a lease holds: what its recovery run has to do (policy.walks_forward)."""
+        rows = await self.pool.fetch(
+            f"SELECT DISTINCT kind FROM gaps WHERE connector = $1 AND lease_id = $2 AND status = '{_LEASED}'",
+            connector,
+            lease_id,
+        )
+        return {GapKind(r["kind"]) for r in rows}
+
     async def mark_served(self, connector: str, lease_id: str, gap_ids: list[str]) -> None:
         """Record that these gaps of the lease were served to its run (in START or a page)."""
         await self.pool.execute(
@@ -130,7 +139,8 @@ class LeaseStore:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT gap_id, reason, recovery_class, attempts, locator IS NOT NULL AS has_locator, "
-                "last_seen_run_id = $3 AS seen_again, served_lease_id IS NOT DISTINCT FROM $2 AS served "
+                "last_seen_run_id = $3 AS seen_again, served_lease_id IS NOT DISTINCT FROM $2 AS served, "
+                f"kind = '{GapKind.CHECKPOINT.value}' AS closed_by_commit "
                 f"FROM gaps WHERE connector = $1 AND lease_id = $2 AND status = '{_LEASED}' FOR UPDATE",
                 connector,
                 lease_id,
@@ -145,6 +155,7 @@ class LeaseStore:
                         r["has_locator"],
                         r["seen_again"],
                         r["served"],
+                        r["closed_by_commit"],
                     ),
                     r["reason"],
                     run_clean,
