@@ -248,6 +248,16 @@ def walks_forward(mode: Mode, leased: set[GapKind]) -> bool:
     return mode is Mode.FORWARD or bool(leased & WALKED_KINDS)
 
 
+def adoptable(hint_kinds: set[GapKind]) -> set[GapKind]:
+    """The kinds of the new gaps a recovery run found that the hint it executes takes over: a
+    range hint's chunk runs cover ranges only (and close every open gap of the hint once all
+    are done); a hint served by leases fetches items and walks streams, never a range. The
+    others stay open, owned by no hint, for a forward run to plan (`gaps list` shows them)."""
+    if GapKind.RANGE in hint_kinds:
+        return {GapKind.RANGE}
+    return set(GapKind) - {GapKind.RANGE}
+
+
 # -- settling what a recovery run was served -------------------------------------------------
 
 

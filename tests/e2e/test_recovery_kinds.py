@@ -14,7 +14,9 @@ from temporalio.client import WorkflowHandle
 from pdpp_orch.control.recoveries import requeue
 from pdpp_orch.models import (
     CheckpointFact,
+    GapKind,
     Mode,
+    RecoveryClass,
     RecoveryResult,
     RunOutcome,
     RunStatus,
@@ -22,7 +24,7 @@ from pdpp_orch.models import (
     Trigger,
 )
 from pdpp_orch.registry import Registry
-from pdpp_orch.store import Gap, Store
+from pdpp_orch.store import Gap, NewGap, Store
 from tests.conftest import Harness, outcome_of, until
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.recovery import GapRecoveryWorkflow
@@ -237,3 +239,24 @@ async def test_a_recovery_does_not_commit_over_a_checkpoint_committed_since_it_s
     await store.pool.execute("DELETE FROM stream_state WHERE connector = $1", connector)
     assert (await store.state.commit(connector, recovery, fact, 1 << 20, since_start=True)).committed
     assert (await store.state.commit(connector, recovery, fact, 1 << 20, since_start=True)).committed
+
+
+async def test_a_lease_is_a_walk_or_items_and_a_hint_adopts_what_it_can_recover(store: Store) -> None:
+    # A checkpoint gap's recovery walked its stream and found an item and a range it could not
+    # get: it takes the item over, not the range; its next lease is the walk alone, then the item.
+    connector, found, walk = "mixed", "mixed-forward-1", "mixed-recovery-1"
+    await store.pool.execute("DELETE FROM gaps WHERE connector = $1", connector)
+    await store.gaps.open(
+        connector, found, NewGap("a", GapKind.CHECKPOINT, "a", "x", RecoveryClass.TRANSIENT)
+    )
+    await store.pool.execute("UPDATE gaps SET hint_id = 'hint_cp' WHERE connector = $1", connector)
+    for kind, subject in ((GapKind.ITEM, "k1"), (GapKind.RANGE, '{"since": "2025-01-01"}')):
+        await store.gaps.open(connector, walk, NewGap("a", kind, subject, "y", RecoveryClass.TRANSIENT))
+    assert await store.hints.adopt(connector, walk, "hint_cp") == 1
+    owners = {g.kind: g.hint_id for g in await store.gaps.find(connector)}
+    assert owners == {"checkpoint": "hint_cp", "item": "hint_cp", "range": None}
+    assert await store.leases.lease(connector, "hint_cp", "l1", 10, 8, 60) == 1
+    assert await store.leases.leased_kinds(connector, "l1") == {GapKind.CHECKPOINT}
+    await store.leases.settle_lease(connector, "l1", walk, True, 5, 1)  # the walk gives up on it
+    assert await store.leases.lease(connector, "hint_cp", "l2", 10, 8, 60) == 1
+    assert await store.leases.leased_kinds(connector, "l2") == {GapKind.ITEM}

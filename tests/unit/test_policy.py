@@ -49,6 +49,15 @@ def test_which_recovery_runs_walk_their_stream_forward(mode: Mode, kinds: set[Ga
     assert policy.walks_forward(mode, kinds) is walks
 
 
+def test_a_hint_adopts_the_kinds_its_recovery_can_recover() -> None:
+    # A range hint's chunks close every open gap of it: it adopts ranges only; a leased hint
+    # fetches items and walks streams, never a range.
+    assert policy.adoptable({GapKind.RANGE}) == {GapKind.RANGE}
+    leased = policy.adoptable({GapKind.CHECKPOINT})
+    assert leased == policy.adoptable({GapKind.ITEM}) and GapKind.RANGE not in leased
+    assert {GapKind.ITEM, GapKind.CHECKPOINT, GapKind.STREAM, GapKind.RUN} <= leased
+
+
 @pytest.mark.parametrize(
     ("cls", "attempts", "has_locator", "seen_again", "clean", "expected"),
     [
