@@ -15,6 +15,7 @@ from pdpp_orch.models import (
     CommitInput,
     CommitResult,
     GapKind,
+    Mode,
     PlanInput,
     RecoveryClass,
     RetryHint,
@@ -48,7 +49,8 @@ class CheckpointActivities:
     @activity.defn
     async def commit_checkpoints(self, data: CommitInput) -> CommitResult:
         """Commit each stream's proven checkpoint, each in its own transaction (DESIGN §2), and
-        keep a checkpoint gap for every stream whose latest checkpoint could not commit."""
+        keep a checkpoint gap for every stream whose latest checkpoint could not commit (one
+        withheld by design is no miss: policy.WITHHELD)."""
         run, facts = data.run, data.facts
         staged = [(stream, cp) for stream, cp in sorted(facts.checkpoints.items()) if cp.staged]
         entry = await self._entry(run) if staged else None
@@ -59,10 +61,15 @@ class CheckpointActivities:
             if entry is None:  # whose cap and policy are unknown here: nothing commits
                 why_not = why_not or CONFIG_ERROR
             if why_not is not None or entry is None:
-                results.append(StreamCommit(stream=stream, committed=False, reason=why_not))
+                held = why_not in policy.WITHHELD
+                results.append(StreamCommit(stream=stream, committed=False, withheld=held, reason=why_not))
                 continue
             with telemetry.span("pdpp.checkpoint.commit", connector=run.connector, stream=stream) as sp:
-                c = await self.store.state.commit(run.connector, run.run_id, cp, entry.max_state_bytes)
+                # A recovery run holds no connector lock: a forward run may commit meanwhile.
+                since_start = run.mode is Mode.RECOVERY
+                c = await self.store.state.commit(
+                    run.connector, run.run_id, cp, entry.max_state_bytes, since_start=since_start
+                )
                 sp.set_attributes({"committed": c.committed, "bytes": c.bytes, "reason": c.reason or ""})
             if c.committed and cp.unproven_reason:
                 # An earlier proven cursor moved forward; the latest one is still lost.
@@ -83,7 +90,7 @@ class CheckpointActivities:
                 policy.checkpoint_gap_class(c),
             )
             for c in results
-            if not c.committed and c.reason != "cancelled"
+            if not c.committed and not c.withheld and c.reason != "cancelled"
         ]
         recovered = await self.store.gaps.settle_checkpoints(
             run.connector, run.run_id, gaps, [c.stream for c in results if c.committed]

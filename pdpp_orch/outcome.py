@@ -86,7 +86,7 @@ def derive_reason(facts: CollectFacts, commit: CommitResult, error: RunError | N
     if facts.done_status == "cancelled":
         return "connector_reported_cancelled"  # the connector gave up by itself: no operator cancel
     for c in commit.streams:
-        if not c.committed and c.reason:
+        if not c.committed and not c.withheld and c.reason:
             return c.reason
     if any(not c.accounted for c in facts.coverage.values()):
         return "coverage_shortfall"
@@ -181,8 +181,15 @@ def _stream_outcomes(
     return out
 
 
+def _staged_to_commit(facts: CollectFacts, commit: CommitResult) -> int:
+    """Streams with a checkpoint staged to commit: not those withheld by design (a scoped
+    recovery's resume points, a recovery's walk another run's commit superseded)."""
+    withheld = {c.stream for c in commit.streams if c.withheld}
+    return sum(1 for name, cp in facts.checkpoints.items() if cp.staged > 0 and name not in withheld)
+
+
 def _status(facts: CollectFacts, commit: CommitResult, cancelled: bool, error: RunError | None) -> RunStatus:
-    staged = sum(1 for cp in facts.checkpoints.values() if cp.staged > 0)
+    staged = _staged_to_commit(facts, commit)
     return derive_status(
         cancelled=cancelled,
         done_succeeded=facts.done_status == "succeeded" and error is None,
@@ -210,7 +217,7 @@ def derive_outcome(facts: RunFacts) -> RunOutcome:
     holds a hint: a runtime-retryable gap with attempts left. `cancelled` is the workflow's
     word alone: only a run someone cancelled is cancelled."""
     c = facts.collect
-    staged = sum(1 for cp in c.checkpoints.values() if cp.staged > 0)
+    staged = _staged_to_commit(c, facts.commit)
     committed = sum(1 for s in facts.commit.streams if s.committed)
     status = _status(c, facts.commit, facts.cancelled, facts.error)
     skipped: dict[str, int] = {}

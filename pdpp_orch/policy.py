@@ -6,6 +6,7 @@ check them table by table. The store only applies the decisions made here:
 - when a group of gaps may be retried (the upstream's own signal first, else the connector's
   back-off for that recovery class), what a hint covers and what it costs;
 - what a recovery attempt does to each gap it was served (recovered, pending again, terminal);
+- what a kind of gap's recovery run does: walk the stream forward, or fetch only the gaps;
 - which checkpoints a run may commit, and what kind of miss a lost one is;
 - how long a recovery that made no progress waits before it tries again.
 """
@@ -24,6 +25,7 @@ from pdpp_orch.models import (
     GapKind,
     GapStatus,
     HintScope,
+    Mode,
     RecoveryClass,
     ResourceRef,
     RetryHint,
@@ -47,6 +49,17 @@ MAX_HINTS = 64
 # Gaps stored without a stream (a whole-run miss) use this stream name.
 NO_STREAM = "*"
 RETRYABLE_CLASSES = frozenset(c for c in RecoveryClass if c.runtime_retryable)
+# Gaps nothing narrower than a forward walk can fetch again: a checkpoint that did not commit,
+# a stream skipped whole, a run that failed. Their recovery run walks the stream (the run)
+# forward from its committed cursor, as a forward run does (DESIGN §4 case B: "the next run
+# resumes only that stream").
+WALKED_KINDS = frozenset({GapKind.CHECKPOINT, GapKind.STREAM, GapKind.RUN})
+# Why a checkpoint is not committed by design, which is no miss: a recovery run scoped to items,
+# resources or a time range (its STATE is where that scope ended, not where the stream is), and
+# a recovery whose stream another run committed while it ran.
+SCOPED_RECOVERY = "scoped_recovery"
+SUPERSEDED = "superseded"
+WITHHELD = frozenset({SCOPED_RECOVERY, SUPERSEDED})
 
 
 # -- back-off -------------------------------------------------------------------------------
@@ -224,6 +237,27 @@ def hint_for(
     )
 
 
+# -- what a recovery run does ----------------------------------------------------------------
+
+
+def walks_forward(mode: Mode, leased: set[GapKind]) -> bool:
+    """Whether a run walks its streams forward from their committed cursors, its STATEs the
+    streams' next cursors: every forward run, and the recovery of a lease that holds a gap of
+    WALKED_KINDS. Any other recovery run fetches exactly its gaps (`recovery_only` detail gaps,
+    `resources`, a `time_range` chunk): its STATEs are its own resume points, never committed."""
+    return mode is Mode.FORWARD or bool(leased & WALKED_KINDS)
+
+
+def adoptable(hint_kinds: set[GapKind]) -> set[GapKind]:
+    """The kinds of the new gaps a recovery run found that the hint it executes takes over: a
+    range hint's chunk runs cover ranges only (and close every open gap of the hint once all
+    are done); a hint served by leases fetches items and walks streams, never a range. The
+    others stay open, owned by no hint, for a forward run to plan (`gaps list` shows them)."""
+    if GapKind.RANGE in hint_kinds:
+        return {GapKind.RANGE}
+    return set(GapKind) - {GapKind.RANGE}
+
+
 # -- settling what a recovery run was served -------------------------------------------------
 
 
@@ -237,6 +271,7 @@ class ServedGap:
     has_locator: bool
     seen_again: bool = False  # the run reported it missing again
     served: bool = True  # the run was served it (in START or a page), not only leased it
+    closed_by_commit: bool = False  # a checkpoint gap: only the commit of its stream closes it
 
 
 @dataclass(frozen=True)
@@ -252,15 +287,17 @@ def settle(
     gap: ServedGap, reason: str, run_clean: bool, max_attempts: int, max_no_progress: int
 ) -> Settlement:
     """What a recovery attempt did to one gap still leased after its run (those the connector
-    recovered were closed during the run). A resource gap (no locator) that a clean run neither
-    reported again nor failed on is recovered. Every other one used an attempt: it is pending
-    again, or terminal — `permanent:REASON` once it is no longer runtime-retryable (it turned
-    404/410/401/403) after `max_attempts`, `quarantined` after `max_no_progress`. A detail gap the
-    run was leased but never served (it stopped paging first) goes back untried."""
+    recovered were closed during the run). A resource, stream or run gap (no locator) that a
+    clean run neither reported again nor failed on is recovered; a checkpoint gap never is here:
+    the commit of its stream closed it, if the run committed one. Every other one used an
+    attempt: it is pending again, or terminal — `permanent:REASON` once it is no longer
+    runtime-retryable (it turned 404/410/401/403) after `max_attempts`, `quarantined` after
+    `max_no_progress`. A detail gap the run was leased but never served (it stopped paging
+    first) goes back untried."""
     if not gap.served and gap.has_locator:
         return Settlement(gap.gap_id, GapStatus.PENDING, gap.attempts, attempted=False)
     attempts = gap.attempts + 1  # the run was an attempt, whatever came of it
-    if run_clean and not gap.has_locator and not gap.seen_again:
+    if run_clean and not gap.has_locator and not gap.seen_again and not gap.closed_by_commit:
         return Settlement(gap.gap_id, GapStatus.RECOVERED, attempts)
     if gap.recovery_class not in RETRYABLE_CLASSES and attempts >= max_attempts:
         return Settlement(gap.gap_id, GapStatus.TERMINAL, attempts, f"permanent:{reason}")
@@ -284,11 +321,14 @@ def checkpoint_gap_class(c: StreamCommit) -> RecoveryClass:
 
 def why_not_committed(stream: str, facts: CollectFacts, strict: bool) -> str | None:
     """Why `stream`'s checkpoint of this run may not commit, or None if its proven one may.
-    A cancelled run commits nothing; under `pdpp_strict` a run that did not end cleanly
-    commits nothing either, but for the siblings of a certified stream-scoped failure."""
+    A cancelled run commits nothing, nor does a recovery run that did not walk the stream
+    forward (its cursor is where its scope ended); under `pdpp_strict` a run that did not end
+    cleanly commits nothing either, but for the siblings of a certified stream-scoped failure."""
     cp = facts.checkpoints[stream]
     if facts.cancelled:
         return "cancelled"
+    if cp.resume_only:
+        return SCOPED_RECOVERY
     clean = facts.done_status == "succeeded" and not facts.violated and not facts.runtime_error
     if strict and not clean:
         failed = certified_failed_streams(facts)

@@ -32,7 +32,7 @@ from activities.collect.writer import Writer
 from activities.environment import connector_env
 from activities.process import STDERR_TAIL_LINES, ConnectorProcess, SandboxFailed
 from activities.sandbox import Launch, Sandbox, unavailable
-from pdpp_orch import protocol
+from pdpp_orch import policy, protocol
 from pdpp_orch.manifest import ConfigError, Manifest
 from pdpp_orch.models import CollectFacts, LiveProgress, Mode, RunInput, SandboxMode
 from pdpp_orch.redaction import Redactor
@@ -108,10 +108,12 @@ class Collector:
         await store.runs.begin_attempt(run.run_id, self.attempt)
         await store.assistance.close_run(run.run_id, "cancelled")  # left open by an attempt that died
         state, resume = await store.state.start_state(self.entry.name, run.run_id, list(self.scope))
+        served = await self._served()
+        walks = served.walks if served is not None else run.mode is Mode.FORWARD
         excluded: dict[str, list[str]] = {}
-        if run.mode is Mode.FORWARD:
+        if walks:
             excluded = await store.gaps.open_item_subjects(self.entry.name, list(self.scope), MAX_EXCLUDED)
-        served = Served(await store.leases.leased(self.entry.name, run.lease_id)) if run.lease_id else None
+        self.tally.resume_only = not walks
         self.tally.restore(resume)
         self.writer.written = {
             s: (cp.proven_seq, cp.proven_bytes)
@@ -137,6 +139,15 @@ class Collector:
         facts = self.tally.finalize()
         await self._save(proc, facts)
         return facts
+
+    async def _served(self) -> Served | None:
+        """What a recovery run's lease serves it, and whether it walks its streams forward."""
+        run, leases = self.run_input, self.store.leases
+        if run.lease_id is None:
+            return None
+        kinds = await leases.leased_kinds(self.entry.name, run.lease_id)
+        gaps = await leases.leased(self.entry.name, run.lease_id)
+        return Served(gaps, walks=policy.walks_forward(run.mode, kinds))
 
     def _workdir(self) -> tuple[Path, Path | None, bool]:
         """The connector's working directory, the scratch one to remove afterwards, and

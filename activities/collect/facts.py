@@ -68,12 +68,22 @@ class Tally:
         # collector sets it once it has resolved them).
         self.redact = Redactor()
         self.reason_pairs = 0  # (stream, reason) pairs counted, up to words.MAX_REASON_PAIRS
+        # A recovery run that does not walk its streams forward: its STATEs only resume it
+        # (the collector sets it from the lease, pdpp_orch.policy.walks_forward).
+        self.resume_only = False
 
     def stream(self, name: str) -> StreamFacts:
         sf = self.facts.streams.get(name)
         if sf is None:
             sf = self.facts.streams[name] = StreamFacts(stream=name)
         return sf
+
+    def checkpoint(self, name: str) -> CheckpointFact:
+        """The stream's checkpoint fact, made at its first STATE."""
+        cp = self.facts.checkpoints.get(name)
+        if cp is None:
+            cp = self.facts.checkpoints[name] = CheckpointFact(stream=name, resume_only=self.resume_only)
+        return cp
 
     def said(self, text: str, limit: int) -> str:
         """What the connector said, as it is kept: its secrets cut out, at most `limit`

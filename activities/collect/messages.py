@@ -19,7 +19,7 @@ from activities.collect.start import Served
 from activities.collect.writer import BATCH_BYTES, Writer
 from pdpp_orch import protocol
 from pdpp_orch.manifest import Manifest, StreamSpec
-from pdpp_orch.models import CheckpointFact, RecoveryClass
+from pdpp_orch.models import RecoveryClass
 from pdpp_orch.store import CheckpointWrite, Flush
 from pdpp_orch.store.copydata import TOMBSTONE, TOMBSTONE_DATA, UPSERT
 
@@ -273,10 +273,7 @@ class Messages:
         if not self.in_scope(stream, item):
             return
         cursor_json = protocol.dumps(msg.get("cursor"))
-        facts = self.tally.facts
-        cp = facts.checkpoints.get(stream)
-        if cp is None:
-            cp = facts.checkpoints[stream] = CheckpointFact(stream=stream)
+        cp = self.tally.checkpoint(stream)
         cp.staged += 1
         reason = self._unproven_reason(stream)
         if reason:
@@ -364,6 +361,6 @@ class Messages:
             stream = m.group(1).decode("utf-8", "replace") if m else None
             if stream in self.scope:
                 assert stream is not None
-                cp = self.tally.facts.checkpoints.setdefault(stream, CheckpointFact(stream=stream))
+                cp = self.tally.checkpoint(stream)
                 cp.staged += 1
                 cp.unproven_reason = "invalid_state_line"

@@ -14,10 +14,12 @@ from pdpp_orch.store import ServedGap
 class Served:
     """The gaps leased to a recovery run, served in pages: START's first, then one per
     DETAIL_GAPS_PAGE_REQUEST, each gap at most once per attempt; and the served gaps the
-    connector has not yet said anything about."""
+    connector has not yet said anything about. `walks`: the lease also holds a gap only a
+    forward walk of its stream can close (pdpp_orch.policy.walks_forward)."""
 
-    def __init__(self, gaps: list[ServedGap]):
+    def __init__(self, gaps: list[ServedGap], *, walks: bool = False):
         self.gaps = gaps
+        self.walks = walks
         # Resource gaps (no locator) are fetched by a run scoped to their resources, so START
         # serves them all; detail gaps (with a locator) are drained page by page.
         self.resource_gaps = [g for g in gaps if g.detail_locator is None]
@@ -64,9 +66,10 @@ def start_message(
     """START for this attempt, shaped as the reference runtime shapes it: every key present
     (`detail_gaps: []` when none are served, `state: null` on a first run), `bindings` an empty
     descriptor per binding offered, `collection_mode` incremental iff any cursor is stored,
-    `recovery_only` only when true. A forward run collects around the resources that open,
-    retryable gaps already cover: those are their recovery's to fetch, and an upstream that
-    keeps failing one channel must not fail every run (DESIGN §4, case C)."""
+    `recovery_only` only when true. A run that walks forward (a forward run, the recovery of a
+    checkpoint, stream or run gap) collects around the resources that open, retryable gaps
+    already cover: those are their recovery's to fetch, and an upstream that keeps failing one
+    channel must not fail every run (DESIGN §4, case C)."""
     streams = []
     for s in run.streams or [StreamScope(name=n) for n in scope]:
         item: dict[str, Any] = {"name": s.name}
@@ -90,8 +93,9 @@ def start_message(
         "detail_gaps": [g.start_entry() for g in first_page],
     }
     # Detail gaps carry their locator and are drained alone; resource gaps (no locator) are
-    # fetched by a run scoped to those resources. A retried attempt whose gaps were all settled
-    # by the attempt before it has nothing to do: no forward walk either.
-    if served is not None and all(g.detail_locator is not None for g in served.gaps):
+    # fetched by a run scoped to those resources; a lost checkpoint, a stream skipped whole or
+    # a failed run by a forward walk from the committed cursor. A retried attempt whose gaps
+    # were all settled by the attempt before it has nothing to do: no forward walk either.
+    if served is not None and not served.walks and all(g.detail_locator is not None for g in served.gaps):
         start["recovery_only"] = True
     return start

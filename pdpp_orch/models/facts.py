@@ -16,13 +16,16 @@ class CheckpointFact(BaseModel):
     """A stream's checkpoint as seen during collection (the cursor itself stays in Postgres).
 
     `unproven_reason` is set when the latest staged STATE could not be proven; `proven_seq`
-    may still point at an earlier proven one, which is what gets committed."""
+    may still point at an earlier proven one, which is what gets committed. `resume_only`: the
+    run did not walk the stream forward (a recovery of items, resources or a time range), so its
+    proven STATE is a resume point of its own attempts, never the stream's cursor."""
 
     stream: str
     staged: int = 0
     proven_seq: int | None = None
     proven_bytes: int = 0
     unproven_reason: str | None = None
+    resume_only: bool = False
 
 
 class CoverageFact(BaseModel):
@@ -93,11 +96,13 @@ class CollectFacts(BaseModel):
 
 class StreamCommit(BaseModel):
     """How one stream's checkpoint fared. `committed` means its latest staged checkpoint
-    committed; `earlier_committed` that an earlier proven one did while the latest could not."""
+    committed; `earlier_committed` that an earlier proven one did while the latest could not;
+    `withheld` that it was not to commit by design (pdpp_orch.policy.WITHHELD), which is no miss."""
 
     stream: str
     committed: bool
     earlier_committed: bool = False
+    withheld: bool = False
     bytes: int = 0
     reason: str | None = None
     message: str | None = None

@@ -91,6 +91,15 @@ WHERE connector = $1 AND gap_id = ANY($3::text[]) AND status <> '{_RECOVERED}'
 """
 
 
+_CLOSE_CHECKPOINTS = f"""
+UPDATE gaps SET status = '{_RECOVERED}', recovered_run_id = $2, updated_at = now(), lease_id = NULL,
+    attempts = attempts + CASE WHEN status = '{_LEASED}' THEN 1 ELSE 0 END,
+    last_attempt_at = CASE WHEN status = '{_LEASED}' THEN now() ELSE last_attempt_at END
+WHERE connector = $1 AND kind = '{GapKind.CHECKPOINT.value}' AND stream = ANY($3::text[])
+  AND status IN ({OPEN})
+"""
+
+
 async def upsert(conn: Any, connector: str, run_id: str, gaps: list[NewGap]) -> None:
     """Record `gaps` as found (again) by `run_id`, in the caller's transaction."""
     unique = {g.gap_id(connector): g for g in gaps}
@@ -177,17 +186,9 @@ class GapStore:
         self, connector: str, run_id: str, opened: list[NewGap], committed_streams: list[str]
     ) -> int:
         """Open a gap for each stream whose latest checkpoint did not commit and close those of
-        streams whose latest did; returns how many were closed."""
+        streams whose latest did (one leased to the recovery run that committed it counts that
+        attempt); returns how many were closed."""
         async with self.pool.acquire() as conn, conn.transaction():
             if opened:
                 await upsert(conn, connector, run_id, opened)
-            return affected(
-                await conn.execute(
-                    f"UPDATE gaps SET status = '{_RECOVERED}', recovered_run_id = $2, updated_at = now() "
-                    f"WHERE connector = $1 AND kind = '{GapKind.CHECKPOINT.value}' "
-                    f"AND stream = ANY($3::text[]) AND status IN ({OPEN})",
-                    connector,
-                    run_id,
-                    committed_streams,
-                )
-            )
+            return affected(await conn.execute(_CLOSE_CHECKPOINTS, connector, run_id, committed_streams))

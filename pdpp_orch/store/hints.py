@@ -99,16 +99,23 @@ class HintStore:
         )
 
     async def adopt(self, connector: str, run_id: str, hint_id: str) -> int:
-        """Give the gaps a recovery run found and no hint owns to the hint it was executing."""
-        return affected(
-            await self.pool.execute(
-                "UPDATE gaps SET hint_id = $3 WHERE connector = $1 AND last_seen_run_id = $2 "
-                f"AND hint_id IS NULL AND status = '{_PENDING}'",
-                connector,
-                run_id,
-                hint_id,
+        """Give the gaps a recovery run found and no hint owns to the hint it was executing,
+        those of a kind its recovery can take over (policy.adoptable)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT DISTINCT kind FROM gaps WHERE connector = $1 AND hint_id = $2", connector, hint_id
             )
-        )
+            kinds = policy.adoptable({GapKind(r["kind"]) for r in rows})
+            return affected(
+                await conn.execute(
+                    "UPDATE gaps SET hint_id = $3 WHERE connector = $1 AND last_seen_run_id = $2 "
+                    f"AND hint_id IS NULL AND status = '{_PENDING}' AND kind = ANY($4::text[])",
+                    connector,
+                    run_id,
+                    hint_id,
+                    sorted(k.value for k in kinds),
+                )
+            )
 
     async def open_hints(self, connector: str) -> list[HintGaps]:
         """The hints that still own open gaps, with counts by status."""

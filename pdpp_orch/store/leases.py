@@ -38,16 +38,24 @@ class ServedGap(BaseModel):
         }
 
 
+# A hint's gaps that can be leased now; a lease holds gaps of one shape of work: those a forward
+# walk of the stream recovers (policy.WALKED_KINDS, first: a walk may find the items again), or
+# the items a run is served. Never both: a walk served `resources` would be no walk.
+_LEASABLE = f"""
+connector = $1 AND hint_id = $2 AND attempts < $5
+AND (status = '{_PENDING}' OR (status = '{_LEASED}' AND leased_until < now()))
+"""
 _LEASE = f"""
 UPDATE gaps SET status = '{_LEASED}', lease_id = $3,
        leased_until = now() + make_interval(secs => $6), updated_at = now()
 WHERE gap_id IN (
     SELECT gap_id FROM gaps
-    WHERE connector = $1 AND hint_id = $2 AND attempts < $5
-      AND (status = '{_PENDING}' OR (status = '{_LEASED}' AND leased_until < now()))
+    WHERE {_LEASABLE}
+      AND (kind = ANY($7::text[])) = EXISTS (SELECT 1 FROM gaps WHERE {_LEASABLE} AND kind = ANY($7::text[]))
     ORDER BY attempts, last_attempt_at NULLS FIRST, gap_id
     LIMIT $4 FOR UPDATE SKIP LOCKED)
 """
+_WALKED = sorted(k.value for k in policy.WALKED_KINDS)
 
 _SETTLE = f"""
 UPDATE gaps g SET status = d.status, attempts = d.attempts, terminal_reason = d.terminal_reason,
@@ -72,7 +80,7 @@ class LeaseStore:
         """Lease up to `limit` open gaps of a hint to one recovery run; returns how many are
         leased under `lease_id` (idempotent: a retried call returns the same lease). The least
         tried and longest waiting go first, so an item that keeps failing cannot starve the
-        ones behind it."""
+        ones behind it; gaps a walk recovers go before items, never in the same lease."""
         async with self.pool.acquire() as conn, conn.transaction():
             held = await conn.fetchval(
                 f"SELECT count(*) FROM gaps WHERE connector = $1 AND lease_id = $2 AND status = '{_LEASED}'",
@@ -82,7 +90,9 @@ class LeaseStore:
             if held:
                 return int(held)
             return affected(
-                await conn.execute(_LEASE, connector, hint_id, lease_id, limit, max_attempts, lease_seconds)
+                await conn.execute(
+                    _LEASE, connector, hint_id, lease_id, limit, max_attempts, lease_seconds, _WALKED
+                )
             )
 
     async def leased(self, connector: str, lease_id: str) -> list[ServedGap]:
@@ -105,6 +115,15 @@ class LeaseStore:
             )
             for r in rows
         ]
+
+    async def leased_kinds(self, connector: str, lease_id: str) -> set[GapKind]:
+        """The kinds of gap a lease holds: what its recovery run has to do (policy.walks_forward)."""
+        rows = await self.pool.fetch(
+            f"SELECT DISTINCT kind FROM gaps WHERE connector = $1 AND lease_id = $2 AND status = '{_LEASED}'",
+            connector,
+            lease_id,
+        )
+        return {GapKind(r["kind"]) for r in rows}
 
     async def mark_served(self, connector: str, lease_id: str, gap_ids: list[str]) -> None:
         """Record that these gaps of the lease were served to its run (in START or a page)."""
@@ -130,7 +149,8 @@ class LeaseStore:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT gap_id, reason, recovery_class, attempts, locator IS NOT NULL AS has_locator, "
-                "last_seen_run_id = $3 AS seen_again, served_lease_id IS NOT DISTINCT FROM $2 AS served "
+                "last_seen_run_id = $3 AS seen_again, served_lease_id IS NOT DISTINCT FROM $2 AS served, "
+                f"kind = '{GapKind.CHECKPOINT.value}' AS closed_by_commit "
                 f"FROM gaps WHERE connector = $1 AND lease_id = $2 AND status = '{_LEASED}' FOR UPDATE",
                 connector,
                 lease_id,
@@ -145,6 +165,7 @@ class LeaseStore:
                         r["has_locator"],
                         r["seen_again"],
                         r["served"],
+                        r["closed_by_commit"],
                     ),
                     r["reason"],
                     run_clean,

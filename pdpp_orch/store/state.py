@@ -7,7 +7,21 @@ from typing import Any
 import asyncpg
 import orjson
 
+from pdpp_orch import policy
 from pdpp_orch.models import CheckpointFact, StreamCommit
+from pdpp_orch.store.common import affected
+
+# The run's proven checkpoint as the stream's cursor; with $4, not over one another run
+# committed after this run started (its own, committed by a retried commit, it may write again).
+_COMMIT = """
+INSERT INTO stream_state AS s (connector, stream, cursor, cursor_bytes, run_id)
+SELECT $1, stream, cursor, cursor_bytes, run_id FROM run_checkpoints
+WHERE run_id = $2 AND stream = $3
+ON CONFLICT (connector, stream) DO UPDATE SET cursor = EXCLUDED.cursor,
+    cursor_bytes = EXCLUDED.cursor_bytes, run_id = EXCLUDED.run_id, committed_at = now()
+WHERE NOT $4 OR s.run_id = $2
+   OR s.committed_at < (SELECT started_at FROM runs WHERE run_id = $2)
+"""
 
 # A commit on the run's spine (`pdpp-orch logs`), once per stream even if the activity retries.
 _COMMITTED = """
@@ -64,9 +78,18 @@ class StateStore:
         return {r["stream"]: int(r["cursor_bytes"]) for r in rows}
 
     async def commit(
-        self, connector: str, run_id: str, fact: CheckpointFact, max_state_bytes: int
+        self,
+        connector: str,
+        run_id: str,
+        fact: CheckpointFact,
+        max_state_bytes: int,
+        *,
+        since_start: bool = False,
     ) -> StreamCommit:
-        """Commit a stream's proven checkpoint of `run_id`, in its own transaction."""
+        """Commit a stream's proven checkpoint of `run_id`, in its own transaction. With
+        `since_start` (a recovery run, which holds no connector lock) only over the cursor that
+        was committed when the run started: one another run committed since is newer than a walk
+        from the older one, and stays (`superseded`)."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT seq, cursor_bytes FROM run_checkpoints WHERE run_id = $1 AND stream = $2",
@@ -84,18 +107,9 @@ class StateStore:
                     reason="state_too_large",
                     message=f"cursor of {size} bytes exceeds max_state_bytes={max_state_bytes}",
                 )
-            await conn.execute(
-                """
-                INSERT INTO stream_state (connector, stream, cursor, cursor_bytes, run_id)
-                SELECT $1, stream, cursor, cursor_bytes, run_id FROM run_checkpoints
-                WHERE run_id = $2 AND stream = $3
-                ON CONFLICT (connector, stream) DO UPDATE SET cursor = EXCLUDED.cursor,
-                    cursor_bytes = EXCLUDED.cursor_bytes, run_id = EXCLUDED.run_id,
-                    committed_at = now()
-                """,
-                connector,
-                run_id,
-                fact.stream,
-            )
+            if not affected(await conn.execute(_COMMIT, connector, run_id, fact.stream, since_start)):
+                return StreamCommit(
+                    stream=fact.stream, committed=False, withheld=True, bytes=size, reason=policy.SUPERSEDED
+                )
             await conn.execute(_COMMITTED, connector, run_id, fact.stream, size)
             return StreamCommit(stream=fact.stream, committed=True, bytes=size)

@@ -243,6 +243,15 @@ async def test_case_d_recovers_the_uncovered_range_in_accepted_chunks(rec: Recov
         "SELECT min(data->>'date') FROM records WHERE connector = $1", case.connector
     )
     assert dates == "2021-04-20"
+    # The chunks' runs wrote the end of their chunk as STATE; the stream's cursor is still the
+    # forward run's: the next forward run goes on from 2026-04-19, not from 2021.
+    row = await rec.store.pool.fetchrow(
+        "SELECT cursor::text AS cursor, run_id FROM stream_state WHERE connector = $1", case.connector
+    )
+    assert row is not None and (json.loads(row["cursor"]), row["run_id"]) == (
+        {"until": "2026-04-19"},
+        o.run_id,
+    )
 
 
 async def test_vanished_items_go_terminal_after_max_recovery_attempts(rec: Recovery) -> None:

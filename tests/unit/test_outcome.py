@@ -178,6 +178,16 @@ def test_a_checkpoint_kept_at_an_earlier_cursor_is_not_counted_as_committed() ->
     assert o.streams[0].checkpoint == "earlier_committed"
 
 
+@pytest.mark.parametrize("reason", ["scoped_recovery", "superseded"])
+def test_a_checkpoint_withheld_by_design_is_no_miss(reason: str) -> None:
+    # A range chunk's recovery wrote STATE: not the stream's cursor, and the run is clean.
+    commit = CommitResult(streams=[StreamCommit(stream="a", committed=False, withheld=True, reason=reason)])
+    o = derive_outcome(facts(commit=commit))
+    assert o.status is RunStatus.SUCCEEDED and o.reason is None
+    assert (o.state_streams_staged, o.state_streams_committed) == (0, 0)
+    assert o.checkpoint_commit_status is CommitStatus.DISABLED and o.streams[0].checkpoint == reason
+
+
 def test_state_too_large_is_the_reason_when_nothing_worse_happened() -> None:
     commit = CommitResult(streams=[StreamCommit(stream="a", committed=False, reason="state_too_large")])
     o = derive_outcome(facts(commit=commit))

@@ -13,6 +13,7 @@ from pdpp_orch.models import (
     CollectFacts,
     GapKind,
     GapStatus,
+    Mode,
     RecoveryClass,
     StreamCommit,
     StreamFacts,
@@ -21,6 +22,40 @@ from workflows import ids
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 PRESSURE, TRANSIENT, UNKNOWN = RecoveryClass.PROVIDER_PRESSURE, RecoveryClass.TRANSIENT, RecoveryClass.UNKNOWN
+
+
+def test_a_checkpoint_gap_still_leased_after_a_clean_run_was_not_recovered_by_it() -> None:
+    # Its run's commit of the stream would have closed it: still leased, it used an attempt.
+    gap = policy.ServedGap("gap_cp", TRANSIENT, 0, False, closed_by_commit=True, served=False)
+    s = policy.settle(gap, "invalid_state_line", True, max_attempts=5, max_no_progress=8)
+    assert (s.status, s.attempts, s.attempted) == (GapStatus.PENDING, 1, True)
+    last = policy.ServedGap("gap_cp", TRANSIENT, 7, False, closed_by_commit=True, served=False)
+    assert policy.settle(last, "invalid_state_line", True, 5, 8).terminal_reason == "quarantined"
+
+
+@pytest.mark.parametrize(
+    ("mode", "kinds", "walks"),
+    [
+        (Mode.FORWARD, set(), True),
+        (Mode.RECOVERY, {GapKind.CHECKPOINT}, True),
+        (Mode.RECOVERY, {GapKind.STREAM}, True),
+        (Mode.RECOVERY, {GapKind.RUN}, True),
+        (Mode.RECOVERY, {GapKind.ITEM, GapKind.CHECKPOINT}, True),
+        (Mode.RECOVERY, {GapKind.ITEM}, False),
+        (Mode.RECOVERY, set(), False),  # a range chunk's run: nothing leased
+    ],
+)
+def test_which_recovery_runs_walk_their_stream_forward(mode: Mode, kinds: set[GapKind], walks: bool) -> None:
+    assert policy.walks_forward(mode, kinds) is walks
+
+
+def test_a_hint_adopts_the_kinds_its_recovery_can_recover() -> None:
+    # A range hint's chunks close every open gap of it: it adopts ranges only; a leased hint
+    # fetches items and walks streams, never a range.
+    assert policy.adoptable({GapKind.RANGE}) == {GapKind.RANGE}
+    leased = policy.adoptable({GapKind.CHECKPOINT})
+    assert leased == policy.adoptable({GapKind.ITEM}) and GapKind.RANGE not in leased
+    assert {GapKind.ITEM, GapKind.CHECKPOINT, GapKind.STREAM, GapKind.RUN} <= leased
 
 
 @pytest.mark.parametrize(
@@ -148,6 +183,15 @@ def test_which_checkpoints_may_commit(
 ) -> None:
     f = facts(**kw)
     assert (policy.why_not_committed("a", f, strict), policy.why_not_committed("b", f, strict)) == (a, b)
+
+
+def test_a_scoped_recovery_runs_checkpoint_is_withheld_whatever_the_policy() -> None:
+    f = facts()
+    f.checkpoints["a"].resume_only = True
+    assert {policy.why_not_committed("a", f, strict) for strict in (False, True)} == {"scoped_recovery"}
+    assert "scoped_recovery" in policy.WITHHELD
+    f.cancelled = True
+    assert policy.why_not_committed("a", f, False) == "cancelled"
 
 
 def test_a_certified_stream_failure_commits_the_siblings_under_pdpp_strict() -> None:
