@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -15,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.collect import Collector, facts_from_resume
 from activities.config import RegistryLoader, config_error, entry_and_manifest
+from activities.environment import ensure_home
 from activities.orphans import reap_orphans
 from pdpp_orch import telemetry
 from pdpp_orch.manifest import ConfigError
@@ -36,9 +38,11 @@ log = logging.getLogger(__name__)
 class RunActivities:
     """I/O for one connector run: registry and manifest, the connector process, PostgreSQL."""
 
-    def __init__(self, store: Store, registry: RegistryLoader):
+    def __init__(self, store: Store, registry: RegistryLoader, data_dir: Path):
         self.store = store
         self.registry = registry
+        # Where the connectors' persistent homes are (activities/environment.py).
+        self.data_dir = data_dir
 
     @activity.defn
     async def prepare_run(self, run: RunInput) -> PreparedRun:
@@ -109,8 +113,9 @@ class RunActivities:
             details = activity.cancellation_details()
             return details is not None and details.cancel_requested
 
+        home = await asyncio.to_thread(ensure_home, self.data_dir, entry.name)
         collector = Collector(
-            self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify, cancel_requested
+            self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify, cancel_requested, home
         )
         with (
             telemetry.context(run_id=run.run_id, connector=run.connector),
@@ -164,6 +169,11 @@ class RunActivities:
         ]
         said = await self.store.runs.diagnostics(data.outcome.run_id)
         outcome = in_connector_words(data.outcome, said.connector_error, said.stderr_tail)
+        if any(st.continues for st in outcome.streams):
+            # What each continuation says is the connector's (cursor-like): PostgreSQL's copy only.
+            outcome = outcome.model_copy(
+                update={"continuations": await self.store.runs.continuations(outcome.run_id)}
+            )
         finished = await self.store.runs.finish(outcome, events)
         await self.store.locks.release(data.outcome.connector, data.outcome.run_id)
         # Notices a collect that never finished left open end with the run.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -31,10 +33,14 @@ def build_worker(
     task_queue: str,
     registry: Callable[[], Registry],
     interceptors: Sequence[Interceptor] = (),
+    data_dir: Path | None = None,
 ) -> Worker:
     """A worker for every workflow and activity of the project on `task_queue` (`interceptors`:
-    the fault tests' way in between the steps of a run)."""
-    acts = RunActivities(store, registry)
+    the fault tests' way in between the steps of a run). `data_dir` holds the connectors'
+    persistent homes; without one (tests, embedding), the system's temporary directory does."""
+    if data_dir is None:
+        data_dir = Path(tempfile.gettempdir()) / f"pdpp-orchestrator-{os.getuid()}"
+    acts = RunActivities(store, registry, data_dir)
     checkpoints = CheckpointActivities(store, registry)
     recovery = RecoveryActivities(store, registry)
     budget = BudgetActivities(client, task_queue)
@@ -80,12 +86,13 @@ async def run_worker(
     task_queue: str,
     registry_path: Path | None,
     stop: asyncio.Event,
+    data_dir: Path | None = None,
 ) -> None:
-    """Run a worker until `stop` is set."""
+    """Run a worker until `stop` is set (`data_dir`: where the connectors' homes are)."""
     await asyncio.to_thread(reap_orphans)
     store = await Store.connect(database_url)
     try:
-        worker = build_worker(client, store, task_queue, registry_loader(registry_path))
+        worker = build_worker(client, store, task_queue, registry_loader(registry_path), data_dir=data_dir)
         async with worker:
             log.info("worker polling task queue %s", task_queue)
             await stop.wait()

@@ -178,10 +178,15 @@ class Harness:
         path = self.start_log(name)
         return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
+    @property
+    def data_dir(self) -> Path:
+        """The worker's data directory (the connectors' persistent homes)."""
+        return self.tmp / "data"
+
     def worker(self, *interceptors: Interceptor) -> Any:
         path = self.registry_path
         return build_worker(
-            self.client, self.store, self.task_queue, lambda: Registry.load(path), interceptors
+            self.client, self.store, self.task_queue, lambda: Registry.load(path), interceptors, self.data_dir
         )
 
     def run_input(self, connector: str, streams: list[str] | None = None, **kw: Any) -> RunInput:

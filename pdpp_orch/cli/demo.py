@@ -73,7 +73,9 @@ async def _demo(s: Settings, wanted: set[str], world: str, as_json: bool, serve:
             # The stack left up works like `pdpp-orch dev`'s: a worker on the default task queue.
             err.print(f"serving, with a worker on task queue {s.task_queue}; Ctrl-C to stop")
             stop = stop_event()
-            worker = asyncio.create_task(run_worker(client, database, s.task_queue, s.connectors, stop))
+            worker = asyncio.create_task(
+                run_worker(client, database, s.task_queue, s.connectors, stop, s.data_dir)
+            )
             await stop.wait()
             await stop_worker(worker)
     finally:

@@ -109,7 +109,9 @@ async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str]
     """A worker on the stack, the --sync runs, then serve until stopped."""
     stop = stop_event()
     client = await connect(ep.temporal_address, s.temporal_namespace, wait_s=60)
-    worker = asyncio.create_task(run_worker(client, ep.database_url, s.task_queue, s.connectors, stop))
+    worker = asyncio.create_task(
+        run_worker(client, ep.database_url, s.task_queue, s.connectors, stop, s.data_dir)
+    )
     out.print(f"Temporal web UI : {ep.ui_url}")
     if ep.ui_url.startswith("http"):
         out.print(f"  runs          : {workflows_url(ep.ui_url, RUNS_QUERY)}", highlight=False)
@@ -191,7 +193,9 @@ async def _worker(s: Settings) -> int:
     err.print(f"worker on {found.temporal_address}, task queue {s.task_queue}; Ctrl-C to stop")
     gone: list[str] = []
     watch = asyncio.create_task(_while_stack_serves(s, found, stop, gone))
-    worker = asyncio.create_task(run_worker(client, found.database_url, s.task_queue, s.connectors, stop))
+    worker = asyncio.create_task(
+        run_worker(client, found.database_url, s.task_queue, s.connectors, stop, s.data_dir)
+    )
     await stop.wait()
     watch.cancel()
     await stop_worker(worker)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from pdpp_orch.models.enums import RecoveryClass
+
 
 class CheckpointFact(BaseModel):
     """A stream's checkpoint as seen during collection (the cursor itself stays in Postgres).
@@ -45,6 +47,12 @@ class StreamFacts(BaseModel):
     gaps_opened: int = 0
     gaps_retryable: int = 0
     total: int | None = Field(default=None, description="the connector's own estimate (PROGRESS.total)")
+    continued: int = Field(
+        default=0, description="runtime-owned continuations: a bounded page done, more planned (not a miss)"
+    )
+    reported_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="reports on records that were kept (not a miss)"
+    )
 
 
 class Violation(BaseModel):
@@ -60,12 +68,19 @@ class CollectFacts(BaseModel):
     done_status: str | None = None
     done_error_code: str | None = None
     done_error_retryable: bool = False
+    done_recovery_action: str | None = Field(
+        default=None, description="DONE.error.recovery_hint's action: who or what can fix the failure"
+    )
+    done_recovery_class: RecoveryClass | None = Field(default=None, description="that hint's recovery class")
     exit_code: int | None = None
     cancelled: bool = False
     records_emitted: int = 0
     records_durable: int = 0
     records_rejected: int = 0
     lines_quarantined: int = 0
+    lines_outside_scope: int = Field(
+        default=0, description="recovery runs: lines of streams not asked for, other than records (left)"
+    )
     violations: list[Violation] = Field(default_factory=list, description="first few only")
     violation_count: int = 0
     streams: dict[str, StreamFacts] = Field(default_factory=dict)

@@ -64,6 +64,22 @@ class StreamOutcome(BaseModel):
     records_missing_estimate: int = Field(
         default=0, description="open item gaps, keys the coverage left unaccounted, an unfinished total"
     )
+    continues: bool = Field(default=False, description="more is planned for the next run (a continuation)")
+
+
+class Continuation(BaseModel):
+    """A runtime-owned continuation of a stream, as the connector reported it: the bounded page
+    (`slice_start`..`slice_end` of `boundary`) it finished, `covered` of `considered` items, and
+    that more remains for its next run. Cursor-like: only the outcome stored in PostgreSQL
+    carries it (Temporal history has `StreamOutcome.continues`)."""
+
+    stream: str
+    reason: str
+    boundary: str
+    slice_start: int
+    slice_end: int
+    considered: int
+    covered: int
 
 
 class RunError(BaseModel):
@@ -105,6 +121,15 @@ class RunOutcome(BaseModel):
     error: RunError | None = None
     cancel_too_late: bool = Field(
         default=False, description="a cancel was requested once checkpoints had begun to commit"
+    )
+    reported_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="reports on records that were kept: not misses"
+    )
+    recovery_action: str | None = Field(
+        default=None, description="DONE.error.recovery_hint's action: what the connector says fixes it"
+    )
+    continuations: list[Continuation] = Field(
+        default_factory=list, description="what each continuing stream did (PostgreSQL's copy only)"
     )
 
 

@@ -24,7 +24,14 @@ import asyncpg
 
 from pdpp_orch.store import schema
 from pdpp_orch.store.assistance import Assistance, AssistanceStore
-from pdpp_orch.store.batch import CheckpointWrite, Flush, FlushResult, QuarantineRow, RefusedRecord
+from pdpp_orch.store.batch import (
+    CheckpointWrite,
+    ContinuationRow,
+    Flush,
+    FlushResult,
+    QuarantineRow,
+    RefusedRecord,
+)
 from pdpp_orch.store.gaps import Gap, GapStore, NewGap
 from pdpp_orch.store.hints import HintGaps, HintStore
 from pdpp_orch.store.interactions import Interaction, InteractionStore
@@ -40,6 +47,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Assistance",
     "CheckpointWrite",
+    "ContinuationRow",
     "Diagnostics",
     "Flush",
     "FlushResult",
