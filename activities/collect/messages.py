@@ -208,7 +208,7 @@ class Messages:
         recovery run keeps only the records of (admission.py): that line is counted and left."""
         if stream.__class__ is str and self.scope.get(stream) is not None:
             return True
-        if stream in self.admission.outside:
+        if stream.__class__ is str and stream in self.admission.outside:
             self.tally.facts.lines_outside_scope += 1
             return False
         if isinstance(stream, str) and self.manifest.stream(stream) is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pdpp_orch.protocol.decoding import NUL_ESCAPE, dumps
 from pdpp_orch.protocol.framing import LineError
-from pdpp_orch.protocol.progress import progress_problems
+from pdpp_orch.protocol.progress import finite, progress_problems
 
 _ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # fullmatch: `$` also matches before a \n
 
@@ -129,7 +129,7 @@ def _interaction(msg: dict[str, Any]) -> list[str]:
         msg, t, "kind", INTERACTION_KINDS
     )
     timeout = msg.get("timeout_seconds")
-    if timeout is not None and not (_is_number(timeout) and timeout > 0):
+    if timeout is not None and not (finite(timeout) and timeout > 0):
         problems.append("INTERACTION.timeout_seconds must be a positive number")
     return problems
 
@@ -223,11 +223,6 @@ def check_fields(msg: dict[str, Any]) -> LineError | None:
     if problems:
         return LineError("schema_invalid", "; ".join(problems))
     return None
-
-
-def _is_number(value: Any) -> bool:
-    """A finite JSON number (JavaScript's Number.isFinite)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_count(value: Any) -> bool:

@@ -87,7 +87,7 @@ def _safe_count(value: Any) -> bool:
     """A non-negative safe integer as JavaScript tests it (5.0 is one, true is not)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return float(value).is_integer() and 0 <= value <= _SAFE
+    return 0 <= value <= _SAFE and float(value).is_integer()
 
 
 def continuation_problem(value: Any) -> str | None:

@@ -49,10 +49,19 @@ _SAFE = 2**53 - 1
 
 
 def _number(value: Any) -> bool:
-    """A finite non-negative number (JavaScript's Number.isFinite and >= 0)."""
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-    )
+    """A finite non-negative number (JavaScript's Number.isFinite and >= 0; an integer beyond a
+    double is Infinity there)."""
+    return finite(value) and value >= 0
+
+
+def finite(value: Any) -> bool:
+    """A JSON number JavaScript reads as finite (Number.isFinite)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _safe_count(value: Any) -> bool:
