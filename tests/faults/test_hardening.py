@@ -86,7 +86,7 @@ async def test_missing_secret_is_a_config_error_naming_connector_and_variable(
     assert "NON_RETRYABLE_FAILURE" in history
 
 
-async def test_entry_cwd_is_the_working_directory_and_home_and_stays(harness: Harness) -> None:
+async def test_entry_cwd_is_the_working_directory_and_stays(harness: Harness) -> None:
     work = harness.tmp / "work" / "here"
     dump = harness.tmp / "env.json"
     name = faulty(
@@ -95,7 +95,7 @@ async def test_entry_cwd_is_the_working_directory_and_home_and_stays(harness: Ha
     o = await harness.run(name)
     assert o.status is RunStatus.SUCCEEDED
     seen = json.loads(dump.read_text())
-    assert seen["cwd"] == str(work) == seen["env"]["HOME"]
+    assert seen["cwd"] == str(work) and seen["env"]["HOME"] == str(connector_home(harness.data_dir, name))
     assert (work / "kept.txt").exists()
 
 
