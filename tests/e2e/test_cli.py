@@ -39,6 +39,9 @@ OUTCOME_FIELDS = {
     "records_missing_estimate",
     "error",
     "cancel_too_late",
+    "reported_by_reason",
+    "recovery_action",
+    "continuations",
 }
 
 
