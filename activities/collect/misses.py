@@ -78,6 +78,10 @@ class Misses:
         if problem is not None:
             self.writer.violate("invalid_continuation", problem, item)
             return
+        if msg.get("recovery_hint") is not None:
+            hint = protocol.parse_recovery_hint(msg["recovery_hint"])
+            if isinstance(hint, protocol.LineError):  # the hint is refused; the page stands
+                self.writer.violate(hint.kind, hint.detail, item)
         sf.continued += 1
         message = msg.get("message")
         self.writer.batch.continuations.append(
