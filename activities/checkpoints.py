@@ -17,7 +17,6 @@ from pdpp_orch.models import (
     GapKind,
     Mode,
     PlanInput,
-    RecoveryClass,
     RetryHint,
     RetryPlan,
     RunInput,
@@ -106,11 +105,15 @@ class CheckpointActivities:
         connector's back-off policy, priced with its cost per item."""
         run = data.run
         opened = 0
-        if data.run_failed_retryably:
-            reason = data.facts.done_error_code or "connector_reported_failed"
-            gap = NewGap(policy.NO_STREAM, GapKind.RUN, "run", reason, RecoveryClass.TRANSIENT)
+        failure = policy.run_gap(data.facts, data.run_failed_retryably)
+        if failure is not None:
+            said = await self.store.runs.diagnostics(run.run_id)
+            last_error = said.connector_error[:500] if said.connector_error else None
+            gap = NewGap(policy.NO_STREAM, GapKind.RUN, "run", *failure, last_error=last_error)
             await self.store.gaps.open(run.connector, run.run_id, gap)
             opened = 1
+        elif run.mode is Mode.FORWARD and policy.ran_to_its_end(data.facts):
+            await self.store.gaps.close_run_gap(run.connector, run.run_id)
         max_attempts = policy.MAX_NO_PROGRESS
         hints: list[RetryHint] = []
         if run.hint_id is not None:

@@ -15,6 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.collect import Collector, facts_from_resume, fit
 from activities.config import RegistryLoader, config_error, entry_and_manifest
+from activities.environment import ensure_home
 from activities.orphans import reap_orphans
 from activities.sandbox import Sandbox
 from pdpp_orch import telemetry
@@ -118,9 +119,10 @@ class RunActivities:
             return details is not None and details.cancel_requested
 
         secrets = (await asyncio.to_thread(self.registry)).secret_files()
+        home = await asyncio.to_thread(ensure_home, self.sandbox.data_dir, entry.name)
         collector = Collector(
             self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify, cancel_requested,
-            sandbox=self.sandbox, secrets=secrets,
+            sandbox=self.sandbox, secrets=secrets, home=home,
         )  # fmt: skip
         with (
             telemetry.context(run_id=run.run_id, connector=run.connector),
@@ -174,6 +176,11 @@ class RunActivities:
         ]
         said = await self.store.runs.diagnostics(data.outcome.run_id)
         outcome = in_connector_words(data.outcome, said.connector_error, said.stderr_tail)
+        if any(st.continues for st in outcome.streams):
+            # What each continuation says is the connector's (cursor-like): PostgreSQL's copy only.
+            outcome = outcome.model_copy(
+                update={"continuations": await self.store.runs.continuations(outcome.run_id)}
+            )
         finished = await self.store.runs.finish(outcome, events)
         await self.store.locks.release(data.outcome.connector, data.outcome.run_id)
         # Notices a collect that never finished left open end with the run.

@@ -22,11 +22,12 @@ from pathlib import Path
 from activities.environment import connector_env
 from activities.process import ConnectorProcess
 from activities.sandbox import Sandbox
+from pdpp_orch.models import RunInput
 from pdpp_orch.registry import ConnectorEntry
 
 
 async def once(entry: ConnectorEntry, sandbox: Sandbox | None, work: Path) -> float:
-    env = connector_env(entry, work)
+    env = connector_env(entry, work, RunInput(connector=entry.name, run_id="bench"), entry.name)
     launch = sandbox.prepare(entry, [], work, env, made=False) if sandbox else None
     proc = ConnectorProcess(entry.command, env, work, launch)
     began = time.perf_counter()

@@ -54,6 +54,45 @@ def unsandboxed(o: RunOutcome | None) -> str | None:
     )
 
 
+# What the owner does about a failure whose DONE.error.recovery_hint names an action only they
+# (or the connector's maintainer) can take; `{c}` is the connector, `{run}` the run.
+OWNER_STEPS = {
+    "refresh_credentials": "the connector needs fresh credentials: renew what its registry entry gives it"
+    " (`env`, secret files), then `pdpp-orch run {c}`",
+    "manual_action_required": "the connector needs something done by hand at its source (what it said:"
+    " `pdpp-orch status {run}`), then `pdpp-orch run {c}`",
+    "update_selector": "the connector no longer reads its source (its selectors drifted): it needs an"
+    " update, then `pdpp-orch run {c}`",
+    "retry_on_connector_upgrade": "the connector needs an upgrade to collect this: upgrade it, then"
+    " `pdpp-orch run {c}`",
+}
+
+
+def owner_step(o: RunOutcome) -> str | None:
+    """What the owner does about a run whose connector named an action only they can take."""
+    step = OWNER_STEPS.get(o.recovery_action or "")
+    if step is None or o.status is RunStatus.SUCCEEDED:
+        return None
+    return step.format(c=o.connector, run=o.run_id)
+
+
+def continuing(o: RunOutcome) -> list[str]:
+    """`historical backfill continues next run: messages 1..1000 of 7 done (1,000 of 1,000)` —
+    planned work a stream's connector continues on its next run (no miss, no retry)."""
+    said = {x.stream: x for x in o.continuations}
+    lines = []
+    for st in o.streams:
+        if st.continues:
+            x = said.get(st.stream)
+            done = (
+                f" {x.slice_start}..{x.slice_end} of {x.boundary} done ({x.covered:,} of {x.considered:,})"
+                if x
+                else ""
+            )
+            lines.append(f"historical backfill continues next run: {st.stream}{done}")
+    return lines
+
+
 def next_steps(o: RunOutcome, now: datetime) -> list[str]:
     """What happens next for this run, and the commands that act on it (after the warning of a
     run without a sandbox)."""
@@ -70,8 +109,11 @@ def _next_steps(o: RunOutcome, now: datetime) -> list[str]:
         ]
     if o.status is RunStatus.SUCCEEDED and o.gaps_open_total == 0:
         extra = " (a cancel came too late: checkpoints were already committing)" if o.cancel_too_late else ""
-        return [f"nothing to do{extra}"]
-    lines = []
+        return continuing(o) or [f"nothing to do{extra}"]
+    lines = continuing(o)
+    step = owner_step(o)
+    if step:
+        lines.append(step)
     wids = dict(zip((h.hint_id for h in o.retry_hints), o.recovery_workflow_ids, strict=False))
     for h in o.retry_hints:
         lines.append(hint_line(h, wids.get(h.hint_id), now))
@@ -79,13 +121,13 @@ def _next_steps(o: RunOutcome, now: datetime) -> list[str]:
         lines.append(
             f"`pdpp-orch recover show {c}` follows it; `pdpp-orch recover now {c}` brings it forward"
         )
-    elif o.status is RunStatus.FAILED:
+    elif o.status is RunStatus.FAILED and not step:
         lines.append(f"nothing retries this on its own: fix the cause above, then `pdpp-orch run {c}`")
     elif o.gaps_open_total:
         lines.append(
             f"{o.gaps_open_total:,} gap(s) open that the runtime does not retry on its own (the owner's or"
             f" the connector's to fix): `pdpp-orch gaps list {c}`"
         )
-    else:
+    elif not step:
         lines.append(f"nothing retries this on its own; `pdpp-orch run {c}` collects again")
     return lines

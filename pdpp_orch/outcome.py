@@ -176,6 +176,7 @@ def _stream_outcomes(
                 coverage=_coverage(facts, name, clean),
                 gaps_open=plan.gaps_open_by_stream.get(name, 0),
                 records_missing_estimate=_missing(facts, name, plan, clean),
+                continues=bool(sf and sf.continued),
             )
         )
     return out
@@ -221,9 +222,12 @@ def derive_outcome(facts: RunFacts) -> RunOutcome:
     committed = sum(1 for s in facts.commit.streams if s.committed)
     status = _status(c, facts.commit, facts.cancelled, facts.error)
     skipped: dict[str, int] = {}
+    reported: dict[str, int] = {}
     for sf in c.streams.values():
         for why, n in sf.skipped_by_reason.items():
             skipped[why] = skipped.get(why, 0) + n
+        for why, n in sf.reported_by_reason.items():
+            reported[why] = reported.get(why, 0) + n
     hints = [] if facts.cancelled else facts.plan.hints
     reason: str | None
     if status is RunStatus.SUCCEEDED:
@@ -257,6 +261,8 @@ def derive_outcome(facts: RunFacts) -> RunOutcome:
         records_missing_estimate=sum(s.records_missing_estimate for s in streams),
         error=derive_error(c, reason, facts.error),
         sandbox=c.sandbox,
+        reported_by_reason=dict(sorted(reported.items())),
+        recovery_action=c.done_recovery_action,
     )
 
 

@@ -198,6 +198,11 @@ class Harness:
         path = self.start_log(name)
         return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
+    @property
+    def data_dir(self) -> Path:
+        """The worker's data directory (the connectors' persistent homes and data)."""
+        return self.sandbox.data_dir
+
     def worker(self, *interceptors: Interceptor, deployment: WorkerDeploymentVersion | None = None) -> Any:
         path = self.registry_path
         return build_worker(

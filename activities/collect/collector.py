@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import BaseModel
 
+from activities.collect.admission import Admission
 from activities.collect.assistance import Assistance
 from activities.collect.facts import Tally
 from activities.collect.interactions import Interactions
@@ -82,6 +83,7 @@ class Collector:
         *,
         sandbox: Sandbox,
         secrets: Sequence[Path] = (),
+        home: Path | None = None,
     ):
         self.store = store
         # The connector's sandbox, and the files it must not see (the registry's secrets).
@@ -96,6 +98,9 @@ class Collector:
         # Whether a CancelledError means someone cancelled the run (not a heartbeat timeout,
         # not the worker shutting down): only then is the attempt's outcome `cancelled`.
         self.cancel_requested = cancel_requested
+        # The connector's persistent home (activities/environment.py); its working directory
+        # when none is given.
+        self.home = home
         wanted = [s.name for s in run.streams] or [s.name for s in manifest.streams]
         self.scope = {s: manifest.stream(s) for s in wanted}
         self.tally = Tally(manifest, self.scope, attempt)
@@ -123,7 +128,7 @@ class Collector:
         first_page = served.first_page(protocol.PAGE_DEFAULT_BYTES) if served is not None else []
         workdir, scratch, made = self._workdir()
         try:
-            env = connector_env(self.entry, workdir)
+            env = connector_env(self.entry, self.home or workdir, run, self.manifest.connector_key)
             self.tally.redact = Redactor(env[k] for k, v in self.entry.env.items() if SECRET_REF.match(v))
             proc = ConnectorProcess(self.entry.command, env, workdir, await self._sandbox(workdir, env, made))
             self.stderr = StderrLog(store, run.run_id, self.attempt, proc, self.tally.redact)
@@ -178,9 +183,9 @@ class Collector:
         pages: Pages | None = None
         assistance: Assistance | None = None
 
-        async def on_interaction(msg: dict[str, Any]) -> None:
+        async def on_interaction(msg: dict[str, Any], problem: protocol.LineError | None) -> None:
             assert interactions is not None
-            await interactions.request(msg)
+            await (interactions.refuse(msg) if problem else interactions.request(msg))
 
         async def on_page(msg: dict[str, Any], item: bytes, problem: protocol.LineError | None) -> None:
             assert pages is not None
@@ -192,7 +197,7 @@ class Collector:
 
         messages = Messages(
             self.manifest,
-            self.scope,
+            Admission.of(self.manifest, self.scope, self.run_input),
             tally,
             writer,
             served,

@@ -103,6 +103,20 @@ class Interactions:
             self._await_answer(request_id, kind, expires, self.tally.last_stream or NO_STREAM)
         )
 
+    async def refuse(self, msg: dict[str, Any]) -> None:
+        """A malformed INTERACTION (a violation already) is answered `cancelled` at once when it
+        has a request_id to answer, so the connector does not wait for an owner never asked."""
+        request_id = msg.get("request_id")
+        if not (isinstance(request_id, str) and request_id.strip()):
+            return
+        response = {
+            "type": "INTERACTION_RESPONSE",
+            "request_id": request_id,
+            "status": InteractionStatus.CANCELLED.value,
+            "error": {"code": "invalid_interaction", "message": "the runtime refused this INTERACTION"},
+        }
+        await self.proc.send(orjson.dumps(response))
+
     async def _await_answer(self, request_id: str, kind: str, expires: datetime, stream: str) -> None:
         started = time.monotonic()
         try:

@@ -1,7 +1,7 @@
 """Every line a connector writes, classified: counted, decoded, checked, and handed to the
-handler of its message type — RECORD and STATE here, the misses in misses.py, INTERACTION in
-interactions.py, gap pages in pages.py, owner assistance in assistance.py. A line that is not an
-acceptable message is a violation, quarantined."""
+handler of its message type — RECORD here (by the rules of admission.py), STATE in states.py, the
+misses in misses.py, INTERACTION in interactions.py, gap pages in pages.py, owner assistance in
+assistance.py. A line that is not an acceptable message is a violation, quarantined."""
 
 from __future__ import annotations
 
@@ -13,19 +13,23 @@ from typing import Any
 
 import msgspec
 
+from activities.collect.admission import Admission
 from activities.collect.facts import Tally, count
 from activities.collect.misses import Misses
 from activities.collect.start import Served
+from activities.collect.states import States
 from activities.collect.writer import BATCH_BYTES, Writer
 from pdpp_orch import protocol
-from pdpp_orch.manifest import Manifest, StreamSpec
+from pdpp_orch.manifest import Manifest
 from pdpp_orch.models import RecoveryClass
-from pdpp_orch.store import CheckpointWrite, Flush
-from pdpp_orch.store.copydata import TOMBSTONE, TOMBSTONE_DATA, UPSERT
+from pdpp_orch.store import Flush
+from pdpp_orch.store.copydata import DELETE_STORED, TOMBSTONE, TOMBSTONE_DATA, UPSERT, Row
 
 YIELD_EVERY_LINES = 64
 OnPage = Callable[[dict[str, Any], bytes, protocol.LineError | None], Awaitable[None]]
 OnMessage = Callable[[dict[str, Any], bytes], Awaitable[None]]
+# An INTERACTION, and why it is malformed if it is (the connector waits for an answer either way).
+OnInteraction = Callable[[dict[str, Any], protocol.LineError | None], Awaitable[None]]
 _STREAM_FIELD = re.compile(rb'"stream"\s*:\s*"([^"\\]{1,128})"')
 
 
@@ -35,23 +39,25 @@ class Messages:
     def __init__(
         self,
         manifest: Manifest,
-        scope: dict[str, StreamSpec | None],
+        admission: Admission,
         tally: Tally,
         writer: Writer,
         served: Served | None,
-        on_interaction: Callable[[dict[str, Any]], Awaitable[None]],
+        on_interaction: OnInteraction,
         on_done: Callable[[], None],
         reasons: dict[str, RecoveryClass] | None = None,
         on_page: OnPage | None = None,
         on_assistance: OnMessage | None = None,
     ):
         self.manifest = manifest
-        self.scope = scope
-        self.pk = {name: spec.primary_key for name, spec in scope.items() if spec}
-        self.rules = {name: protocol.RecordRules(pk) for name, pk in self.pk.items()}
+        self.admission = admission
+        self.scope = admission.scope
+        self.pk = admission.pk
+        self.rules = admission.rules
         self.tally = tally
         self.writer = writer
         self.misses = Misses(tally, writer, self.in_scope, served, reasons)
+        self.states = States(manifest, self.scope, tally, writer)
         self.on_interaction = on_interaction
         self.on_done = on_done
         self.on_page = on_page
@@ -82,7 +88,14 @@ class Messages:
             if self.done_seen:
                 self._after_done("RECORD", item)
                 continue
-            if rules is None or not rules.single or key.__class__ is not str or env.op is not None:
+            if (
+                rules is None
+                or not rules.single
+                or key.__class__ is not str
+                or env.op is not None
+                or not key
+                or not env.emitted_at
+            ):
                 if self._record(env, item):
                     await writer.cut()
                 continue
@@ -159,11 +172,14 @@ class Messages:
             return
         if err:
             self.writer.violate(err.kind, err.detail, item)
+            if t == "INTERACTION":
+                await self.on_interaction(msg, err)  # answered (refused): the connector waits
             return
         if t == "STATE":
-            await self._state(msg, item)
+            if self.in_scope(msg["stream"], item):
+                await self.states.state(msg)
         elif t == "INTERACTION":
-            await self.on_interaction(msg)
+            await self.on_interaction(msg, None)
         elif t in ("ASSISTANCE", "ASSISTANCE_STATUS"):
             if self.on_assistance is not None:
                 await self.on_assistance(msg, item)
@@ -185,12 +201,16 @@ class Messages:
         elif t == "PROGRESS":
             self._progress(msg)
         elif t == "DONE":
-            self._done(msg)
+            self._done(msg, item)
 
     def in_scope(self, stream: Any, item: bytes) -> bool:
-        """Whether `stream` was requested; if not, a violation saying why."""
+        """Whether `stream` was requested; if not, a violation saying why, but for a stream a
+        recovery run keeps only the records of (admission.py): that line is counted and left."""
         if stream.__class__ is str and self.scope.get(stream) is not None:
             return True
+        if stream.__class__ is str and stream in self.admission.outside:
+            self.tally.facts.lines_outside_scope += 1
+            return False
         if isinstance(stream, str) and self.manifest.stream(stream) is not None:
             self.writer.violate("out_of_scope_stream", f"stream {stream[:64]!r} was not requested", item)
         else:
@@ -220,9 +240,10 @@ class Messages:
         # flush is refused (Writer._refused); looking for it here would cost more than reading.
         batch = self.writer.batch
         records = batch.records
-        # A delete is a tombstone: the key and when, never the data (DESIGN §14).
-        data = env.data if env.op is None else TOMBSTONE_DATA
-        records[(stream, key)] = (data, UPSERT if env.op is None else TOMBSTONE, tally.line_no, item)
+        if env.op is None:
+            records[(stream, key)] = (env.data, UPSERT, tally.line_no, item)
+        else:
+            self._delete(records, (stream, key), item)
         return self._taken(stream, batch, item)
 
     def _record_decoded(self, msg: dict[str, Any], item: bytes) -> bool:
@@ -240,14 +261,26 @@ class Messages:
         assert isinstance(stream, str)
         tally.emitted[stream] = tally.emitted.get(stream, 0) + 1
         key = protocol.record_key(msg, pk)
+        data = msg.get("data")
+        window = self.admission.window(stream)
+        if window is not None and isinstance(data, dict) and isinstance(key, str) and msg.get("op") is None:
+            key = window.check(data.get(window.field)) or key
         if isinstance(key, protocol.LineError):
             return self._reject(stream, key, item)
         records = self.writer.batch.records
         if msg.get("op") == "delete":
-            records[(stream, key)] = (TOMBSTONE_DATA, TOMBSTONE, self.tally.line_no, item)
+            self._delete(records, (stream, key), item)
         else:
             records[(stream, key)] = (protocol.record_data(msg.get("data")), UPSERT, self.tally.line_no, item)
         return self._taken(stream, self.writer.batch, item)
+
+    def _delete(self, records: dict[tuple[str, str], Row], k: tuple[str, str], item: bytes) -> None:
+        """A delete is a tombstone: the key and when, never the data (DESIGN §14). Of a key this
+        batch wrote, the tombstone is written; of any other, the stored record is marked, and a
+        key never stored stays so (as in the reference)."""
+        prev = records.get(k)
+        kind = TOMBSTONE if prev is not None and prev[1] != DELETE_STORED else DELETE_STORED
+        records[k] = (TOMBSTONE_DATA, kind, self.tally.line_no, item)
 
     def _reject(self, stream: str, err: protocol.LineError, item: bytes) -> bool:
         self.tally.rejected_total += 1
@@ -267,60 +300,6 @@ class Messages:
             self.writer.batch_started = time.monotonic()
         return len(batch.records) >= self.writer.batch_records or batch.bytes >= BATCH_BYTES
 
-    async def _state(self, msg: dict[str, Any], item: bytes) -> None:
-        """STATE: staged, and proven when everything it depends on is (DESIGN §2)."""
-        stream = msg["stream"]
-        if not self.in_scope(stream, item):
-            return
-        cursor_json = protocol.dumps(msg.get("cursor"))
-        cp = self.tally.checkpoint(stream)
-        cp.staged += 1
-        reason = self._unproven_reason(stream)
-        if reason:
-            cp.unproven_reason = reason
-            return
-        line_no = self.tally.line_no
-        cp.proven_seq = line_no
-        cp.proven_bytes = len(cursor_json)
-        cp.unproven_reason = None
-        write = CheckpointWrite(
-            stream, line_no, cursor_json.decode(), len(cursor_json), self.tally.snapshot(stream)
-        )
-        # With the flusher idle the checkpoint is written at once, with the records before it.
-        # While it writes, the batch keeps growing and the flusher takes it when done (group
-        # commit): a connector checkpointing every 100 records then costs a transaction per
-        # write, not one per checkpoint.
-        if self.writer.checkpoint(write):
-            await self.writer.cut()
-
-    def _unproven_reason(self, stream: str) -> str | None:
-        """Why a STATE for `stream` cannot be proven now, or None (DESIGN §2)."""
-        facts = self.tally.facts
-        if facts.violation_count:
-            return "after_protocol_violation"
-        if facts.runtime_error:
-            return "runtime_error"
-        gated = self.tally.descendants(stream)
-        own = self.manifest.stream(stream)
-        # A list+detail lane in one stream gates its own checkpoint once it reported its
-        # coverage; without a declared parent, a report is not required (as in the reference,
-        # whose manifests declare 14 such streams whose connectors need not send one).
-        self_gated = own is not None and not own.parents and stream in self.tally.coverage
-        if self_gated:
-            gated.add(stream)
-        for child in gated:
-            spec = self.manifest.stream(child)
-            if child not in self.scope or spec is None:
-                continue
-            if spec.coverage_strategy != "parent_detail_accounting":
-                continue
-            cov = self.tally.coverage.get(child)
-            if cov is None or not cov.fact.accounted:
-                return "coverage_unaccounted"
-            if cov.gap_keys is not None and not cov.gap_keys <= self.tally.gap_keys.get(child, set()):
-                return "coverage_gaps_not_reported"
-        return None
-
     def _progress(self, msg: dict[str, Any]) -> None:
         """PROGRESS: which stream the connector is on, and its own estimate of the total."""
         stream = msg.get("stream")
@@ -330,14 +309,24 @@ class Messages:
             if total is not None:
                 self.tally.totals[stream] = total
 
-    def _done(self, msg: dict[str, Any]) -> None:
-        """DONE: the connector's last word, cross-checked against what the runtime saw."""
+    def _done(self, msg: dict[str, Any], item: bytes) -> None:
+        """DONE: the connector's last word, cross-checked against what the runtime saw. Its
+        error's recovery_hint says who or what can fix the failure (a malformed one is a
+        violation, and the rest of DONE still counts)."""
         self.done_seen = True
         facts = self.tally.facts
         facts.done_status = msg["status"]
         err = msg.get("error") or {}
         facts.done_error_code = err.get("code")
         facts.done_error_retryable = bool(err.get("retryable"))
+        if err.get("recovery_hint") is not None:
+            hint = protocol.parse_recovery_hint(err["recovery_hint"])
+            if isinstance(hint, protocol.LineError):
+                self.writer.violate(hint.kind, f"DONE.error.{hint.detail}", item)
+            else:
+                action, retryable = hint
+                facts.done_recovery_action = action
+                facts.done_recovery_class = protocol.recovery_class(facts.done_error_code, action, retryable)
         if err.get("message") is not None:
             self.tally.connector_error = self.tally.said(str(err["message"]), 1000).replace("\x00", "\ufffd")
         seen = self.tally.seen_records

@@ -1,6 +1,8 @@
 """What a connector could not collect, and what it accounted for: SKIP_RESULT, DETAIL_GAP,
 DETAIL_COVERAGE and the outcomes of served gaps (DETAIL_GAP_RECOVERED / _ATTEMPTED). Every
-non-informational miss becomes a gap in the batch of its line (DESIGN §1 option C)."""
+non-informational miss becomes a gap in the batch of its line (DESIGN §1 option C). Two kinds of
+SKIP_RESULT are no miss: a runtime-owned continuation (a bounded page done, more planned for the
+next run) and a report on records that were kept (policy.REPORT_REASONS)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import orjson
 from activities.collect.facts import Coverage, Tally, count
 from activities.collect.start import Served
 from activities.collect.writer import Writer
-from pdpp_orch import protocol
+from pdpp_orch import policy, protocol
 from pdpp_orch.models import CoverageFact, GapKind, RecoveryClass, StreamFacts
 from pdpp_orch.policy import NO_STREAM
-from pdpp_orch.store import NewGap
+from pdpp_orch.store import ContinuationRow, NewGap
 
 InScope = Callable[[Any, bytes], bool]
 
@@ -45,11 +47,17 @@ class Misses:
         if stream != NO_STREAM and not self.in_scope(stream, item):
             return
         reason = self.tally.reason(msg.get("reason") or "unspecified")
+        sf = self.tally.stream(stream)
+        if msg.get("continuation") is not None:
+            self._continues(sf, msg, item, reason)
+            return
+        if reason in policy.REPORT_REASONS:
+            sf.reported_by_reason[reason] = sf.reported_by_reason.get(reason, 0) + 1
+            return
         cls = self.classify(msg, item, reason, None, default_action=None)
         # `resources` is the reference's other spelling of `resource_ids`.
         resources = [str(r) for r in msg.get("resource_ids") or msg.get("resources") or []]
         count = len(resources) or 1
-        sf = self.tally.stream(stream)
         self.tally.skipped(sf, reason, count)
         if cls is RecoveryClass.INFORMATIONAL:
             return
@@ -59,6 +67,32 @@ class Misses:
         error = self.tally.said(str(message), 500) if message else None
         for kind, subject, locator in _skip_subjects(msg, resources, reason):
             self._gap(sf, NewGap(stream, kind, subject, reason, cls, locator, not_before, error))
+
+    def _continues(self, sf: StreamFacts, msg: dict[str, Any], item: bytes, reason: str) -> None:
+        """A runtime-owned continuation: this bounded page is complete and more is planned (the
+        connector's own cursor carries where the next run goes on). Planned work, not a miss:
+        no gap, no retry. An invalid one is refused, as the reference refuses it. What it says
+        (boundary, slice) stays in PostgreSQL; the facts count it."""
+        fact = msg["continuation"]
+        problem = protocol.continuation_problem(fact)
+        if problem is not None:
+            self.writer.violate("invalid_continuation", problem, item)
+            return
+        if msg.get("recovery_hint") is not None:
+            hint = protocol.parse_recovery_hint(msg["recovery_hint"])
+            if isinstance(hint, protocol.LineError):  # the hint is refused; the page stands
+                self.writer.violate(hint.kind, hint.detail, item)
+        sf.continued += 1
+        message = msg.get("message")
+        self.writer.batch.continuations.append(
+            ContinuationRow(
+                sf.stream,
+                self.tally.line_no,
+                reason,
+                protocol.dumps(fact, sort_keys=True).decode(),
+                str(message)[:500] if message else None,
+            )
+        )
 
     def detail_gap(self, msg: dict[str, Any], item: bytes) -> None:
         """DETAIL_GAP: one record that could not be fetched, retryable unless it says otherwise."""
@@ -156,7 +190,9 @@ class Misses:
         default_action: str | None,
     ) -> RecoveryClass:
         """The recovery class of a miss: from its recovery_hint (a malformed one is a violation),
-        else from the registry's class for its reason, else from what it says of itself."""
+        else from the registry's class for its reason, else from the reference's vocabulary
+        (the connector's own class for it, its generic reason codes), else from what it says of
+        itself. A miss that says it is not retryable is never retried by the vocabulary."""
         action: str | None = None
         hint = msg.get("recovery_hint")
         if hint is not None:
@@ -166,10 +202,14 @@ class Misses:
             else:
                 action, stated = parsed
                 retryable = stated if stated is not None else retryable
-        if action is None and reason in self.reasons:
-            return self.reasons[reason]
-        if action is None and retryable is not False:
-            action = default_action
+        if action is None:
+            if reason in self.reasons:
+                return self.reasons[reason]
+            cls = policy.reason_class(reason, _connector_class(msg))
+            if cls is not None and not (retryable is False and cls.runtime_retryable):
+                return cls
+            if retryable is not False:
+                action = default_action
         return protocol.recovery_class(reason, action, retryable)
 
     def _gap(self, sf: StreamFacts, gap: NewGap) -> None:
@@ -186,6 +226,14 @@ class Misses:
         self.tally.skipped(sf, reason)
         sf.non_informational_skips += 1
         self._gap(sf, NewGap(stream, GapKind.INTERACTION, kind, reason, RecoveryClass.OWNER_ACTION))
+
+
+def _connector_class(msg: dict[str, Any]) -> str | None:
+    """The class a connector put on a miss itself (`detail.class`, else `last_error.class`)."""
+    for holder in (msg.get("detail"), msg.get("last_error")):
+        if isinstance(holder, dict) and isinstance(holder.get("class"), str):
+            return str(holder["class"])
+    return None
 
 
 def _skip_subjects(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from activities.environment import connector_data_dir
+from activities.environment import connector_data_dir, connector_home
 from activities.sandbox.identity import connector_uid, give, writable_by
 from activities.sandbox.view import interpreter, program, system, view
 from pdpp_orch.manifest import ConfigError
@@ -104,6 +104,10 @@ class Sandbox:
             home, uid = connector_uid(self.data_root, entry.name)
             if made:
                 give(workdir, uid)
+            # Its HOME, in its data directory, made by the worker before a uid was known.
+            own = connector_home(self.data_dir, entry.name)
+            if own.exists() and not writable_by(own, uid):
+                give(own, uid)
         else:
             home = connector_data_dir(self.data_root, entry.name)
         granted_rw = [Path(g.path) for g in entry.paths if g.writable]

@@ -86,3 +86,12 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Schema v8: runtime-owned continuations (SKIP_RESULT.continuation), written by runs.
+DO $$
+BEGIN
+    IF to_regclass('public.continuations') IS NOT NULL THEN
+        GRANT SELECT, INSERT ON continuations TO pdpp_worker;
+    END IF;
+END
+$$;

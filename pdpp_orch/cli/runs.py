@@ -154,14 +154,26 @@ def cancel(
 ) -> None:
     """Cancel a run: the connector's process group is ended, every accepted record stays durable,
     no checkpoint commits, the outcome says `cancelled` (once checkpoints have begun to commit
-    it is too late: the run finishes, and its outcome says so)."""
+    it is too late: the run finishes, and its outcome says so). A run that had already ended is
+    not cancelled: the command says how it ended and exits 2."""
     run_async(_cancel(settings(data_dir), run_id, wait, as_json))
 
 
 async def _cancel(s: Settings, run_id: str, wait: bool, as_json: bool) -> int:
     address, database = endpoints(s)
     client = await connect(address, s.temporal_namespace)
-    handle = await control.cancel_run(client, run_id)
+    try:
+        handle = await control.cancel_run(client, run_id)
+    except control.RunAlreadyEnded as e:
+        async with command_store(database) as store:
+            row = await store.runs.get(run_id)
+        if row is None or row.finished_at is None:
+            raise
+        how = row.status.value + (f", reason {row.reason}" if row.reason else "")
+        raise UsageError(
+            f"run {run_id} had already ended: {how}, at {row.finished_at:%Y-%m-%d %H:%M:%S} UTC; "
+            f"nothing to cancel (its outcome: `pdpp-orch status {run_id}`)"
+        ) from e
     if not wait:
         out.print(f"cancellation of {run_id} requested  (pdpp-orch watch {run_id})")
         return 0

@@ -36,6 +36,9 @@ def print_outcome(o: RunOutcome) -> None:
     )
     if o.skipped_by_reason:
         out.print("skipped: " + ", ".join(f"{escape(k)} {v:,}" for k, v in o.skipped_by_reason.items()))
+    if o.reported_by_reason:
+        kept = ", ".join(f"{escape(k)} {v:,}" for k, v in o.reported_by_reason.items())
+        out.print(f"reported (records kept, not missing): {kept}")
     for i, line in enumerate(advice.next_steps(o, datetime.now(UTC))):
         out.print(("next: " if i == 0 else "      ") + escape(line), highlight=False)
     if o.streams:

@@ -2,7 +2,7 @@
 everything that would stop a run of one, found before a run starts (`connectors check`).
 
 The checks reuse what the worker does at spawn time (the manifest's validation, the binding
-check, `connector_env`'s secret resolution), run here, on this machine and in this shell's
+check, `resolve`, the worker's secret resolution), run here, on this machine and in this shell's
 environment: a connector placed on another task queue runs on that queue's workers, whose
 environment and files may differ."""
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from activities.environment import connector_env
+from activities.environment import resolve
 from pdpp_orch.manifest import ConfigError, load_manifest
 from pdpp_orch.registry import BUNDLED_REGISTRY, SECRET_REF, ConnectorEntry, Registry
 
@@ -140,7 +140,7 @@ def check(entry: ConnectorEntry, default_queue: str) -> list[Finding]:
     home = entry.cwd or Path(tempfile.gettempdir())
     findings += _command(entry, home)
     findings.append(_cwd(entry))
-    findings += _environment(entry, home)
+    findings += _environment(entry)
     findings.append(
         Finding(what="placement", verdict=Verdict.NOTE, detail=_placement_note(entry, default_queue))
     )
@@ -240,7 +240,7 @@ def _cwd(entry: ConnectorEntry) -> Finding:
     )
 
 
-def _environment(entry: ConnectorEntry, home: Path) -> list[Finding]:
+def _environment(entry: ConnectorEntry) -> list[Finding]:
     """Each `env` reference resolved as the worker resolves it at spawn (never shown), and
     the `pass_env` variables this shell does not have."""
     found = []
@@ -249,9 +249,8 @@ def _environment(entry: ConnectorEntry, home: Path) -> list[Finding]:
         if ref is None:
             found.append(Finding(what=f"env {key}", verdict=Verdict.OK, detail="set in the registry"))
             continue
-        one = entry.model_copy(update={"env": {key: value}, "pass_env": []})
         try:
-            resolved = connector_env(one, home)[key]
+            resolved = resolve(entry.name, key, value)
         except ConfigError as e:
             found.append(_problem(f"env {key}", str(e)))
             continue

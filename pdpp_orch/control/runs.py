@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from temporalio.client import Client, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from pdpp_orch.control import UsageError
 from pdpp_orch.models import Mode, RunInput, RunOutcome, StreamScope, TimeRange, Trigger
@@ -106,11 +106,30 @@ async def existing_run(client: Client, run_id: str) -> RunHandle:
     return handle
 
 
+class RunAlreadyEnded(UsageError):
+    """A cancel of a run whose workflow had already ended (`status`: Temporal's word for how)."""
+
+    def __init__(self, run_id: str, status: str):
+        super().__init__(f"run {run_id} had already ended ({status}): nothing to cancel")
+        self.run_id = run_id
+        self.status = status
+
+
 async def cancel_run(client: Client, run_id: str) -> RunHandle:
-    """Request the run's cancellation."""
+    """Request the run's cancellation; RunAlreadyEnded if it had ended, a UsageError if there is
+    no such run."""
     handle = run_handle(client, run_id)
+    try:
+        described = await handle.describe()
+    except RPCError as e:
+        raise UsageError(f"no run {run_id!r}") from e
+    status = described.status
+    if status is not None and status is not WorkflowExecutionStatus.RUNNING:
+        raise RunAlreadyEnded(run_id, status.name.lower())
     try:
         await handle.cancel()
     except RPCError as e:
+        if e.status is RPCStatusCode.NOT_FOUND:  # it ended between the two calls
+            raise RunAlreadyEnded(run_id, "ended") from e
         raise UsageError(f"cannot cancel {run_id!r}: {e.message}") from e
     return handle

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from pdpp_orch.models.enums import SandboxMode
+from pdpp_orch.models.enums import RecoveryClass, SandboxMode
 
 # A run's facts hold an entry per stream of its scope: a run collects at most this many streams
 # (the reference's manifests have at most 14), which keeps them within their bound whatever the
@@ -55,6 +55,12 @@ class StreamFacts(BaseModel):
     gaps_opened: int = 0
     gaps_retryable: int = 0
     total: int | None = Field(default=None, description="the connector's own estimate (PROGRESS.total)")
+    continued: int = Field(
+        default=0, description="runtime-owned continuations: a bounded page done, more planned (not a miss)"
+    )
+    reported_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="reports on records that were kept (not a miss)"
+    )
 
 
 class Violation(BaseModel):
@@ -70,12 +76,19 @@ class CollectFacts(BaseModel):
     done_status: str | None = None
     done_error_code: str | None = None
     done_error_retryable: bool = False
+    done_recovery_action: str | None = Field(
+        default=None, description="DONE.error.recovery_hint's action: who or what can fix the failure"
+    )
+    done_recovery_class: RecoveryClass | None = Field(default=None, description="that hint's recovery class")
     exit_code: int | None = None
     cancelled: bool = False
     records_emitted: int = 0
     records_durable: int = 0
     records_rejected: int = 0
     lines_quarantined: int = 0
+    lines_outside_scope: int = Field(
+        default=0, description="recovery runs: lines of streams not asked for, other than records (left)"
+    )
     violations: list[Violation] = Field(default_factory=list, description="first few only")
     violation_count: int = 0
     streams: dict[str, StreamFacts] = Field(default_factory=dict)

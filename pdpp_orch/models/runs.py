@@ -83,6 +83,22 @@ class StreamOutcome(BaseModel):
     records_missing_estimate: int = Field(
         default=0, description="open item gaps, keys the coverage left unaccounted, an unfinished total"
     )
+    continues: bool = Field(default=False, description="more is planned for the next run (a continuation)")
+
+
+class Continuation(BaseModel):
+    """A runtime-owned continuation of a stream, as the connector reported it: the bounded page
+    (`slice_start`..`slice_end` of `boundary`) it finished, `covered` of `considered` items, and
+    that more remains for its next run. Cursor-like: only the outcome stored in PostgreSQL
+    carries it (Temporal history has `StreamOutcome.continues`)."""
+
+    stream: str
+    reason: str
+    boundary: str
+    slice_start: int
+    slice_end: int
+    considered: int
+    covered: int
 
 
 class RunError(BaseModel):
@@ -130,6 +146,15 @@ class RunOutcome(BaseModel):
     )
     sandbox: SandboxMode | None = Field(
         default=None, description="how its connector was isolated: uid, userns, off (opted out)"
+    )
+    reported_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="reports on records that were kept: not misses"
+    )
+    recovery_action: str | None = Field(
+        default=None, description="DONE.error.recovery_hint's action: what the connector says fixes it"
+    )
+    continuations: list[Continuation] = Field(
+        default_factory=list, description="what each continuing stream did (PostgreSQL's copy only)"
     )
 
 

@@ -5,7 +5,9 @@ Every line ends up either as an accepted message or as a `LineError` with a kind
 
 - framing.py: lines out of a byte stream, bounded in length
 - decoding.py: one line into a message; JSON written back exactly
-- records.py: a RECORD's key against the manifest's primary key, read from its envelope
+- records.py: a RECORD's key against the manifest's primary key, read from its envelope, and its
+  time against the run's time range
+- progress.py: PROGRESS's counts and blocks
 - checks.py: the fields of every other message type
 - misses.py: recovery hints, recovery classes, the upstream's wait signal
 - responses.py: what the runtime writes back (INTERACTION_RESPONSE, gap pages)
@@ -28,11 +30,12 @@ from pdpp_orch.protocol.framing import LineError, LineSplitter
 from pdpp_orch.protocol.misses import (
     MAX_RETRY_AFTER_S,
     RECOVERY_ACTIONS,
+    continuation_problem,
     parse_recovery_hint,
     recovery_class,
     retry_after_seconds,
 )
-from pdpp_orch.protocol.records import RecordRules, key_text, record_key, refusal
+from pdpp_orch.protocol.records import RecordRules, TimeWindow, key_text, record_key, refusal
 from pdpp_orch.protocol.responses import (
     PAGE_DEFAULT_BYTES,
     interaction_response,
@@ -51,8 +54,10 @@ __all__ = [
     "LineError",
     "LineSplitter",
     "RecordRules",
+    "TimeWindow",
     "check_fields",
     "contains_nul",
+    "continuation_problem",
     "count_or_len",
     "decode",
     "dumps",

@@ -10,6 +10,7 @@ from typing import Any
 
 from pdpp_orch.protocol.decoding import NUL_ESCAPE, dumps
 from pdpp_orch.protocol.framing import LineError
+from pdpp_orch.protocol.progress import finite, progress_problems
 
 _ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # fullmatch: `$` also matches before a \n
 
@@ -24,7 +25,7 @@ FIELDS: dict[str, dict[str, tuple[Types, bool]]] = {
         "resource_ids": (list, False),
         "resources": (list, False),
         "time_range": (dict, False),
-        "diagnostics": (dict, False),
+        # `diagnostics` is any JSON, as in the reference (which keeps it bounded).
     },
     "DETAIL_GAP": {
         "stream": (str, True),
@@ -38,8 +39,14 @@ FIELDS: dict[str, dict[str, tuple[Types, bool]]] = {
     "DETAIL_COVERAGE": {"stream": (str, True), "state_stream": (str, False)},
     "DETAIL_GAP_RECOVERED": {"gap_id": (str, True), "stream": (str, True)},
     "DETAIL_GAP_ATTEMPTED": {"gap_id": (str, True), "stream": (str, True)},
-    "PROGRESS": {"message": (str, False)},
-    "INTERACTION": {"request_id": (str, True), "kind": (str, True)},
+    "PROGRESS": {"message": (str, False), "stream": (str, False)},
+    "INTERACTION": {
+        "request_id": (str, True),
+        "kind": (str, True),
+        "message": (str, False),
+        "stream": (str, False),
+        "schema": (dict, False),
+    },
     "DETAIL_GAPS_PAGE_REQUEST": {"request_id": (str, True), "streams": (list, False)},
     "ASSISTANCE": {
         "assistance_request_id": (str, False),
@@ -59,6 +66,8 @@ FIELDS: dict[str, dict[str, tuple[Types, bool]]] = {
     },
 }
 
+# The reference's INTERACTION kinds.
+INTERACTION_KINDS = ("credentials", "otp", "manual_action")
 # The reference's vocabularies for owner assistance.
 OWNER_ACTIONS = ("none", "act_elsewhere", "provide_value", "operate_attachment")
 POSTURES = ("running", "blocked", "waiting_retry")
@@ -110,6 +119,18 @@ def _done(msg: dict[str, Any]) -> list[str]:
         code = err.get("code")
         if code is not None and not (isinstance(code, str) and _ERROR_CODE.fullmatch(code)):
             problems.append("DONE.error.code must be snake_case, at most 64 characters")
+    return problems
+
+
+def _interaction(msg: dict[str, Any]) -> list[str]:
+    """The reference's rules for INTERACTION (its `message` is optional here: lenient)."""
+    t = "INTERACTION"
+    problems = _not_blank(msg, t, "request_id", "message", "stream") + _one_of(
+        msg, t, "kind", INTERACTION_KINDS
+    )
+    timeout = msg.get("timeout_seconds")
+    if timeout is not None and not (finite(timeout) and timeout > 0):
+        problems.append("INTERACTION.timeout_seconds must be a positive number")
     return problems
 
 
@@ -180,6 +201,8 @@ def _assistance_status(msg: dict[str, Any]) -> list[str]:
 
 
 RULES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "INTERACTION": _interaction,
+    "PROGRESS": progress_problems,
     "ASSISTANCE": _assistance,
     "ASSISTANCE_STATUS": _assistance_status,
     "STATE": _state,

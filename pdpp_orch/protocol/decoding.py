@@ -56,8 +56,8 @@ def _nested_deeper_than(value: Any, limit: int) -> bool:
 
 
 class Envelope(msgspec.Struct):
-    """What the worker reads of a line to take a RECORD: its type, stream, key and op, and its
-    `data` as the bytes it arrived as (checked as JSON text, not decoded). Every other field is
+    """What the worker reads of a line to take a RECORD: its type, stream, key, op and emitted_at,
+    and its `data` as the bytes it arrived as (checked as JSON text, not decoded). Every other field is
     skipped, checked as JSON text too. PostgreSQL's jsonb reads `data` when the batch is written,
     which it does anyway; it refuses what it cannot store (store/records.py)."""
 
@@ -65,6 +65,7 @@ class Envelope(msgspec.Struct):
     stream: str | None = None
     key: str | list[str] | None = None
     op: str | None = None
+    emitted_at: str | None = None
     data: msgspec.Raw = msgspec.Raw()
 
 

@@ -1,20 +1,25 @@
 """RECORD: its storage key, checked against the manifest's primary key as the PDPP reference
 implementation checks it, and what PostgreSQL is known to refuse of it.
 
-What is accepted (the reference's record store, `assertRecordIdentity`):
-- `key` is a string or a non-empty list of strings; it is stored as sent: a string as it is, a
-  list as its compact JSON (`["a","b"]`, and `["a"]` too: `"a"` and `["a"]` are two records).
+What is accepted (the reference's record store, `assertRecordIdentity`, and its runtime's
+`assertValidRecordEnvelope`):
+- `key` is a non-empty string or a non-empty list of non-empty strings; it is stored as sent: a
+  string as it is, a list as its compact JSON (`["a","b"]`, and `["a"]` too: two records).
+- `emitted_at` is a non-empty string.
 - `op` is absent, null or `"delete"`; a delete needs no `data` (a tombstone addresses its key).
 - Otherwise `data` is an object. For each primary-key field `i`, when `data` has the field and
   the key has a part `i`, the two must agree as text. A key with fewer parts than the primary
   key, and primary-key fields missing from `data`, are accepted (not compared): the reference's
   own connectors send `key = String(data.id)` for a two-field primary key.
+- In a run whose stream has a `time_range`, a record (not a delete) whose manifest
+  `consent_time_field` is missing or outside the range is refused (TimeWindow).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,26 +32,34 @@ from pdpp_orch.protocol.framing import LineError
 MISSING: Any = object()  # a primary-key field `data` does not have
 
 
+_BAD_KEY = LineError("schema_invalid", "RECORD.key must be a non-empty string or a list of them")
+_NO_EMITTED_AT = LineError("schema_invalid", "RECORD.emitted_at must be a non-empty string")
+
+
 def record_key(msg: dict[str, Any], primary_key: list[str]) -> str | LineError:
     """The storage key of a RECORD, after checking it agrees with the manifest's primary key."""
     key = msg.get("key")
     data = msg.get("data")
+    emitted_at = msg.get("emitted_at")
+    if not (isinstance(emitted_at, str) and emitted_at):
+        return _NO_EMITTED_AT
     if (
         key.__class__ is str
+        and key
         and len(primary_key) == 1
         and data.__class__ is dict
         and data.get(primary_key[0]) == key
         and "op" not in msg
     ):
         return key  # the common case, in one test
-    if isinstance(key, str):
+    if isinstance(key, str) and key:
         parts: list[str] = [key]
         stored = key
-    elif isinstance(key, list) and key and all(isinstance(k, str) for k in key):
+    elif isinstance(key, list) and key and all(isinstance(k, str) and k for k in key):
         parts = key
         stored = orjson.dumps(key).decode()
     else:
-        return LineError("schema_invalid", "RECORD.key must be a string or a list of strings")
+        return _BAD_KEY
     op = msg.get("op")
     if op is not None and op != "delete":
         return LineError("schema_invalid", "RECORD.op must be absent or 'delete'")
@@ -104,15 +117,73 @@ def _number_text(v: float) -> str:
 _NOT_AN_OBJECT = LineError("schema_invalid", "RECORD.data must be an object")
 
 
+class TimeWindow:
+    """A stream's START `time_range` over its manifest's `consent_time_field`, as the reference
+    admits records by it: the field's value must be there and read as a time (an ISO 8601 text
+    or milliseconds since the epoch), `since` <= it < `until`. Lenient in one way: an `until`
+    that is a date alone (YYYY-MM-DD) takes in that whole day, as this runtime's ranges (`run
+    --until`, a range gap's chunks) count whole days."""
+
+    __slots__ = ("field", "since", "until", "value")
+
+    def __init__(self, field: str, since: str | None, until: str | None):
+        self.field = field
+        self.since = _instant(since) if since else None
+        self.until = _instant(until) if until else None
+        if self.until is not None and until is not None and len(until.strip()) == 10:
+            self.until += 86_400_000
+        one = msgspec.defstruct("When", [("v", Any, msgspec.UNSET)], rename={"v": field})
+        self.value: Callable[[msgspec.Raw | bytes], Any] = msgspec.json.Decoder(one, float_hook=float).decode
+
+    def refusal(self, data: msgspec.Raw | bytes) -> LineError | None:
+        """Why a record's data is outside the window, or None."""
+        try:
+            value = self.value(data).v
+        except msgspec.DecodeError:
+            return None  # not an object: the key check says so
+        return self.check(None if value is msgspec.UNSET else value)
+
+    def check(self, value: Any) -> LineError | None:
+        """Why a consent time field's value is outside the window, or None."""
+        at = _instant(value) if value and not isinstance(value, bool) else None
+        if at is None:
+            return LineError("out_of_time_range", f"data[{self.field!r}] is not a time")
+        if (self.since is not None and at < self.since) or (self.until is not None and at >= self.until):
+            return LineError("out_of_time_range", f"data[{self.field!r}] is outside the run's time_range")
+        return None
+
+
+def _instant(value: Any) -> float | None:
+    """Milliseconds since the epoch of a number or an ISO 8601 text (no offset: UTC), or None."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            ms = float(value)
+        except OverflowError:  # an integer beyond a double
+            return None
+        return ms if math.isfinite(ms) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp() * 1000
+
+
 class RecordRules:
     """The rules above for the RECORDs of one stream, read from their envelope: the primary-key
-    fields are the only part of `data` decoded (the rest is skipped as JSON text)."""
+    fields are the only part of `data` decoded (the rest is skipped as JSON text), and the
+    consent time field when the run has a time window for the stream."""
 
-    __slots__ = ("primary_key", "single", "values")
+    __slots__ = ("primary_key", "single", "values", "window")
 
-    def __init__(self, primary_key: list[str]):
+    def __init__(self, primary_key: list[str], window: TimeWindow | None = None):
         self.primary_key = primary_key
-        self.single = len(primary_key) == 1
+        self.window = window
+        # The inline path of the read loop: one primary-key field and nothing else to check.
+        self.single = len(primary_key) == 1 and window is None
         fields = [(f"f{i}", Any, msgspec.UNSET) for i in range(len(primary_key))]
         values = msgspec.defstruct(
             "PrimaryKey", fields, rename={f"f{i}": name for i, name in enumerate(primary_key)}
@@ -123,7 +194,7 @@ class RecordRules:
     def key(self, env: Envelope) -> str | LineError:
         """The storage key of a RECORD, after checking it agrees with its primary-key values."""
         key = env.key
-        if env.op is None and key.__class__ is str and self.single:
+        if env.op is None and key.__class__ is str and key and self.single and env.emitted_at:
             try:
                 value = self.values(env.data).f0
             except msgspec.DecodeError:
@@ -134,14 +205,16 @@ class RecordRules:
 
     def _key(self, env: Envelope) -> str | LineError:
         key = env.key
-        if isinstance(key, str):
+        if not env.emitted_at:
+            return _NO_EMITTED_AT
+        if isinstance(key, str) and key:
             parts: list[str] = [key]
             stored = key
-        elif key:  # a non-empty list of strings: the envelope has the types
+        elif key and all(key):  # a non-empty list of non-empty strings (the envelope has the types)
             parts = key
             stored = orjson.dumps(key).decode()
         else:
-            return LineError("schema_invalid", "RECORD.key must be a string or a list of strings")
+            return _BAD_KEY
         if env.op is not None and env.op != "delete":
             return LineError("schema_invalid", "RECORD.op must be absent or 'delete'")
         try:
@@ -150,6 +223,8 @@ class RecordRules:
             return stored if env.op == "delete" else _NOT_AN_OBJECT  # a tombstone needs no data
         values = [getattr(found, f"f{i}") for i in range(len(self.primary_key))]
         err = identity(parts, [MISSING if v is msgspec.UNSET else v for v in values], self.primary_key)
+        if err is None and self.window is not None and env.op is None:
+            err = self.window.refusal(env.data)
         return err or stored
 
 

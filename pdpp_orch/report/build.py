@@ -215,12 +215,14 @@ def _verdict(
     if latest.status in (RunStatus.FAILED, RunStatus.CANCELLED) or latest.reason in _CRASHES:
         why = advice.why(latest) or latest.status.value
         status = latest.status.value
-        return Severity.FAILING, f"{missing}; latest run {status} ({why}); `pdpp-orch status {latest.run_id}`"
+        nxt = advice.owner_step(latest) or f"`pdpp-orch status {latest.run_id}`"
+        return Severity.FAILING, f"{missing}; latest run {status} ({why}); {nxt}"
     if r.waiting_on_owner:
         return Severity.WAITING_ON_YOU, f"{missing}; {r.waiting_on_owner:,} waiting on you"
     unproven = [s.stream for s in r.streams if s.coverage in ("partial", "unproven")]
     if not open_gaps and not unproven and latest.status is RunStatus.SUCCEEDED:
-        return Severity.OK, f"nothing missing · {held:,} records"
+        planned = "".join(f" · {line}" for line in advice.continuing(latest))
+        return Severity.OK, f"nothing missing · {held:,} records{planned}"
     if open_gaps and any(x.running for x in recoveries):
         return Severity.MISSING_RETRY_PLANNED, f"{missing}; {r.next_retry_state}"
     what = f"{open_gaps:,} gap(s) open" if open_gaps else f"coverage not proven for {', '.join(unproven)}"

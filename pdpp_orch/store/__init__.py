@@ -27,7 +27,14 @@ import asyncpg
 
 from pdpp_orch.store import schema
 from pdpp_orch.store.assistance import Assistance, AssistanceStore
-from pdpp_orch.store.batch import CheckpointWrite, Flush, FlushResult, QuarantineRow, RefusedRecord
+from pdpp_orch.store.batch import (
+    CheckpointWrite,
+    ContinuationRow,
+    Flush,
+    FlushResult,
+    QuarantineRow,
+    RefusedRecord,
+)
 from pdpp_orch.store.erasure import Busy, ErasureStore, Remains, Scope
 from pdpp_orch.store.export import RecordExport, RecordQuery, StoredRecord
 from pdpp_orch.store.gaps import Gap, GapStore, NewGap
@@ -47,6 +54,7 @@ __all__ = [
     "Assistance",
     "Busy",
     "CheckpointWrite",
+    "ContinuationRow",
     "Diagnostics",
     "Flush",
     "FlushResult",

@@ -32,6 +32,19 @@ class CheckpointWrite:
 
 
 @dataclass
+class ContinuationRow:
+    """A runtime-owned continuation a connector reported (SKIP_RESULT.continuation): the bounded
+    page it finished and that more is planned. Its content is the connector's, cursor-like: it
+    stays in PostgreSQL."""
+
+    stream: str
+    line_no: int
+    reason: str
+    fact_json: str
+    message: str | None
+
+
+@dataclass
 class Flush:
     """One transaction's worth of work, in the order the connector emitted it."""
 
@@ -43,6 +56,7 @@ class Flush:
     quarantine: list[QuarantineRow] = field(default_factory=list)
     recovered_gap_ids: list[str] = field(default_factory=list)
     checkpoints: list[CheckpointWrite] = field(default_factory=list)
+    continuations: list[ContinuationRow] = field(default_factory=list)
     spine: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     accepted: int = 0
     bytes: int = 0
@@ -51,9 +65,23 @@ class Flush:
     def rows(self) -> int:
         return len(self.records)
 
+    def upserts(self) -> list[tuple[tuple[str, str], copydata.Row]]:
+        """The rows that are written (COPY): all but the deletes of keys this batch did not write."""
+        return [(k, row) for k, row in self.records.items() if row[1] != copydata.DELETE_STORED]
+
+    def deletes(self) -> list[tuple[str, str]]:
+        """(stream, key) of the deletes of keys this batch did not write: they mark a stored
+        record deleted, and store nothing for a key never stored (as in the reference)."""
+        return [k for k, row in self.records.items() if row[1] == copydata.DELETE_STORED]
+
     def empty(self) -> bool:
         return not (
-            self.records or self.gaps or self.quarantine or self.recovered_gap_ids or self.checkpoints
+            self.records
+            or self.gaps
+            or self.quarantine
+            or self.recovered_gap_ids
+            or self.checkpoints
+            or self.continuations
         )
 
 

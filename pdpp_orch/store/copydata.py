@@ -13,7 +13,9 @@ COLUMNS = ["connector", "stream", "key", "data", "deleted", "first_run_id", "las
 # One record, by (stream, key): its data JSON, its state, and the number and bytes of the line
 # it came from (for a record PostgreSQL refuses, quarantined as that line). A tombstone keeps
 # its key and when it was deleted (`updated_at`), never data: its data is JSON null (DESIGN §14).
-UPSERT, TOMBSTONE = 0, 1
+# A delete of a key this batch did not write is DELETE_STORED: not COPYed, it marks the stored
+# record deleted, and stores nothing for a key never stored (as the reference does).
+UPSERT, TOMBSTONE, DELETE_STORED = 0, 1, 2
 TOMBSTONE_DATA = b"null"
 Row = tuple[bytes | msgspec.Raw, int, int, bytes]
 Rows = Iterable[tuple[tuple[str, str], Row]]

@@ -36,6 +36,8 @@ _STATE = {
     "stream_state": "DELETE FROM stream_state WHERE connector = $1 AND ($2::text IS NULL OR stream = $2)",
     "run_checkpoints": "DELETE FROM run_checkpoints c USING runs r WHERE c.run_id = r.run_id "
     "AND r.connector = $1 AND ($2::text IS NULL OR c.stream = $2)",
+    # A backfill's boundary and slice are cursor-like: the next run continues from its STATE.
+    "continuations": "DELETE FROM continuations WHERE connector = $1 AND ($2::text IS NULL OR stream = $2)",
 }
 # ($1 connector)
 _SAID = {
@@ -45,6 +47,9 @@ _SAID = {
     "WHERE connector = $1 AND (message IS NOT NULL OR response IS NOT NULL)",
     "assistance": "UPDATE assistance SET message = '', status_message = NULL, detail = NULL "
     "WHERE connector = $1 AND (message <> '' OR status_message IS NOT NULL OR detail IS NOT NULL)",
+    "connector_stderr": "DELETE FROM connector_stderr s USING runs r WHERE s.run_id = r.run_id "
+    "AND r.connector = $1",
+    "continuations": "UPDATE continuations SET message = NULL WHERE connector = $1 AND message IS NOT NULL",
 }
 # ($1 connector, $2 the kinds, $3 ERASED): where a run kept the connector's words, the error
 # message of its outcome that quotes them — in the spine's copy first, then in `runs`.
@@ -112,7 +117,7 @@ class ErasureStore:
             for table, sql in (_STATE if scope.state else {}).items():
                 erased[table] = affected(await conn.execute(sql, c, scope.stream))
             for table, sql in _SAID.items():
-                erased[table] = affected(await conn.execute(sql, c))
+                erased[table] = erased.get(table, 0) + affected(await conn.execute(sql, c))
             for table, sql in _QUOTED.items():
                 erased[table] = affected(await conn.execute(sql, c, _CONNECTOR_KINDS, ERASED))
         return erased

@@ -182,6 +182,18 @@ class GapStore:
             out.setdefault(r["stream"], []).append(r["subject"])
         return out
 
+    async def close_run_gap(self, connector: str, run_id: str) -> int:
+        """A run that went to its end closes the gap an earlier run's own failure left (one not
+        leased to a recovery run at the moment); returns how many it closed."""
+        return affected(
+            await self.pool.execute(
+                f"UPDATE gaps SET status = '{_RECOVERED}', recovered_run_id = $2, updated_at = now() "
+                f"WHERE connector = $1 AND kind = '{GapKind.RUN.value}' AND status = '{_PENDING}'",
+                connector,
+                run_id,
+            )
+        )
+
     async def settle_checkpoints(
         self, connector: str, run_id: str, opened: list[NewGap], committed_streams: list[str]
     ) -> int:

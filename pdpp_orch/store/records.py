@@ -31,6 +31,14 @@ ON CONFLICT (connector, stream, key) DO UPDATE SET
     updated_at = now()
 """
 
+# A delete of a key the batch did not write: it marks the stored record a tombstone (the key and
+# when, no data), if there is one; for a key never stored, nothing.
+_DELETE_STORED = """
+UPDATE records AS r SET deleted = true, data = 'null'::jsonb, last_run_id = $2, updated_at = now()
+FROM unnest($3::text[], $4::text[]) AS t(stream, key)
+WHERE r.connector = $1 AND r.stream = t.stream AND r.key = t.key
+"""
+
 _INSERT_QUARANTINE = """
 INSERT INTO quarantine (run_id, attempt, line_no, kind, detail, line_bytes, excerpt)
 SELECT $1, $2, q.line_no, q.kind, q.detail, q.line_bytes, q.excerpt
@@ -45,6 +53,14 @@ VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb)
 ON CONFLICT (run_id, stream) DO UPDATE SET
     seq = EXCLUDED.seq, cursor = EXCLUDED.cursor, cursor_bytes = EXCLUDED.cursor_bytes,
     facts = EXCLUDED.facts, written_at = now()
+"""
+
+_INSERT_CONTINUATIONS = """
+INSERT INTO continuations (run_id, attempt, line_no, connector, stream, reason, fact, message)
+SELECT $1, $2, c.line_no, $3, c.stream, c.reason, c.fact::jsonb, c.message
+FROM unnest($4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
+     AS c(line_no, stream, reason, fact, message)
+ON CONFLICT DO NOTHING
 """
 
 # The last statement of a flush, and its fencing token: an attempt older than the run's current
@@ -87,6 +103,10 @@ class RecordStore:
                 result = FlushResult(gaps_recovered=0)
                 if batch.rows:
                     result = await _write_records(conn, connector, run_id, batch, try_copy)
+                deletes = batch.deletes()
+                if deletes:
+                    streams, keys = zip(*deletes, strict=True)
+                    await conn.execute(_DELETE_STORED, connector, run_id, list(streams), list(keys))
                 result.gaps_recovered = await _write_ledger(conn, connector, run_id, attempt, batch)
                 await _write_checkpoints(conn, run_id, batch, result)
                 await _write_spine(conn, connector, run_id, batch)
@@ -116,8 +136,11 @@ async def _write_records(conn: Any, connector: str, run_id: str, batch: Flush, t
     """Write the batch's records. The collector passes data on as the connector wrote it, read
     as JSON text but not as PostgreSQL's jsonb: should PostgreSQL refuse any of it, the rows it
     refuses are found and left out (_sort_out), and the rest is written."""
+    rows = batch.upserts()
+    if not rows:
+        return FlushResult(0)
     try:
-        direct = await _copy_rows(conn, connector, run_id, batch.records.items(), try_copy)
+        direct = await _copy_rows(conn, connector, run_id, rows, try_copy)
         return FlushResult(0, conflicted=not direct)
     except _REFUSED:
         pass
@@ -130,7 +153,7 @@ async def _sort_out(conn: Any, connector: str, run_id: str, batch: Flush, try_co
     halved until each row PostgreSQL refuses is found, alone, with its reason."""
     kept: list[tuple[tuple[str, str], copydata.Row]] = []
     refused: list[RefusedRecord] = []
-    for (stream, key), row in batch.records.items():
+    for (stream, key), row in batch.upserts():
         err = protocol.refusal(key, row[0])
         if err is None:
             kept.append(((stream, key), row))
@@ -194,8 +217,8 @@ async def _copy_rows(
 
 
 async def _write_ledger(conn: Any, connector: str, run_id: str, attempt: int, batch: Flush) -> int:
-    """The batch's gaps, the gaps it recovered and its quarantined lines; returns how many gaps
-    it closed."""
+    """The batch's gaps, the gaps it recovered, its quarantined lines and its continuations;
+    returns how many gaps it closed."""
     if batch.gaps:
         await gaps.upsert(conn, connector, run_id, batch.gaps)
     recovered = 0
@@ -212,6 +235,19 @@ async def _write_ledger(conn: Any, connector: str, run_id: str, attempt: int, ba
             [r.detail for r in q],
             [r.line_bytes for r in q],
             [r.excerpt for r in q],
+        )
+    if batch.continuations:
+        c = batch.continuations
+        await conn.execute(
+            _INSERT_CONTINUATIONS,
+            run_id,
+            attempt,
+            connector,
+            [r.line_no for r in c],
+            [r.stream for r in c],
+            [r.reason for r in c],
+            [r.fact_json for r in c],
+            [r.message for r in c],
         )
     return recovered
 

@@ -9,7 +9,7 @@ import asyncpg
 import orjson
 from pydantic import BaseModel
 
-from pdpp_orch.models import LiveStatus, Mode, RunOutcome, RunStatus, Trigger
+from pdpp_orch.models import Continuation, LiveStatus, Mode, RunOutcome, RunStatus, Trigger
 from pdpp_orch.store.common import INSERT_SPINE
 
 TERMINAL_EVENTS = {
@@ -268,3 +268,18 @@ class RunStore:
             limit,
         )
         return [(r["run_id"], r["about"]) for r in rows]
+
+    async def continuations(self, run_id: str) -> list[Continuation]:
+        """Each stream's latest continuation in the run's latest attempt that reported one (the
+        reference's rule: a stream's last SKIP_RESULT is the authoritative one)."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT ON (stream) stream, reason, fact::text AS fact FROM continuations "
+            "WHERE run_id = $1 ORDER BY stream, attempt DESC, line_no DESC",
+            run_id,
+        )
+        return [
+            Continuation.model_validate(
+                {**orjson.loads(r["fact"]), "stream": r["stream"], "reason": r["reason"]}
+            )
+            for r in rows
+        ]

@@ -200,3 +200,19 @@ CREATE TABLE IF NOT EXISTS connector_stderr (
     at       timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, attempt, line_no)
 );
+
+-- v8: runtime-owned continuations (SKIP_RESULT.continuation): a connector finished a bounded page
+-- of a long walk (a historical backfill) and more is planned for its next run. Planned work, not a
+-- miss; what it says (its boundary and slice, cursor-like) stays here, the run's facts count it.
+CREATE TABLE IF NOT EXISTS continuations (
+    run_id      text        NOT NULL,
+    attempt     int         NOT NULL,
+    line_no     bigint      NOT NULL,
+    connector   text        NOT NULL,
+    stream      text        NOT NULL,
+    reason      text        NOT NULL,
+    fact        jsonb       NOT NULL,
+    message     text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, attempt, line_no)
+);

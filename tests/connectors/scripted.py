@@ -25,6 +25,8 @@ SCRIPT_PLAN is a path to a JSON list of steps:
                                                  to SCRIPT_RESPONSE_LOG
   {"done": "succeeded" | "failed", "records_emitted": optional override, "error": optional}
   {"exit": 3}                                    exit now with this code (no DONE)
+  {"home_note": "PATH"}                          append {"home": $HOME, "seen": whether an earlier run
+                                                 left its note there} to PATH, and leave the note
 SCRIPT_START_LOG, if set, is a file the START message is appended to (one JSON line per run).
 SCRIPT_RECOVERY_PLAN, if set, is the plan played instead when START says `recovery_only`.
 """
@@ -127,6 +129,11 @@ def main() -> None:
             out.flush()
             sys.stdin.buffer.read()
             sys.exit(0 if step["done"] == "succeeded" else 1)
+        elif "home_note" in step:
+            note = os.path.join(os.environ["HOME"], "scripted-was-here")
+            with open(step["home_note"], "a") as f:
+                f.write(json.dumps({"home": os.environ["HOME"], "seen": os.path.exists(note)}) + "\n")
+            open(note, "w").close()
         elif "exit" in step:
             out.flush()
             sys.exit(step["exit"])

@@ -41,6 +41,9 @@ OUTCOME_FIELDS = {
     "cancel_too_late",
     "build_id",
     "sandbox",
+    "reported_by_reason",
+    "recovery_action",
+    "continuations",
 }
 
 

@@ -15,24 +15,27 @@ from workflows.connector_run import ConnectorRunWorkflow
 
 WHO = "alice@example.com"  # the owner's personal data, wherever the connector puts it
 NOTICE = {"owner_action": "act_elsewhere", "progress_posture": "running", "response_contract": "none"}
-# Every place personal data can sit, as text.
-PLACES = {
-    "records": "SELECT row_to_json(t)::text FROM records t WHERE connector = $1",
-    "gaps": "SELECT row_to_json(t)::text FROM gaps t WHERE connector = $1",
-    "quarantine": "SELECT row_to_json(q)::text FROM quarantine q JOIN runs r USING (run_id) "
-    "WHERE r.connector = $1",
-    "runs": "SELECT row_to_json(t)::text FROM runs t WHERE connector = $1",
-    "spine_events": "SELECT row_to_json(t)::text FROM spine_events t WHERE connector = $1",
-    "interactions": "SELECT row_to_json(t)::text FROM interactions t WHERE connector = $1",
-    "assistance": "SELECT row_to_json(t)::text FROM assistance t WHERE connector = $1",
-    "stream_state": "SELECT row_to_json(t)::text FROM stream_state t WHERE connector = $1",
-    "run_checkpoints": "SELECT row_to_json(c)::text FROM run_checkpoints c JOIN runs r USING (run_id) "
-    "WHERE r.connector = $1",
-}  # fmt: skip
+# Every table of the schema, each row of the connector's as text: a connector's row by its
+# `connector` column, else by its run. A table added later is searched too.
+TABLES = """
+SELECT c.table_name, bool_or(c.column_name = 'connector') AS by_connector
+FROM information_schema.columns c JOIN information_schema.tables t USING (table_schema, table_name)
+WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' AND c.column_name IN ('connector', 'run_id')
+GROUP BY c.table_name ORDER BY c.table_name
+"""
 
 
 def record(key: str, stream: str = "a") -> dict[str, Any]:
-    return {"msg": {"type": "RECORD", "stream": stream, "key": key, "data": {"id": key, "owner": WHO}}}
+    data = {"id": key, "owner": WHO}
+    return {
+        "msg": {
+            "type": "RECORD",
+            "stream": stream,
+            "key": key,
+            "data": data,
+            "emitted_at": "2026-12-04T00:00:00Z",
+        }
+    }
 
 
 def personal_plan(wait_for: str | None = None) -> list[dict[str, Any]]:
@@ -55,12 +58,18 @@ def personal_plan(wait_for: str | None = None) -> list[dict[str, Any]]:
 
 
 async def where(harness: Harness, name: str) -> dict[str, int]:
-    """How many rows of each place hold the owner's data."""
+    """How many rows of each table hold the owner's data."""
     pool = harness.store.pool
-    return {
-        place: sum(WHO in (row[0] or "") for row in await pool.fetch(sql, name))
-        for place, sql in PLACES.items()
-    }
+    found = {}
+    for table, by_connector in await pool.fetch(TABLES):
+        sql = (
+            f"SELECT row_to_json(t)::text FROM {table} t WHERE connector = $1"
+            if by_connector
+            else f"SELECT row_to_json(t)::text FROM {table} t JOIN runs r USING (run_id) "
+            "WHERE r.connector = $1"
+        )
+        found[table] = sum(WHO in (row[0] or "") for row in await pool.fetch(sql, name))
+    return found
 
 
 async def test_erase_removes_a_key_then_everything_and_says_what_remains(
@@ -72,7 +81,8 @@ async def test_erase_removes_a_key_then_everything_and_says_what_remains(
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.records_durable == 5
     before = await where(harness, name)
     # (The outcome's error is ours, a protocol violation, so the spine quotes nothing here.)
-    assert all(n for place, n in before.items() if place != "spine_events"), before
+    planted = ("records", "gaps", "quarantine", "runs", "interactions", "assistance", "stream_state")
+    assert all(before[p] for p in (*planted, "run_checkpoints", "connector_stderr")), before
 
     code, _, err = await cli(harness, pg_url, "erase", name, "--stream", "a", "--key", "a-1")
     assert code == 2 and "--yes" in err and await where(harness, name) == before  # refused
@@ -88,7 +98,8 @@ async def test_erase_removes_a_key_then_everything_and_says_what_remains(
     gaps = await harness.store.pool.fetchval(sql, name)
     after_key = await where(harness, name)
     # What the connector said cannot be told apart by key: it went with the key's data.
-    assert gaps == 0 and all(after_key[p] == 0 for p in ("quarantine", "runs", "interactions", "assistance"))
+    said = ("quarantine", "runs", "interactions", "assistance", "connector_stderr")
+    assert gaps == 0 and all(after_key[p] == 0 for p in said), after_key
     assert after_key["records"] == 4 and after_key["stream_state"] == 2  # cursors stay without --state
 
     code, out, err = await cli(harness, pg_url, "erase", name, "--state", "--yes", "--json")
@@ -98,7 +109,7 @@ async def test_erase_removes_a_key_then_everything_and_says_what_remains(
     assert (
         done["remains"]["runs"] == 1 and done["remains"]["run_ids"] == [o.run_id] and done["histories"] == 1
     )
-    assert await where(harness, name) == dict.fromkeys(PLACES, 0)
+    assert not any((await where(harness, name)).values()), await where(harness, name)
     row = await harness.store.runs.get(o.run_id)
     assert row is not None and row.outcome is not None and row.outcome.records_durable == 5  # counts stay
 

@@ -1,6 +1,6 @@
 """Safe to print (issue 26 item 3): a hostile connector puts terminal escapes in every word it
-can — its stderr, a quarantined line, a skip reason, a gap's error, an owner notice, an
-interaction's kind and prompt, its DONE error — and every command that shows a connector's
+can — its stderr, a quarantined line, a record's key, a skip reason, a gap's error, an owner
+notice, an interaction's prompt, its DONE error — and every command that shows a connector's
 words is run on them: none emits an ESC, BEL, OSC or CSI, each shows them as text."""
 
 from __future__ import annotations
@@ -53,12 +53,20 @@ def hostile_plan(tmp: Path) -> list[dict[str, object]]:
     return [
         {"stderr": f"boom {HOSTILE}"},
         {"records": {"stream": "a", "count": 3}},
-        {"msg": {"type": "RECORD", "stream": "a", "key": HOSTILE, "data": {"id": HOSTILE, "v": HOSTILE}}},
+        {
+            "msg": {
+                "type": "RECORD",
+                "stream": "a",
+                "key": HOSTILE,
+                "data": {"id": HOSTILE, "v": HOSTILE},
+                "emitted_at": "2026-12-04T00:00:00Z",
+            }
+        },
         {"raw": f"not json {HOSTILE}"},
         {"msg": gap},
         {"msg": {"type": "SKIP_RESULT", "stream": "b", "reason": HOSTILE, "message": HOSTILE}},
         {"msg": {"type": "ASSISTANCE", "message": HOSTILE, **notice}},
-        {"msg": {"type": "INTERACTION", "request_id": "r1", "kind": f"{ESCAPES}otp", "message": HOSTILE}},
+        {"msg": {"type": "INTERACTION", "request_id": "r1", "kind": "otp", "message": HOSTILE}},
         {"await_response": True},
         {"state": "a"},
         {"stderr": f"last words {HOSTILE}"},
@@ -109,7 +117,8 @@ async def test_no_command_emits_a_connector_s_control_characters(harness: Harnes
     run_here = {" ".join(a[:2]) if a[0] in groups else a[0] for a in [("run",), ("respond",), *runs]}
     assert run_here == SHOWS_CONNECTOR_WORDS  # each command that shows a connector's words is run
     for command, (code, out, err) in said.items():
-        assert code in (0, 1, 3), (command, code, err)
+        # (A cancel of the run, ended by then, is refused with 2: it says how the run ended.)
+        assert code in ((2,) if command.startswith("cancel") else (0, 1, 3)), (command, code, err)
         assert not ACTIVE.search(out.replace("\n", "").replace("\t", "")), (command, out)
         assert not ACTIVE.search(err.replace("\n", "").replace("\t", "")), (command, err)
         if command.endswith("--json"):

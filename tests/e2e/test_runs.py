@@ -108,8 +108,14 @@ async def test_records_postgresql_refuses_are_found_at_flush_and_lose_nothing_el
     does not look for it (that would cost more than parsing); the flush finds it, keeps every
     other record of its batch, and the checkpoint after it is not committed."""
     bad = [
-        {"type": "RECORD", "stream": "b", "key": "nul", "data": {"id": "nul", "text": "a\u0000b"}},
-        {"type": "RECORD", "stream": "b", "key": "k\u0000", "data": {"id": "k\u0000"}},
+        {
+            "type": "RECORD",
+            "stream": "b",
+            "key": "nul",
+            "data": {"id": "nul", "text": "a\u0000b"},
+            "emitted_at": "x",
+        },
+        {"type": "RECORD", "stream": "b", "key": "k\u0000", "data": {"id": "k\u0000"}, "emitted_at": "x"},
     ]
     name = harness.scripted(
         [
@@ -143,8 +149,9 @@ async def test_records_postgresql_refuses_are_found_at_flush_and_lose_nothing_el
 async def test_a_record_postgresql_refuses_is_quarantined_as_its_line(harness: Harness) -> None:
     """Issue 17: a refused record's quarantine row has the size and excerpt of the line the
     connector wrote (as every other quarantined line has), not those of its data alone."""
-    key_line = '{"type": "RECORD", "stream": "a", "key": "k\\u0000", "data": {"id": "k\\u0000", "n": 1}}'
-    data_line = '{"type": "RECORD", "stream": "a", "key": "d", "data": {"id": "d", "text": "x\\u0000"}}'
+    head = '{"type": "RECORD", "stream": "a", "emitted_at": "x", '
+    key_line = head + '"key": "k\\u0000", "data": {"id": "k\\u0000", "n": 1}}'
+    data_line = head + '"key": "d", "data": {"id": "d", "text": "x\\u0000"}}'
     name = harness.scripted(
         [
             {"records": {"stream": "a", "count": 3}},
@@ -176,7 +183,7 @@ async def test_bad_records_in_a_batch_are_quarantined_at_their_lines_and_the_res
     a key too long for the primary key's index (PostgreSQL refused the whole batch before)."""
 
     def line(key: str, data: str, **extra: Any) -> dict[str, Any]:
-        msg = {"type": "RECORD", "stream": "a", "key": key, **extra}
+        msg = {"type": "RECORD", "stream": "a", "key": key, "emitted_at": "x", **extra}
         return {"raw": json.dumps(msg)[:-1] + f', "data": {data}}}'}
 
     numbers = [f"r{i}" for i in range(0, 40, 7)]
@@ -230,7 +237,14 @@ async def test_a_refused_record_among_updates_and_deletes_leaves_them_applied(ha
 
     def record(key: str, text: str, **extra: Any) -> dict[str, Any]:
         return {
-            "msg": {"type": "RECORD", "stream": "a", "key": key, "data": {"id": key, "text": text}, **extra}
+            "msg": {
+                "type": "RECORD",
+                "stream": "a",
+                "key": key,
+                "data": {"id": key, "text": text},
+                "emitted_at": "x",
+                **extra,
+            }
         }
 
     name = harness.scripted(
@@ -335,7 +349,7 @@ async def test_out_of_scope_stream_is_rejected_and_quarantined(harness: Harness)
         [
             {"records": {"stream": "a", "count": 5}},
             {"records": {"stream": "b", "count": 3}},
-            {"msg": {"type": "RECORD", "stream": "zz", "key": "1", "data": {"id": "1"}}},
+            {"msg": {"type": "RECORD", "stream": "zz", "key": "1", "data": {"id": "1"}, "emitted_at": "x"}},
             {"state": "a"},
             {"done": "succeeded"},
         ]
@@ -353,7 +367,15 @@ async def test_key_mismatch_and_garbage_lines_are_classified(harness: Harness) -
     name = harness.scripted(
         [
             {"records": {"stream": "a", "count": 3}},
-            {"msg": {"type": "RECORD", "stream": "a", "key": "wrong", "data": {"id": "right"}}},
+            {
+                "msg": {
+                    "type": "RECORD",
+                    "stream": "a",
+                    "key": "wrong",
+                    "data": {"id": "right"},
+                    "emitted_at": "x",
+                }
+            },
             {"raw": "[1, 2]"},
             {"msg": {"type": "HELLO"}},
             {"raw": '{"type": "STATE", "stream": "a", "cursor": [1]}'},  # (without a cursor it is a null one)
@@ -508,7 +530,8 @@ async def test_cancel_ends_the_connector_keeps_records_and_commits_nothing(harne
 
 def detail_plan(coverage: dict[str, Any]) -> list[dict[str, Any]]:
     msgs = [
-        {"msg": {"type": "RECORD", "stream": "messages", "key": k, "data": {"id": k}}} for k in ("m1", "m2")
+        {"msg": {"type": "RECORD", "stream": "messages", "key": k, "data": {"id": k}, "emitted_at": "x"}}
+        for k in ("m1", "m2")
     ]
     gap = {
         "type": "DETAIL_GAP",
@@ -579,6 +602,7 @@ async def test_delete_is_a_tombstone_that_keeps_the_key_and_when_not_the_data(ha
                     "key": "a-000000",
                     "data": {"id": "a-000000"},
                     "op": "delete",
+                    "emitted_at": "x",
                 }
             },
             {"state": "a"},
@@ -602,7 +626,14 @@ async def test_a_tombstone_in_the_batch_of_a_newer_version_keeps_no_data(harness
 
     def record(key: str, text: str, **extra: Any) -> dict[str, Any]:
         return {
-            "msg": {"type": "RECORD", "stream": "a", "key": key, "data": {"id": key, "text": text}, **extra}
+            "msg": {
+                "type": "RECORD",
+                "stream": "a",
+                "key": key,
+                "data": {"id": key, "text": text},
+                "emitted_at": "x",
+                **extra,
+            }
         }
 
     name = harness.scripted(
@@ -740,7 +771,6 @@ async def test_records_the_reference_accepts_are_accepted_with_its_meaning(harne
     rows = {(r["stream"], r["key"]): r for r in await records(harness, name)}
     assert sorted(rows) == [
         ("a", "gone"),
-        ("a", "never-seen"),
         ("a", "no-id"),
         ("top_artists", '["ar2","medium_term"]'),
         ("top_artists", '["ar3"]'),
@@ -750,4 +780,5 @@ async def test_records_the_reference_accepts_are_accepted_with_its_meaning(harne
     assert json.loads(rows[("top_artists", "ar1")]["data"])["rank"] == 7
     gone = rows[("a", "gone")]
     assert gone["deleted"] and json.loads(gone["data"]) is None
-    assert rows[("a", "never-seen")]["deleted"] and json.loads(rows[("a", "never-seen")]["data"]) is None
+    # A delete of a key never stored stores nothing, as in the reference.
+    assert ("a", "never-seen") not in rows

@@ -85,7 +85,13 @@ async def test_the_newcomer_path_of_the_readme(harness: Harness, pg_url: str) ->
 
 
 async def test_records_in_every_format_with_tombstones(harness: Harness, pg_url: str) -> None:
-    delete = {"type": "RECORD", "stream": "a", "key": "a-000001", "op": "delete"}
+    delete = {
+        "type": "RECORD",
+        "stream": "a",
+        "key": "a-000001",
+        "op": "delete",
+        "emitted_at": "2026-12-04T00:00:00Z",
+    }
     name = harness.scripted(
         [
             {"records": {"stream": "a", "count": 3}},

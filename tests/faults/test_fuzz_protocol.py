@@ -63,6 +63,8 @@ TEXT = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=10),
     st.sampled_from(["\u2028", "a\u2029b", "x\u2028\u2029y", "😀", "é", "\\", '"', "\r", "\t"]),
 )
+# Text the reference requires not to be blank (a key part, a message, a request id).
+NONBLANK = TEXT.filter(lambda t: bool(t.strip()))
 EDGE_INTS = [2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1, -(10**19) + 1, 10**30, -(10**30)]
 SMALL_INTS = st.integers(-(2**62), 2**62)
 ANY_INTS = st.one_of(SMALL_INTS, st.integers(-(2**200), 2**200), st.sampled_from(EDGE_INTS))
@@ -162,7 +164,7 @@ def record_msg(draw: st.DrawFn, n: int, stream: str | None = None) -> tuple[dict
     suffix = draw(st.sampled_from(["", "\u2028", " é", "\t", "\\", '"']))
     data: dict[str, Any] = draw(st.dictionaries(st.sampled_from(["x", "y", "z"]), ANY_VALUES, max_size=3))
     if stream == "b":
-        user, chan = f"u{n}{suffix}", draw(TEXT)
+        user, chan = f"u{n}{suffix}", draw(NONBLANK)
         data.update(user=user, chan=chan)
         key: str | list[str] = [user, chan]
         storage = orjson.dumps(key).decode()
@@ -190,10 +192,10 @@ def other_msg(draw: st.DrawFn, t: str, stream: str | None = None) -> dict[str, A
     if t == "PROGRESS":
         return {
             "type": t,
-            "message": draw(TEXT),
+            "message": draw(NONBLANK),
             "stream": s,
-            "count": draw(SMALL_INTS),
-            "total": draw(ANY_INTS),
+            "count": draw(st.integers(0, 2**62)),
+            "total": draw(st.integers(0, 2**200) | st.floats(0, 1e300)),
         }
     if t == "SKIP_RESULT":
         msg = {"type": t, "stream": s, "reason": draw(TEXT), "message": draw(TEXT)}
@@ -231,9 +233,9 @@ def other_msg(draw: st.DrawFn, t: str, stream: str | None = None) -> dict[str, A
     if t == "INTERACTION":
         return {
             "type": t,
-            "request_id": draw(TEXT),
-            "kind": "otp",
-            "message": draw(TEXT),
+            "request_id": draw(NONBLANK),
+            "kind": draw(st.sampled_from(["credentials", "otp", "manual_action"])),
+            "message": draw(NONBLANK),
             "timeout_seconds": 60,
         }
     raise AssertionError(t)
@@ -254,18 +256,29 @@ def is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
+def is_amount(v: Any) -> bool:
+    """A non-negative number JavaScript reads as finite (PROGRESS counts)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 2**1024 and v == v
+
+
+def nonblank(v: Any) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
 Check = tuple[Any, str | None, bool]  # (right type?, violation kind or None = unchecked, required)
 FIELDS: dict[str, dict[str, Check]] = {
     "RECORD": {
         "stream": (IS_STR, "unknown_stream", True),
         "key": (
-            lambda v: isinstance(v, str) or (IS_LIST(v) and v and all(map(IS_STR, v))),
+            lambda v: (
+                (isinstance(v, str) and v != "") or (IS_LIST(v) and v and all(map(IS_STR, v)) and all(v))
+            ),
             "schema_invalid",
             True,
         ),
         "data": (IS_DICT, "schema_invalid", True),
         "op": (lambda v: v == "delete", "schema_invalid", False),
-        "emitted_at": (IS_STR, None, False),
+        "emitted_at": (lambda v: isinstance(v, str) and v != "", "schema_invalid", True),
     },
     "STATE": {
         "stream": (IS_STR, "schema_invalid", True),
@@ -277,7 +290,7 @@ FIELDS: dict[str, dict[str, Check]] = {
         "message": (IS_STR, "schema_invalid", False),
         "resource_ids": (IS_LIST, "schema_invalid", False),
         "time_range": (IS_DICT, "schema_invalid", False),
-        "diagnostics": (IS_DICT, "schema_invalid", False),
+        "diagnostics": (IS_DICT, None, False),  # any JSON, as in the reference
         "recovery_hint": (lambda v: v in ACTIONS, "invalid_recovery_hint", False),
     },
     "DETAIL_GAP": {
@@ -310,14 +323,15 @@ FIELDS: dict[str, dict[str, Check]] = {
         "lease_id": (IS_STR, None, False),
     },
     "PROGRESS": {
-        "message": (IS_STR, "schema_invalid", False),
-        "stream": (IS_STR, None, False),
-        "total": (is_count, None, False),
+        "message": (nonblank, "schema_invalid", False),
+        "stream": (nonblank, "schema_invalid", False),
+        "count": (is_amount, "schema_invalid", False),
+        "total": (is_amount, "schema_invalid", False),
     },
     "INTERACTION": {
-        "request_id": (IS_STR, "schema_invalid", True),
-        "kind": (IS_STR, "schema_invalid", True),
-        "message": (IS_STR, None, False),
+        "request_id": (nonblank, "schema_invalid", True),
+        "kind": (lambda v: v in ("credentials", "otp", "manual_action"), "schema_invalid", True),
+        "message": (nonblank, "schema_invalid", False),
     },
     "DONE": {
         "status": (lambda v: v in ("succeeded", "failed", "cancelled"), "schema_invalid", True),
@@ -497,7 +511,10 @@ def scripts(draw: st.DrawFn, max_lines: int = 16) -> Script:
                 big = token in (b"1e400", b"-1e999")
                 line = Line(raw, RECORD_LINE if big else "invalid_json", True, msg["stream"], key, clean=big)
             else:
-                raw = with_token(draw, valid_any(draw, n, seen_records), token)
+                other = valid_any(draw, n, seen_records)
+                if other["type"] == "RECORD":  # a RECORD's skipped fields may hold 1e400: above
+                    other = other_msg(draw, "STATE")
+                raw = with_token(draw, other, token)
                 line = Line(raw, "invalid_json", clean=False)
         elif cat == "deep":
             msg, key = draw(record_msg(n))
@@ -738,7 +755,7 @@ def test_the_exact_integer_parser_classifies_like_the_fast_one(script: Script, b
 @pytest.mark.parametrize("big", [False, True])
 def test_nesting_is_accepted_only_as_deep_as_it_can_be_written_back(depth: int, big: bool) -> None:
     deep = nested(depth, b"1000000000000000000000000000000" if big else b"1")
-    line = b'{"type":"RECORD","stream":"a","key":"k","data":{"id":"k","deep":' + deep + b"}}"
+    line = b'{"type":"RECORD","stream":"a","key":"k","emitted_at":"x","data":{"id":"k","deep":' + deep + b"}}"
     msg = protocol.decode(line)
     if depth + 2 > protocol.MAX_NESTING:
         assert isinstance(msg, LineError) and msg.kind == "invalid_json"
@@ -907,12 +924,13 @@ async def test_records_accepted_are_exactly_the_records_durable(
     has_done = DONE in want
     name, run_id, facts = await collect(store, fuzz_dir, script.data(), script.exit_code, has_done)
 
-    durable_keys = {
-        (line.stream, line.key) for line, e in zip(script.lines, want, strict=True) if e == RECORD_LINE
-    }
+    durable = [line for line, e in zip(script.lines, want, strict=True) if e == RECORD_LINE]
+    durable_keys = {(line.stream, line.key) for line in durable}
+    # Every key is its line's own: a delete is of a key never stored, and stores nothing.
+    stored = {(line.stream, line.key) for line in durable if json.loads(line.raw).get("op") != "delete"}
     rows = await store.pool.fetch("SELECT stream, key FROM records WHERE connector = $1", name)
-    assert {(r["stream"], r["key"]) for r in rows} == durable_keys
-    assert facts.records_durable == len(rows) == len(durable_keys)
+    assert {(r["stream"], r["key"]) for r in rows} == stored
+    assert facts.records_durable == len(durable_keys)
     assert facts.records_durable == facts.records_emitted - facts.records_rejected
 
     quarantined = {
@@ -1000,7 +1018,10 @@ DONE_1 = b'{"type":"DONE","status":"succeeded","records_emitted":1}'
             id="interaction-timeout-beyond-datetime",
         ),
         pytest.param(
-            [b'{"type":"RECORD","stream":"a","key":"k","data":{"id":"k","text":"\\\\u0000"}}', DONE_1],
+            [
+                b'{"type":"RECORD","stream":"a","key":"k","emitted_at":"x","data":{"id":"k","text":"\\\\u0000"}}',
+                DONE_1,
+            ],
             RECORD_LINE,
             id="literal-backslash-u0000-text",
         ),

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from activities.environment import connector_home
 from pdpp_orch.manifest import ConfigError
-from pdpp_orch.models import InteractionStatus, RunStatus
+from pdpp_orch.models import InteractionStatus, RunInput, RunStatus
 from pdpp_orch.registry import Registry
 from tests.conftest import Harness, history_text, outcome_of
 from tests.faults.test_faults import _still_alive_after, exact, faulty, pages, rows, start, until
@@ -45,12 +46,16 @@ async def test_connector_sees_only_what_its_entry_declares(
     env, cwd = seen["env"], seen["cwd"]
     declared = {"FAULT_PLAN", "FAULT_START_LOG", "TOKEN", "KEY", "PLAIN", "PDPP_TEST_PASSED"}
     base = {"PATH", "HOME", "LANG", "TZ", "PDPP_CONNECTOR_OWNER"}
-    assert set(env) - {"LC_CTYPE", "LC_ALL"} == {*base, *declared}
+    # The keys the reference's runtime gives a run (its connector-child-environment.ts).
+    run_keys = {"PDPP_RUN_ID", "PDPP_CONNECTOR_ID", "PDPP_RUN_TRIGGER_KIND", "PDPP_RUN_AUTOMATION_MODE"}
+    assert set(env) - {"LC_CTYPE", "LC_ALL"} == {*base, *run_keys, *declared}
+    assert [env[k] for k in sorted(run_keys)] == ["abc", "assisted", o.run_id, "manual"]
     assert (env["TOKEN"], env["KEY"], env["PLAIN"]) == (TOKEN, KEY, "plain")
     assert env["PDPP_TEST_PASSED"] == "passed through"
-    # Its own working directory, which is also its HOME, and is gone after the run.
-    assert env["HOME"] == cwd and Path(cwd).name.startswith(f"pdpp-{name}-")
+    # Its own working directory, gone after the run; its HOME is its own persistent one.
+    assert Path(cwd).name.startswith(f"pdpp-{name}-")
     assert not await asyncio.to_thread(Path(cwd).exists)
+    assert env["HOME"] == str(connector_home(harness.data_dir, name))
 
     # The secrets reached the connector and nothing else: not Temporal's history, not the
     # outcome, not the spine.
@@ -82,7 +87,7 @@ async def test_missing_secret_is_a_config_error_naming_connector_and_variable(
     assert "NON_RETRYABLE_FAILURE" in history
 
 
-async def test_entry_cwd_is_the_working_directory_and_home_and_stays(harness: Harness) -> None:
+async def test_entry_cwd_is_the_working_directory_and_stays(harness: Harness) -> None:
     work = harness.tmp / "work" / "here"
     dump = harness.tmp / "env.json"
     name = faulty(
@@ -91,7 +96,7 @@ async def test_entry_cwd_is_the_working_directory_and_home_and_stays(harness: Ha
     o = await harness.run(name)
     assert o.status is RunStatus.SUCCEEDED
     seen = json.loads(dump.read_text())
-    assert seen["cwd"] == str(work) == seen["env"]["HOME"]
+    assert seen["cwd"] == str(work) and seen["env"]["HOME"] == str(connector_home(harness.data_dir, name))
     assert (work / "kept.txt").exists()
 
 
@@ -190,7 +195,7 @@ def test_pass_env_names_only_what_is_set(monkeypatch: pytest.MonkeyPatch, tmp_pa
     reg.write_text(REGISTRY + 'pass_env = ["PDPP_T_SET", "PDPP_T_UNSET"]\n')
     monkeypatch.setenv("PDPP_T_SET", "1")
     monkeypatch.delenv("PDPP_T_UNSET", raising=False)
-    env = connector_env(Registry.load(reg).get("ok"), tmp_path)
+    env = connector_env(Registry.load(reg).get("ok"), tmp_path, RunInput(connector="ok", run_id="r"), "ok")
     assert env["PDPP_T_SET"] == "1" and "PDPP_T_UNSET" not in env
     assert env["HOME"] == str(tmp_path) and "PDPP_DATABASE_URL" not in env
 

@@ -111,6 +111,7 @@ def test_outcome_of_a_clean_run() -> None:
             "coverage": "complete",
             "gaps_open": 0,
             "records_missing_estimate": 0,
+            "continues": False,
         }
     ]
     assert o.error is None and o.records_missing_estimate == 0 and not o.cancel_too_late

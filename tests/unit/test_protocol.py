@@ -97,13 +97,14 @@ def test_integers_beyond_64_bits_stay_exact() -> None:
 def test_record_key_must_agree_with_the_primary_key(
     key: object, data: object, pk: list[str], expected: str
 ) -> None:
-    result = protocol.record_key({"type": "RECORD", "stream": "s", "key": key, "data": data}, pk)
+    msg = {"type": "RECORD", "stream": "s", "key": key, "data": data, "emitted_at": "2026-11-26T00:00:00Z"}
+    result = protocol.record_key(msg, pk)
     assert (result.kind if isinstance(result, LineError) else result) == expected
 
 
 @pytest.mark.parametrize("data", [{"id": "other"}, None, [1], "x"])
 def test_a_delete_needs_no_data_and_is_not_compared_with_it(data: object) -> None:
-    msg: dict[str, object] = {"type": "RECORD", "stream": "s", "key": "m1", "op": "delete"}
+    msg: dict[str, object] = {"type": "RECORD", "stream": "s", "key": "m1", "op": "delete", "emitted_at": "x"}
     if data is not None:
         msg["data"] = data
     expected = "key_mismatch" if isinstance(data, dict) else "m1"
