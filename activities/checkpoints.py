@@ -14,12 +14,14 @@ from pdpp_orch.models import (
     CommitInput,
     CommitResult,
     GapKind,
+    Mode,
     PlanInput,
     RecoveryClass,
     RetryHint,
     RetryPlan,
     StreamCommit,
 )
+from pdpp_orch.present import estimate
 from pdpp_orch.store import NewGap, Store
 
 
@@ -65,6 +67,7 @@ class CheckpointActivities:
                 c.stream,
                 c.reason or "not_committed",
                 policy.checkpoint_gap_class(c),
+                records_estimate=estimate.unaccounted(facts.coverage.values(), c.stream),
             )
             for c in results
             if not c.committed and c.reason != "cancelled"
@@ -101,10 +104,31 @@ class CheckpointActivities:
             await self.store.hints.assign_hints(run.connector, run.run_id, pairs)
             cost = entry.budget.cost_per_item
             hints = [policy.hint_for(hid, g, entry.retry, cost, now, max_attempts) for hid, g in pairs]
+        return await self._where_the_ledger_stands(data, hints, opened)
+
+    async def _where_the_ledger_stands(
+        self, data: PlanInput, hints: list[RetryHint], opened: int
+    ) -> RetryPlan:
+        """Estimate the range and stream gaps the run found, let a clean forward run supersede
+        earlier whole-run gaps, and count what is open after the run."""
+        run, facts = data.run, data.facts
+        found = await self.store.gaps.found(run.connector, run.run_id, [GapKind.RANGE, GapKind.STREAM])
+        if found:
+            await self.store.gaps.set_estimates(
+                run.connector, estimate.found_estimates(found, facts, run.streams)
+            )
+        clean = facts.done_status == "succeeded" and not facts.violated and not facts.runtime_error
+        # Only a run of every stream stands in for a whole run that failed.
+        if run.mode is Mode.FORWARD and clean and not facts.cancelled and not run.streams:
+            await self.store.gaps.supersede_runs(run.connector, run.run_id)
         by_stream = await self.store.gaps.open_by_stream(run.connector)
+        open_gaps = await self.store.present.open_gaps(run.connector)
         return RetryPlan(
             hints=hints,
             gaps_opened=opened,
             gaps_open_total=sum(by_stream.values()),
             gaps_open_by_stream=by_stream,
+            missing_by_stream={
+                s: estimate.missing(groups, checkpoints=False).records for s, groups in open_gaps.items()
+            },
         )

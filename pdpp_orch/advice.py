@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pdpp_orch.models import RetryHint, RunOutcome, RunStatus
+from pdpp_orch.models import Mode, RetryHint, RunOutcome, RunStatus
+from workflows import ids
 
 
 def when(at: datetime, now: datetime) -> str:
@@ -34,6 +35,15 @@ def missing(o: RunOutcome) -> str:
     return f"{n:,} missing ({100 * n / whole:.0f}%)" if whole else f"{n:,} missing"
 
 
+def checkpoints(o: RunOutcome) -> str:
+    """`3 of 4 committed (partially_committed)`, or `none staged` when no STATE came."""
+    if o.state_streams_staged == 0:
+        return "none staged (the connector sent no STATE to commit)"
+    done = o.state_streams_committed == o.state_streams_staged
+    status = "" if done else f" ({o.checkpoint_commit_status.value})"
+    return f"{o.state_streams_committed} of {o.state_streams_staged} committed{status}"
+
+
 def hint_line(h: RetryHint, workflow_id: str | None, now: datetime) -> str:
     """One retry hint: what it retries, when, at what cost, by which recovery."""
     where = f" of {h.scope.stream}" if h.scope.stream else ""
@@ -55,6 +65,13 @@ def next_steps(o: RunOutcome, now: datetime) -> list[str]:
     if o.status is RunStatus.SUCCEEDED and o.gaps_open_total == 0:
         extra = " (a cancel came too late: checkpoints were already committing)" if o.cancel_too_late else ""
         return [f"nothing to do{extra}"]
+    if o.mode is Mode.RECOVERY and not o.retry_hints:
+        hint = ids.recovery_run_hint(c, o.run_id)
+        wid = ids.recovery_workflow_id(hint) if hint else "its recovery"
+        return [
+            f"a recovery run: {wid} settles the gaps it was served and retries what is still open:"
+            f" `pdpp-orch recover show {c}`"
+        ]
     lines = []
     wids = dict(zip((h.hint_id for h in o.retry_hints), o.recovery_workflow_ids, strict=False))
     for h in o.retry_hints:

@@ -55,6 +55,7 @@ def build_worker(
             recovery.lease_gaps,
             recovery.settle_gaps,
             recovery.gap_progress,
+            recovery.record_recovery_end,
             budget.request_budget,
             budget.charge_budget,
         ],

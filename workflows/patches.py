@@ -13,3 +13,7 @@ LATE_CANCEL = "cancel-while-recording"
 # GapRecoveryWorkflow's run ids come from the whole hint id and the recovery's first execution
 # (they used 8 characters of the hint id, which requeued hints share).
 WHOLE_HINT_RUN_IDS = "recovery-run-id-whole-hint"
+# GapRecoveryWorkflow records how it ended (settled, gave up, cancelled and by whom) in
+# PostgreSQL, so the present does not depend on Temporal's retention; a cancel that reaches it
+# while a recovery run goes on ends it cancelled (it used to settle the run and go on).
+RECOVERY_FATE = "recovery-records-its-end"

@@ -89,3 +89,24 @@ class InteractionStatus(StrEnum):
     SUCCESS = "success"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+
+
+class RecoveryStep(StrEnum):
+    """What a GapRecoveryWorkflow is doing (its `state` query)."""
+
+    WAITING_NOT_BEFORE = "waiting_not_before"
+    WAITING_BUDGET = "waiting_budget"
+    BACKING_OFF = "backing_off"
+    WAITING_LEASES = "waiting_leases"
+    ASKING_BUDGET = "asking_budget"
+    RECOVERING = "recovering"
+    DONE = "done"
+
+
+class RecoveryEnding(StrEnum):
+    """How a GapRecoveryWorkflow ended, as it records itself in PostgreSQL: every gap settled,
+    gave up with gaps open (a range that keeps failing), or cancelled (by whom: its reason)."""
+
+    DONE = "done"
+    GAVE_UP = "gave_up"
+    CANCELLED = "cancelled"

@@ -77,6 +77,9 @@ class CollectFacts(BaseModel):
     gaps_recovered: int = 0
     interactions: int = 0
     runtime_error: str | None = None
+    runtime_limit_seconds: float | None = Field(
+        default=None, description="the limit a connector_stalled / max_run / output_closed error passed"
+    )
 
     @property
     def violated(self) -> bool:

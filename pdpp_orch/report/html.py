@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from pdpp_orch.models.progress import owner_action_text
+from pdpp_orch.report.build import fate_lines
 from pdpp_orch.report.model import ConnectorReport, RunPoint, Severity, StreamReport
 
 CSS = """
@@ -30,6 +31,9 @@ def to_html(reports: list[ConnectorReport], generated: str) -> str:
     ]
     for r in reports:
         parts.append(f"<h2>{e(r.connector)}</h2><p class={TONE.get(r.severity, 'warn')}>{e(r.verdict)}</p>")
+        fates = fate_lines(r)
+        if fates:
+            parts.append("<ul>" + "".join(f"<li>{_code(x)}</li>" for x in fates) + "</ul>")
         parts.extend(
             f"<p class=bad>run {e(a.run_id)} waits for your {e(a.kind)}"
             + (f" (“{e(a.message)}”)" if a.message else "")
@@ -46,6 +50,12 @@ def to_html(reports: list[ConnectorReport], generated: str) -> str:
         parts.append(_chart(r.recent_runs))
     parts.append("</html>")
     return "".join(parts)
+
+
+def _code(text: str) -> str:
+    """Escaped, with each `command` set as code."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def _attention(reports: list[ConnectorReport]) -> str:

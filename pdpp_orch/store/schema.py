@@ -6,7 +6,7 @@ from importlib import resources
 
 import asyncpg
 
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 
 
 class SchemaError(Exception):
