@@ -27,8 +27,11 @@ def why(o: RunOutcome) -> str | None:
 
 
 def missing(o: RunOutcome) -> str:
-    """`4,188 missing (28%)` — records known to be missing, against what was collected."""
+    """`4,188 missing (28%)` — records known to be missing, against what was collected; gaps
+    whose size is not known (a whole run that failed) are not "none missing"."""
     n = o.records_missing_estimate
+    if n == 0 and o.gaps_open_total:
+        return f"none counted missing, {o.gaps_open_total:,} gap(s) open"
     if n == 0:
         return "none known missing"
     whole = o.records_durable + n

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pdpp_orch import advice
 from pdpp_orch.models import GapStatus, Mode, RecoveryClass, RunOutcome, RunStatus
-from pdpp_orch.present.model import HintNow, Present
+from pdpp_orch.present.model import Fate, HintNow, Present
 from pdpp_orch.report.model import (
     ConnectorReport,
     GapSummary,
@@ -227,27 +227,31 @@ def _verdict(r: ConnectorReport, latest: RunOutcome | None, p: Present | None) -
     if _died(latest):
         why = advice.why(latest) or latest.status.value
         status = latest.status.value
-        return Severity.FAILING, f"{missing}; latest run {status} ({why}); `pdpp-orch status {latest.run_id}`"
+        then = f"; {r.next_retry_state}" if r.next_retry_state else ""
+        return (
+            Severity.FAILING,
+            f"{missing}; latest run {status} ({why}); `pdpp-orch status {latest.run_id}`{then}",
+        )
     if r.waiting_on_owner:
         return Severity.WAITING_ON_YOU, f"{missing}; {r.waiting_on_owner:,} waiting on you"
-    unproven = [s.stream for s in r.streams if s.coverage in ("partial", "unproven")]
-    if not open_gaps and not unproven:
-        settled = [h.says for h in r.hints if h.fate.settled]
-        since = f" ({'; '.join(settled)})" if settled else ""
-        return Severity.OK, f"nothing missing now · {held:,} records{since}"
     if open_gaps and any(h.fate.live for h in r.hints):
         return Severity.MISSING_RETRY_PLANNED, f"{missing}; {r.next_retry_state}"
     if open_gaps:
-        what = f"{open_gaps:,} gap(s) open"
         nxt = r.next_retry_state or (
             r.not_retried[0].says + f": {r.not_retried[0].command}" if r.not_retried else ""
         )
-        return (
-            Severity.MISSING_NO_RETRY,
-            f"{missing}; {what}; {nxt or f'`pdpp-orch gaps list {r.connector}`'}",
-        )
-    what = f"coverage not proven for {', '.join(unproven)} by the latest run {latest.run_id}"
-    return Severity.MISSING_NO_RETRY, f"{missing}; {what}; `pdpp-orch run {r.connector}` collects again"
+        nxt = nxt or f"`pdpp-orch gaps list {r.connector}`"
+        return Severity.MISSING_NO_RETRY, f"{missing}; {open_gaps:,} gap(s) open; {nxt}"
+    given_up = [h for h in r.hints if h.fate in (Fate.PARTLY_RECOVERED, Fate.EXHAUSTED)]
+    if given_up:
+        return Severity.MISSING_NO_RETRY, f"{missing}; {given_up[0].says}: {given_up[0].command}"
+    unproven = [s.stream for s in r.streams if s.coverage in ("partial", "unproven")]
+    if unproven:
+        what = f"coverage not proven for {', '.join(unproven)} by the latest run {latest.run_id}"
+        return Severity.MISSING_NO_RETRY, f"{missing}; {what}; `pdpp-orch run {r.connector}` collects again"
+    settled = [h.says for h in r.hints if h.fate.settled]
+    since = f" ({'; '.join(settled)})" if settled else ""
+    return Severity.OK, f"nothing missing now · {held:,} records{since}"
 
 
 # A latest run that died under the connector, whatever it had made durable before.

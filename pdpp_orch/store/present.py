@@ -26,8 +26,9 @@ connector = $1 AND hint_id IS NOT NULL AND (hint_id = ANY($2::text[]) OR (
 """
 
 _HINTS = f"""
-SELECT hint_id, min(stream) AS stream, min(kind) AS kind, min(reason) AS reason,
-       min(recovery_class) AS recovery_class,
+SELECT hint_id, mode() WITHIN GROUP (ORDER BY stream) AS stream, mode() WITHIN GROUP (ORDER BY kind) AS kind,
+       mode() WITHIN GROUP (ORDER BY reason) AS reason,
+       mode() WITHIN GROUP (ORDER BY recovery_class) AS recovery_class,
        count(*) FILTER (WHERE status = '{GapStatus.PENDING.value}') AS pending,
        count(*) FILTER (WHERE status = '{GapStatus.LEASED.value}') AS leased,
        count(*) FILTER (WHERE status = '{_RECOVERED}') AS recovered,
