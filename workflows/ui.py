@@ -82,7 +82,7 @@ def outcome_details(o: RunOutcome, now: datetime) -> str:
         f"- skipped: {skipped}\n"
         f"- gaps: {o.gaps_opened:,} opened, {o.gaps_open_total:,} open for this connector\n"
         + "".join(f"- next: {line}\n" for line in advice.next_steps(o, now))
-        + (f"\nrecovered by {recoveries} (live in its own details)" if recoveries else "")
+        + (f"\nits recovery: {recoveries} (live, in its own details)" if recoveries else "")
         + f"\n\nwhat became of it since: `pdpp-orch status {o.run_id}`"
     )
 

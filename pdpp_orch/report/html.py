@@ -30,7 +30,9 @@ def to_html(reports: list[ConnectorReport], generated: str) -> str:
         _attention(reports),
     ]
     for r in reports:
-        parts.append(f"<h2>{e(r.connector)}</h2><p class={TONE.get(r.severity, 'warn')}>{e(r.verdict)}</p>")
+        parts.append(
+            f"<h2>{e(r.connector)}</h2><p class={TONE.get(r.severity, 'warn')}>{_code(r.verdict)}</p>"
+        )
         fates = fate_lines(r)
         if fates:
             parts.append("<ul>" + "".join(f"<li>{_code(x)}</li>" for x in fates) + "</ul>")
@@ -65,8 +67,7 @@ def _attention(reports: list[ConnectorReport]) -> str:
     if not worst:
         return "<p class=ok>Nothing needs your attention.</p>"
     items = "".join(
-        f"<li class={TONE.get(r.severity, 'warn')}>"
-        f"<b>{html.escape(r.connector)}</b>: {html.escape(r.verdict)}</li>"
+        f"<li class={TONE.get(r.severity, 'warn')}><b>{html.escape(r.connector)}</b>: {_code(r.verdict)}</li>"
         for r in worst
     )
     return f"<h2>Needs attention</h2><ol>{items}</ol>"
