@@ -14,6 +14,8 @@ def when(at: datetime, now: datetime) -> str:
     """`2026-12-03 17:00 UTC (in 23h59m)`, or `(overdue by 5m)` for a time already past."""
     delta = at - now
     minutes = round(abs(delta.total_seconds()) / 60)
+    if minutes == 0:
+        return f"{at:%Y-%m-%d %H:%M} UTC (now)"
     span = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
     rel = f"in {span}" if delta >= timedelta(0) else f"overdue by {span}"
     return f"{at:%Y-%m-%d %H:%M} UTC ({rel})"

@@ -71,7 +71,8 @@ def _next(
     lines += [_line(n.says, n.command) for n in not_retried]
     if later:
         lines.append(_later(later))
-    if any(h.fate.live or not h.fate.settled for h in hints) or not_retried or later:
+    given_up = any(h.fate in (Fate.PARTLY_RECOVERED, Fate.EXHAUSTED) for h in hints)
+    if any(h.fate.live or not h.fate.settled for h in hints) or not_retried or later or given_up:
         return lines
     if outcome is not None and (
         outcome.status is RunStatus.CANCELLED
@@ -169,6 +170,10 @@ def now_text(p: Present, durable: int) -> str:
 def fate_brief(h: HintNow) -> str:
     """`waiting until 17:00 UTC`, `cancelled by the demo`, `recovered`: a hint's fate in a cell."""
     word = h.fate.value.replace("_", " ")
+    if h.fate is Fate.RECOVERED:
+        return f"all {h.recovered:,} recovered"
+    if h.fate in (Fate.PARTLY_RECOVERED, Fate.EXHAUSTED):
+        return f"{h.recovered:,} recovered, {h.terminal:,} given up"
     if h.until is not None:
         return f"{word} until {h.until:%Y-%m-%d %H:%M} UTC"
     if h.fate is Fate.CANCELLED and h.by:

@@ -233,7 +233,8 @@ def _verdict(r: ConnectorReport, latest: RunOutcome | None, p: Present | None) -
             f"{missing}; latest run {status} ({why}); `pdpp-orch status {latest.run_id}`{then}",
         )
     if r.waiting_on_owner:
-        return Severity.WAITING_ON_YOU, f"{missing}; {r.waiting_on_owner:,} waiting on you"
+        what = f": {r.not_retried[0].says}: {r.not_retried[0].command}" if r.not_retried else ""
+        return Severity.WAITING_ON_YOU, f"{missing}; {r.waiting_on_owner:,} waiting on you{what}"
     if open_gaps and any(h.fate.live for h in r.hints):
         return Severity.MISSING_RETRY_PLANNED, f"{missing}; {r.next_retry_state}"
     if open_gaps:

@@ -252,7 +252,7 @@ async def test_a_recovery_waits_runs_and_recovers_and_every_surface_follows(seen
     )
     assert report["verdict"].startswith("nothing missing now · 9 records (rate_limited of a: all 3 recovered")
     assert "nothing needs your attention" in text and "Nothing needs your attention." in page
-    assert "now none known missing; recovered" in await seen.runs(name)
+    assert "now none known missing; all 3 recovered" in await seen.runs(name)
     assert f"recovered by {rec_run['run_id']}" in await seen.gaps(name)
     # The recovery run does not call the gaps it recovered open, nor "not retried on its own".
     text = await seen.status(rec_run["run_id"])
@@ -294,7 +294,7 @@ async def test_a_budget_wait_then_a_partial_recovery(seen: Surfaces) -> None:
     assert code == 0 and "k2" in said and "k0" not in said, said
     _, report, _ = await seen.report(name)
     assert report["missing_anything"] and report["severity"] == 2 and "2 of 3 recovered" in report["verdict"]
-    assert "partly recovered" in await seen.runs(name)
+    assert "2 recovered, 1 given up" in await seen.runs(name)
 
 
 async def test_cancelled_by_an_operator_started_again_cancelled_by_the_demo_then_superseded(

@@ -281,7 +281,7 @@ def test_a_run_whose_gaps_were_all_recovered_shows_its_end_and_now() -> None:
         f"rate_limited of item_details: all 300 recovered by {RUN} at 2026-12-04 14:57 UTC",
         "nothing to do",
     ]
-    assert brief(p) == "now none known missing; recovered"
+    assert brief(p) == "now none known missing; all 300 recovered"
 
 
 def test_a_run_whose_recovery_waits_as_planned_is_unchanged() -> None:
@@ -322,3 +322,9 @@ def test_a_recovery_run_does_not_call_the_gaps_it_was_served_not_retried() -> No
     p = present("c", [], {}, {}, [], NOW, outcome=run)
     assert p.at_end is not None and "not retry" not in p.at_end
     assert "recovery-hint_x settles the gaps it was served" in p.at_end
+
+
+def test_gaps_given_up_are_never_followed_by_nothing_to_do() -> None:
+    partly = ledger(recovered=2, terminal=1, terminal_reasons={"permanent:not_found": 1}, recovered_by=[RUN])
+    p = present("c", [partly], {"hint_x": ended(WorkflowState.UNASKED)}, {}, [], NOW, outcome=outcome())
+    assert len(p.next) == 1 and "no longer retried" in p.next[0] and "nothing to do" not in p.next
