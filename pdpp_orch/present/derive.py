@@ -81,7 +81,8 @@ def _next(
         return lines + advice.next_steps(outcome, outcome.finished_at)
     if m.records or m.unknown_size:
         return [*lines, f"nothing retries it on its own; `pdpp-orch run {c}` collects again"]
-    if outcome is not None and outcome.status is RunStatus.PARTIALLY_COMPLETED and not hints:
+    if outcome is not None and not hints and outcome.status is not RunStatus.FAILED:
+        # Nothing happened since: what the end said next still holds (a late cancel included).
         return lines + advice.next_steps(outcome, outcome.finished_at)
     return [*lines, "nothing to do"]
 
