@@ -53,9 +53,10 @@ def hint_line(h: RetryHint, workflow_id: str | None, now: datetime) -> str:
     """One retry hint: what it retries, when, at what cost, by which recovery."""
     where = f" of {h.scope.stream}" if h.scope.stream else ""
     by = f" by {workflow_id}" if workflow_id else ""
+    units = f"{h.estimated_cost:,} unit{'' if h.estimated_cost == 1 else 's'}"
     return (
         f"retry {h.gap_count:,} × {h.reason}{where} not before {when(h.not_before, now)},"
-        f" {h.estimated_cost:,} units, attempt {h.attempt} of {h.max_attempts}{by}"
+        f" {units}, attempt {h.attempt} of {h.max_attempts}{by}"
     )
 
 

@@ -31,7 +31,7 @@ _WHOSE = {
 
 
 def _not_retried(u: UnplannedGaps, c: str, runnable: str) -> NotRetried:
-    whose = _WHOSE.get(u.recovery_class, "not retried on its own")
+    whose = _WHOSE.get(u.recovery_class, "a miss nobody can retry yet")
     where = f" of {u.stream}" if u.stream != "*" else ""
     return NotRetried(
         stream=u.stream,
