@@ -10,6 +10,7 @@ command they print for it is run (`pdpp-orch …` as a subprocess) to see that i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -225,9 +226,14 @@ async def test_a_recovery_waits_runs_and_recovers_and_every_surface_follows(seen
         )
         _, report, _ = await seen.report(name)
         assert report["severity"] == 3 and "in progress" in report["verdict"]
+        # The printed `pdpp-orch watch RUN` follows the recovery run to its end.
+        line = next(x for x in text.splitlines() if "follows it" in x)
+        watching = asyncio.create_task(seen.command(line, "watch"))
 
         # Recovered: every surface says now what it is, and still what it was at the end.
         flag.touch()
+        code, said = await watching
+        assert code == 0 and "succeeded" in said, said
         await seen.ended(name, wid)
         # The web UI: the finished run's details are its end, and say where to look for now;
         # the recovery's are live (and now done).
