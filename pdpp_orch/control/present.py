@@ -93,9 +93,9 @@ async def run_present(
     store: Store, client: Client | None, o: RunOutcome, started: datetime, now: datetime, runnable: str = ""
 ) -> Present:
     """What became of run `o` (started at `started`, the `runs` row's time): its hints, the gaps
-    of its streams open now or settled since it started, the forward runs after it."""
+    of its streams open now or open at its end and settled since, the forward runs after it."""
     streams = [s.stream for s in o.streams]
-    hints = await store.present.hints(o.connector, _own_hints(o), streams, started)
+    hints = await store.present.hints(o.connector, _own_hints(o), streams, started, o.finished_at)
     return present(
         o.connector,
         hints,

@@ -18,11 +18,12 @@ _RECOVERED = GapStatus.RECOVERED.value
 _TERMINAL = GapStatus.TERMINAL.value
 
 # The hints of a scope: those named, and those with a gap in its streams (all: NULL) that is
-# open now or was settled after `since` (NULL: ever).
+# open now, or that was found by `$5` (NULL: ever) and settled after `$4` (NULL: ever).
 _SCOPE = f"""
 connector = $1 AND hint_id IS NOT NULL AND (hint_id = ANY($2::text[]) OR (
     ($3::text[] IS NULL OR stream = ANY($3::text[]))
-    AND (status IN ({OPEN}) OR (status IN ({SETTLED}) AND ($4::timestamptz IS NULL OR updated_at > $4)))))
+    AND (status IN ({OPEN}) OR (status IN ({SETTLED}) AND ($4::timestamptz IS NULL OR updated_at > $4)
+                                AND ($5::timestamptz IS NULL OR created_at <= $5)))))
 """
 
 _HINTS = f"""
@@ -95,10 +96,12 @@ class PresentStore:
         hint_ids: list[str],
         streams: list[str] | None = None,
         since: datetime | None = None,
+        found_by: datetime | None = None,
     ) -> list[HintLedger]:
-        """The hints named, and those with a gap in `streams` open now or settled after `since`."""
+        """The hints named, and those with a gap in `streams` open now, or found by `found_by`
+        and settled after `since` (what a run left open, and what became of it)."""
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_HINTS, connector, hint_ids, streams, since)
+            rows = await conn.fetch(_HINTS, connector, hint_ids, streams, since, found_by)
             details = await conn.fetch(_DETAIL, connector, [r["hint_id"] for r in rows])
         return _ledgers(rows, details)
 
