@@ -23,6 +23,7 @@ from pdpp_orch.models import (
     StreamCommit,
 )
 from pdpp_orch.outcome import CONFIG_ERROR
+from pdpp_orch.present import estimate
 from pdpp_orch.registry import ConnectorEntry
 from pdpp_orch.store import NewGap, Store
 
@@ -87,6 +88,7 @@ class CheckpointActivities:
                 c.stream,
                 c.reason or "not_committed",
                 policy.checkpoint_gap_class(c),
+                records_estimate=estimate.unaccounted(facts.coverage.values(), c.stream),
             )
             for c in results
             if not c.committed and not c.withheld and c.reason != "cancelled"
@@ -112,8 +114,6 @@ class CheckpointActivities:
             gap = NewGap(policy.NO_STREAM, GapKind.RUN, "run", *failure, last_error=last_error)
             await self.store.gaps.open(run.connector, run.run_id, gap)
             opened = 1
-        elif run.mode is Mode.FORWARD and policy.ran_to_its_end(data.facts):
-            await self.store.gaps.close_run_gap(run.connector, run.run_id)
         max_attempts = policy.MAX_NO_PROGRESS
         hints: list[RetryHint] = []
         if run.hint_id is not None:
@@ -131,10 +131,30 @@ class CheckpointActivities:
                 await self.store.hints.assign_hints(run.connector, run.run_id, pairs)
                 cost = entry.budget.cost_per_item
                 hints = [policy.hint_for(hid, g, entry.retry, cost, now, max_attempts) for hid, g in pairs]
+        return await self._where_the_ledger_stands(data, hints, opened)
+
+    async def _where_the_ledger_stands(
+        self, data: PlanInput, hints: list[RetryHint], opened: int
+    ) -> RetryPlan:
+        """Estimate the range and stream gaps the run found, let a forward run of every stream
+        that went to its end supersede earlier whole-run gaps, and count what is open after it."""
+        run, facts = data.run, data.facts
+        found = await self.store.gaps.found(run.connector, run.run_id, [GapKind.RANGE, GapKind.STREAM])
+        if found:
+            await self.store.gaps.set_estimates(
+                run.connector, estimate.found_estimates(found, facts, run.streams)
+            )
+        # Only a run of every stream stands in for a whole run that failed.
+        if run.mode is Mode.FORWARD and policy.ran_to_its_end(facts) and not run.streams:
+            await self.store.gaps.supersede_runs(run.connector, run.run_id)
         by_stream = await self.store.gaps.open_by_stream(run.connector)
+        open_gaps = await self.store.present.open_gaps(run.connector)
         return RetryPlan(
             hints=hints,
             gaps_opened=opened,
             gaps_open_total=sum(by_stream.values()),
             gaps_open_by_stream=by_stream,
+            missing_by_stream={
+                s: estimate.missing(groups, checkpoints=False).records for s, groups in open_gaps.items()
+            },
         )

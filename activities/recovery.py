@@ -6,7 +6,7 @@ from temporalio import activity
 
 from activities.config import RegistryLoader, entry_and_manifest
 from pdpp_orch import policy, telemetry
-from pdpp_orch.models import HintProgress, HintRef, LeaseInput, RecoveryPolicy, SettleInput
+from pdpp_orch.models import HintProgress, HintRef, LeaseInput, RecoveryEnd, RecoveryPolicy, SettleInput
 from pdpp_orch.store import Store
 
 
@@ -64,3 +64,8 @@ class RecoveryActivities:
     async def gap_progress(self, data: HintRef) -> HintProgress:
         """Where the hint's gaps stand (no settlement)."""
         return await self.store.leases.hint_progress(data.connector, data.hint_id)
+
+    @activity.defn
+    async def record_recovery_end(self, end: RecoveryEnd) -> None:
+        """How a recovery ended (settled, gave up, cancelled and by whom), for the present."""
+        await self.store.recoveries.record_end(end)

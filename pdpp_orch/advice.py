@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pdpp_orch.models import RetryHint, RunOutcome, RunStatus, SandboxMode
+from pdpp_orch.models import Mode, RetryHint, RunOutcome, RunStatus, SandboxMode
+from workflows import ids
 
 
 def when(at: datetime, now: datetime) -> str:
     """`2026-12-03 17:00 UTC (in 23h59m)`, or `(overdue by 5m)` for a time already past."""
     delta = at - now
     minutes = round(abs(delta.total_seconds()) / 60)
+    if minutes == 0:
+        return f"{at:%Y-%m-%d %H:%M} UTC (now)"
     span = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
     rel = f"in {span}" if delta >= timedelta(0) else f"overdue by {span}"
     return f"{at:%Y-%m-%d %H:%M} UTC ({rel})"
@@ -26,21 +29,34 @@ def why(o: RunOutcome) -> str | None:
 
 
 def missing(o: RunOutcome) -> str:
-    """`4,188 missing (28%)` — records known to be missing, against what was collected."""
+    """`4,188 missing (28%)` — records known to be missing, against what was collected; gaps
+    whose size is not known (a whole run that failed) are not "none missing"."""
     n = o.records_missing_estimate
+    if n == 0 and o.gaps_open_total:
+        return f"none counted missing, {o.gaps_open_total:,} gap(s) open"
     if n == 0:
         return "none known missing"
     whole = o.records_durable + n
     return f"{n:,} missing ({100 * n / whole:.0f}%)" if whole else f"{n:,} missing"
 
 
+def checkpoints(o: RunOutcome) -> str:
+    """`3 of 4 committed (partially_committed)`, or `none staged` when no STATE came."""
+    if o.state_streams_staged == 0:
+        return "none staged (the connector sent no STATE to commit)"
+    done = o.state_streams_committed == o.state_streams_staged
+    status = "" if done else f" ({o.checkpoint_commit_status.value})"
+    return f"{o.state_streams_committed} of {o.state_streams_staged} committed{status}"
+
+
 def hint_line(h: RetryHint, workflow_id: str | None, now: datetime) -> str:
     """One retry hint: what it retries, when, at what cost, by which recovery."""
     where = f" of {h.scope.stream}" if h.scope.stream else ""
     by = f" by {workflow_id}" if workflow_id else ""
+    units = f"{h.estimated_cost:,} unit{'' if h.estimated_cost == 1 else 's'}"
     return (
         f"retry {h.gap_count:,} × {h.reason}{where} not before {when(h.not_before, now)},"
-        f" {h.estimated_cost:,} units, attempt {h.attempt} of {h.max_attempts}{by}"
+        f" {units}, attempt {h.attempt} of {h.max_attempts}{by}"
     )
 
 
@@ -97,10 +113,11 @@ def next_steps(o: RunOutcome, now: datetime) -> list[str]:
     """What happens next for this run, and the commands that act on it (after the warning of a
     run without a sandbox)."""
     warning = unsandboxed(o)
-    return ([warning] if warning else []) + _next_steps(o, now)
+    return ([warning] if warning else []) + planned(o, now)
 
 
-def _next_steps(o: RunOutcome, now: datetime) -> list[str]:
+def planned(o: RunOutcome, now: datetime) -> list[str]:
+    """What the run's end planned next, and the commands that act on it."""
     c = o.connector
     if o.status is RunStatus.CANCELLED:
         return [
@@ -110,6 +127,13 @@ def _next_steps(o: RunOutcome, now: datetime) -> list[str]:
     if o.status is RunStatus.SUCCEEDED and o.gaps_open_total == 0:
         extra = " (a cancel came too late: checkpoints were already committing)" if o.cancel_too_late else ""
         return continuing(o) or [f"nothing to do{extra}"]
+    if o.mode is Mode.RECOVERY and not o.retry_hints:
+        hint = ids.recovery_run_hint(c, o.run_id)
+        wid = ids.recovery_workflow_id(hint) if hint else "its recovery"
+        return [
+            f"a recovery run: {wid} settles the gaps it was served and retries what is still open:"
+            f" `pdpp-orch recover show {c}`"
+        ]
     lines = continuing(o)
     step = owner_step(o)
     if step:

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,9 @@ class Endpoints:
     pid: int
     # The serving process's start time, so a pid reused by another process is not taken for it.
     started: float = 0.0
+    # Registries its workers serve besides the one commands read (`demo --serve`: the demo's), so
+    # the commands that act on those connectors work while it serves.
+    connectors: list[str] = field(default_factory=list)
 
 
 def process_started(pid: int) -> float:
@@ -163,6 +166,14 @@ def alive(ep: Endpoints) -> bool:
     """Whether the process that wrote `ep` still serves it (not a later one with its pid)."""
     started = process_started(ep.pid)
     return started > 0 and (not ep.started or abs(started - ep.started) < 1.0)
+
+
+def serve_registry(data_dir: Path, registry: Path) -> None:
+    """Say in `devstack.json` that this stack's workers also serve the connectors of `registry`."""
+    ep = read_stack_file(data_dir)
+    if ep is not None and str(registry) not in ep.connectors:
+        ep.connectors.append(str(registry))
+        (data_dir / STACK_FILE).write_text(json.dumps(asdict(ep), indent=2))
 
 
 def find_running(data_dir: Path) -> Endpoints | None:

@@ -95,13 +95,18 @@ def derive_reason(facts: CollectFacts, commit: CommitResult, error: RunError | N
     return None
 
 
-def derive_error(facts: CollectFacts, reason: str | None, error: RunError | None) -> RunError | None:
+def derive_error(
+    facts: CollectFacts, reason: str | None, error: RunError | None, commit: CommitResult | None = None
+) -> RunError | None:
     """What went wrong, for a person: the error that ended collection, or the cause behind the
     reason. Only our own words: the connector's are added where the outcome is stored."""
     if error is not None:
         return error
     if reason in (None, "cancelled", "records_skipped"):
         return None
+    lost = next((c for c in (commit.streams if commit else []) if c.reason == reason and c.message), None)
+    if lost is not None:
+        return RunError(kind=reason, message=f"{lost.stream}: {lost.message}")
     if reason == "connector_protocol_violation":
         first = facts.violations[0] if facts.violations else None
         where = f": first {first.kind} at line {first.line_no}" if first else ""
@@ -113,7 +118,41 @@ def derive_error(facts: CollectFacts, reason: str | None, error: RunError | None
     if reason == "connector_reported_failed":
         code = f" ({facts.done_error_code})" if facts.done_error_code else ""
         return RunError(kind=reason, message=f"the connector reported DONE failed{code}")
+    if reason in _LIMIT_WORDS or reason == "runtime_error":
+        return RunError(kind=reason, message=_runtime_words(facts))
+    if reason == "coverage_shortfall":
+        short = [c for c in facts.coverage.values() if not c.accounted]
+        keys = sum(c.required - c.hydrated - c.gap_backed - c.optional_skipped for c in short)
+        streams = ", ".join(sorted(c.stream for c in short))
+        return RunError(
+            kind=reason,
+            message=f"{keys:,} key(s) the connector listed for {streams} neither collected"
+            " nor reported as gaps",
+        )
     return RunError(kind=reason or "unknown")
+
+
+# The limits the runtime enforces on a connector, each with the setting that governs it.
+_LIMIT_WORDS = {
+    "connector_stalled": "no output for {s} (stall_timeout_seconds in the connector's registry entry)",
+    "max_run_duration_exceeded": "still running after {s} (max_run_seconds in the registry or the run's)",
+    "connector_output_closed": (
+        "closed its output without DONE and was still running {s} later (stall_timeout_seconds)"
+    ),
+}
+_RUNTIME_WORDS = {
+    "too_many_protocol_violations": "over 10,000 protocol violations: the runtime ended the connector",
+    "collect_failed": "the collect activity failed (its worker died or timed out) until its retries ran out",
+}
+
+
+def _runtime_words(facts: CollectFacts) -> str | None:
+    """A runtime error in words a person can act on: the limit passed and the setting for it."""
+    err = facts.runtime_error or ""
+    if err in _LIMIT_WORDS:
+        n = facts.runtime_limit_seconds
+        return _LIMIT_WORDS[err].format(s=f"{n:,.0f} s" if n is not None else "its limit")
+    return _RUNTIME_WORDS.get(err, err.replace("_", " ") or None)
 
 
 def _coverage(facts: CollectFacts, name: str, clean: bool) -> str:
@@ -144,14 +183,15 @@ def _checkpoint(c: StreamCommit | None) -> str:
 
 
 def _missing(facts: CollectFacts, name: str, plan: RetryPlan, clean: bool) -> int:
-    """Records known to be missing from a stream: each open item gap, each required key the
-    coverage left unaccounted, and, for a run that did not finish, what the connector's own
-    total says it did not get to."""
+    """Records known to be missing from a stream: what its open gaps stand for (an item one
+    record, a range or a skipped stream their estimate; pdpp_orch.present.estimate), each
+    required key the coverage left unaccounted, and, for a run that did not finish, what the
+    connector's own total says it did not get to."""
     sf = facts.streams.get(name)
     cov = facts.coverage.get(name)
-    missing = plan.items_open_by_stream.get(name, 0)
+    missing = plan.missing_by_stream.get(name, 0)
     if cov is not None:
-        missing += max(0, cov.required - cov.hydrated - cov.gap_backed)
+        missing += max(0, cov.required - cov.hydrated - cov.gap_backed - cov.optional_skipped)
     if not clean and sf is not None and sf.total is not None:
         missing = max(missing, sf.total - sf.collected)
     return missing
@@ -259,7 +299,7 @@ def derive_outcome(facts: RunFacts) -> RunOutcome:
         started_at=facts.started_at,
         finished_at=facts.finished_at,
         records_missing_estimate=sum(s.records_missing_estimate for s in streams),
-        error=derive_error(c, reason, facts.error),
+        error=derive_error(c, reason, facts.error, facts.commit),
         sandbox=c.sandbox,
         reported_by_reason=dict(sorted(reported.items())),
         recovery_action=c.done_recovery_action,

@@ -65,6 +65,7 @@ def build_worker(
             recovery.lease_gaps,
             recovery.settle_gaps,
             recovery.gap_progress,
+            recovery.record_recovery_end,
             budget.request_budget,
             budget.charge_budget,
             resolve.resolve_connector,

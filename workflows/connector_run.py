@@ -293,7 +293,8 @@ class ConnectorRunWorkflow:
         except (ActivityError, CancelledError) as e:
             self._waiting.clear()
             cause = e.cause if isinstance(e, ActivityError) else e
-            error = None if is_cancelled_exception(e) else describe_error(cause)
+            limit = inp.heartbeat_timeout_seconds
+            error = None if is_cancelled_exception(e) else describe_error(cause, limit)
         saved, why = await settled(
             workflow.execute_activity(
                 "load_facts",

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
     from pdpp_orch.models import RunError, RunOutcome, RunStatus
@@ -55,8 +55,9 @@ def end(o: RunOutcome) -> None:
         raise CancelledError(f"run {o.run_id} cancelled")
 
 
-def describe_error(err: BaseException | None) -> RunError:
-    """What a failed activity tells of why (our own words: exception types and messages)."""
+def describe_error(err: BaseException | None, heartbeat_seconds: float | None = None) -> RunError:
+    """What a failed activity tells of why (our own words: exception types and messages; a
+    heartbeat timeout with its limit and the setting for it)."""
     if isinstance(err, ApplicationError) and err.type == "ConfigError":
         # Longer: it names files (the registries a worker and the run's starter read), and the
         # failure in history holds it whole anyway.
@@ -64,6 +65,12 @@ def describe_error(err: BaseException | None) -> RunError:
     if isinstance(err, ApplicationError):
         return RunError(kind="runtime_error", message=f"{err.type or 'error'}: {err.message}"[:300])
     if isinstance(err, TimeoutError):
+        if err.type is TimeoutType.HEARTBEAT and heartbeat_seconds is not None:
+            return RunError(
+                kind="timeout",
+                message=f"no heartbeat from the collect activity for {heartbeat_seconds:,.0f} s"
+                " (PDPP_HEARTBEAT_TIMEOUT) at its last attempt: its worker died, froze or lost the server",
+            )
         return RunError(
             kind="timeout", message=f"{err.type.name.lower() if err.type else 'activity'} timeout"
         )

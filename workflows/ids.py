@@ -28,6 +28,14 @@ def recovery_run_id(connector: str, hint_id: str, execution: str, round_no: int)
     return f"{connector}-recovery-{hint_id.removeprefix('hint_')}-{execution[:8]}-{round_no}"
 
 
+def recovery_run_hint(connector: str, run_id: str) -> str | None:
+    """The hint a recovery run (a `recovery_run_id`) executed, or None for any other run id."""
+    parts = run_id.removeprefix(f"{connector}-recovery-").split("-")
+    if not run_id.startswith(f"{connector}-recovery-") or len(parts) != 3:
+        return None
+    return f"hint_{parts[0]}"
+
+
 def legacy_recovery_run_id(connector: str, hint_id: str, round_no: int) -> str:
     """The recovery run id of histories recorded before `recovery_run_id` (replay only): it kept
     8 characters of the hint, so every requeued hint (`hint_requeue_…`) got the same one."""

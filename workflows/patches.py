@@ -17,3 +17,8 @@ WHOLE_HINT_RUN_IDS = "recovery-run-id-whole-hint"
 # gives way to what the run knows without it, and the run ends with a recorded outcome (before,
 # the workflow failed without one).
 STEP_FAILED_FOR_GOOD = "step-failed-for-good"
+
+# GapRecoveryWorkflow records how it ended (settled, gave up, cancelled and by whom) in
+# PostgreSQL, so the present does not depend on Temporal's retention; a cancel that reaches it
+# while a recovery run goes on ends it cancelled (it used to settle the run and go on).
+RECOVERY_FATE = "recovery-records-its-end"

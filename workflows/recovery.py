@@ -9,7 +9,8 @@ stay in the ledger.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
@@ -22,9 +23,13 @@ with workflow.unsafe.imports_passed_through():
         HintRef,
         LeaseInput,
         Mode,
+        RecoveryEnd,
+        RecoveryEnding,
         RecoveryInput,
         RecoveryPolicy,
         RecoveryResult,
+        RecoveryState,
+        RecoveryStep,
         RunInput,
         RunOutcome,
         RunStatus,
@@ -37,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.connector_run import ConnectorRunWorkflow
     from workflows.endings import RUN_FAILED
     from workflows.options import DB_RETRY, SHORT
-    from workflows.patches import WHOLE_HINT_RUN_IDS
+    from workflows.patches import RECOVERY_FATE, WHOLE_HINT_RUN_IDS
 
 LEASE_WAIT = timedelta(minutes=1)
 
@@ -48,30 +53,43 @@ class GapRecoveryWorkflow:
 
     def __init__(self) -> None:
         self._now = False
-        self._phase = "waiting"
-        self._progress = HintProgress()
+        self._state = RecoveryState(step=RecoveryStep.WAITING_NOT_BEFORE)
 
     @workflow.signal
     def run_now(self) -> None:
-        """Bring a pending wait forward (`pdpp-orch recover NAME --now`); the budget still rules."""
+        """Bring a pending wait forward (`pdpp-orch recover now NAME`); the budget still rules."""
         self._now = True
 
     @workflow.query
     def phase(self) -> str:
-        return self._phase
+        """What it is doing, in words (`pdpp-orch recover show`)."""
+        return ui.recovery_phase(self._state)
+
+    @workflow.query
+    def state(self) -> RecoveryState:
+        """What it is doing: the step, until when it waits, the recovery run in progress."""
+        return self._state
 
     @workflow.query
     def progress(self) -> HintProgress:
-        return self._progress
+        return self._state.progress
 
     @workflow.run
     async def run(self, inp: RecoveryInput) -> RecoveryResult:
+        try:
+            return await self._recover(inp)
+        except asyncio.CancelledError:
+            said = workflow.cancellation_reason()
+            if said is not None and workflow.patched(RECOVERY_FATE):
+                end = await self._record_end(inp, RecoveryEnding.CANCELLED, said)
+                workflow.set_current_details(ui.recovery_end_details(inp.connector, end))
+            raise
+
+    async def _recover(self, inp: RecoveryInput) -> RecoveryResult:
         hint = inp.hint
-        self._progress = HintProgress(pending=hint.gap_count)  # until the ledger is first read
+        self._state.progress = HintProgress(pending=hint.gap_count)  # until the ledger is first read
         if inp.rounds == 0:
-            await self._wait(
-                hint.not_before - workflow.now(), f"until not_before {hint.not_before:%Y-%m-%d %H:%M}Z"
-            )
+            await self._wait(hint.not_before - workflow.now(), RecoveryStep.WAITING_NOT_BEFORE)
         policy: RecoveryPolicy = await workflow.execute_activity(
             "recovery_policy",
             inp.connector,
@@ -90,80 +108,114 @@ class GapRecoveryWorkflow:
             passes += 1
             if await self._pass(inp, policy, chunks):
                 break
-        self._phase = "done"
-        p = self._progress
-        workflow.set_current_details(
-            f"**done** · {p.recovered:,} recovered, {p.terminal:,} terminal, "
-            f"{p.open:,} open · {inp.runs} recovery run(s), {inp.budget_waits} budget wait(s)"
-        )
+        self._state = RecoveryState(step=RecoveryStep.DONE, round=inp.rounds, progress=self._state.progress)
+        p = self._state.progress
+        if workflow.patched(RECOVERY_FATE):
+            ending = RecoveryEnding.DONE if p.open == 0 else RecoveryEnding.GAVE_UP
+            end = await self._record_end(inp, ending, None)
+            workflow.set_current_details(ui.recovery_end_details(inp.connector, end))
+        else:
+            workflow.set_current_details(
+                f"**done** · {p.recovered:,} recovered, {p.terminal:,} terminal, "
+                f"{p.open:,} open · {inp.runs} recovery run(s), {inp.budget_waits} budget wait(s)"
+            )
         return RecoveryResult(
             hint_id=hint.hint_id, runs=inp.runs, rounds=inp.rounds, budget_waits=inp.budget_waits, progress=p
         )
 
+    async def _record_end(self, inp: RecoveryInput, ending: RecoveryEnding, said: str | None) -> RecoveryEnd:
+        """How it ended, into PostgreSQL (the present reads it there)."""
+        end = RecoveryEnd(
+            connector=inp.connector,
+            hint_id=inp.hint.hint_id,
+            workflow_id=workflow.info().workflow_id,
+            ending=ending,
+            said=said[:200] if said else said,
+            at=workflow.now(),
+            progress=self._state.progress,
+            runs=inp.runs,
+        )
+        await workflow.execute_activity(
+            "record_recovery_end",
+            end,
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary=f"record: {ending.value}",
+        )
+        return end
+
     async def _pass(self, inp: RecoveryInput, policy: RecoveryPolicy, chunks: list[TimeRange]) -> bool:
         """One pass: read where the gaps stand, ask the budget, lease, run, settle, back off.
         True when the hint is done (or its range keeps failing)."""
-        self._progress = await workflow.execute_activity(
+        self._state.progress = await workflow.execute_activity(
             "gap_progress",
             HintRef(connector=inp.connector, hint_id=inp.hint.hint_id),
             result_type=HintProgress,
             start_to_close_timeout=SHORT,
             retry_policy=DB_RETRY,
         )
-        if (chunks and inp.chunks_done >= len(chunks)) or (not chunks and self._progress.open == 0):
+        if (chunks and inp.chunks_done >= len(chunks)) or (not chunks and self._state.progress.open == 0):
             return True
-        items = 1 if chunks else min(self._progress.open, inp.batch_size)
+        items = 1 if chunks else min(self._state.progress.open, inp.batch_size)
         grant = await self._grant(inp, policy, policy.cost_per_item * items)
         if grant.granted < policy.cost_per_item:
             inp.budget_waits += 1
             wait = (grant.retry_at or workflow.now() + LEASE_WAIT) - workflow.now()
-            await self._wait(wait, "for the budget's next window")
+            await self._wait(wait, RecoveryStep.WAITING_BUDGET)
             return False
         inp.rounds += 1
         lease_id = None
         if not chunks:
             lease_id = ids.lease_id(inp.hint.hint_id, inp.rounds)
             if await self._lease(inp, policy, lease_id, grant.granted // policy.cost_per_item) == 0:
-                await self._wait(LEASE_WAIT, "for leased gaps to come back")
+                await self._wait(LEASE_WAIT, RecoveryStep.WAITING_LEASES)
                 return False
         outcome = await self._recovery_run(inp, lease_id, chunks[inp.chunks_done] if chunks else None)
         inp.runs += 1
+        said = workflow.cancellation_reason()
+        if said is not None and workflow.patched(RECOVERY_FATE):
+            # Cancelled while its run went on: the run was cancelled with it; what it was
+            # leased comes back when the lease expires.
+            raise asyncio.CancelledError(said)
         clean = outcome is not None and outcome.status is RunStatus.SUCCEEDED
-        before = self._progress.recovered
+        before = self._state.progress.recovered
         if chunks and clean:
             inp.chunks_done += 1
         run_id = outcome.run_id if outcome else ids.lease_id(inp.hint.hint_id, inp.rounds)
         await self._settle(
             inp, policy, lease_id, run_id, clean, bool(chunks) and inp.chunks_done >= len(chunks)
         )
-        progressed = self._progress.recovered > before or (bool(chunks) and clean)
+        p = self._state.progress
+        progressed = p.recovered > before or (bool(chunks) and clean)
         inp.idle_rounds = 0 if progressed else inp.idle_rounds + 1
-        if not progressed and self._progress.open:
-            backoff = max(rules.idle_backoff(inp.idle_rounds), timedelta(seconds=self._progress.wait_seconds))
-            await self._wait(backoff, "backing off")
+        if not progressed and p.open:
+            backoff = max(rules.idle_backoff(inp.idle_rounds), timedelta(seconds=p.wait_seconds))
+            await self._wait(backoff, RecoveryStep.BACKING_OFF)
         # A range that keeps failing stays open for the next forward run to see.
         return bool(chunks) and not clean and inp.idle_rounds >= policy.max_attempts
 
-    async def _wait(self, delay: timedelta, why: str) -> None:
+    async def _wait(self, delay: timedelta, step: RecoveryStep) -> None:
         """A durable timer that `run_now` can cut short."""
         if delay <= timedelta(0):
             return
-        self._phase = f"waiting {why}"
-        until = workflow.now() + delay
-        p = self._progress
-        workflow.set_current_details(
-            f"**waiting {why}** — until {until:%Y-%m-%d %H:%M} UTC\n\n"
-            f"- gaps: {p.open:,} open, {p.recovered:,} recovered, {p.terminal:,} terminal\n"
+        until: datetime = workflow.now() + delay
+        self._state = RecoveryState(
+            step=step, until=until, round=self._state.round, progress=self._state.progress
         )
+        workflow.set_current_details(ui.recovery_wait_details(self._state))
         try:
-            await workflow.wait_condition(lambda: self._now, timeout=delay, timeout_summary=why)
+            await workflow.wait_condition(
+                lambda: self._now, timeout=delay, timeout_summary=ui.recovery_wait_why(self._state)
+            )
         except TimeoutError:
             pass
         self._now = False
-        self._phase = "recovering"
+        self._state = RecoveryState(
+            step=RecoveryStep.ASKING_BUDGET, round=self._state.round, progress=self._state.progress
+        )
 
     async def _grant(self, inp: RecoveryInput, policy: RecoveryPolicy, cost: int) -> Grant:
-        self._phase = "asking the budget"
+        self._state.step = RecoveryStep.ASKING_BUDGET
         request_id = ids.grant_request_id(workflow.info().workflow_id, inp.rounds, inp.budget_waits)
         config = BudgetConfig(units=policy.budget_units, window_seconds=policy.budget_window_seconds)
         grant: Grant = await workflow.execute_activity(
@@ -206,7 +258,7 @@ class GapRecoveryWorkflow:
         clean: bool,
         close_all: bool,
     ) -> None:
-        self._progress = await workflow.execute_activity(
+        self._state.progress = await workflow.execute_activity(
             "settle_gaps",
             SettleInput(
                 connector=inp.connector,
@@ -227,7 +279,6 @@ class GapRecoveryWorkflow:
         self, inp: RecoveryInput, lease_id: str | None, chunk: TimeRange | None
     ) -> RunOutcome | None:
         hint = inp.hint
-        self._phase = f"recovery run {inp.rounds}"
         streams = []
         if hint.scope.stream is not None:
             streams = [StreamScope(name=hint.scope.stream, time_range=chunk)]
@@ -236,6 +287,10 @@ class GapRecoveryWorkflow:
             run_id = ids.recovery_run_id(inp.connector, hint.hint_id, first, inp.rounds)
         else:
             run_id = ids.legacy_recovery_run_id(inp.connector, hint.hint_id, inp.rounds)
+        self._state = RecoveryState(
+            step=RecoveryStep.RECOVERING, run_id=run_id, round=inp.rounds, progress=self._state.progress
+        )
+        workflow.set_current_details(ui.recovery_run_details(inp.connector, self._state))
         run = RunInput(
             connector=inp.connector,
             run_id=run_id,

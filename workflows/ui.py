@@ -12,7 +12,17 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from pdpp_orch import advice, words
 from pdpp_orch import search_attributes as sa
-from pdpp_orch.models import AssistanceNotice, LiveProgress, RetryHint, RunInput, RunOutcome
+from pdpp_orch.models import (
+    AssistanceNotice,
+    LiveProgress,
+    RecoveryEnd,
+    RecoveryEnding,
+    RecoveryState,
+    RecoveryStep,
+    RetryHint,
+    RunInput,
+    RunOutcome,
+)
 from pdpp_orch.models.progress import owner_action_text
 
 
@@ -69,28 +79,89 @@ def live_details(p: LiveProgress) -> str:
 
 
 def outcome_details(o: RunOutcome, now: datetime) -> str:
-    """A finished run: its outcome in a few lines, why, what is missing and what comes next."""
+    """A finished run, as it was at its end: its outcome in a few lines, why, what was missing
+    and what was planned — and where to see what became of it since."""
     o = inert(o)
     skipped = ", ".join(f"{k}: {v:,}" for k, v in o.skipped_by_reason.items()) or "none"
     why = advice.why(o)
+    recoveries = ", ".join(f"`{w}`" for w in o.recovery_workflow_ids)
     return (
         f"**{o.status.value}**{' · needs retry' if o.needs_retry else ''}"
         f"{f' · reason `{o.reason}`' if o.reason else ''}\n\n"
+        f"at the end of the run ({o.finished_at:%Y-%m-%d %H:%M} UTC):\n\n"
         + (f"- why: {why}\n" if why else "")
         + f"- records durable: {o.records_durable:,} of {o.records_emitted:,} emitted"
         f" ({o.records_rejected:,} rejected, {o.buffered_records_dropped} dropped) · {advice.missing(o)}\n"
-        f"- checkpoints: {o.state_streams_committed} of {o.state_streams_staged} committed"
-        f" ({o.checkpoint_commit_status.value})\n"
+        f"- checkpoints: {advice.checkpoints(o)}\n"
         f"- skipped: {skipped}\n"
         f"- gaps: {o.gaps_opened:,} opened, {o.gaps_open_total:,} open for this connector\n"
         + "".join(f"- next: {line}\n" for line in advice.next_steps(o, now))
+        + (f"\nits recovery: {recoveries} (live, in its own details)" if recoveries else "")
         + build_line(o.build_id)
+        + f"\n\nwhat became of it since: `pdpp-orch status {o.run_id}`"
     )
 
 
 def build_line(build_id: str | None) -> str:
     """Which build runs (or ran) a run, when workers are versioned: the run is pinned to it."""
     return f"\n\nbuild `{build_id}` (pinned)\n" if build_id else ""
+
+
+_WHY = {
+    RecoveryStep.WAITING_BUDGET: "for the budget's next window",
+    RecoveryStep.WAITING_LEASES: "for leased gaps to come back",
+    RecoveryStep.BACKING_OFF: "backing off",
+}
+
+
+def recovery_wait_why(state: RecoveryState) -> str:
+    """`until not_before 2026-12-03 17:00Z`, `for the budget's next window`: what a wait is for."""
+    if state.step is RecoveryStep.WAITING_NOT_BEFORE:
+        return f"until not_before {state.until:%Y-%m-%d %H:%M}Z" if state.until else "until not_before"
+    return _WHY.get(state.step, state.step.value)
+
+
+def recovery_phase(state: RecoveryState) -> str:
+    """What a recovery is doing, in a few words (`pdpp-orch recover show`)."""
+    if state.step is RecoveryStep.RECOVERING:
+        return f"recovery run {state.round}"
+    if state.step is RecoveryStep.ASKING_BUDGET:
+        return "asking the budget"
+    if state.step is RecoveryStep.DONE:
+        return "done"
+    return f"waiting {recovery_wait_why(state)}"
+
+
+def _gaps(state: RecoveryState) -> str:
+    p = state.progress
+    return f"- gaps: {p.open:,} open, {p.recovered:,} recovered, {p.terminal:,} terminal\n"
+
+
+def recovery_wait_details(state: RecoveryState) -> str:
+    until = f" — until {state.until:%Y-%m-%d %H:%M} UTC" if state.until else ""
+    return f"**waiting {recovery_wait_why(state)}**{until}\n\n{_gaps(state)}"
+
+
+def recovery_run_details(connector: str, state: RecoveryState) -> str:
+    return (
+        f"**recovering**: run `{state.run_id}` (round {state.round})\n\n{_gaps(state)}"
+        f"\nfollow it: `pdpp-orch watch {state.run_id}`"
+    )
+
+
+def recovery_end_details(connector: str, end: RecoveryEnd) -> str:
+    """A recovery that ended: settled, gave up, or cancelled by whom — and the command for what
+    is still open."""
+    p = end.progress
+    counts = (
+        f"{p.recovered:,} recovered, {p.terminal:,} terminal, {p.open:,} open · {end.runs} recovery run(s)"
+    )
+    again = f"\n\n`pdpp-orch recover now {connector}` starts it again" if p.open else ""
+    if end.ending is RecoveryEnding.CANCELLED:
+        by = words.markdown(end.said) if end.said else "someone who gave no reason"
+        return f"**cancelled** by {by} at {end.at:%Y-%m-%d %H:%M} UTC · {counts}{again}"
+    word = "done" if end.ending is RecoveryEnding.DONE else "gave up"
+    return f"**{word}** at {end.at:%Y-%m-%d %H:%M} UTC · {counts}{again}"
 
 
 def assistance_details(run_id: str, notices: list[AssistanceNotice]) -> str:

@@ -24,6 +24,7 @@ class Deadlines:
 
     def __init__(self, max_run_seconds: float, stall_timeout_seconds: float):
         self.deadline = time.monotonic() + max_run_seconds
+        self.max_run = max_run_seconds
         self.stall_timeout = stall_timeout_seconds
         # When the connector last wrote anything (or stopped waiting on its owner).
         self.quiet_since = time.monotonic()
@@ -124,6 +125,10 @@ class Reader:
         exceeded = self.deadlines.exceeded()
         if exceeded:
             self.tally.facts.runtime_error = exceeded
+            limits = self.deadlines
+            self.tally.facts.runtime_limit_seconds = (
+                limits.max_run if exceeded == "max_run_duration_exceeded" else limits.stall_timeout
+            )
         return self.tally.facts.runtime_error is not None
 
     async def finish_process(self, done_seen: bool) -> None:
@@ -138,6 +143,7 @@ class Reader:
         if code is None:
             if not done_seen:
                 facts.runtime_error = "connector_output_closed"
+                facts.runtime_limit_seconds = self.deadlines.stall_timeout
             code = await self.proc.terminate()
         self.proc.reap_group()
         facts.exit_code = code

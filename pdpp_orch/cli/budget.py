@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 
 from pdpp_orch.budget import format_window
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, out, run_async, settings
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, out, run_async, servers, settings
 from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control.budget import budget_status
 from pdpp_orch.control.connect import connect
-from pdpp_orch.registry import Registry
+from pdpp_orch.control.stack import registry
 from pdpp_orch.settings import Settings
 
 
@@ -28,20 +28,33 @@ def budget(
 
 
 async def _budget(s: Settings, connector: str, as_json: bool) -> int:
-    entry = Registry.load(s.connectors).get(connector)
-    address, _ = endpoints(s)
-    client = await connect(address, s.temporal_namespace)
+    found = servers(s)
+    entry = registry(s, found).entries.get(connector)
+    client = await connect(found.temporal_address, s.temporal_namespace)
     status = await asyncio.wait_for(budget_status(client, connector), timeout=15)
+    if entry is None and status is None:
+        registry(s, found).get(connector)  # unknown here and no budget of its own: say so
     if as_json:
+        units = entry.budget.units if entry else None
         print(
             status.model_dump_json(indent=2)
             if status
-            else json.dumps({"connector": connector, "units": entry.budget.units, "spent": 0})
+            else json.dumps({"connector": connector, "units": units, "spent": 0})
         )
         return 0
-    units = entry.budget.units
-    limit = f"{units:,} units per {entry.budget.window}" if units is not None else "unlimited"
-    out.print(f"{connector}: {limit}, {entry.budget.cost_per_item} per item")
+    if entry is not None:
+        units = entry.budget.units
+        limit = f"{units:,} units per {entry.budget.window}" if units is not None else "unlimited"
+        out.print(f"{connector}: {limit}, {entry.budget.cost_per_item} per item")
+    elif status is not None:
+        # Not in this registry, but it has a budget: its own workflow knows its size.
+        units = status.units
+        limit = (
+            f"{units:,} units per {format_window(status.window_seconds)}"
+            if units is not None
+            else "unlimited"
+        )
+        out.print(f"{connector}: {limit} (as its budget workflow was last configured)")
     if status is None:
         out.print("nothing spent yet (no budget workflow)")
     else:

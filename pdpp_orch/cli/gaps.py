@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -14,19 +15,23 @@ from pdpp_orch.cli.common import (
     DataDirOpt,
     JsonOpt,
     default_group,
-    endpoints,
     out,
     run_async,
+    servers,
     settings,
 )
 from pdpp_orch.cli.complete import connector_names
+from pdpp_orch.cli.show import note, temporal
 from pdpp_orch.control import recoveries
 from pdpp_orch.control.connect import connect
-from pdpp_orch.control.stack import command_store
+from pdpp_orch.control.present import looks
+from pdpp_orch.control.stack import Stack, command_store, registry
 from pdpp_orch.models import GapStatus
-from pdpp_orch.registry import Registry
+from pdpp_orch.present.derive import fate_brief
+from pdpp_orch.present.fates import hint_now
+from pdpp_orch.present.model import HintNow
 from pdpp_orch.settings import Settings
-from pdpp_orch.store import Gap
+from pdpp_orch.store import Gap, Store
 
 app = typer.Typer(
     help="The gap ledger: what runs could not collect, and where each miss stands.",
@@ -49,14 +54,32 @@ def list_(
     run_async(_list(settings(data_dir), name, status, limit, as_json))
 
 
+async def _fates(s: Settings, found: Stack, store: Store, rows: list[Gap]) -> dict[str, HintNow]:
+    """The fate of every hint the gaps belong to (pdpp_orch.present)."""
+    client = await temporal(found, s.temporal_namespace)
+    by_connector: dict[str, set[str]] = {}
+    for g in rows:
+        if g.hint_id:
+            by_connector.setdefault(g.connector, set()).add(g.hint_id)
+    fates: dict[str, HintNow] = {}
+    now = datetime.now(UTC)
+    for c, hint_ids in sorted(by_connector.items()):
+        ledger = await store.present.hints(c, sorted(hint_ids), [], None)
+        seen = await looks(store, client, c, ledger)
+        said = note(s, found, c)
+        fates |= {h.hint_id: hint_now(h, seen[h.hint_id], c, now, said) for h in ledger}
+    return fates
+
+
 async def _list(
     s: Settings, connector: str | None, status: GapStatus | None, limit: int, as_json: bool
 ) -> int:
-    _, database = endpoints(s)
-    async with command_store(database) as store:
+    found = servers(s)
+    async with command_store(found.database_url) as store:
         rows = await store.gaps.find(connector, status)
+        fates = await _fates(s, found, store, rows if as_json else rows[:limit])
     if as_json:
-        print(json.dumps([g.model_dump(mode="json") for g in rows], indent=2))
+        print(json.dumps([_gap_json(g, fates.get(g.hint_id or "")) for g in rows], indent=2))
         return 0
     t = Table(
         "gap_id", "connector", "stream", "kind", "subject", "reason", "class", "status", "attempts",
@@ -73,7 +96,7 @@ async def _list(
             g.recovery_class.value,
             g.status.value + (f" ({g.terminal_reason})" if g.terminal_reason else ""),
             str(g.attempts),
-            _next(g),
+            escape(_next(g, fates.get(g.hint_id or ""))),
         )
     out.print(t)
     if len(rows) > limit:
@@ -81,16 +104,25 @@ async def _list(
     return 0
 
 
-def _next(g: Gap) -> str:
-    """When an open gap is next tried (and by which hint), or which run settled it."""
+def _gap_json(g: Gap, fate: HintNow | None) -> dict[str, Any]:
+    """A gap as the ledger holds it, and (`now`) where its hint's recovery stands."""
+    if fate is None:
+        return g.model_dump(mode="json")
+    now = fate.model_dump(mode="json", include={"fate", "workflow_id", "until", "by", "says", "command"})
+    return g.model_dump(mode="json") | {"now": now}
+
+
+def _next(g: Gap, fate: HintNow | None) -> str:
+    """Where an open gap stands now (its recovery waiting, running, cancelled and by whom), or
+    which run settled it."""
     if g.status is GapStatus.RECOVERED:
         return f"recovered by {g.recovered_run_id}" if g.recovered_run_id else "recovered"
     if g.status is GapStatus.TERMINAL:
         return f"`pdpp-orch gaps requeue {g.gap_id}` retries it"
-    if not g.recovery_class.runtime_retryable and not g.hint_id:
-        return "not retried on its own"
-    due = f"not before {g.not_before:%Y-%m-%d %H:%M} UTC" if g.not_before else "due"
-    return f"{due} ({g.hint_id})" if g.hint_id else due
+    if fate is None:
+        return "not retried on its own: `pdpp-orch gaps requeue GAP_ID` retries it"
+    command = f": {fate.command}" if fate.command and not fate.fate.live else ""
+    return f"{fate_brief(fate)} ({fate.workflow_id}){command}"
 
 
 @app.command()
@@ -106,10 +138,10 @@ def requeue(
 
 
 async def _requeue(s: Settings, gap_id: str, as_json: bool) -> int:
-    address, database = endpoints(s)
-    client = await connect(address, s.temporal_namespace)
-    async with command_store(database) as store:
-        wid = await recoveries.requeue(store, client, Registry.load(s.connectors), s.task_queue, gap_id)
+    found = servers(s)
+    client = await connect(found.temporal_address, s.temporal_namespace)
+    async with command_store(found.database_url) as store:
+        wid = await recoveries.requeue(store, client, registry(s, found), s.task_queue, gap_id)
     if as_json:
         print(json.dumps({"gap_id": gap_id, "recovery_workflow_id": wid}))
     else:

@@ -14,16 +14,15 @@ from pdpp_orch.cli.common import (
     DataDirOpt,
     JsonOpt,
     default_group,
-    endpoints,
     out,
     run_async,
+    servers,
     settings,
 )
 from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control import recoveries
 from pdpp_orch.control.connect import connect
-from pdpp_orch.control.stack import command_store
-from pdpp_orch.registry import Registry
+from pdpp_orch.control.stack import command_store, registry
 from pdpp_orch.settings import Settings
 
 app = typer.Typer(
@@ -59,18 +58,17 @@ def now_(
 
 @app.command()
 def cancel(name: NameArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
-    """Cancel the connector's recoveries (their gaps stay open)."""
+    """Cancel the connector's recoveries (their gaps stay open; every surface says an operator
+    cancelled them, and `recover now NAME` starts them again)."""
     run_async(_recover(settings(data_dir), name, "cancel", as_json))
 
 
 async def _recover(s: Settings, connector: str, action: str, as_json: bool) -> int:
-    address, database = endpoints(s)
-    client = await connect(address, s.temporal_namespace)
-    async with command_store(database) as store:
+    found = servers(s)
+    client = await connect(found.temporal_address, s.temporal_namespace)
+    async with command_store(found.database_url) as store:
         if action == "now":
-            rows = await recoveries.recover_now(
-                store, client, Registry.load(s.connectors), s.task_queue, connector
-            )
+            rows = await recoveries.recover_now(store, client, registry(s, found), s.task_queue, connector)
         elif action == "cancel":
             rows = await recoveries.cancel_recoveries(store, client, connector)
         else:

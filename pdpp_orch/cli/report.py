@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,17 +13,17 @@ from rich.table import Table
 from temporalio.client import Client
 
 from pdpp_orch import report as rp
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, endpoints, err, out, run_async, settings
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, err, out, run_async, servers, settings
 from pdpp_orch.cli.complete import connector_names
+from pdpp_orch.cli.show import note, temporal
 from pdpp_orch.control import UsageError
-from pdpp_orch.control.connect import connect
-from pdpp_orch.control.recoveries import recoveries
-from pdpp_orch.control.stack import command_store
+from pdpp_orch.control.present import connector_present
+from pdpp_orch.control.stack import Stack, command_store, registry
 from pdpp_orch.models.progress import owner_action_text
-from pdpp_orch.registry import Registry
+from pdpp_orch.present.model import Present
 from pdpp_orch.report.model import GapSummary
 from pdpp_orch.settings import Settings
-from pdpp_orch.store import Store
+from pdpp_orch.store import ReportRows, Store
 
 COLORS = {rp.Severity.FAILING: "red", rp.Severity.WAITING_ON_YOU: "red", rp.Severity.OK: "green"}
 
@@ -44,36 +45,28 @@ def report(
     run_async(_report(settings(data_dir, connectors), name, as_json, html_file))
 
 
-async def _states(store: Store, client: Client, names: set[str]) -> dict[str, list[rp.RecoveryState]]:
-    """What each connector's recoveries are doing (from Temporal), with their next retry."""
-    states: dict[str, list[rp.RecoveryState]] = {}
+async def _presents(
+    s: Settings, found: Stack, store: Store, client: Client | None, rows: ReportRows
+) -> dict[str, Present]:
+    """Where each connector stands now (pdpp_orch.present): since its latest forward run."""
+    names = {r.connector for part in (rows.records, rows.state, rows.gaps, rows.runs) for r in part}
+    out = {}
     for c in sorted(names):
-        states[c] = [
-            rp.RecoveryState(
-                workflow_id=r.workflow_id,
-                stream=r.hint.stream,
-                reason=r.hint.reason,
-                open=r.hint.open,
-                running=r.running,
-                state=r.state,
-                next_retry=r.hint.next_retry,
-            )
-            for r in await recoveries(store, client, c)
-        ]
-    return states
+        latest = rp.latest_forward(rows, c)
+        since = latest.started_at if latest else None
+        out[c] = await connector_present(store, client, c, since, datetime.now(UTC), note(s, found, c))
+    return out
 
 
 async def _report(s: Settings, name: str | None, as_json: bool, html_file: Path | None) -> int:
-    address, database = endpoints(s)
-    client = await connect(address, s.temporal_namespace)
-    async with command_store(database) as store:
+    found = servers(s)
+    client = await temporal(found, s.temporal_namespace)
+    async with command_store(found.database_url) as store:
         rows = await store.reports.rows(name)
-        names = {g.connector for g in rows.gaps}
-        states = await _states(store, client, names)
-    registry = Registry.load(s.connectors)
-    costs = {n: e.budget.cost_per_item for n, e in registry.entries.items()}
+        presents = await _presents(s, found, store, client, rows)
+    costs = {n: e.budget.cost_per_item for n, e in registry(s, found).entries.items()}
     now = rp.generated_at()
-    reports = rp.build(rows, costs, states, now)
+    reports = rp.build(rows, costs, presents, now)
     if name is not None and not reports:
         raise UsageError(f"nothing recorded for connector {name!r}")
     if html_file is not None:
@@ -111,6 +104,8 @@ def _print_connector(r: rp.ConnectorReport) -> None:
     out.print(f"[bold]{escape(r.connector)}[/]: [{color}]{escape(r.verdict)}[/]", highlight=False)
     if r.running_run:
         out.print(f"  a run is in progress: pdpp-orch watch {r.running_run}", highlight=False)
+    for line in rp.fate_lines(r):
+        out.print(f"  {escape(line)}", highlight=False)
     for a in r.asks:
         prompt = f" ({escape(a.message)})" if a.message else ""
         out.print(

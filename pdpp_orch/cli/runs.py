@@ -15,7 +15,6 @@ from pdpp_orch.cli.common import (
     ConnectorsOpt,
     DataDirOpt,
     JsonOpt,
-    endpoints,
     out,
     run_async,
     servers,
@@ -24,16 +23,17 @@ from pdpp_orch.cli.common import (
 from pdpp_orch.cli.common import err as err_console
 from pdpp_orch.cli.complete import connector_names, run_ids
 from pdpp_orch.cli.progress import watch_run
-from pdpp_orch.cli.show import print_outcome
+from pdpp_orch.cli.show import as_json as as_json_with_now
+from pdpp_orch.cli.show import present_of, print_outcome, temporal
 from pdpp_orch.control import UsageError, interactions
 from pdpp_orch.control import runs as control
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.resolve import refuse_unknown
-from pdpp_orch.control.stack import command_store, run_url
+from pdpp_orch.control.stack import Stack, command_store, registry, run_url
 from pdpp_orch.control.waiting import RunEndedWithoutOutcome, stored_outcome
-from pdpp_orch.models import RunOutcome
 from pdpp_orch.models.progress import owner_action_text
-from pdpp_orch.registry import Registry
+from pdpp_orch.present.derive import brief
+from pdpp_orch.present.model import Present
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Assistance, Diagnostics, Interaction, RunRow
 
@@ -76,9 +76,14 @@ async def _run(
     as_json: bool,
     allow_concurrent: bool,
 ) -> int:
-    registry = Registry.load(s.connectors)
+    # The connector, its manifest and the scope are checked before the servers are needed.
+    try:
+        known: Stack | None = servers(s)
+    except UsageError:
+        known = None
+    reg = registry(s, known)
     inp = control.new_run(
-        registry,
+        reg,
         name,
         streams,
         since,
@@ -86,9 +91,9 @@ async def _run(
         heartbeat_timeout_seconds=s.heartbeat_timeout_seconds,
         allow_concurrent=allow_concurrent,
     )
-    found = servers(s)
+    found = known or servers(s)
     client = await connect(found.temporal_address, s.temporal_namespace)
-    note = await refuse_unknown(client, s.task_queue, registry, name, streams)
+    note = await refuse_unknown(client, s.task_queue, reg, name, streams)
     if note:
         err_console.print(f"note: {note}", highlight=False)
     if not allow_concurrent:
@@ -102,33 +107,33 @@ async def _run(
             out.print(f"started run {inp.run_id}  (pdpp-orch watch {inp.run_id}{page})", highlight=False)
         return 0
     err_console.print(f"started run {inp.run_id}{page}", highlight=False)
-    return await follow(client, found.database_url, handle, inp.run_id, as_json)
+    return await follow(s, found, client, handle, inp.run_id, as_json)
 
 
-async def follow(client: Client, database: str, handle: Any, run_id: str, as_json: bool) -> int:
+async def follow(s: Settings, found: Stack, client: Client, handle: Any, run_id: str, as_json: bool) -> int:
     """Wait for the run's end, then print its outcome as the `runs` table holds it; returns the
     exit status it means. PostgreSQL is reached only when there is something to read (a prompt,
     the outcome): while the run waits out a database outage, so does this, quietly (a pool held
     open meanwhile logged a traceback at every reconnection attempt)."""
 
     async def prompt(request_id: str) -> str | None:
-        async with command_store(database) as store:
+        async with command_store(found.database_url) as store:
             return await interactions.prompt(store, run_id, request_id)
 
     try:
         ended = await watch_run(handle, run_id, err_console, quiet=as_json, client=client, prompt=prompt)
-        async with command_store(database) as store:
+        async with command_store(found.database_url) as store:
             outcome = await stored_outcome(store, run_id, ended)
+            row = await store.runs.get(run_id)
+            started = row.started_at if row is not None else outcome.started_at
+            now = None if as_json else await present_of(s, found, store, client, outcome, started)
     except RunEndedWithoutOutcome as e:
         raise UsageError(str(e)) from e
-    return _print(outcome, as_json)
-
-
-def _print(outcome: RunOutcome, as_json: bool) -> int:
     if as_json:
+        # `run --wait --json` is the outcome exactly (DESIGN §3): the run ended just now.
         print(outcome.model_dump_json(indent=2))
     else:
-        print_outcome(outcome)
+        print_outcome(outcome, now)
     return EXIT_CODES[outcome.status]
 
 
@@ -140,10 +145,10 @@ def watch(run_id: RunIdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = Non
 
 
 async def _watch(s: Settings, run_id: str, as_json: bool) -> int:
-    address, database = endpoints(s)
-    client = await connect(address, s.temporal_namespace)
+    found = servers(s)
+    client = await connect(found.temporal_address, s.temporal_namespace)
     handle = await control.existing_run(client, run_id)
-    return await follow(client, database, handle, run_id, as_json)
+    return await follow(s, found, client, handle, run_id, as_json)
 
 
 def cancel(
@@ -160,12 +165,12 @@ def cancel(
 
 
 async def _cancel(s: Settings, run_id: str, wait: bool, as_json: bool) -> int:
-    address, database = endpoints(s)
-    client = await connect(address, s.temporal_namespace)
+    found = servers(s)
+    client = await connect(found.temporal_address, s.temporal_namespace)
     try:
         handle = await control.cancel_run(client, run_id)
     except control.RunAlreadyEnded as e:
-        async with command_store(database) as store:
+        async with command_store(found.database_url) as store:
             row = await store.runs.get(run_id)
         if row is None or row.finished_at is None:
             raise
@@ -177,31 +182,41 @@ async def _cancel(s: Settings, run_id: str, wait: bool, as_json: bool) -> int:
     if not wait:
         out.print(f"cancellation of {run_id} requested  (pdpp-orch watch {run_id})")
         return 0
-    return await follow(client, database, handle, run_id, as_json)
+    return await follow(s, found, client, handle, run_id, as_json)
 
 
-def status(run_id: RunIdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
-    """Show one run from the `runs` table: its outcome, why, what comes next, what the connector
-    said (its error, the tail of its stderr) and how many lines were quarantined."""
-    run_async(_status(settings(data_dir), run_id, as_json))
+def status(
+    run_id: RunIdArg, as_json: JsonOpt = False, connectors: ConnectorsOpt = None, data_dir: DataDirOpt = None
+) -> None:
+    """Show one run: its outcome as it was at its end (why, what was missing) and, where it
+    differs, what is missing now and what became of its retries (recovered, cancelled and by
+    whom, superseded by a later run); what happens next, with the command; what the connector
+    said (its error, the tail of its stderr) and how many lines were quarantined. --json: the
+    outcome's fields and the present as `now`."""
+    run_async(_status(settings(data_dir, connectors), run_id, as_json))
 
 
 async def _status(s: Settings, run_id: str, as_json: bool) -> int:
-    _, database = endpoints(s)
-    async with command_store(database) as store:
+    found = servers(s)
+    async with command_store(found.database_url) as store:
         row = await store.runs.get(run_id)
         if row is None:
             raise UsageError(f"no run {run_id!r}")
         said = await store.runs.diagnostics(run_id)
         quarantined = len(await store.runs.quarantined(run_id))
+        now = None
+        if row.outcome is not None:
+            client = await temporal(found, s.temporal_namespace)
+            now = await present_of(s, found, store, client, row.outcome, row.started_at)
     if row.outcome is not None:
-        if not as_json:
-            build = f" · build {escape(row.outcome.build_id)}" if row.outcome.build_id else ""
-            out.print(f"run {run_id} · {row.connector} · {row.trigger.value} · {row.mode.value}{build}")
-        code = _print(row.outcome, as_json)
-        if not as_json:
-            _print_diagnostics(run_id, said, quarantined)
-        return code
+        if as_json:
+            print(json.dumps(as_json_with_now(row.outcome, now), indent=2))
+            return EXIT_CODES[row.outcome.status]
+        build = f" · build {escape(row.outcome.build_id)}" if row.outcome.build_id else ""
+        out.print(f"run {run_id} · {row.connector} · {row.trigger.value} · {row.mode.value}{build}")
+        print_outcome(row.outcome, now)
+        _print_diagnostics(run_id, said, quarantined)
+        return EXIT_CODES[row.outcome.status]
     if as_json:
         print(
             json.dumps({"run_id": run_id, "status": row.status.value, "records_durable": row.records_durable})
@@ -234,9 +249,15 @@ def runs(
 
 
 async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -> int:
-    _, database = endpoints(s)
-    async with command_store(database) as store:
+    found = servers(s)
+    async with command_store(found.database_url) as store:
         rows = await store.runs.recent(connector, limit)
+        client = await temporal(found, s.temporal_namespace)
+        nows = {
+            r.run_id: await present_of(s, found, store, client, r.outcome, r.started_at)
+            for r in rows
+            if r.outcome is not None
+        }
         waiting: dict[str, list[Interaction]] = {}
         for w in await store.interactions.find():
             waiting.setdefault(w.run_id, []).append(w)
@@ -246,19 +267,24 @@ async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -
     if as_json:
         print(
             json.dumps(
-                [_run_json(r, waiting.get(r.run_id, []), asks.get(r.run_id, [])) for r in rows],
+                [
+                    _run_json(r, nows.get(r.run_id), waiting.get(r.run_id, []), asks.get(r.run_id, []))
+                    for r in rows
+                ],
                 indent=2,
                 default=str,
             )
         )
     else:
-        out.print(_runs_table(rows, waiting, asks))
+        out.print(_runs_table(rows, nows, waiting, asks))
     return 0
 
 
-def _run_json(r: RunRow, waiting: list[Interaction], asks: list[Assistance]) -> dict[str, Any]:
+def _run_json(
+    r: RunRow, now: Present | None, waiting: list[Interaction], asks: list[Assistance]
+) -> dict[str, Any]:
     if r.outcome is not None:
-        return r.outcome.model_dump(mode="json")
+        return as_json_with_now(r.outcome, now)
     return {
         "run_id": r.run_id,
         "connector": r.connector,
@@ -277,9 +303,14 @@ def _run_json(r: RunRow, waiting: list[Interaction], asks: list[Assistance]) -> 
 
 
 def _runs_table(
-    rows: list[RunRow], waiting: dict[str, list[Interaction]], asks: dict[str, list[Assistance]]
+    rows: list[RunRow],
+    nows: dict[str, Present],
+    waiting: dict[str, list[Interaction]],
+    asks: dict[str, list[Assistance]],
 ) -> Table:
-    t = Table("run_id", "connector", "trigger", "status", "needs_retry", "durable", "reason", "started")
+    t = Table(
+        "run_id", "connector", "trigger", "status", "needs_retry", "durable", "reason", "started", "now"
+    )
     for r in rows:
         reason = r.reason or ""
         if r.outcome is None and (r.run_id in waiting or r.run_id in asks):
@@ -302,5 +333,6 @@ def _runs_table(
             f"{r.records_durable:,}",
             reason,
             r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            escape(brief(nows[r.run_id])) if r.run_id in nows else "",
         )
     return t

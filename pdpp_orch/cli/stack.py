@@ -134,7 +134,8 @@ async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str]
         inp = new_run(registry, name, [], heartbeat_timeout_seconds=s.heartbeat_timeout_seconds)
         handle = await start_run(client, s.task_queue, inp)
         err.print(f"started run {inp.run_id}")
-        code = max(code, await follow(client, ep.database_url, handle, inp.run_id, as_json=False))
+        served = Stack(ep.temporal_address, ep.database_url, ep.ui_url, "this dev stack")
+        code = max(code, await follow(s, served, client, handle, inp.run_id, as_json=False))
     if once:
         stop.set()
     else:

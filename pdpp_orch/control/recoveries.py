@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -17,6 +17,10 @@ from pdpp_orch.registry import Registry
 from pdpp_orch.store import HintGaps, Store
 from workflows import ids, ui
 from workflows.recovery import GapRecoveryWorkflow
+
+# Who cancelled a recovery, as the recovery records it and every surface says it.
+OPERATOR_CANCEL = "an operator (`pdpp-orch recover cancel`)"
+QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 class Recovery(BaseModel):
@@ -89,7 +93,7 @@ async def recoveries(store: Store, client: Client, connector: str, *, ask: bool 
             running, state = False, "not started"
         if running and ask:
             try:
-                state = await handle.query(GapRecoveryWorkflow.phase)
+                state = await handle.query(GapRecoveryWorkflow.phase, rpc_timeout=QUERY_TIMEOUT)
             except RPCError:
                 state = "running (no worker to ask)"
         out.append(Recovery(workflow_id=wid, hint=h, running=running, state=state))
@@ -119,12 +123,15 @@ async def recover_now(
     return out
 
 
-async def cancel_recoveries(store: Store, client: Client, connector: str) -> list[Recovery]:
-    """Cancel the connector's running recoveries; their gaps stay open."""
+async def cancel_recoveries(
+    store: Store, client: Client, connector: str, reason: str = OPERATOR_CANCEL
+) -> list[Recovery]:
+    """Cancel the connector's running recoveries, saying who did (the recovery records it, and
+    every surface tells it); their gaps stay open."""
     out = []
     for r in await recoveries(store, client, connector, ask=False):
         if r.running:
-            await client.get_workflow_handle(r.workflow_id).cancel()
+            await client.get_workflow_handle(r.workflow_id).cancel(reason=reason)
             r.state = "cancel requested"
         out.append(r)
     return out

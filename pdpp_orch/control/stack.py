@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
 from pdpp_orch.devstack import alive, read_stack_file
+from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Store, ping
 
@@ -28,6 +30,7 @@ class Stack:
     ui_url: str | None
     source: str
     ignored: str | None = None
+    registries: tuple[Path, ...] = ()
 
     def describe(self) -> str:
         """`Temporal 127.0.0.1:7233, PostgreSQL postgres@/tmp/x:5432/postgres (the dev stack …)`."""
@@ -65,7 +68,26 @@ def stack(s: Settings) -> Stack:
             f"TEMPORAL_ADDRESS and PDPP_DATABASE_URL{why}"
         )
     source = f"the dev stack in {s.data_dir}, pid {ep.pid}" if ep else "TEMPORAL_ADDRESS / PDPP_DATABASE_URL"
-    return Stack(address, database, ep.ui_url if ep else None, source, ignored)
+    served = tuple(Path(p) for p in ep.connectors) if ep else ()
+    return Stack(address, database, ep.ui_url if ep else None, source, ignored, served)
+
+
+def registry(s: Settings, found: Stack | None = None) -> Registry:
+    """The registry a command reads: --connectors / PDPP_CONNECTORS (else ./connectors.toml),
+    and the registries the dev stack's workers serve besides (the demo's, while `demo --serve`
+    serves), so a command acts on every connector that stack can run."""
+    reg = Registry.load(s.connectors)
+    for extra in found.registries if found else ():
+        if extra.exists():
+            more = Registry.load(extra)
+            reg.entries.update({k: v for k, v in more.entries.items() if k not in reg.entries})
+            reg.sources.append(extra)
+    return reg
+
+
+def demo_registry(s: Settings) -> Path:
+    """Where `pdpp-orch demo` writes the registry of its connectors."""
+    return s.data_dir / "demo" / "connectors.toml"
 
 
 def endpoints(s: Settings) -> tuple[str, str]:

@@ -12,9 +12,12 @@ from pdpp_orch.demo.cases import (
     next_retry,
 )
 from pdpp_orch.demo.running import (
+    DEMO_CANCEL,
     DemoRun,
+    DemoWorld,
     RecoveryShown,
     cancel_waiting_recoveries,
+    demo_world,
     prepare_inputs,
     reset_connectors,
     run_cases,
@@ -25,15 +28,18 @@ from pdpp_orch.demo.running import (
 
 __all__ = [
     "DEMO_BUDGET_WINDOW",
+    "DEMO_CANCEL",
     "DEMO_PLAN",
     "FIVE_YEARS",
     "Case",
     "CaseResult",
     "DemoRun",
+    "DemoWorld",
     "RecoveryShown",
     "cancel_waiting_recoveries",
     "cases",
     "check",
+    "demo_world",
     "next_retry",
     "prepare_inputs",
     "reset_connectors",

@@ -11,7 +11,7 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,15 +139,20 @@ async def show_recovery(
     )
 
 
+# Who cancelled, as the recoveries record it and every surface says it.
+DEMO_CANCEL = "the demo (its worker stops with it)"
+
+
 async def cancel_waiting_recoveries(client: Client, results: list[CaseResult]) -> int:
     """The demo's worker stops with the demo: cancel the recoveries still waiting for their
-    not_before (A, C, D), rather than leave them running with nobody to execute them."""
+    not_before (A, C, D), saying the demo did, rather than leave them running with nobody to
+    execute them. `pdpp-orch recover now NAME` starts one again (while `demo --serve` serves)."""
     n = 0
     for r in results:
         for wid in r.outcome.recovery_workflow_ids:
             handle = client.get_workflow_handle(wid)
             if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                await handle.cancel()
+                await handle.cancel(reason=DEMO_CANCEL)
                 # Let the (still running) demo worker process the cancellation before it stops.
                 with contextlib.suppress(WorkflowFailureError):
                     await asyncio.wait_for(handle.result(), timeout=30)
@@ -170,49 +175,63 @@ class DemoRun:
         return all(r.as_designed for r in self.results) and recovered
 
 
-async def run_demo(
-    client: Client,
-    store: Store,
-    work: Path,
-    selected: list[Case],
-    world: str,
-    log: Callable[[str], None],
-) -> DemoRun:
-    """Run the selected cases against a simulated upstream, with a worker of the demo's own,
-    then Case E's recovery within the demo budget."""
+@dataclass
+class DemoWorld:
+    """The demo's simulated upstream, the registry of its connectors, and the task queue its
+    own worker polls (while the world stands, its runs answer their queries)."""
+
+    upstream: Any
+    registry: Path
+    task_queue: str
+
+
+@contextlib.asynccontextmanager
+async def demo_world(
+    client: Client, store: Store, work: Path, selected: list[Case], world: str, log: Callable[[str], None]
+) -> AsyncIterator[DemoWorld]:
+    """The cases' inputs, a simulated upstream with the incidents' faults, and a worker of the
+    demo's own, for as long as the block runs (`demo --serve`: until Ctrl-C)."""
     from activities.sandbox import Sandbox
     from pdpp_orch.upstream.process import UpstreamProcess
     from pdpp_orch.worker import build_worker
 
     await asyncio.to_thread(prepare_inputs, work, selected, log)
     await reset_connectors(store, [c.connector for c in selected])
-    shown: RecoveryShown | None = None
     async with UpstreamProcess(world=world, plan=DEMO_PLAN) as up:
         registry = write_registry(work / "connectors.toml", selected, up.url)
         task_queue = f"pdpp-demo-{secrets.token_hex(4)}"
         # `work` is DATA_DIR/demo (cli/demo.py): the sandboxes hide the whole data directory.
         sandbox = Sandbox.for_worker(work.parent)
         async with build_worker(client, store, task_queue, lambda: Registry.load(registry), sandbox=sandbox):
-            results = await run_cases(
-                client,
-                task_queue,
-                selected,
-                lambda r: log(
-                    f"case {r.case.key:<2} {r.outcome.status.value:<20} "
-                    f"{r.outcome.records_durable:>9,} durable  {r.seconds:5.1f} s"
-                ),
-            )
-            e = next((r for r in results if r.case.key == "E"), None)
-            if e is not None and e.outcome.recovery_workflow_ids:
-                log(
-                    f"case E  recovering (demo budget: 2,000 units per {DEMO_BUDGET_WINDOW}, "
-                    "not per day; the 24 h wait brought forward as `recover --now` would) …"
-                )
+            yield DemoWorld(up, registry, task_queue)
 
-                def requests() -> dict[str, int]:
-                    counted: dict[str, int] = up.counters("chatgpt.conversation", ids=True)["ids"]
-                    return counted
 
-                shown = await show_recovery(client, store, requests, e)
-            cancelled = await cancel_waiting_recoveries(client, results)
+async def run_demo(
+    client: Client, store: Store, w: DemoWorld, selected: list[Case], log: Callable[[str], None]
+) -> DemoRun:
+    """Run the selected cases in the demo's world, then Case E's recovery within the demo budget;
+    the other recoveries are cancelled (the demo says so)."""
+    shown: RecoveryShown | None = None
+    results = await run_cases(
+        client,
+        w.task_queue,
+        selected,
+        lambda r: log(
+            f"case {r.case.key:<2} {r.outcome.status.value:<20} "
+            f"{r.outcome.records_durable:>9,} durable  {r.seconds:5.1f} s"
+        ),
+    )
+    e = next((r for r in results if r.case.key == "E"), None)
+    if e is not None and e.outcome.recovery_workflow_ids:
+        log(
+            f"case E  recovering (demo budget: 2,000 units per {DEMO_BUDGET_WINDOW}, "
+            "not per day; the 24 h wait brought forward as `recover now` would) …"
+        )
+
+        def requests() -> dict[str, int]:
+            counted: dict[str, int] = w.upstream.counters("chatgpt.conversation", ids=True)["ids"]
+            return counted
+
+        shown = await show_recovery(client, store, requests, e)
+    cancelled = await cancel_waiting_recoveries(client, results)
     return DemoRun(results, shown, cancelled)

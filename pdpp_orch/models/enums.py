@@ -97,3 +97,24 @@ class SandboxMode(StrEnum):
     UID = "uid"  # the worker runs as root: a uid of the connector's own
     USERNS = "userns"  # a user namespace, with the worker's uid
     OFF = "off"  # the operator opted out: the connector could see what the worker sees
+
+
+class RecoveryStep(StrEnum):
+    """What a GapRecoveryWorkflow is doing (its `state` query)."""
+
+    WAITING_NOT_BEFORE = "waiting_not_before"
+    WAITING_BUDGET = "waiting_budget"
+    BACKING_OFF = "backing_off"
+    WAITING_LEASES = "waiting_leases"
+    ASKING_BUDGET = "asking_budget"
+    RECOVERING = "recovering"
+    DONE = "done"
+
+
+class RecoveryEnding(StrEnum):
+    """How a GapRecoveryWorkflow ended, as it records itself in PostgreSQL: every gap settled,
+    gave up with gaps open (a range that keeps failing), or cancelled (by whom: its reason)."""
+
+    DONE = "done"
+    GAVE_UP = "gave_up"
+    CANCELLED = "cancelled"

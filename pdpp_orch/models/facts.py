@@ -101,6 +101,9 @@ class CollectFacts(BaseModel):
     interactions: int = 0
     runtime_error: str | None = None
     sandbox: SandboxMode | None = Field(default=None, description="how the connector was isolated")
+    runtime_limit_seconds: float | None = Field(
+        default=None, description="the limit a connector_stalled / max_run / output_closed error passed"
+    )
 
     @property
     def violated(self) -> bool:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from pdpp_orch.models.enums import RecoveryClass
+from pdpp_orch.models.enums import RecoveryClass, RecoveryEnding, RecoveryStep
 from pdpp_orch.models.scope import TimeRange
 
 
@@ -48,8 +48,10 @@ class RetryPlan(BaseModel):
     gaps_opened: int = Field(default=0, description="gaps opened after collection (run-level)")
     gaps_open_total: int = 0
     gaps_open_by_stream: dict[str, int] = Field(default_factory=dict)
-    items_open_by_stream: dict[str, int] = Field(
-        default_factory=dict, description="open gaps that each stand for one record"
+    missing_by_stream: dict[str, int] = Field(
+        default_factory=dict,
+        description="records the open gaps of each stream stand for (pdpp_orch.present.estimate), "
+        "checkpoint gaps aside: the outcome counts the coverage keys behind them itself",
     )
 
 
@@ -129,3 +131,28 @@ class RecoveryResult(BaseModel):
     rounds: int
     budget_waits: int
     progress: HintProgress
+
+
+class RecoveryState(BaseModel):
+    """What a recovery is doing now (its `state` query): the step, until when it waits, and the
+    recovery run in progress."""
+
+    step: RecoveryStep
+    until: datetime | None = None
+    run_id: str | None = Field(default=None, description="the recovery run in progress (recovering)")
+    round: int = 0
+    progress: HintProgress = Field(default_factory=HintProgress)
+
+
+class RecoveryEnd(BaseModel):
+    """How a recovery ended, recorded by the recovery itself: the present does not depend on
+    Temporal remembering it. `said` is the cancel's reason (who cancelled: an operator, the demo)."""
+
+    connector: str
+    hint_id: str
+    workflow_id: str
+    ending: RecoveryEnding
+    said: str | None = None
+    at: datetime
+    progress: HintProgress
+    runs: int = 0

@@ -1,5 +1,5 @@
 """`pdpp-orch report`: "am I missing anything?", answered per connector and stream — the
-models (model.py), how they are derived from the store and the recoveries (build.py), and the
+models (model.py), how they are derived from the store and the present (build.py), and the
 self-contained HTML page (html.py)."""
 
 from __future__ import annotations
@@ -7,11 +7,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from pdpp_orch.report.build import build
+from pdpp_orch.report.build import build, fate_lines, latest_forward
 from pdpp_orch.report.html import to_html
-from pdpp_orch.report.model import ConnectorReport, RecoveryState, Severity
+from pdpp_orch.report.model import ConnectorReport, Severity
 
-__all__ = ["ConnectorReport", "RecoveryState", "Severity", "build", "generated_at", "to_html", "to_json"]
+__all__ = [
+    "ConnectorReport",
+    "Severity",
+    "build",
+    "fate_lines",
+    "generated_at",
+    "latest_forward",
+    "to_html",
+    "to_json",
+]
 
 
 def to_json(reports: list[ConnectorReport]) -> str:

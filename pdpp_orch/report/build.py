@@ -1,19 +1,20 @@
-"""Am I missing anything? — derived from the same facts as the outcome: the latest finished
-forward run's outcome, the gap ledger as it stands now, and what the recoveries are doing."""
+"""Am I missing anything? — now: the gap ledger as it stands, every retry hint's fate and what
+nobody retries (the present, pdpp_orch.present), over the latest finished forward run's outcome
+(coverage, and what a run that died never got to)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from pdpp_orch import advice
-from pdpp_orch.models import GapKind, GapStatus, Mode, RecoveryClass, RunOutcome, RunStatus
+from pdpp_orch.models import GapStatus, Mode, RecoveryClass, RunOutcome, RunStatus
+from pdpp_orch.present.model import Fate, HintNow, Present
 from pdpp_orch.report.model import (
     ConnectorReport,
     GapSummary,
     LatestRun,
     OwnerAsk,
     OwnerNotice,
-    RecoveryState,
     RunPoint,
     Severity,
     StreamReport,
@@ -31,16 +32,23 @@ def units(n: int) -> str:
 def build(
     rows: ReportRows,
     cost_per_item: dict[str, int],
-    recoveries: dict[str, list[RecoveryState]],
+    presents: dict[str, Present],
     now: datetime,
 ) -> list[ConnectorReport]:
-    """One report per connector, in name order."""
+    """One report per connector, in name order (`presents`: each connector's, from
+    pdpp_orch.control.present)."""
     names = {
         r.connector
         for part in (rows.records, rows.state, rows.gaps, rows.runs, rows.asks, rows.notices)
         for r in part
     }
-    return [_connector(c, rows, cost_per_item.get(c, 1), recoveries.get(c, []), now) for c in sorted(names)]
+    return [_connector(c, rows, cost_per_item.get(c, 1), presents.get(c), now) for c in sorted(names)]
+
+
+def latest_forward(rows: ReportRows, connector: str) -> RunRow | None:
+    """The connector's latest finished forward run: what its coverage rests on."""
+    forward = [r for r in rows.runs if r.connector == connector and r.mode is Mode.FORWARD and r.outcome]
+    return forward[-1] if forward else None
 
 
 def _latest(runs: list[RunRow]) -> tuple[RunOutcome | None, str | None]:
@@ -51,15 +59,14 @@ def _latest(runs: list[RunRow]) -> tuple[RunOutcome | None, str | None]:
     return (finished[-1] if finished else None), running
 
 
-def _connector(
-    c: str, rows: ReportRows, cost: int, recoveries: list[RecoveryState], now: datetime
-) -> ConnectorReport:
+def _connector(c: str, rows: ReportRows, cost: int, p: Present | None, now: datetime) -> ConnectorReport:
     runs = [r for r in rows.runs if r.connector == c]  # oldest first
     latest, running = _latest(runs)
     names = sorted(
         {r.stream for part in (rows.records, rows.state, rows.gaps) for r in part if r.connector == c}
     )
-    streams = [_stream(c, st, rows, latest, cost, now) for st in names]
+    hints = p.hints if p is not None else []
+    streams = [_stream(c, st, rows, latest, cost, now, p) for st in names]
     asks = [
         OwnerAsk(
             run_id=a.run_id, request_id=a.request_id, kind=a.kind, message=a.message, expires_at=a.expires_at
@@ -80,7 +87,7 @@ def _connector(
     ]
     acting = [n for n in notices if n.owner_action != "none"]
     planned = [g for s in streams for g in s.gaps if g.estimated_cost is not None and g.open]
-    next_retry, state = _next_retry(c, recoveries, now)
+    next_retry, state = _next_retry(hints, now)
     report = ConnectorReport(
         connector=c,
         missing_anything=False,
@@ -96,10 +103,11 @@ def _connector(
         waiting_on_owner=sum(s.waiting_on_owner for s in streams) + len(asks) + len(acting),
         asks=asks,
         notices=notices,
-        recoveries=recoveries,
+        hints=hints,
+        not_retried=p.not_retried if p is not None else [],
         recent_runs=[_point(r) for r in runs],
     )
-    report.severity, report.verdict = _verdict(report, latest, recoveries)
+    report.severity, report.verdict = _verdict(report, latest, p)
     if (warning := advice.unsandboxed(latest)) is not None:
         report.verdict += f"; {warning}"
     report.missing_anything = report.severity is not Severity.OK
@@ -107,19 +115,22 @@ def _connector(
 
 
 def _stream(
-    c: str, st: str, rows: ReportRows, latest: RunOutcome | None, cost: int, now: datetime
+    c: str, st: str, rows: ReportRows, latest: RunOutcome | None, cost: int, now: datetime, p: Present | None
 ) -> StreamReport:
     rec = next((r for r in rows.records if (r.connector, r.stream) == (c, st)), None)
     state = next((r for r in rows.state if (r.connector, r.stream) == (c, st)), None)
     counts = [g for g in rows.gaps if (g.connector, g.stream) == (c, st)]
-    gaps = _gaps(counts, cost)
-    open_items = sum(g.n for g in counts if g.status.open and g.kind is GapKind.ITEM)
+    hints = [h for h in (p.hints if p else []) if h.stream == st]
+    gaps = _gaps(counts, cost, hints)
     outcome = next((s for s in latest.streams if s.stream == st), None) if latest else None
     coverage = outcome.coverage if outcome else "unknown"
-    if coverage == "partial" and not any(g.open for g in gaps):
+    if coverage == "partial" and not any(g.open for g in gaps) and not any(h.terminal for h in hints):
         coverage = "recovered"
-    unfinished = latest is not None and latest.status is not RunStatus.SUCCEEDED
-    missing = max(open_items, outcome.records_missing_estimate if outcome and unfinished else 0)
+    now_ = next((s for s in p.streams if s.stream == st), None) if p else None
+    missing = now_.records_missing_estimate if now_ else 0
+    if latest is not None and outcome is not None and _died(latest):
+        # What a run that died never got to is in its outcome, not in the ledger.
+        missing = max(missing, outcome.records_missing_estimate)
     committed = state.committed_at if state else None
     return StreamReport(
         stream=st,
@@ -135,7 +146,13 @@ def _stream(
     )
 
 
-def _gaps(rows: list[GapCounts], cost_per_item: int) -> list[GapSummary]:
+def _died(o: RunOutcome) -> bool:
+    return o.status in (RunStatus.FAILED, RunStatus.CANCELLED) or o.reason in _CRASHES
+
+
+def _gaps(rows: list[GapCounts], cost_per_item: int, hints: list[HintNow]) -> list[GapSummary]:
+    """Gaps by reason and class; a next retry only where a recovery is on them (a cancelled
+    one's gaps keep their not_before in the ledger, but nothing will retry them then)."""
     merged: dict[tuple[str, str], GapSummary] = {}
     for g in rows:
         retried = g.recovery_class.runtime_retryable
@@ -157,25 +174,22 @@ def _gaps(rows: list[GapCounts], cost_per_item: int) -> list[GapSummary]:
             cur.open += g.n
             if cur.estimated_cost is not None:
                 cur.estimated_cost += g.n * cost_per_item
-            if g.next_retry and retried:
-                cur.next_retry = min(cur.next_retry or g.next_retry, g.next_retry)
+    for cur in merged.values():
+        due = [h.until for h in hints if h.reason == cur.reason and h.fate.live and h.until]
+        cur.next_retry = min(due, default=None)
     return sorted(merged.values(), key=lambda x: (-x.open, x.reason))
 
 
-def _next_retry(c: str, recoveries: list[RecoveryState], now: datetime) -> tuple[datetime | None, str | None]:
-    """When the next retry comes: a future time of a live recovery, else why none will."""
-    if not recoveries:
-        return None, None
-    live = [r for r in recoveries if r.running]
-    due = min((r.next_retry for r in live if r.next_retry), default=None)
-    if due is not None:
-        return due, f"next retry {advice.when(due, now)}" + (
-            " (its recovery is running late: is a worker up?)" if due < now else ""
-        )
+def _next_retry(hints: list[HintNow], now: datetime) -> tuple[datetime | None, str | None]:
+    """When the next retry comes and what it is, else why none will and the command."""
+    live = [h for h in hints if h.fate.live]
     if live:
-        return None, f"retrying now ({live[0].state})"
-    ended = ", ".join(sorted({r.state for r in recoveries}))
-    return None, f"no retry coming: its recovery is {ended}; `pdpp-orch recover now {c}` starts it again"
+        first = min(live, key=lambda h: (h.until is None, h.until or now))
+        return first.until, first.says + (f"; {first.command}" if first.command else "")
+    stuck = [h for h in hints if not h.fate.live and not h.fate.settled]
+    if stuck:
+        return None, f"no retry coming: {stuck[0].says}; {stuck[0].command}"
+    return None, None
 
 
 def _latest_run(o: RunOutcome | None) -> LatestRun | None:
@@ -202,35 +216,53 @@ def _point(r: RunRow) -> RunPoint:
     )
 
 
-def _verdict(
-    r: ConnectorReport, latest: RunOutcome | None, recoveries: list[RecoveryState]
-) -> tuple[Severity, str]:
-    """How bad it is and the one line that says so, why, and what next."""
+def _verdict(r: ConnectorReport, latest: RunOutcome | None, p: Present | None) -> tuple[Severity, str]:
+    """How bad it is now and the one line that says so, why, and what next."""
     held = sum(s.records_held for s in r.streams)
     n = r.records_missing_estimate
+    unknown = p.gaps_of_unknown_size if p else 0
     missing = f"{held:,} records" + (f", {n:,} missing ({100 * n / max(held + n, 1):.0f}%)" if n else "")
-    open_gaps = sum(g.open for s in r.streams for g in s.gaps)
+    missing += f", {unknown:,} gap(s) of unknown size" if unknown else ""
+    open_gaps = p.gaps_open if p else sum(g.open for s in r.streams for g in s.gaps)
     if latest is None:
         return Severity.FAILING, f"{missing}; no forward run has finished yet"
-    if latest.status in (RunStatus.FAILED, RunStatus.CANCELLED) or latest.reason in _CRASHES:
+    if _died(latest):
         why = advice.why(latest) or latest.status.value
         status = latest.status.value
+        then = f"; {r.next_retry_state}" if r.next_retry_state else ""
         nxt = advice.owner_step(latest) or f"`pdpp-orch status {latest.run_id}`"
-        return Severity.FAILING, f"{missing}; latest run {status} ({why}); {nxt}"
+        return Severity.FAILING, f"{missing}; latest run {status} ({why}); {nxt}{then}"
     if r.waiting_on_owner:
-        return Severity.WAITING_ON_YOU, f"{missing}; {r.waiting_on_owner:,} waiting on you"
-    unproven = [s.stream for s in r.streams if s.coverage in ("partial", "unproven")]
-    if not open_gaps and not unproven and latest.status is RunStatus.SUCCEEDED:
-        planned = "".join(f" · {line}" for line in advice.continuing(latest))
-        return Severity.OK, f"nothing missing · {held:,} records{planned}"
-    if open_gaps and any(x.running for x in recoveries):
+        what = f": {r.not_retried[0].says}: {r.not_retried[0].command}" if r.not_retried else ""
+        return Severity.WAITING_ON_YOU, f"{missing}; {r.waiting_on_owner:,} waiting on you{what}"
+    if open_gaps and any(h.fate.live for h in r.hints):
         return Severity.MISSING_RETRY_PLANNED, f"{missing}; {r.next_retry_state}"
-    what = f"{open_gaps:,} gap(s) open" if open_gaps else f"coverage not proven for {', '.join(unproven)}"
-    nxt = r.next_retry_state or f"nothing retries it on its own: `pdpp-orch gaps list {r.connector}`"
-    return Severity.MISSING_NO_RETRY, f"{missing}; {what}; {nxt}"
+    if open_gaps:
+        nxt = r.next_retry_state or (
+            r.not_retried[0].says + f": {r.not_retried[0].command}" if r.not_retried else ""
+        )
+        nxt = nxt or f"`pdpp-orch gaps list {r.connector}`"
+        return Severity.MISSING_NO_RETRY, f"{missing}; {open_gaps:,} gap(s) open; {nxt}"
+    given_up = [h for h in r.hints if h.fate in (Fate.PARTLY_RECOVERED, Fate.EXHAUSTED)]
+    if given_up:
+        return Severity.MISSING_NO_RETRY, f"{missing}; {given_up[0].says}: {given_up[0].command}"
+    unproven = [s.stream for s in r.streams if s.coverage in ("partial", "unproven")]
+    if unproven:
+        what = f"coverage not proven for {', '.join(unproven)} by the latest run {latest.run_id}"
+        return Severity.MISSING_NO_RETRY, f"{missing}; {what}; `pdpp-orch run {r.connector}` collects again"
+    settled = [h.says for h in r.hints if h.fate.settled]
+    since = f" ({'; '.join(settled)})" if settled else ""
+    planned = "".join(f" · {line}" for line in advice.continuing(latest))
+    return Severity.OK, f"nothing missing now · {held:,} records{since}{planned}"
 
 
 # A latest run that died under the connector, whatever it had made durable before.
 _CRASHES = frozenset(
     {"connector_exit_without_done", "runtime_error", "connector_stalled", "configuration_error"}
 )
+
+
+def fate_lines(r: ConnectorReport) -> list[str]:
+    """Each retry hint's fate and each open gap nobody retries, with the command for it."""
+    lines = [h.says + (f": {h.command}" if h.command else "") for h in r.hints]
+    return lines + [f"{n.says}: {n.command}" for n in r.not_retried]

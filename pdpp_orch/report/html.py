@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from pdpp_orch.models.progress import owner_action_text
+from pdpp_orch.report.build import fate_lines
 from pdpp_orch.report.model import ConnectorReport, RunPoint, Severity, StreamReport
 from pdpp_orch.words import visible
 
@@ -35,7 +36,12 @@ def to_html(reports: list[ConnectorReport], generated: str) -> str:
         _attention(reports),
     ]
     for r in reports:
-        parts.append(f"<h2>{e(r.connector)}</h2><p class={TONE.get(r.severity, 'warn')}>{e(r.verdict)}</p>")
+        parts.append(
+            f"<h2>{e(r.connector)}</h2><p class={TONE.get(r.severity, 'warn')}>{_code(r.verdict)}</p>"
+        )
+        fates = fate_lines(r)
+        if fates:
+            parts.append("<ul>" + "".join(f"<li>{_code(x)}</li>" for x in fates) + "</ul>")
         parts.extend(
             f"<p class=bad>run {e(a.run_id)} waits for your {e(a.kind)}"
             + (f" (“{e(a.message)}”)" if a.message else "")
@@ -54,6 +60,12 @@ def to_html(reports: list[ConnectorReport], generated: str) -> str:
     return "".join(parts)
 
 
+def _code(text: str) -> str:
+    """Escaped, with each `command` set as code."""
+    parts = escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
 def _attention(reports: list[ConnectorReport]) -> str:
     worst = sorted(
         (r for r in reports if r.severity is not Severity.OK), key=lambda r: (r.severity, r.connector)
@@ -61,7 +73,7 @@ def _attention(reports: list[ConnectorReport]) -> str:
     if not worst:
         return "<p class=ok>Nothing needs your attention.</p>"
     items = "".join(
-        f"<li class={TONE.get(r.severity, 'warn')}><b>{escape(r.connector)}</b>: {escape(r.verdict)}</li>"
+        f"<li class={TONE.get(r.severity, 'warn')}><b>{escape(r.connector)}</b>: {_code(r.verdict)}</li>"
         for r in worst
     )
     return f"<h2>Needs attention</h2><ol>{items}</ol>"

@@ -8,6 +8,7 @@ from enum import IntEnum
 from pydantic import BaseModel, Field
 
 from pdpp_orch.models import RunError
+from pdpp_orch.present.model import HintNow, NotRetried
 
 
 class Severity(IntEnum):
@@ -87,21 +88,9 @@ class OwnerNotice(BaseModel):
     expires_at: datetime | None
 
 
-class RecoveryState(BaseModel):
-    """A recovery of one retry hint with open gaps, as Temporal and the ledger see it."""
-
-    workflow_id: str
-    stream: str
-    reason: str
-    open: int
-    running: bool
-    state: str
-    next_retry: datetime | None = None
-
-
 class ConnectorReport(BaseModel):
     connector: str
-    missing_anything: bool
+    missing_anything: bool = Field(description="now: open gaps, unproven coverage, a failing latest run")
     severity: Severity
     verdict: str = Field(description="one line: what is missing, why, and what happens next")
     latest_run: LatestRun | None
@@ -110,7 +99,8 @@ class ConnectorReport(BaseModel):
     records_missing_estimate: int
     next_retry: datetime | None
     next_retry_state: str | None = Field(
-        description="when the next retry is, or why none will come (overdue, not running) and the command"
+        description="when the next retry is, or why none will come (cancelled and by whom, stopped) "
+        "and the command"
     )
     next_retry_cost: int
     waiting_on_owner: int = Field(
@@ -118,5 +108,9 @@ class ConnectorReport(BaseModel):
     )
     asks: list[OwnerAsk] = Field(default_factory=list)
     notices: list[OwnerNotice] = Field(default_factory=list)
-    recoveries: list[RecoveryState] = Field(default_factory=list)
+    hints: list[HintNow] = Field(
+        default_factory=list,
+        description="every retry hint with gaps open, or settled since the latest run, and its fate",
+    )
+    not_retried: list[NotRetried] = Field(default_factory=list, description="open gaps no recovery retries")
     recent_runs: list[RunPoint]

@@ -11,6 +11,8 @@ this package, one module per aggregate; `Store` holds one of each over a shared 
 - `interactions`, `assistance`, `locks`, `reports` (interactions.py, assistance.py, locks.py,
   reports.py)
 - `erasure`: the owner's right to erase a connector's, stream's or key's data (erasure.py)
+- `present`, `recoveries`: what the read model of the present reads, and how recoveries ended
+  (present.py, recoveries.py)
 
 Writes are set-based: a flush is one transaction of COPY (into `records`, or a staging table
 and one upsert), the ledger rows and the checkpoint the flushed records prove (DESIGN §2, §6).
@@ -43,7 +45,9 @@ from pdpp_orch.store.interactions import Interaction, InteractionStore
 from pdpp_orch.store.leases import LeaseStore, ServedGap
 from pdpp_orch.store.locks import LockStore
 from pdpp_orch.store.logs import LogEntry, LogStore
+from pdpp_orch.store.present import PresentStore
 from pdpp_orch.store.records import RecordStore, StaleAttemptError
+from pdpp_orch.store.recoveries import RecoveryStore
 from pdpp_orch.store.reports import ReportRows, ReportStore
 from pdpp_orch.store.runs import Diagnostics, QuarantinedLine, RunRow, RunStore, SpineEvent
 from pdpp_orch.store.schema import SCHEMA_VERSION, SchemaError
@@ -118,6 +122,8 @@ class Store:
         self.locks = LockStore(pool)
         self.reports = ReportStore(pool)
         self.erasure = ErasureStore(pool)
+        self.present = PresentStore(pool)
+        self.recoveries = RecoveryStore(pool)
 
     @classmethod
     async def connect(

@@ -34,6 +34,7 @@ class NewGap:
     not_before: datetime | None = None
     last_error: str | None = None
     parent_stream: str | None = None
+    records_estimate: int | None = None
 
     def gap_id(self, connector: str) -> str:
         h = hashlib.sha256("\x1f".join((connector, self.stream, self.kind.value, self.subject)).encode())
@@ -61,18 +62,20 @@ class Gap(BaseModel):
 
 _UPSERT = f"""
 INSERT INTO gaps AS g (gap_id, connector, stream, kind, subject, reason, recovery_class,
-                       locator, not_before, last_error, found_run_id, last_seen_run_id, parent_stream)
+                       locator, not_before, last_error, found_run_id, last_seen_run_id, parent_stream,
+                       records_estimate)
 SELECT u.gap_id, $1, u.stream, u.kind, u.subject, u.reason, u.recovery_class,
-       u.locator::jsonb, u.not_before, u.last_error, $2, $2, u.parent_stream
+       u.locator::jsonb, u.not_before, u.last_error, $2, $2, u.parent_stream, u.records_estimate
 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-            $10::timestamptz[], $11::text[], $12::text[])
+            $10::timestamptz[], $11::text[], $12::text[], $13::bigint[])
      AS u(gap_id, stream, kind, subject, reason, recovery_class, locator, not_before, last_error,
-          parent_stream)
+          parent_stream, records_estimate)
 ON CONFLICT (gap_id) DO UPDATE SET
     reason = EXCLUDED.reason,
     recovery_class = EXCLUDED.recovery_class,
     locator = COALESCE(EXCLUDED.locator, g.locator),
     parent_stream = COALESCE(EXCLUDED.parent_stream, g.parent_stream),
+    records_estimate = EXCLUDED.records_estimate,
     not_before = EXCLUDED.not_before,
     last_error = EXCLUDED.last_error,
     last_seen_run_id = EXCLUDED.last_seen_run_id,
@@ -118,6 +121,7 @@ async def upsert(conn: Any, connector: str, run_id: str, gaps: list[NewGap]) -> 
         [g.not_before for _, g in rows],
         [g.last_error for _, g in rows],
         [g.parent_stream for _, g in rows],
+        [g.records_estimate for _, g in rows],
     )
 
 
@@ -182,13 +186,37 @@ class GapStore:
             out.setdefault(r["stream"], []).append(r["subject"])
         return out
 
-    async def close_run_gap(self, connector: str, run_id: str) -> int:
-        """A run that went to its end closes the gap an earlier run's own failure left (one not
-        leased to a recovery run at the moment); returns how many it closed."""
+    async def found(
+        self, connector: str, run_id: str, kinds: list[GapKind]
+    ) -> list[tuple[str, str, GapKind, str]]:
+        """(gap_id, stream, kind, subject) of the open gaps of these kinds `run_id` found (again)."""
+        rows = await self.pool.fetch(
+            "SELECT gap_id, stream, kind, subject FROM gaps WHERE connector = $1 AND last_seen_run_id = $2 "
+            f"AND kind = ANY($3::text[]) AND status IN ({OPEN}) ORDER BY gap_id",
+            connector,
+            run_id,
+            [k.value for k in kinds],
+        )
+        return [(r["gap_id"], r["stream"], GapKind(r["kind"]), r["subject"]) for r in rows]
+
+    async def set_estimates(self, connector: str, estimates: dict[str, int | None]) -> None:
+        """Store how many records each gap stands for (pdpp_orch.present.estimate)."""
+        await self.pool.execute(
+            "UPDATE gaps g SET records_estimate = u.n FROM unnest($2::text[], $3::bigint[]) AS u(gap_id, n) "
+            "WHERE g.connector = $1 AND g.gap_id = u.gap_id",
+            connector,
+            list(estimates),
+            list(estimates.values()),
+        )
+
+    async def supersede_runs(self, connector: str, run_id: str) -> int:
+        """Close the open whole-run gaps of earlier runs: forward run `run_id` collected cleanly
+        from the committed checkpoints, which is what their recovery would have done."""
         return affected(
             await self.pool.execute(
-                f"UPDATE gaps SET status = '{_RECOVERED}', recovered_run_id = $2, updated_at = now() "
-                f"WHERE connector = $1 AND kind = '{GapKind.RUN.value}' AND status = '{_PENDING}'",
+                f"UPDATE gaps SET status = '{_RECOVERED}', recovered_run_id = $2, lease_id = NULL, "
+                f"updated_at = now() WHERE connector = $1 AND kind = '{GapKind.RUN.value}' "
+                f"AND status IN ({OPEN}) AND last_seen_run_id <> $2",
                 connector,
                 run_id,
             )

@@ -6,7 +6,7 @@ from importlib import resources
 
 import asyncpg
 
-SCHEMA_VERSION = "8"
+SCHEMA_VERSION = "9"
 
 
 class SchemaError(Exception):

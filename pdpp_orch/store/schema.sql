@@ -216,3 +216,9 @@ CREATE TABLE IF NOT EXISTS continuations (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, attempt, line_no)
 );
+
+-- v9: what an open gap stands for, in records, when that is not one per gap (an item is one): the
+-- records a range is estimated to hold (from the density of what its run covered), a skipped
+-- stream's shortfall against the connector's own total, the coverage keys a lost checkpoint left
+-- unaccounted. NULL: not known (a whole run that failed, an unanswered interaction).
+ALTER TABLE gaps ADD COLUMN IF NOT EXISTS records_estimate bigint;

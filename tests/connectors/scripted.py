@@ -18,9 +18,10 @@ SCRIPT_PLAN is a path to a JSON list of steps:
                                                  for a DETAIL_GAPS_PAGE_RESPONSE, appended to
                                                  SCRIPT_RESPONSE_LOG
   {"drain": {"max_bytes": N, "streams": [...],   the reference SDK's recovery drain: START's gaps,
-             "redefer_every": K, "max_pages": P}}  then pages until an empty one (or P pages); per gap
-                                                 DETAIL_GAP_ATTEMPTED, then (every K-th re-deferred
-                                                 with a DETAIL_GAP instead) a RECORD keyed by its
+             "redefer_every": K, "max_pages": P,   then pages until an empty one (or P pages); per gap
+             "gone": [KEY, ...]}}                  DETAIL_GAP_ATTEMPTED, then (every K-th re-deferred
+                                                 with a DETAIL_GAP instead; a `gone` key reported
+                                                 not_found, not retryable) a RECORD keyed by its
                                                  record_key and DETAIL_GAP_RECOVERED; the pages go
                                                  to SCRIPT_RESPONSE_LOG
   {"done": "succeeded" | "failed", "records_emitted": optional override, "error": optional}
@@ -168,7 +169,19 @@ def drain(start: dict[str, Any], spec: dict[str, Any], write: Any, out: Any) -> 
             n += 1
             ref = {"reference_only": True, "gap_id": gap["gap_id"], "lease_id": gap.get("lease_id")}
             write({"type": "DETAIL_GAP_ATTEMPTED", **ref, "stream": gap["stream"]})
-            if not every or n % every:
+            if gap["record_key"] in spec.get("gone", []):
+                write(
+                    {
+                        "type": "DETAIL_GAP",
+                        **ref,
+                        "stream": gap["stream"],
+                        "record_key": gap["record_key"],
+                        "reason": "not_found",
+                        "retryable": False,
+                        "detail_locator": gap.get("detail_locator"),
+                    }
+                )
+            elif not every or n % every:
                 key = gap["record_key"]
                 data = {"id": key, "recovered": True}
                 write(

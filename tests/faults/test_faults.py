@@ -148,6 +148,10 @@ async def test_hung_connector_is_stalled_and_its_process_group_ended(harness: Ha
     took = time.monotonic() - began
     print(f"\nstalled: run took {took:.1f}s, {o.records_durable} durable, reason {o.reason}")
     assert o.status is RunStatus.PARTIALLY_COMPLETED and o.reason == "connector_stalled"
+    # `why:` names the limit and the setting that governs it.
+    assert o.error is not None and (o.error.message or "").startswith(
+        "no output for 1 s (stall_timeout_seconds in the connector's registry entry)"
+    )
     exact(o, 120)
     assert await rows(harness.store, name) == {"a": 120}
     assert await committed(harness.store, name) == {"a": 120}

@@ -227,7 +227,18 @@ TOKEN, LINE_7 = "token_expired", "invalid_json at line 7"
             "connector_protocol_violation",
             "2 protocol violation(s): first invalid_json at line 7",
         ),
-        ({"runtime_error": "connector_stalled"}, None, "connector_stalled", None),
+        (
+            {"runtime_error": "connector_stalled", "runtime_limit_seconds": 600},
+            None,
+            "connector_stalled",
+            "no output for 600 s (stall_timeout_seconds in the connector's registry entry)",
+        ),
+        (
+            {"runtime_error": "max_run_duration_exceeded", "runtime_limit_seconds": 3600},
+            None,
+            "max_run_duration_exceeded",
+            "still running after 3,600 s (max_run_seconds in the registry or the run's)",
+        ),
         ({}, CONFIG, "config_error", "no such file: ./x"),
     ],
 )
@@ -250,6 +261,6 @@ def test_coverage_of_an_unfinished_run_is_never_complete_and_its_shortfall_is_mi
 
 def test_open_item_gaps_and_unaccounted_keys_are_missing_records() -> None:
     coverage = {"a": CoverageFact(stream="a", required=10, hydrated=6, gap_backed=1)}
-    plan = RetryPlan(gaps_open_by_stream={"a": 4}, items_open_by_stream={"a": 4}, gaps_open_total=4)
+    plan = RetryPlan(gaps_open_by_stream={"a": 4}, missing_by_stream={"a": 4}, gaps_open_total=4)
     o = derive_outcome(facts(collect={"coverage": coverage}, plan=plan))
     assert (o.streams[0].records_missing_estimate, o.records_missing_estimate) == (4 + 3, 7)

@@ -1,5 +1,5 @@
-"""`report`'s "am I missing anything?", derived from the same facts as the outcome: the latest
-finished forward run, the ledger as it stands now, and what the recoveries are doing."""
+"""`report`'s "am I missing anything?", about now: the present (the ledger as it stands, every
+hint's fate) over the latest finished forward run's outcome."""
 
 from __future__ import annotations
 
@@ -10,16 +10,24 @@ from pdpp_orch.models import (
     CommitStatus,
     GapKind,
     GapStatus,
+    HintProgress,
     LiveStatus,
     Mode,
     RecoveryClass,
+    RecoveryEnd,
+    RecoveryEnding,
+    RecoveryState,
+    RecoveryStep,
     RunError,
     RunOutcome,
     RunStatus,
     StreamOutcome,
     Trigger,
 )
-from pdpp_orch.report import RecoveryState, Severity, build, to_html
+from pdpp_orch.present.derive import present
+from pdpp_orch.present.estimate import OpenGaps
+from pdpp_orch.present.model import HintLedger, Present, RecoveryLook, WorkflowState
+from pdpp_orch.report import Severity, build, to_html
 from pdpp_orch.store import RunRow
 from pdpp_orch.store.reports import CommittedState, GapCounts, HeldRecords, ReportRows
 
@@ -115,16 +123,19 @@ def gap(status: GapStatus, n: int, *, not_before: datetime | None = None) -> Gap
     )
 
 
-def recovery(running: bool, state: str, next_retry: datetime | None) -> RecoveryState:
-    return RecoveryState(
-        workflow_id="recovery-hint_x",
-        stream="a",
-        reason="rate_limited",
-        open=4,
-        running=running,
-        state=state,
-        next_retry=next_retry,
-    )
+def now_with(look: RecoveryLook, **ledger: Any) -> dict[str, Present]:
+    """Connector c's present with one hint of 4 rate-limited gaps of stream a."""
+    h = HintLedger(
+        hint_id="hint_x", stream="a", kind=GapKind.ITEM, reason="rate_limited",
+        recovery_class=RecoveryClass.PROVIDER_PRESSURE, **ledger,
+    )  # fmt: skip
+    open_gaps = {"a": [OpenGaps(GapKind.ITEM, h.open)]} if h.open else {}
+    return {"c": present("c", [h], {"hint_x": look}, open_gaps, [], NOW)}
+
+
+def waiting(until: datetime) -> RecoveryLook:
+    live = RecoveryState(step=RecoveryStep.WAITING_NOT_BEFORE, until=until)
+    return RecoveryLook(workflow_id="recovery-hint_x", state=WorkflowState.RUNNING, live=live)
 
 
 def test_nothing_missing_only_when_the_latest_forward_run_succeeded_and_nothing_is_open() -> None:
@@ -132,7 +143,7 @@ def test_nothing_missing_only_when_the_latest_forward_run_succeeded_and_nothing_
     assert (r.missing_anything, r.severity, r.verdict) == (
         False,
         Severity.OK,
-        "nothing missing · 100 records",
+        "nothing missing now · 100 records",
     )
 
 
@@ -169,37 +180,59 @@ def test_an_unfinished_run_coverage_is_not_complete_and_its_missing_estimate_sho
     assert a.coverage == "unproven" and a.records_missing_estimate == 93_945
 
 
-def test_gaps_recovered_since_count_as_recovered() -> None:
+def test_gaps_recovered_since_count_as_recovered_and_the_verdict_says_by_whom() -> None:
     partial = outcome(
         RunStatus.PARTIALLY_COMPLETED,
         reason="records_skipped",
+        records_missing_estimate=4,
         streams=[
-            StreamOutcome(stream="a", collected=100, checkpoint="committed", coverage="partial", gaps_open=4)
+            StreamOutcome(
+                stream="a", collected=100, checkpoint="committed", coverage="partial", gaps_open=4,
+                records_missing_estimate=4,
+            )
         ],
-    )
-    [r] = build(rows(partial, [gap(GapStatus.RECOVERED, 4)]), {}, {}, NOW)
+    )  # fmt: skip
+    done = RecoveryLook(workflow_id="recovery-hint_x", state=WorkflowState.UNASKED)
+    now = now_with(done, recovered=4, recovered_by=["c-recovery-x-1"], settled_at=NOW)
+    [r] = build(rows(partial, [gap(GapStatus.RECOVERED, 4)]), {}, now, NOW)
     [a] = r.streams
     assert a.coverage == "recovered" and a.gaps[0].recovered == 4 and a.gaps[0].open == 0
-    assert a.records_missing_estimate == 0
+    assert a.records_missing_estimate == 0 and r.records_missing_estimate == 0
+    # Needs attention is about now: nothing, and the verdict says what became of the 4.
+    assert (r.missing_anything, r.severity) == (False, Severity.OK)
+    assert r.verdict == (
+        "nothing missing now · 100 records (rate_limited of a: all 4 recovered by c-recovery-x-1"
+        " at 2026-12-02 12:00 UTC)"
+    )
+    assert "coverage not proven for ;" not in r.verdict
 
 
-def test_next_retry_is_a_live_recoverys_future_time_or_says_why_none_comes() -> None:
+def test_next_retry_is_a_live_recoverys_time_or_says_why_none_comes_and_who_stopped_it() -> None:
     partial = outcome(RunStatus.PARTIALLY_COMPLETED, reason="records_skipped")
     due = NOW + timedelta(hours=24)
-    live = {"c": [recovery(True, "waiting until not_before", due)]}
-    [r] = build(rows(partial, [gap(GapStatus.PENDING, 4, not_before=due)]), {}, live, NOW)
+    pending = [gap(GapStatus.PENDING, 4, not_before=due)]
+    [r] = build(rows(partial, pending), {}, now_with(waiting(due), pending=4), NOW)
     assert r.severity is Severity.MISSING_RETRY_PLANNED and r.next_retry == due
-    assert r.next_retry_state == "next retry 2026-12-03 12:00 UTC (in 24h00m)"
+    assert r.next_retry_state == (
+        "retry 4 × rate_limited of a: waiting for not_before, until 2026-12-03 12:00 UTC (in 24h00m),"
+        " by recovery-hint_x; `pdpp-orch recover now c` brings it forward"
+    )
+    assert r.streams[0].gaps[0].next_retry == due
     assert "4 missing (4%)" in r.verdict
-    late = {"c": [recovery(True, "waiting", NOW - timedelta(minutes=5))]}
-    [r] = build(rows(partial, [gap(GapStatus.PENDING, 4)]), {}, late, NOW)
+    [r] = build(rows(partial, pending), {}, now_with(waiting(NOW - timedelta(minutes=5)), pending=4), NOW)
     assert r.next_retry_state is not None and "overdue by 5m" in r.next_retry_state
-    cancelled = {"c": [recovery(False, "canceled", None)]}
-    [r] = build(rows(partial, [gap(GapStatus.PENDING, 4)]), {}, cancelled, NOW)
+    end = RecoveryEnd(
+        connector="c", hint_id="hint_x", workflow_id="recovery-hint_x", ending=RecoveryEnding.CANCELLED,
+        said="the demo (its worker stops with it)", at=NOW, progress=HintProgress(pending=4),
+    )  # fmt: skip
+    cancelled = RecoveryLook(workflow_id="recovery-hint_x", state=WorkflowState.CANCELLED, ended=end)
+    [r] = build(rows(partial, pending), {}, now_with(cancelled, pending=4), NOW)
     assert r.severity is Severity.MISSING_NO_RETRY and r.next_retry is None
-    assert (
-        r.next_retry_state
-        == "no retry coming: its recovery is canceled; `pdpp-orch recover now c` starts it again"
+    # The ledger's not_before is no longer a retry anyone will make.
+    assert r.streams[0].gaps[0].next_retry is None
+    assert r.next_retry_state == (
+        "no retry coming: 4 × rate_limited of a open: its recovery recovery-hint_x was cancelled by the demo"
+        " (its worker stops with it) at 2026-12-02 12:00 UTC; `pdpp-orch recover now c` starts it again"
     )
 
 
