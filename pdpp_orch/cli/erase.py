@@ -39,7 +39,7 @@ def erase(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Erase what a connector collected, for good, in one transaction: its records (of --stream,
-    of --key) and gaps; every word it said that is kept (stderr tails, errors, quarantined
+    of --key) and gaps; every word it said that is kept (its stderr, errors, quarantined
     lines, prompts and answers, notices), which cannot be told apart by stream or key; with
     --state its cursors, so the next run collects from the start. Prints the rows erased per
     table and what remains. Refused while a run of the connector is going."""

@@ -28,6 +28,8 @@ PLACES = {
     "stream_state": "SELECT row_to_json(t)::text FROM stream_state t WHERE connector = $1",
     "run_checkpoints": "SELECT row_to_json(c)::text FROM run_checkpoints c JOIN runs r USING (run_id) "
     "WHERE r.connector = $1",
+    "connector_stderr": "SELECT row_to_json(e)::text FROM connector_stderr e JOIN runs r USING (run_id) "
+    "WHERE r.connector = $1",
 }  # fmt: skip
 
 
@@ -88,7 +90,9 @@ async def test_erase_removes_a_key_then_everything_and_says_what_remains(
     gaps = await harness.store.pool.fetchval(sql, name)
     after_key = await where(harness, name)
     # What the connector said cannot be told apart by key: it went with the key's data.
-    assert gaps == 0 and all(after_key[p] == 0 for p in ("quarantine", "runs", "interactions", "assistance"))
+    assert gaps == 0 and all(
+        after_key[p] == 0 for p in ("quarantine", "runs", "interactions", "assistance", "connector_stderr")
+    )
     assert after_key["records"] == 4 and after_key["stream_state"] == 2  # cursors stay without --state
 
     code, out, err = await cli(harness, pg_url, "erase", name, "--state", "--yes", "--json")
