@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 
 from pdpp_orch.cli.common import DataDirOpt, JsonOpt, endpoints, out, run_async, settings
+from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.erasure import Erasure
@@ -24,7 +25,7 @@ REMAINS = (
 
 
 def erase(
-    name: Annotated[str, typer.Argument(help="Connector name.")],
+    name: Annotated[str, typer.Argument(help="Connector name.", autocompletion=connector_names)],
     stream: Annotated[
         str | None, typer.Option("--stream", help="Only this stream's records and gaps.")
     ] = None,
