@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import ClientConnectionError, ClientSession, ClientTimeout, web
 from multidict import CIMultiDict
+from yarl import URL
 
 # Where the UI keeps its columns, per namespace (temporalio/ui configurable-table-columns.ts).
 COLUMNS_KEY = "namespace-workflow-table-columns"
@@ -96,9 +97,11 @@ def make_app(upstream: str) -> web.Application:
             return web.Response(status=502, text=f"Temporal's web UI does not answer: {e}")
 
     async def _pass(request: web.Request) -> web.StreamResponse:
+        # The path and query as the browser sent them: decoded and encoded again, the newlines
+        # of `/render?content=…` (a workflow's details as markdown) were lost on the way.
         async with session[0].request(
             request.method,
-            upstream + request.rel_url.path_qs,
+            URL(upstream + request.raw_path, encoded=True),
             headers=_upstream_headers(request.headers),
             data=await request.read(),
             allow_redirects=False,

@@ -387,6 +387,7 @@ class ConnectorRunWorkflow:
             ]
         )
         workflow.set_current_details(ui.outcome_details(outcome, workflow.now()))
+        self._live = self._live.at_end(outcome)  # `progress` of a run that ended: its outcome's
         self._status = outcome.status.value
         self._phase = "done"
 

@@ -126,6 +126,12 @@ def _print_change(s: Settings, c: Change, as_json: bool) -> None:
     if c.previous_ramping:
         before += f", build {c.previous_ramping} ramping"
     out.print(escape(f"{routing_line(now)} (before: {before})"), highlight=False)
+    if c.current is None and c.previous_current:
+        err.print(
+            "unversioned workers (started without PDPP_WORKER_BUILD_ID) must be polling: "
+            "until one does, new runs wait.",
+            highlight=False,
+        )
     err.print(
         "runs already started finish on the build they are pinned to; recoveries and budgets "
         "move at their next step. `pdpp-orch deployment` shows what each build still runs.",
@@ -167,7 +173,8 @@ def rollback(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Undo the last rollout step: end a ramp in progress, or make the previously current build
-    (or BUILD) current again. Its workers must still be polling."""
+    (or BUILD) current again — the unversioned workers, when no other build ever was. Its
+    workers must still be polling."""
     s = _settings(data_dir, deployment)
     run_async(_change(s, as_json, lambda c: control.rollback(c, s.worker_deployment, build)))
 

@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 
 from pdpp_orch.cli.common import DataDirOpt, JsonOpt, endpoints, out, run_async, settings
+from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.erasure import Erasure
@@ -24,7 +25,7 @@ REMAINS = (
 
 
 def erase(
-    name: Annotated[str, typer.Argument(help="Connector name.")],
+    name: Annotated[str, typer.Argument(help="Connector name.", autocompletion=connector_names)],
     stream: Annotated[
         str | None, typer.Option("--stream", help="Only this stream's records and gaps.")
     ] = None,
@@ -39,7 +40,7 @@ def erase(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Erase what a connector collected, for good, in one transaction: its records (of --stream,
-    of --key) and gaps; every word it said that is kept (stderr tails, errors, quarantined
+    of --key) and gaps; every word it said that is kept (its stderr, errors, quarantined
     lines, prompts and answers, notices), which cannot be told apart by stream or key; with
     --state its cursors, so the next run collects from the start. Prints the rows erased per
     table and what remains. Refused while a run of the connector is going."""
@@ -61,18 +62,34 @@ async def _erase(s: Settings, scope: Scope, yes: bool, as_json: bool) -> int:
     return 0
 
 
-def _show(done: Erasure) -> None:
-    sc = done.scope
-    what = ", ".join(
-        [
-            sc.connector,
-            *([f"stream {sc.stream}"] if sc.stream else []),
-            *([f"key {sc.key}"] if sc.key else []),
-        ]
+def _what(sc: Scope) -> str:
+    parts = [
+        sc.connector,
+        *([f"stream {sc.stream}"] if sc.stream else []),
+        *([f"key {sc.key}"] if sc.key else []),
+    ]
+    return ", ".join(parts)
+
+
+def nothing_erased(done: Erasure) -> str | None:
+    """What to say when the scope held nothing: a misspelt name must not read as an erase done."""
+    if any(done.erased.values()):
+        return None
+    c = done.scope.connector
+    if not done.remains.runs and not done.histories:
+        return f"nothing erased: no run of {c!r} is recorded here (`pdpp-orch connectors list` names them)"
+    return (
+        f"nothing erased: nothing of {_what(done.scope)} was stored (`pdpp-orch records {c}` shows what is)"
     )
-    out.print(f"erased ({escape(what)}), rows per table:", highlight=False)
+
+
+def _show(done: Erasure) -> None:
+    out.print(f"erased ({escape(_what(done.scope))}), rows per table:", highlight=False)
     for table, n in done.erased.items():
         out.print(f"  {table:<16} {n:>10,}", highlight=False)
+    nothing = nothing_erased(done)
+    if nothing:
+        out.print(escape(nothing), highlight=False)
     r = done.remains
     ids = ", ".join(r.run_ids) + (", …" if r.runs > len(r.run_ids) else "")
     out.print(

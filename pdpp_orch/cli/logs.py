@@ -124,7 +124,7 @@ class Timeline:
         self.batches = []
         batches = f"{k} batch{'es' if k != 1 else ''}"
         out.print(
-            f"{last.at:%H:%M:%S}  {n:,} records made durable ({batches}, {size:,} bytes)", highlight=False
+            f"{last.at:%H:%M:%S}  {_records(n)} made durable ({batches}, {size:,} bytes)", highlight=False
         )
 
     def words(self, e: LogEntry) -> str:
@@ -155,7 +155,7 @@ def _ended(e: LogEntry) -> str:
         how += f", exit code {p['exit_code']}"
     if p.get("runtime_error"):
         how += f", {escape(str(p['runtime_error']))}"
-    return how + f", {int(p.get('records_durable', 0)):,} records durable"
+    return how + f", {_records(int(p.get('records_durable', 0)))} durable"
 
 
 def _outcome(e: LogEntry) -> str:
@@ -165,11 +165,21 @@ def _outcome(e: LogEntry) -> str:
     parts = [f"run ended: [{color}]{status}[/{color}]"]
     if p.get("reason"):
         parts.append(f"reason {escape(str(p['reason']))}")
-    parts.append(f"{int(p.get('records_durable', 0)):,} records durable")
+    parts.append(f"{_records(int(p.get('records_durable', 0)))} durable")
     parts.append(f"checkpoints {p.get('state_streams_committed', 0)}/{p.get('state_streams_staged', 0)}")
+    if p.get("build_id"):
+        parts.append(f"build {escape(str(p['build_id']))}")
     if p.get("needs_retry"):
         parts.append("needs_retry (`pdpp-orch recover show " + escape(str(p.get("connector"))) + "`)")
+    error = p.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        # Why, as `status` says it: the log of a failed run must not end without a reason.
+        parts.append(f"why: {escape(str(error.get('kind')))}: {escape(str(error['message']))}")
     return " · ".join(parts)
+
+
+def _records(n: int) -> str:
+    return f"{n:,} record{'' if n == 1 else 's'}"
 
 
 def _stderr(e: LogEntry) -> str:

@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from pdpp_orch import codec_server
 from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, endpoints, err, out, run_async, servers, settings
+from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.cli.deployment import tell_joined
 from pdpp_orch.cli.runs import follow
 from pdpp_orch.codec import EncryptionCodec, Keyring
@@ -45,7 +46,12 @@ def dev(
     data_dir: DataDirOpt = None,
     connectors: ConnectorsOpt = None,
     sync: Annotated[
-        list[str] | None, typer.Option("--sync", help="Run this connector once the stack is up (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--sync",
+            help="Run this connector once the stack is up (repeatable).",
+            autocompletion=connector_names,
+        ),
     ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Stop after the --sync runs instead of serving.")

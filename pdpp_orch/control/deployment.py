@@ -230,13 +230,29 @@ def previous_build(d: Deployment) -> str | None:
     return earlier[0].build_id if earlier else None
 
 
+async def _to_unversioned(client: Client, name: str, d: Deployment) -> Change:
+    """New runs back to the unversioned workers: what came before the first build made current."""
+    try:
+        await client.workflow_service.set_worker_deployment_current_version(
+            SetWorkerDeploymentCurrentVersionRequest(
+                namespace=client.namespace, deployment_name=name, build_id="", identity=client.identity
+            )
+        )
+    except RPCError as e:
+        raise UsageError(f"Temporal refused to route to unversioned workers: {e.message}") from e
+    return Change(current=None, previous_current=d.current)
+
+
 async def rollback(client: Client, name: str, to: str | None) -> Change:
     """Undo the last routing change: end a ramp in progress, else make `to` (by default the
-    previously current build) current again."""
+    previously current build; the unversioned workers when no other build ever was) current
+    again."""
     d = await describe(client, name)
     if d.ramping is not None and to is None:
         return await ramp(client, name, None, 0.0)
     target = to or previous_build(d)
+    if target is None and d.current is not None:
+        return await _to_unversioned(client, name, d)
     if target is None:
         raise UsageError(f"deployment {name!r} has had no other current build to roll back to")
     if target == d.current:

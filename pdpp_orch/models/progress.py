@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from pdpp_orch.models.enums import InteractionStatus
+from pdpp_orch.models.runs import RunOutcome
 
 
 class StreamProgress(BaseModel):
@@ -31,6 +32,16 @@ class LiveProgress(BaseModel):
     checkpoints: int = 0
     stream: str | None = None
     streams: dict[str, StreamProgress] = Field(default_factory=dict)
+
+    def at_end(self, outcome: RunOutcome) -> LiveProgress:
+        """These counters once the run has ended, as its outcome has them: the checkpoints it
+        committed and each stream's records (the last live report can be seconds older)."""
+        live = self.streams
+        streams = {
+            s.stream: live.get(s.stream, StreamProgress()).model_copy(update={"collected": s.collected})
+            for s in outcome.streams
+        }
+        return self.model_copy(update={"checkpoints": outcome.state_streams_committed, "streams": streams})
 
 
 class InteractionRequest(BaseModel):

@@ -3,9 +3,10 @@ removed from every place it can sit, in one transaction.
 
 What a scope names exactly goes: its records (tombstones too), its gaps (with their subjects,
 locators and errors) and, with `state`, its committed cursors and its runs' resume points. What
-a connector said cannot be told apart by stream or key — its stderr tails and errors (also where
-an outcome quotes them), the lines we quarantined, its prompts and notices and the owner's
-answers — so any erase of a connector empties all of it. What remains are counts, our own ids,
+a connector said cannot be told apart by stream or key — its stderr (each attempt's lines, which
+`logs` shows, and the tail in `runs`) and errors (also where an outcome quotes them), the lines
+we quarantined, its prompts and notices and the owner's answers — so any erase of a connector
+empties all of it. What remains are counts, our own ids,
 stream names and the connector's skip reasons in outcomes and spine events (`Remains`)."""
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ _SAID = {
     "WHERE connector = $1 AND (message IS NOT NULL OR response IS NOT NULL)",
     "assistance": "UPDATE assistance SET message = '', status_message = NULL, detail = NULL "
     "WHERE connector = $1 AND (message <> '' OR status_message IS NOT NULL OR detail IS NOT NULL)",
-    "connector_stderr": "DELETE FROM connector_stderr s USING runs r WHERE s.run_id = r.run_id "
-    "AND r.connector = $1",
+    # Every attempt's stderr as `pdpp-orch logs` shows it, not only the tail in `runs`.
+    "connector_stderr": "DELETE FROM connector_stderr e USING runs r "
+    "WHERE e.run_id = r.run_id AND r.connector = $1",
     "continuations": "UPDATE continuations SET message = NULL WHERE connector = $1 AND message IS NOT NULL",
 }
 # ($1 connector, $2 the kinds, $3 ERASED): where a run kept the connector's words, the error

@@ -254,3 +254,31 @@ async def test_schedule_update_rekey_moves_the_stored_input_to_the_first_key(
     assert code == 2 and "'k-new', which is not configured" in err and "keep the old key" in err
     assert (await stored()).metadata["encryption-key-id"] == b"k-new"
     await handle.delete()
+
+
+async def test_a_finished_runs_progress_agrees_with_its_outcome(harness: Harness) -> None:
+    """`watch` of a run that has ended prints its `progress` query: the checkpoints and each
+    stream's count are the outcome's, not those of the last live report (0 checkpoints, a
+    stream's first batch) just before the outcome's own lines."""
+    from pdpp_orch.models import RunOutcome, RunProgress
+    from workflows.connector_run import ConnectorRunWorkflow
+
+    name = harness.scripted(
+        [
+            {"records": {"stream": "a", "count": 5}},
+            {"state": "a"},
+            {"records": {"stream": "b", "count": 3}},
+            {"state": "b"},
+            {"done": "succeeded"},
+        ]
+    )
+    inp = harness.run_input(name)
+    async with harness.worker():
+        handle = await harness.client.start_workflow(
+            ConnectorRunWorkflow.run, inp, id=inp.run_id, task_queue=harness.task_queue
+        )
+        outcome: RunOutcome = await asyncio.wait_for(handle.result(), 30)
+        p = await handle.query("progress", result_type=RunProgress)
+    assert (p.phase, outcome.state_streams_committed) == ("done", 2)
+    assert p.live.checkpoints == 2
+    assert {n: s.collected for n, s in p.live.streams.items()} == {"a": 5, "b": 3}

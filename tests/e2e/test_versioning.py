@@ -297,3 +297,20 @@ async def _recovery_follows_the_current_build(
     latest = h.client.get_workflow_handle(budget.id)
     assert (await latest.describe()).run_id != budget.first_execution_run_id
     assert await versioning(latest) == (AUTO_UPGRADE, "v2")
+
+
+async def test_the_first_build_made_current_rolls_back_to_the_unversioned_workers(
+    harness: Harness, pg_url: str
+) -> None:
+    """`set-current` says new runs went to unversioned workers before; `rollback` sends them back
+    there (the first versioned rollout, undone while the old workers still poll)."""
+    h = harness
+    builds = Builds(h, pg_url)
+    quick = h.scripted([{"records": {"stream": "b", "count": 1}}, {"state": "b"}, {"done": "succeeded"}])
+    async with h.worker(), h.worker(deployment=builds.version("v1")):
+        first = await builds.route("set-current", "v1")
+        assert (first["current"], first["previous_current"]) == ("v1", None)
+        back = await builds.route("rollback")
+        assert (back["current"], back["previous_current"]) == (None, "v1")
+        after, _ = await run_to_end(h, quick)
+        assert (after.status, after.build_id) == (RunStatus.SUCCEEDED, None)

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,21 @@ def test_the_shell_gets_connector_names_from_the_installed_command(tmp_path: Pat
         cwd=tmp_path,
     )
     assert (result.returncode, result.stdout.split(), result.stderr) == (0, ["example"], "")
+
+
+def _connector_params(command: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(command path, parameter) of every parameter that names a connector of the registry."""
+    for name, sub in (getattr(command, "commands", None) or {}).items():
+        yield from _connector_params(sub, f"{path} {name}".strip())
+    for param in getattr(command, "params", []):
+        if param.name in ("name", "sync") and path != "connectors new":  # `new` names a new one
+            yield path, param
+
+
+def test_every_parameter_that_names_a_connector_completes() -> None:
+    missing = [
+        path
+        for path, param in _connector_params(typer.main.get_command(app))
+        if getattr(param, "_custom_shell_complete", None) is None
+    ]
+    assert missing == []
