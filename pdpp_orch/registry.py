@@ -30,6 +30,9 @@ REASON = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 # The longest wait a budget window or a retry back-off may name: beyond it datetime arithmetic
 # overflows, long before anyone would want to wait that long.
 MAX_WAIT_S = 366 * 86400.0
+# Task queue names end up in workflow commands, log lines and the UI.
+TASK_QUEUE = re.compile(r"[!-~]{1,200}")
+DEFAULT_PLACEMENT_TIMEOUT_S = 3600.0
 # An env value of this form is a reference resolved by the worker at spawn time, never stored.
 SECRET_REF = re.compile(r"^(env|file):(.*)$", re.DOTALL)
 
@@ -89,8 +92,26 @@ class ConnectorEntry(BaseModel):
         default_factory=dict,
         description="recovery class of the connector's own skip reasons, for misses without a recovery_hint",
     )
+    task_queue: str | None = Field(
+        default=None,
+        description="run the connector only on workers of this task queue (where its data lives)",
+    )
+    placement_timeout_seconds: float = Field(
+        default=DEFAULT_PLACEMENT_TIMEOUT_S,
+        gt=0,
+        le=MAX_WAIT_S,
+        strict=True,
+        description="how long a run waits for a worker of task_queue before it fails (worker_unavailable)",
+    )
 
     model_config = {"extra": "forbid"}
+
+    @field_validator("task_queue")
+    @classmethod
+    def _a_queue_name(cls, v: str | None) -> str | None:
+        if v is not None and not TASK_QUEUE.fullmatch(v):
+            raise ValueError("a task queue is 1-200 printable characters, no spaces")
+        return v
 
     @field_validator("name")
     @classmethod

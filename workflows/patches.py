@@ -13,3 +13,9 @@ LATE_CANCEL = "cancel-while-recording"
 # GapRecoveryWorkflow's run ids come from the whole hint id and the recovery's first execution
 # (they used 8 characters of the hint id, which requeued hints share).
 WHOLE_HINT_RUN_IDS = "recovery-run-id-whole-hint"
+# A connector with a task queue of its own ([connectors.NAME] task_queue) is collected only
+# there, and a run gives up waiting for a worker of it after its placement timeout.
+PLACEMENT = "collect-on-connector-task-queue"
+# A collect whose attempts a vanished worker spent (heartbeat timeouts: the attempts that a lost
+# host's open polls on the server swallowed) runs again, with fresh attempts (tests/hosts/).
+LOST_WORKER = "collect-again-after-lost-worker"

@@ -27,6 +27,7 @@ from pdpp_orch.cli.show import print_outcome
 from pdpp_orch.control import UsageError, interactions
 from pdpp_orch.control import runs as control
 from pdpp_orch.control.connect import connect
+from pdpp_orch.control.placement import run_worker_wait
 from pdpp_orch.control.stack import command_store, run_url
 from pdpp_orch.control.waiting import RunEndedWithoutOutcome, stored_outcome
 from pdpp_orch.models import RunOutcome
@@ -35,6 +36,8 @@ from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Assistance, Diagnostics, Interaction, RunRow
 
+# How long `status` asks Temporal whether a running run waits for a worker.
+STATUS_TEMPORAL_S = 3.0
 RunIdArg = Annotated[str, typer.Argument(help="The run id (also its workflow id).")]
 
 
@@ -166,7 +169,7 @@ def status(run_id: RunIdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = No
 
 
 async def _status(s: Settings, run_id: str, as_json: bool) -> int:
-    _, database = endpoints(s)
+    address, database = endpoints(s)
     async with command_store(database) as store:
         row = await store.runs.get(run_id)
         if row is None:
@@ -180,12 +183,18 @@ async def _status(s: Settings, run_id: str, as_json: bool) -> int:
         if not as_json:
             _print_diagnostics(run_id, said, quarantined)
         return code
+    waits = await run_worker_wait(address, s.temporal_namespace, run_id, STATUS_TEMPORAL_S)
     if as_json:
         print(
-            json.dumps({"run_id": run_id, "status": row.status.value, "records_durable": row.records_durable})
+            json.dumps(
+                {"run_id": run_id, "status": row.status.value, "records_durable": row.records_durable}
+                | ({"waiting_for_worker": waits.as_json()} if waits else {})
+            )
         )
     else:
         out.print(f"run {run_id} · {row.status.value} · {row.records_durable:,} records durable so far")
+        if waits:
+            out.print(f"it {waits.line()}", highlight=False)
         out.print(f"follow it with `pdpp-orch watch {run_id}`, cancel it with `pdpp-orch cancel {run_id}`")
     return 0
 

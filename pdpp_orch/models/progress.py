@@ -85,6 +85,14 @@ class RespondResult(BaseModel):
     expires_at: datetime
 
 
+class PlacementWait(BaseModel):
+    """A run whose connector runs only on workers of one task queue, until one takes it."""
+
+    task_queue: str
+    since: datetime
+    until: datetime = Field(description="then the run fails, worker_unavailable")
+
+
 class RunProgress(BaseModel):
     """The `progress` query of a run."""
 
@@ -95,3 +103,6 @@ class RunProgress(BaseModel):
     waiting: list[InteractionRequest] = Field(default_factory=list)
     assistance: list[AssistanceNotice] = Field(default_factory=list, description="open notices")
     status: str | None = Field(default=None, description="the outcome's status once it ended")
+    placement: PlacementWait | None = Field(
+        default=None, description="waiting for a worker of the connector's task queue"
+    )
