@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,7 +21,7 @@ from pdpp_orch.control.stack import Stack, stack
 from pdpp_orch.devstack import DevStackError
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import RunStatus
-from pdpp_orch.settings import Settings
+from pdpp_orch.settings import Settings, TemporalConfigError
 from pdpp_orch.store import SchemaError
 
 # Off a terminal, keep table rows whole instead of wrapping them at 80 columns.
@@ -49,7 +49,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def settings(data_dir: Path | None = None, connectors: Path | None = None) -> Settings:
     """The environment's settings, with the command's flags over them."""
-    s = Settings()
+    try:
+        s = Settings()
+    except TemporalConfigError as e:  # before any command runs: say it as run_async would
+        error(str(e))
+        finish(2)
     if data_dir is not None:
         s.data_dir = data_dir
     if connectors is not None:
@@ -80,7 +84,7 @@ def endpoints(s: Settings) -> tuple[str, str]:
     return found.temporal_address, found.database_url
 
 
-def finish(code: int) -> None:
+def finish(code: int) -> NoReturn:
     """Exit with `code` once what is still batched has been exported."""
     telemetry.shutdown()
     # The Temporal client can crash the interpreter at exit (a known SDK issue): leave at once.
@@ -97,7 +101,7 @@ def run_async(coro: Coroutine[Any, Any, int]) -> None:
     """Run a command's coroutine and exit with the status it returns."""
     try:
         code = asyncio.run(coro)
-    except (UsageError, ConfigError, DevStackError, SchemaError) as e:
+    except (UsageError, ConfigError, DevStackError, SchemaError, TemporalConfigError) as e:
         error(str(e))
         code = 2
     except KeyboardInterrupt:

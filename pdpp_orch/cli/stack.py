@@ -82,7 +82,10 @@ async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_
         ep = Endpoints(s.temporal_address, "(external)", s.database_url, os.getpid())
     else:
         if s.temporal_address or s.database_url:
-            raise UsageError("set both TEMPORAL_ADDRESS and PDPP_DATABASE_URL, or neither")
+            raise UsageError(
+                "set both Temporal's address (TEMPORAL_ADDRESS, or the Temporal profile's) and "
+                "PDPP_DATABASE_URL, or neither"
+            )
         ui_port = free_port(ui_port)
         codec = await _loopback_codec_server(ui_port)
         stack = DevStack(
