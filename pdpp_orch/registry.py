@@ -200,7 +200,7 @@ class ConnectorEntry(BaseModel):
         return manifest
 
 
-def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
+def _read_toml(path: Path, bundled: dict[str, ConnectorEntry] | None = None) -> dict[str, ConnectorEntry]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
@@ -226,22 +226,32 @@ def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
             raise ConfigError(
                 f"{path}: connectors.{name}.name: not a field (the table's name is the connector's)"
             )
-        try:
-            entry = ConnectorEntry.model_validate({"name": name, **table})
-        except ValidationError as e:
-            first = e.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{path}: connectors.{name}.{field}: {first['msg']}") from e
-        base = path.parent
-        entry.manifest = (base / entry.manifest).resolve()
-        if entry.cwd is not None:
-            entry.cwd = (base / entry.cwd).resolve()
-        for key, value in entry.env.items():
-            ref = SECRET_REF.match(value)
-            if ref and ref.group(1) == "file":
-                entry.env[key] = f"file:{(base / ref.group(2)).resolve()}"
+        if bundled and name in bundled and "command" not in table and "manifest" not in table:
+            # Without a command of its own, a table adds to the bundled connector of its name
+            # (e.g. only `task_queue`): its fields replace the bundled entry's.
+            table = bundled[name].model_dump(exclude={"name"}) | table
+        entry = _entry(path, name, table)
         entries[name] = entry
     return entries
+
+
+def _entry(path: Path, name: str, table: dict[str, Any]) -> ConnectorEntry:
+    """One table's entry, its paths relative to the registry file."""
+    try:
+        entry = ConnectorEntry.model_validate({"name": name, **table})
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: connectors.{name}.{field}: {first['msg']}") from e
+    base = path.parent
+    entry.manifest = (base / entry.manifest).resolve()
+    if entry.cwd is not None:
+        entry.cwd = (base / entry.cwd).resolve()
+    for key, value in entry.env.items():
+        ref = SECRET_REF.match(value)
+        if ref and ref.group(1) == "file":
+            entry.env[key] = f"file:{(base / ref.group(2)).resolve()}"
+    return entry
 
 
 def bundled_entries() -> dict[str, ConnectorEntry]:
@@ -265,7 +275,7 @@ class Registry:
         explicit = path or os.environ.get("PDPP_CONNECTORS")
         user = Path(explicit) if explicit else Path("connectors.toml")
         if explicit or user.exists():
-            entries.update(_read_toml(user.resolve()))
+            entries.update(_read_toml(user.resolve(), entries))
             sources.append(user.resolve())
         return cls(entries, sources)
 
