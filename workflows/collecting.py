@@ -72,11 +72,12 @@ def unplaced(err: BaseException | None, where: PlacementWait | None) -> RunError
     """`worker_unavailable` when no worker of the connector's queue took the collect in time."""
     if where is None or not isinstance(err, TimeoutError) or err.type is not TimeoutType.SCHEDULE_TO_START:
         return None
-    minutes = (where.until - where.since).total_seconds() / 60
+    seconds = (where.until - where.since).total_seconds()
+    waited = f"{seconds:g} s" if seconds < 120 else f"{seconds / 60:g} min"
     return RunError(
         kind=WORKER_UNAVAILABLE,
         message=(
-            f"no worker polled task queue {where.task_queue!r} for {minutes:g} min: start "
+            f"no worker polled task queue {where.task_queue!r} for {waited}: start "
             f"`PDPP_TASK_QUEUE={where.task_queue} pdpp-orch worker` on the machine with the connector's data"
         ),
     )

@@ -17,7 +17,6 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from pdpp_orch.control.connect import connect
-from pdpp_orch.control.waiting import POLLER_STALE
 
 COLLECT = "collect"
 
@@ -30,20 +29,16 @@ class WorkerWait:
     since: datetime
     until: datetime | None
     attempt: int
-    polling: bool | None  # a worker polled the queue lately (None: the server cannot tell)
-    last_poll: datetime | None  # the last poll the server remembers, if any
+    last_poll: datetime | None  # the last poll of a worker of the queue the server remembers
 
     def as_json(self) -> dict[str, Any]:
         return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
 
     def line(self) -> str:
-        """`waits for a worker on task queue laptop since 12:00:03 UTC: none polls it (…)`."""
-        who = (
-            "a worker polls it and should take it at once"
-            if self.polling
-            else "no worker polls it"
-            + (f" (the last poll: {self.last_poll:%Y-%m-%d %H:%M:%S} UTC)" if self.last_poll else "")
-        )
+        """`waits for a worker on task queue 'laptop' since 12:00:03 UTC (collect attempt 1): …`.
+        A worker that polls the queue takes a task at once, so a task still waiting has none,
+        whatever poll the server still remembers."""
+        last = f" (one last polled it at {self.last_poll:%Y-%m-%d %H:%M:%S} UTC)" if self.last_poll else ""
         until = (
             f"; without one it fails at {self.until:%Y-%m-%d %H:%M:%S} UTC (worker_unavailable), nothing lost"
             if self.until
@@ -51,8 +46,8 @@ class WorkerWait:
         )
         return (
             f"waits for a worker on task queue {self.task_queue!r} since {self.since:%Y-%m-%d %H:%M:%S} UTC"
-            f" (collect attempt {self.attempt}): {who}{until}; start one there with "
-            f"`PDPP_TASK_QUEUE={self.task_queue} pdpp-orch worker`"
+            f" (collect attempt {self.attempt}): none has taken it{last}{until}; start one where the"
+            f" connector's data is with `PDPP_TASK_QUEUE={self.task_queue} pdpp-orch worker`"
         )
 
 
@@ -73,13 +68,13 @@ async def worker_wait(client: Client, handle: Any) -> WorkerWait | None:
         if p.attempt > 1 and p.HasField("last_attempt_complete_time"):
             since = p.last_attempt_complete_time.ToDatetime(UTC)
         timeout = p.activity_options.schedule_to_start_timeout.ToTimedelta()
-        polling, last = await _pollers(client, queue)
-        return WorkerWait(queue, since, since + timeout if timeout else None, p.attempt, polling, last)
+        last = await _last_poll(client, queue)
+        return WorkerWait(queue, since, since + timeout if timeout else None, p.attempt, last)
     return None
 
 
-async def _pollers(client: Client, task_queue: str) -> tuple[bool | None, datetime | None]:
-    """Whether a worker polls `task_queue`'s activities lately, and the last poll remembered."""
+async def _last_poll(client: Client, task_queue: str) -> datetime | None:
+    """The last poll of `task_queue`'s activities the server remembers (a few minutes)."""
     try:
         r = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
@@ -90,11 +85,9 @@ async def _pollers(client: Client, task_queue: str) -> tuple[bool | None, dateti
         )
     except RPCError as e:
         if e.status is RPCStatusCode.UNIMPLEMENTED:
-            return None, None
+            return None
         raise
-    seen = [p.last_access_time.ToDatetime(UTC) for p in r.pollers]
-    last = max(seen, default=None)
-    return (last is not None and datetime.now(UTC) - last < POLLER_STALE), last
+    return max((p.last_access_time.ToDatetime(UTC) for p in r.pollers), default=None)
 
 
 async def run_worker_wait(address: str, namespace: str, run_id: str, wait_s: float) -> WorkerWait | None:

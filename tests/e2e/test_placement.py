@@ -128,13 +128,13 @@ async def test_without_a_worker_of_its_queue_a_run_says_so_then_fails_worker_una
         assert f"**waiting for a worker** on task queue `{queue}`" in details
         assert "worker_unavailable" in details
         waits = await worker_wait(h.client, handle)
-        assert waits is not None and waits.task_queue == queue and waits.polling is False
+        assert waits is not None and waits.task_queue == queue and waits.last_poll is None
         status, watch = await asyncio.gather(
             cli(h, pg_url, "status", run_id), cli(h, pg_url, "watch", run_id, "--json")
         )
     print(f"\nstatus:\n{status[1]}\nwatch (stderr):\n{watch[2]}")
     assert status[0] == 0 and f"waits for a worker on task queue '{queue}'" in status[1]
-    assert "no worker polls it" in status[1]
+    assert "none has taken it" in status[1]
     assert watch[0] == 1, watch[2]
     assert f"waits for a worker on task queue '{queue}'" in watch[2]
     o = json.loads(watch[1])
