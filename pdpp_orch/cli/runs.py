@@ -164,7 +164,8 @@ async def _cancel(s: Settings, run_id: str, wait: bool, as_json: bool) -> int:
 
 def status(run_id: RunIdArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     """Show one run from the `runs` table: its outcome, why, what comes next, what the connector
-    said (its error, the tail of its stderr) and how many lines were quarantined."""
+    said (its error, the tail of its stderr) and how many lines were quarantined; of a run still
+    going, whether it waits for a worker of its connector's task queue (asked of Temporal)."""
     run_async(_status(settings(data_dir), run_id, as_json))
 
 
