@@ -74,6 +74,8 @@ class RunActivities:
             budget_units=budget.units,
             budget_window_seconds=budget.window_seconds,
             cost_per_item=entry.budget.cost_per_item,
+            task_queue=entry.task_queue,
+            placement_timeout_seconds=entry.placement_timeout_seconds,
         )
 
     @activity.defn
@@ -111,7 +113,9 @@ class RunActivities:
             except Exception as e:
                 log.warning("run %s: could not signal %s: %s", run.run_id, signal, e)
 
-        if info.attempt > 1:  # the attempt before may have died with its worker, here
+        # The attempts of earlier executions of collect count too: the fence only goes up.
+        attempt = run.attempts_before + info.attempt
+        if attempt > 1:  # the attempt before may have died with its worker, here
             await asyncio.to_thread(reap_orphans)
 
         def cancel_requested() -> bool:
@@ -121,13 +125,13 @@ class RunActivities:
         secrets = (await asyncio.to_thread(self.registry)).secret_files()
         home = await asyncio.to_thread(ensure_home, self.sandbox.data_dir, entry.name)
         collector = Collector(
-            self.store, entry, manifest, run, info.attempt, activity.heartbeat, notify, cancel_requested,
+            self.store, entry, manifest, run, attempt, activity.heartbeat, notify, cancel_requested,
             sandbox=self.sandbox, secrets=secrets, home=home,
         )  # fmt: skip
         with (
             telemetry.context(run_id=run.run_id, connector=run.connector),
             telemetry.span(
-                "pdpp.connector", connector=run.connector, run_id=run.run_id, attempt=info.attempt
+                "pdpp.connector", connector=run.connector, run_id=run.run_id, attempt=attempt
             ) as sp,
         ):
             try:
@@ -146,7 +150,7 @@ class RunActivities:
             "collect finished run=%s connector=%s attempt=%d records_durable=%d violations=%d",
             run.run_id,
             run.connector,
-            info.attempt,
+            attempt,
             facts.records_durable,
             facts.violation_count,
         )

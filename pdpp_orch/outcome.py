@@ -21,6 +21,8 @@ from pdpp_orch.models import (
 # runtime_error values (CollectFacts) that are reported as the outcome's reason as they are.
 CONNECTOR_LIMITS = frozenset({"connector_stalled", "max_run_duration_exceeded", "connector_output_closed"})
 CONFIG_ERROR = "config_error"
+# No worker of the connector's task queue took its collect within the placement timeout.
+WORKER_UNAVAILABLE = "worker_unavailable"
 
 
 def derive_status(
@@ -72,6 +74,8 @@ def finished_cleanly(facts: CollectFacts, error: RunError | None) -> bool:
 def derive_reason(facts: CollectFacts, commit: CommitResult, error: RunError | None) -> str | None:
     """The most important cause that kept the run from succeeding, or None."""
     if error:
+        if error.kind == WORKER_UNAVAILABLE:
+            return WORKER_UNAVAILABLE
         return "configuration_error" if error.kind == CONFIG_ERROR else "runtime_error"
     if facts.violated:
         return "connector_protocol_violation"

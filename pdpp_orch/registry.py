@@ -32,6 +32,9 @@ REASON = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
 # The longest wait a budget window or a retry back-off may name: beyond it datetime arithmetic
 # overflows, long before anyone would want to wait that long.
 MAX_WAIT_S = 366 * 86400.0
+# Task queue names end up in workflow commands, log lines and the UI.
+TASK_QUEUE = re.compile(r"[!-~]{1,200}")
+DEFAULT_PLACEMENT_TIMEOUT_S = 3600.0
 # An env value of this form is a reference resolved by the worker at spawn time, never stored.
 SECRET_REF = re.compile(r"^(env|file):(.*)$", re.DOTALL)
 
@@ -97,8 +100,26 @@ class ConnectorEntry(BaseModel):
         description='what the sandbox lets it see: "PATH" read-only, { path = "PATH", writable = true }',
     )
     limits: Limits = Field(default_factory=Limits)
+    task_queue: str | None = Field(
+        default=None,
+        description="run the connector only on workers of this task queue (where its data lives)",
+    )
+    placement_timeout_seconds: float = Field(
+        default=DEFAULT_PLACEMENT_TIMEOUT_S,
+        gt=0,
+        le=MAX_WAIT_S,
+        strict=True,
+        description="how long a run waits for a worker of task_queue before it fails (worker_unavailable)",
+    )
 
     model_config = {"extra": "forbid"}
+
+    @field_validator("task_queue")
+    @classmethod
+    def _a_queue_name(cls, v: str | None) -> str | None:
+        if v is not None and not TASK_QUEUE.fullmatch(v):
+            raise ValueError("a task queue is 1-200 printable characters, no spaces")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -193,7 +214,7 @@ class ConnectorEntry(BaseModel):
         return manifest
 
 
-def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
+def _read_toml(path: Path, bundled: dict[str, ConnectorEntry] | None = None) -> dict[str, ConnectorEntry]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
@@ -219,16 +240,26 @@ def _read_toml(path: Path) -> dict[str, ConnectorEntry]:
             raise ConfigError(
                 f"{path}: connectors.{name}.name: not a field (the table's name is the connector's)"
             )
-        try:
-            entry = ConnectorEntry.model_validate({"name": name, **table})
-        except ValidationError as e:
-            first = e.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            # Our own words only: pydantic's error (the chained cause, which a Temporal failure
-            # and a log would carry) quotes the value, which may be a secret.
-            raise ConfigError(f"{path}: connectors.{name}.{field}: {first['msg']}") from None
-        entries[name] = _anchored(entry, path.parent)
+        if bundled and name in bundled and "command" not in table and "manifest" not in table:
+            # Without a command of its own, a table adds to the bundled connector of its name
+            # (e.g. only `task_queue`): its fields replace the bundled entry's.
+            table = bundled[name].model_dump(exclude={"name"}) | table
+        entry = _entry(path, name, table)
+        entries[name] = entry
     return entries
+
+
+def _entry(path: Path, name: str, table: dict[str, Any]) -> ConnectorEntry:
+    """One table's entry, its paths relative to the registry file."""
+    try:
+        entry = ConnectorEntry.model_validate({"name": name, **table})
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        # Our own words only: pydantic's error (the chained cause, which a Temporal failure
+        # and a log would carry) quotes the value, which may be a secret.
+        raise ConfigError(f"{path}: connectors.{name}.{field}: {first['msg']}") from None
+    return _anchored(entry, path.parent)
 
 
 def _anchored(entry: ConnectorEntry, base: Path) -> ConnectorEntry:
@@ -276,7 +307,7 @@ class Registry:
         origin = dict.fromkeys(entries, BUNDLED_REGISTRY)
         user = user_registry(path)
         if user is not None:
-            mine = _read_toml(user)
+            mine = _read_toml(user, entries)
             entries.update(mine)
             sources.append(user)
             origin.update(dict.fromkeys(mine, user))

@@ -8,19 +8,46 @@ import platformdirs
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.common import WorkerDeploymentVersion
+from temporalio.envconfig import ClientConfigProfile
 
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("pdpp-orchestrator", appauthor=False))
 
 
+class TemporalConfigError(Exception):
+    """Temporal's environment configuration cannot be read (a bad profile file, an unknown
+    profile, a certificate file that is not there)."""
+
+
+def temporal_profile() -> ClientConfigProfile:
+    """Temporal's environment configuration, read as the temporal CLI reads it: the TEMPORAL_*
+    variables (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS,
+    TEMPORAL_TLS_CLIENT_CERT_PATH, …) over the profile TEMPORAL_PROFILE (default `default`) of
+    the file TEMPORAL_CONFIG_FILE (default ~/.config/temporalio/temporal.toml)."""
+    try:
+        return ClientConfigProfile.load()
+    except RuntimeError as e:
+        raise TemporalConfigError(f"Temporal's environment configuration: {e}") from e
+
+
+def _profile_address() -> str | None:
+    return temporal_profile().address
+
+
+def _profile_namespace() -> str:
+    return temporal_profile().namespace or "default"
+
+
 class Settings(BaseSettings):
-    """Every knob, by its environment variable name."""
+    """Every knob, by its environment variable name. Temporal's address and namespace come from
+    Temporal's own environment configuration (`temporal_profile`): the variable, else the
+    profile file."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
 
-    temporal_address: str | None = Field(default=None, alias="TEMPORAL_ADDRESS")
-    temporal_namespace: str = Field(default="default", alias="TEMPORAL_NAMESPACE")
+    temporal_address: str | None = Field(default_factory=_profile_address, alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default_factory=_profile_namespace, alias="TEMPORAL_NAMESPACE")
     database_url: str | None = Field(default=None, alias="PDPP_DATABASE_URL")
     task_queue: str = Field(default="pdpp-orchestrator", alias="PDPP_TASK_QUEUE")
     data_dir: Path = Field(default_factory=default_data_dir, alias="PDPP_DATA_DIR")

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         LiveProgress,
         LiveStatus,
         Mode,
+        PlacementWait,
         PlanInput,
         PreparedRun,
         RecoveryInput,
@@ -49,9 +50,9 @@ with workflow.unsafe.imports_passed_through():
         RunProgress,
     )
     from pdpp_orch.outcome import derive_outcome, failed_retryably
-    from workflows import ids, ui
+    from workflows import collecting, ids, ui
     from workflows.endings import describe_error, end, settled, whole
-    from workflows.options import COLLECT_GRACE, COLLECT_RETRY, COMMIT_TIMEOUT, DB_RETRY, SHORT
+    from workflows.options import COMMIT_TIMEOUT, DB_RETRY, SHORT
     from workflows.patches import LATE_CANCEL, ONE_RUN_PER_CONNECTOR, TEMPORAL_STATUS
 
 # Polls for the other run's end: soon at first, then every minute.
@@ -75,6 +76,7 @@ class ConnectorRunWorkflow:
         self._assistance: dict[str, AssistanceNotice] = {}
         self._status: str | None = None
         self._build = ids.build_id(workflow.info().get_current_deployment_version())
+        self._placement: PlacementWait | None = None
 
     @workflow.query
     def phase(self) -> str:
@@ -92,12 +94,15 @@ class ConnectorRunWorkflow:
             assistance=list(self._assistance.values()),
             status=self._status,
             build_id=self._build,
+            placement=self._placement,
         )
 
     @workflow.signal
     def report_progress(self, live: LiveProgress) -> None:
-        """From the collect activity, every few seconds to a minute while it runs."""
+        """From the collect activity, as it starts and then every few seconds to a minute."""
         self._live = live
+        if self._placement is not None:  # a worker of the connector's queue took it
+            self._phase, self._placement = "collecting", None
         if not self._waiting:
             self._show_live()
 
@@ -229,7 +234,7 @@ class ConnectorRunWorkflow:
             ):
                 await self._claim_connector(inp)
             prepared = await self._prepare(inp)
-            facts, error = await self._collect(inp)
+            facts, error = await self._collect(inp, prepared)
             return prepared, facts, error
         except (ActivityError, asyncio.CancelledError) as e:
             if is_cancelled_exception(e):
@@ -274,27 +279,22 @@ class ConnectorRunWorkflow:
         )
         return prepared
 
-    async def _collect(self, inp: RunInput) -> tuple[CollectFacts, RunError | None]:
+    async def _collect(self, inp: RunInput, prepared: PreparedRun) -> tuple[CollectFacts, RunError | None]:
         """The facts of the collect activity, and the error that ended collection early, if any
         (then the facts are what it saved)."""
-        self._phase = "collecting"
+        where = self._placement = collecting.placement(prepared, workflow.now())
+        self._phase = f"waiting for a worker on task queue {where.task_queue}" if where else "collecting"
+        if where is not None:
+            workflow.set_current_details(ui.placement_details(inp.connector, where))
         try:
-            facts: CollectFacts = await workflow.execute_activity(
-                "collect",
-                inp,
-                result_type=CollectFacts,
-                start_to_close_timeout=timedelta(seconds=inp.max_run_seconds) + COLLECT_GRACE,
-                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
-                retry_policy=COLLECT_RETRY,
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=f"run connector {inp.connector}",
-            )
-            return facts, None
+            return await collecting.collect(inp, where), None
         except (ActivityError, CancelledError) as e:
             self._waiting.clear()
+            self._placement = None
             cause = e.cause if isinstance(e, ActivityError) else e
             limit = inp.heartbeat_timeout_seconds
-            error = None if is_cancelled_exception(e) else describe_error(cause, limit)
+            unplaced = collecting.unplaced(cause, where)
+            error = None if is_cancelled_exception(e) else unplaced or describe_error(cause, limit)
         saved, why = await settled(
             workflow.execute_activity(
                 "load_facts",

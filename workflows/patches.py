@@ -22,3 +22,10 @@ STEP_FAILED_FOR_GOOD = "step-failed-for-good"
 # PostgreSQL, so the present does not depend on Temporal's retention; a cancel that reaches it
 # while a recovery run goes on ends it cancelled (it used to settle the run and go on).
 RECOVERY_FATE = "recovery-records-its-end"
+
+# A connector with a task queue of its own ([connectors.NAME] task_queue) is collected only
+# there, and a run gives up waiting for a worker of it after its placement timeout.
+PLACEMENT = "collect-on-connector-task-queue"
+# A collect whose attempts a vanished worker spent (heartbeat timeouts: the attempts that a lost
+# host's open polls on the server swallowed) runs again, with fresh attempts (tests/hosts/).
+LOST_WORKER = "collect-again-after-lost-worker"

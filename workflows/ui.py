@@ -15,6 +15,7 @@ from pdpp_orch import search_attributes as sa
 from pdpp_orch.models import (
     AssistanceNotice,
     LiveProgress,
+    PlacementWait,
     RecoveryEnd,
     RecoveryEnding,
     RecoveryState,
@@ -189,4 +190,14 @@ def claim_wait_details(holder: str, connector: str) -> str:
     return (
         f"**waiting** for run `{holder}` of {connector} to end (one run per connector at a "
         "time; start with --allow-concurrent to run alongside)"
+    )
+
+
+def placement_details(connector: str, w: PlacementWait) -> str:
+    """A run waiting for a worker of its connector's task queue."""
+    return (
+        f"**waiting for a worker** on task queue `{w.task_queue}` since {w.since:%Y-%m-%d %H:%M:%S} UTC:"
+        f" {connector} runs only there (`[connectors.{connector}] task_queue`)\n\n"
+        f"start `PDPP_TASK_QUEUE={w.task_queue} pdpp-orch worker` on the machine with its data; without"
+        f" one the run fails at {w.until:%Y-%m-%d %H:%M:%S} UTC (`worker_unavailable`), nothing lost"
     )

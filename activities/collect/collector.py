@@ -109,6 +109,17 @@ class Collector:
         self.deadlines = Deadlines(max_run, entry.stall_timeout_seconds)
 
     async def run(self) -> CollectFacts:
+        # Heartbeats from the first moment: an attempt that waits on PostgreSQL — for the row
+        # locks of a vanished worker's transaction, until the server drops it (see
+        # store.SERVER_TCP) — is alive, not lost. Begun later, such a wait timed the attempt
+        # out again and again, until the run's retries were spent (tests/hosts/).
+        beat = asyncio.create_task(self._heartbeats())
+        try:
+            return await self._attempt()
+        finally:
+            beat.cancel()
+
+    async def _attempt(self) -> CollectFacts:
         run, store = self.run_input, self.store
         await store.runs.begin_attempt(run.run_id, self.attempt)
         await store.assistance.close_run(run.run_id, "cancelled")  # left open by an attempt that died
@@ -225,7 +236,6 @@ class Collector:
         writer, tally = self.writer, self.tally
         messages, interactions, assistance, reader = self._parties(proc, served)
         flusher = asyncio.create_task(writer.flusher())
-        beat = asyncio.create_task(self._heartbeats())
         reporter = asyncio.create_task(self._reporter())
         saver = asyncio.create_task(self.stderr.run())
         try:
@@ -255,7 +265,6 @@ class Collector:
                             self.run_input.run_id, CANCEL_GRACE_S)  # fmt: skip
             raise
         finally:
-            beat.cancel()
             reporter.cancel()
             saver.cancel()
             if proc.proc is not None and proc.proc.returncode is None:
@@ -321,9 +330,11 @@ class Collector:
         last: LiveProgress | None = None
         delay = PROGRESS_FIRST_S
         while True:
-            await asyncio.sleep(delay)
-            delay = min(PROGRESS_MAX_S, max(PROGRESS_MIN_S, (loop.time() - started) / 10))
+            # At once first: the run learns that an attempt has begun (a placed run stops
+            # waiting for a worker of its queue), and which.
             live = self.tally.live()
             if live != last:
                 await self.notify("report_progress", live)
                 last = live
+            await asyncio.sleep(delay)
+            delay = min(PROGRESS_MAX_S, max(PROGRESS_MIN_S, (loop.time() - started) / 10))

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -22,7 +22,7 @@ from pdpp_orch.control.stack import Stack, stack
 from pdpp_orch.devstack import DevStackError
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import RunStatus
-from pdpp_orch.settings import Settings
+from pdpp_orch.settings import Settings, TemporalConfigError
 from pdpp_orch.store import SchemaError
 
 # Off a terminal, keep table rows whole instead of wrapping them at 80 columns. Inert: what a
@@ -59,6 +59,9 @@ def settings(data_dir: Path | None = None, connectors: Path | None = None) -> Se
             msg = str(problem["msg"]).removeprefix("Value error, ")
             error(f"{', '.join(map(str, problem['loc']))}: {msg}")
         finish(2)
+    except TemporalConfigError as e:  # before any command runs: say it as run_async would
+        error(str(e))
+        finish(2)
     if data_dir is not None:
         s.data_dir = data_dir
     if connectors is not None:
@@ -89,7 +92,7 @@ def endpoints(s: Settings) -> tuple[str, str]:
     return found.temporal_address, found.database_url
 
 
-def finish(code: int) -> None:
+def finish(code: int) -> NoReturn:
     """Exit with `code` once what is still batched has been exported."""
     telemetry.shutdown()
     # The Temporal client can crash the interpreter at exit (a known SDK issue): leave at once.
@@ -106,7 +109,7 @@ def run_async(coro: Coroutine[Any, Any, int]) -> None:
     """Run a command's coroutine and exit with the status it returns."""
     try:
         code = asyncio.run(coro)
-    except (UsageError, ConfigError, DevStackError, SchemaError) as e:
+    except (UsageError, ConfigError, DevStackError, SchemaError, TemporalConfigError) as e:
         error(str(e))
         code = 2
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from pdpp_orch.control.placement import worker_wait
 from pdpp_orch.control.waiting import until_ended, workers_polling
 from pdpp_orch.models import RunOutcome, RunProgress
 
@@ -26,6 +27,9 @@ PING_TIMEOUT = timedelta(seconds=2)
 # every WORKER_CHECK_S; two checks in a row that find none are said.
 NO_ANSWER_S = 5.0
 WORKER_CHECK_S = 10.0
+# A run of a placed connector is checked for a worker of its queue this soon (a worker that
+# is there takes it in milliseconds), then every WORKER_CHECK_S while it collects.
+PLACEMENT_FIRST_S = 2.0
 
 
 Prompt = Callable[[str], Awaitable[str | None]]
@@ -72,6 +76,7 @@ class _Notes:
         self.unanswered_since = time.monotonic()
         self.next_check = 0.0
         self.idle_checks = 0  # checks in a row that found no worker polling
+        self.next_placement = time.monotonic() + PLACEMENT_FIRST_S
         self.lost = False
 
     def say(self, text: str) -> None:
@@ -99,12 +104,28 @@ class _Notes:
                         f"waits on its owner: {w.kind}{f' ({asked})' if asked else ''}"
                         f" until {w.expires_at:%Y-%m-%d %H:%M} UTC (pdpp-orch respond {self.run_id} --data -)"
                     )
+            await self._check_placement(p)
             return
         now = time.monotonic()
         if self.client is None or now - self.unanswered_since < NO_ANSWER_S or now < self.next_check:
             return
         self.next_check = now + WORKER_CHECK_S
         await self._check_workers()
+
+    async def _check_placement(self, p: RunProgress) -> None:
+        """Once per collect attempt: that it waits for a worker of its connector's task queue."""
+        now = time.monotonic()
+        collecting = p.placement is not None or p.phase == "collecting"
+        if self.client is None or now < self.next_placement or not collecting:
+            return
+        self.next_placement = now + WORKER_CHECK_S
+        try:
+            wait = await worker_wait(self.client, self.handle)
+        except RPCError:
+            return
+        if wait is not None and f"placed-{wait.attempt}" not in self.told:
+            self.told.add(f"placed-{wait.attempt}")
+            self.say(wait.line())
 
     async def _check_workers(self) -> None:
         try:

@@ -28,6 +28,7 @@ from pdpp_orch.cli.show import present_of, print_outcome, temporal
 from pdpp_orch.control import UsageError, interactions
 from pdpp_orch.control import runs as control
 from pdpp_orch.control.connect import connect
+from pdpp_orch.control.placement import run_worker_wait
 from pdpp_orch.control.resolve import refuse_unknown
 from pdpp_orch.control.stack import Stack, command_store, registry, run_url
 from pdpp_orch.control.waiting import RunEndedWithoutOutcome, stored_outcome
@@ -37,6 +38,8 @@ from pdpp_orch.present.model import Present
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Assistance, Diagnostics, Interaction, RunRow
 
+# How long `status` asks Temporal whether a running run waits for a worker.
+STATUS_TEMPORAL_S = 3.0
 RunIdArg = Annotated[str, typer.Argument(help="The run id (also its workflow id).", autocompletion=run_ids)]
 
 
@@ -192,7 +195,8 @@ def status(
     differs, what is missing now and what became of its retries (recovered, cancelled and by
     whom, superseded by a later run); what happens next, with the command; what the connector
     said (its error, the tail of its stderr) and how many lines were quarantined. --json: the
-    outcome's fields and the present as `now`."""
+    outcome's fields and the present as `now`. Of a run still going: whether it waits for a
+    worker of its connector's task queue (asked of Temporal)."""
     run_async(_status(settings(data_dir, connectors), run_id, as_json))
 
 
@@ -217,12 +221,18 @@ async def _status(s: Settings, run_id: str, as_json: bool) -> int:
         print_outcome(row.outcome, now)
         _print_diagnostics(run_id, said, quarantined)
         return EXIT_CODES[row.outcome.status]
+    waits = await run_worker_wait(found.temporal_address, s.temporal_namespace, run_id, STATUS_TEMPORAL_S)
     if as_json:
         print(
-            json.dumps({"run_id": run_id, "status": row.status.value, "records_durable": row.records_durable})
+            json.dumps(
+                {"run_id": run_id, "status": row.status.value, "records_durable": row.records_durable}
+                | ({"waiting_for_worker": waits.as_json()} if waits else {})
+            )
         )
     else:
         out.print(f"run {run_id} · {row.status.value} · {row.records_durable:,} records durable so far")
+        if waits:
+            out.print(f"it {waits.line()}", highlight=False)
         out.print(f"follow it with `pdpp-orch watch {run_id}`, cancel it with `pdpp-orch cancel {run_id}`")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -12,7 +13,7 @@ from aiohttp import web
 from rich.markup import escape
 from temporalio.client import Client
 
-from pdpp_orch import codec_server
+from pdpp_orch import codec_server, forward
 from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, endpoints, err, out, run_async, servers, settings
 from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.cli.deployment import tell_joined
@@ -62,14 +63,32 @@ def dev(
     ui_port: Annotated[
         int, typer.Option(help="Preferred web UI port (a busy one is replaced, and said).")
     ] = 8233,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            metavar="ADDR",
+            help="Also serve Temporal (on --temporal-port) and PostgreSQL (on --postgres-port) on this"
+            " address of this machine, for workers on other machines; prints what they set.",
+        ),
+    ] = None,
+    postgres_port: Annotated[int, typer.Option(help="PostgreSQL's port with --listen.")] = 5432,
 ) -> None:
     """Start Temporal (with its web UI), PostgreSQL and a worker; serve until Ctrl-C.
 
-    Nothing embedded starts when TEMPORAL_ADDRESS and PDPP_DATABASE_URL are set: then this is
-    a worker against those servers (plus the --sync runs).
+    PostgreSQL always asks for a password (generated once, kept in the data directory). Nothing
+    embedded starts when Temporal's address and PDPP_DATABASE_URL are set: then this is a worker
+    against those servers (plus the --sync runs).
     """
     s = settings(data_dir, connectors)
-    run_async(_dev(s, sync or [], once, temporal_port, ui_port))
+    run_async(_dev(s, sync or [], once, Ports(temporal_port, ui_port, postgres_port), listen))
+
+
+@dataclass(frozen=True)
+class Ports:
+    temporal: int
+    ui: int
+    postgres: int
 
 
 async def _loopback_codec_server(ui_port: int, notes: list[str]) -> tuple[str, web.AppRunner] | None:
@@ -84,25 +103,33 @@ async def _loopback_codec_server(ui_port: int, notes: list[str]) -> tuple[str, w
     return f"http://127.0.0.1:{port}", runner
 
 
-async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_port: int) -> int:
+async def _dev(s: Settings, sync: list[str], once: bool, ports: Ports, listen: str | None) -> int:
     registry = Registry.load(s.connectors)
     for name in sync:
         registry.get(name).load_manifest()
     stack: DevStack | None = None
     codec: tuple[str, web.AppRunner] | None = None
+    forwarder: asyncio.Server | None = None
     if s.temporal_address and s.database_url:
+        if listen:
+            raise UsageError("--listen serves the embedded stack; these servers are the environment's")
         ep = Endpoints(s.temporal_address, "(external)", s.database_url, os.getpid())
     else:
         if s.temporal_address or s.database_url:
-            raise UsageError("set both TEMPORAL_ADDRESS and PDPP_DATABASE_URL, or neither")
+            raise UsageError(
+                "set both Temporal's address (TEMPORAL_ADDRESS, or the Temporal profile's) and "
+                "PDPP_DATABASE_URL, or neither"
+            )
         notes: list[str] = []
-        ui_port = port_for("the web UI (--ui-port)", ui_port, notes)
+        ui_port = port_for("the web UI (--ui-port)", ports.ui, notes)
         codec = await _loopback_codec_server(ui_port, notes)
         stack = DevStack(
             s.data_dir,
-            temporal_port=temporal_port,
+            temporal_port=ports.temporal,
             ui_port=ui_port,
             codec_endpoint=codec[0] if codec else None,
+            listen=listen,
+            postgres_port=ports.postgres,
         )
         err.print(f"starting the dev stack in {s.data_dir} …")
         ep = await asyncio.to_thread(stack.start)
@@ -111,13 +138,40 @@ async def _dev(s: Settings, sync: list[str], once: bool, temporal_port: int, ui_
         if codec:
             err.print(f"payloads are encrypted; the web UI decrypts them through {codec[0]}")
     try:
+        if listen:
+            forwarder = await _listen(listen, ports.temporal, ep)
         return await _serve(s, ep, registry, sync, once)
     finally:
+        if forwarder is not None:
+            forwarder.close()
         if stack is not None:
             err.print("stopping the dev stack …")
             await asyncio.to_thread(stack.stop)
         if codec is not None:
             await codec[1].cleanup()
+
+
+async def _listen(listen: str, port: int, ep: Endpoints) -> asyncio.Server:
+    """Temporal's frontend on `listen`:`port` (forward.py says why it is forwarded)."""
+    host, _, local = ep.temporal_address.rpartition(":")
+    try:
+        return await forward.serve(listen, port, host, int(local))
+    except OSError as e:
+        raise UsageError(f"cannot serve Temporal on {listen}:{port}: {e.strerror or e}") from e
+
+
+def _print_remote(ep: Endpoints, task_queue: str) -> None:
+    """What a worker on another machine sets (the database's password included)."""
+    if ep.remote_temporal_address is None:
+        return
+    out.print("Other machines  : a worker there runs with", highlight=False)
+    out.print(f"  TEMPORAL_ADDRESS={ep.remote_temporal_address}", highlight=False)
+    out.print(f"  PDPP_DATABASE_URL={ep.remote_database_url}", highlight=False)
+    keys = "  and the same PDPP_ENCRYPTION_KEYS" if Keyring.from_env() else ""
+    out.print(
+        f"  pdpp-orch worker   (PDPP_TASK_QUEUE={task_queue}, or a connector's own task_queue){keys}",
+        highlight=False,
+    )
 
 
 async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str], once: bool) -> int:
@@ -135,6 +189,7 @@ async def _serve(s: Settings, ep: Endpoints, registry: Registry, sync: list[str]
     out.print(f"Task queue      : {s.task_queue}")
     if version := s.worker_version():
         out.print(f"Worker build    : {escape(version.build_id)} of deployment {version.deployment_name}")
+    _print_remote(ep, s.task_queue)
     code = 0
     for name in sync:
         inp = new_run(registry, name, [], heartbeat_timeout_seconds=s.heartbeat_timeout_seconds)

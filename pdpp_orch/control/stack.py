@@ -49,11 +49,12 @@ def safe_dsn(dsn: str) -> str:
 
 
 def stack(s: Settings) -> Stack:
-    """The environment's servers (TEMPORAL_ADDRESS and PDPP_DATABASE_URL), else the dev stack
-    serving from the data directory. A `devstack.json` whose process is gone is ignored (and
-    said so)."""
+    """The environment's servers (Temporal's address from TEMPORAL_ADDRESS or the Temporal
+    profile, PDPP_DATABASE_URL), else the dev stack serving from the data directory. A
+    `devstack.json` whose process is gone is ignored (and said so)."""
     if s.temporal_address and s.database_url:
-        return Stack(s.temporal_address, s.database_url, None, "TEMPORAL_ADDRESS and PDPP_DATABASE_URL")
+        source = "the environment's Temporal and PDPP_DATABASE_URL"
+        return Stack(s.temporal_address, s.database_url, None, source)
     ep = read_stack_file(s.data_dir)
     ignored = None
     if ep is not None and not alive(ep):
@@ -65,7 +66,7 @@ def stack(s: Settings) -> Stack:
         why = f" ({ignored})" if ignored else ""
         raise UsageError(
             "no Temporal/PostgreSQL to talk to: start `pdpp-orch dev` in another shell, or set "
-            f"TEMPORAL_ADDRESS and PDPP_DATABASE_URL{why}"
+            f"TEMPORAL_ADDRESS (or a Temporal profile) and PDPP_DATABASE_URL{why}"
         )
     source = f"the dev stack in {s.data_dir}, pid {ep.pid}" if ep else "TEMPORAL_ADDRESS / PDPP_DATABASE_URL"
     served = tuple(Path(p) for p in ep.connectors) if ep else ()

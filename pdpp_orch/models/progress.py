@@ -96,6 +96,14 @@ class RespondResult(BaseModel):
     expires_at: datetime
 
 
+class PlacementWait(BaseModel):
+    """A run whose connector runs only on workers of one task queue, until one takes it."""
+
+    task_queue: str
+    since: datetime
+    until: datetime = Field(description="then the run fails, worker_unavailable")
+
+
 class RunProgress(BaseModel):
     """The `progress` query of a run."""
 
@@ -107,3 +115,6 @@ class RunProgress(BaseModel):
     assistance: list[AssistanceNotice] = Field(default_factory=list, description="open notices")
     status: str | None = Field(default=None, description="the outcome's status once it ended")
     build_id: str | None = Field(default=None, description="the Worker Versioning build running it")
+    placement: PlacementWait | None = Field(
+        default=None, description="waiting for a worker of the connector's task queue"
+    )

@@ -32,6 +32,11 @@ class RunInput(BaseModel):
         default=None,
         description="the registry its starter read (Registry.describe): a worker reading another names both",
     )
+    attempts_before: int = Field(
+        default=0,
+        description="collect attempts spent by earlier executions of collect in this run (a worker that "
+        "vanished spent them); the attempt fence goes on from there",
+    )
 
 
 class PreparedRun(BaseModel):
@@ -44,6 +49,10 @@ class PreparedRun(BaseModel):
     budget_units: int | None = None
     budget_window_seconds: float = 24 * 3600.0
     cost_per_item: int = 1
+    task_queue: str | None = Field(
+        default=None, description="the connector runs only on workers of this queue ([connectors.NAME])"
+    )
+    placement_timeout_seconds: float = 3600.0
 
 
 class ClaimInput(BaseModel):

@@ -85,6 +85,20 @@ __all__ = [
 ]
 
 SOCKET_BUFFER_BYTES = 8 << 20
+# A worker that vanishes without closing its connections (its host lost power, its network was
+# cut) leaves its transaction open on the server, holding the row locks of the batch it was
+# writing: the collect attempt that takes over blocks on them until PostgreSQL notices the peer
+# is gone — two hours (keepalive) or about fifteen minutes (retransmissions of a reply the dead
+# peer never acknowledged) by the kernel's defaults; seen across hosts, tests/hosts/. With these
+# on the server's end of every connection it notices in 10 + 3 × 5 s when the connection is
+# idle, 30 s when a reply goes unacknowledged, rolls the dead transaction back, and the
+# successor goes on. (Unix sockets ignore them.)
+SERVER_TCP = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
 
 
 async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
@@ -134,7 +148,9 @@ class Store:
         code needs, for a least-privilege role that cannot run DDL."""
         if apply_schema is None:
             apply_schema = _apply_schema_default()
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, connect=_connect)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, connect=_connect, server_settings=SERVER_TCP
+        )
         try:
             await (schema.apply(pool) if apply_schema else schema.check(pool))
         except BaseException:

