@@ -134,7 +134,10 @@ async def test_a_host_cut_off_past_its_heartbeat_timeout_writes_nothing_once_tak
           f"+{(datetime.now(UTC) - cut_at).total_seconds():.1f}s; attempt {seen.attempts}; flushes of the "
           f"cut-off attempt refused by the fence after the link came back: {fenced}")  # fmt: skip
     assert o.status is RunStatus.SUCCEEDED
-    assert connector_hosts(c, name)[-1] != cut.name
+    # Taken over by a later attempt: on the other host, or on this one once its link is back
+    # (Temporal gives the retry to whichever worker polls first); either way the cut-off attempt
+    # wrote nothing after its successor began (check_run).
+    assert seen.attempts > 1
 
 
 async def test_three_hosts_many_runs_and_one_host_lost(cluster: Cluster) -> None:
