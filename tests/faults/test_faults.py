@@ -419,13 +419,14 @@ async def kill_worker_at(point: str, client: Client, pg_url: str, tmp: Path) -> 
                 await hold("SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE", inp.run_id)
                 await until(lambda: blocked(admin, db, "UPDATE runs SET facts"), "the end of collect")
             else:  # outcome_write
-                # Let everything up to the outcome through: checkpoints commit while spine_events
-                # is locked, then `finish_run` updates `runs` and waits on its spine events.
+                # Let everything up to the outcome through: checkpoints commit while the run's row
+                # is locked, then `finish_run` waits to write the outcome into it. (The commit
+                # writes spine events of its own: the run's row, not the spine, tells them apart.)
                 stream_state = await hold("LOCK TABLE stream_state IN SHARE MODE")
                 await until(lambda: blocked(admin, db, "INSERT INTO stream_state"), "the checkpoint commit")
-                await hold("LOCK TABLE spine_events IN SHARE MODE")
+                await hold("SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE", inp.run_id)
                 await stream_state.execute("ROLLBACK")
-                await until(lambda: blocked(admin, db, "INSERT INTO spine_events"), "the outcome write")
+                await until(lambda: blocked(admin, db, "INSERT INTO runs AS r"), "the outcome write")
             before = {
                 "records": await rows(store, name),
                 "resume_points": await resume_points(store, inp.run_id),
@@ -452,10 +453,9 @@ async def kill_worker_at(point: str, client: Client, pg_url: str, tmp: Path) -> 
                 await conn.close()
             await admin.close()
         run = await store.runs.get(inp.run_id)
+        # The run's own events (attempts and checkpoints have theirs too): one start, one end.
         terminal = [
-            e.event_type
-            for e in await store.runs.spine_events(inp.run_id)
-            if e.event_type != "batch_ingested"
+            e.event_type for e in await store.runs.spine_events(inp.run_id) if e.event_type.startswith("run.")
         ]
         starts = h.starts(name)
         final_rows = await rows(store, name)

@@ -67,6 +67,8 @@ def test_new_writes_runnable_connectors_and_never_clobbers(
         text=True,
         timeout=120,
         cwd=tmp_path,
+        # A pytest of its own: not the options of the one running this test (its --basetemp).
+        env={k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     # The node connector's own tests skip themselves where there is no node.
