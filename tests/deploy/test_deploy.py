@@ -41,8 +41,9 @@ HELM_VALUES = K8S / "temporal-helm-values.yaml"
 # The worker Deployments of the rainbow (worker.yaml, worker-green.yaml): one build each.
 WORKER_SLOTS = ["pdpp-worker-blue", "pdpp-worker-green"]
 
-# The oldest Kubernetes minor still widely run, and the newest whose schemas are bundled.
-K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
+# The oldest Kubernetes minor the workers' connector sandbox runs on (user namespaces and an
+# unmasked /proc are on by default from 1.33), and the newest whose schemas are bundled.
+K8S_VERSIONS = ["1.33.0", kubernetes_validate.latest_version()]
 
 # Placeholders for the variables compose interpolates (init-secrets.sh writes the real ones).
 COMPOSE_VARS = {"TEMPORAL_DB_PASSWORD": "x", "RECORDSTORE_PASSWORD": "x", "PDPP_CODEC_TOKEN": "x"}
@@ -70,18 +71,27 @@ def compose() -> dict[str, Any]:
     return doc
 
 
-def compose_pdpp_services() -> dict[str, dict[str, Any]]:
+def compose_image_services() -> dict[str, dict[str, Any]]:
     """The compose services that run our image."""
     return {n: s for n, s in compose()["services"].items() if "build" in s}
 
 
+def compose_pdpp_services() -> dict[str, dict[str, Any]]:
+    """The compose services that run `pdpp-orch` (our image with its own entrypoint)."""
+    return {n: s for n, s in compose_image_services().items() if "entrypoint" not in s}
+
+
+def pod_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
 def k8s_pdpp_containers() -> list[tuple[str, dict[str, Any]]]:
-    """(workload name, container) for every container that runs our image."""
+    """(workload name, container) for every container, init containers too, that runs our image."""
     found = []
     for _, doc in k8s_resources():
         if doc["kind"] not in ("Deployment", "Job"):
             continue
-        for c in doc["spec"]["template"]["spec"]["containers"]:
+        for c in pod_containers(doc["spec"]["template"]["spec"]):
             if c["image"].split(":")[0] == "pdpp-orchestrator":
                 found.append((doc["metadata"]["name"], c))
     return found
@@ -96,6 +106,10 @@ def k8s_doc(kind: str, name: str) -> dict[str, Any]:
 
 def container_env(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in c.get("env", [])}
+
+
+def init_secrets_script() -> str:
+    return (COMPOSE_DIR / "init-secrets.sh").read_text(encoding="utf-8")
 
 
 def compose_env(service: dict[str, Any]) -> dict[str, str]:
@@ -249,7 +263,7 @@ def test_every_secret_the_manifests_reference_is_described_in_the_example() -> N
         if doc["kind"] not in ("Deployment", "Job"):
             continue
         pod = doc["spec"]["template"]["spec"]
-        for c in pod["containers"]:
+        for c in pod_containers(pod):
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -337,7 +351,9 @@ def test_compose_stack_has_its_parts_wired_together() -> None:
         for volume in s.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("."):
-                assert (COMPOSE_DIR / source).exists(), (name, source)
+                # ./secrets is init-secrets.sh's to write, and git's never to see.
+                written = source == "./secrets" and "mkdir -p -m 0700 secrets" in init_secrets_script()
+                assert (COMPOSE_DIR / source).exists() or written, (name, source)
     # Two databases: Temporal's and the record store, on different servers.
     worker_db = compose_env(services["worker"])["PDPP_DATABASE_URL"]
     assert re.search(r"@recordstore:5432/", worker_db)
@@ -352,18 +368,13 @@ def test_compose_stack_has_its_parts_wired_together() -> None:
     assert f"127.0.0.1:{codec_port}:{codec_port}" in codec["ports"]
     ui_origin = codec["command"][codec["command"].index("--ui-origin") + 1]
     assert any(ui_origin == f"http://localhost:{p.split(':')[1]}" for p in services["temporal-ui"]["ports"])
-    # Both of our services come from the Dockerfile, built from the repository root.
-    for s in compose_pdpp_services().values():
+    # Our services come from the Dockerfile, built from the repository root.
+    for s in compose_image_services().values():
         assert (COMPOSE_DIR / s["build"]["context"]).resolve() == ROOT
         assert (ROOT / s["build"]["dockerfile"]).resolve() == DOCKERFILE
-    assert set(compose_pdpp_services()) == {"worker", "codec-server"}
+    assert set(compose_pdpp_services()) == {"migrate", "worker", "codec-server"}
     assert services["worker"]["command"] == ["worker"]
     assert services["worker"]["healthcheck"]["test"] == ["CMD", "pdpp-orch", "health"]
-    # The encryption key reaches both as a file secret.
-    for name in ("worker", "codec-server"):
-        env = compose_env(services[name])
-        assert env["PDPP_ENCRYPTION_KEY_FILE"] == "/run/secrets/pdpp_encryption_keys", name
-        assert "pdpp_encryption_keys" in services[name]["secrets"], name
 
 
 def test_compose_telemetry_reaches_the_collector_and_jaeger() -> None:
@@ -518,7 +529,7 @@ def test_every_command_the_deploy_files_run_exists_with_its_options() -> None:
         invocations += [
             c[p]["exec"]["command"][1:]
             for p in ("readinessProbe", "livenessProbe")
-            if "exec" in c[p] and c[p]["exec"]["command"][0] == "pdpp-orch"
+            if "exec" in c.get(p, {}) and c[p]["exec"]["command"][0] == "pdpp-orch"
         ]
     invocations.append(compose()["services"]["worker"]["healthcheck"]["test"][2:])
     assert len(invocations) >= 6
