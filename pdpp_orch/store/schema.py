@@ -14,12 +14,14 @@ class SchemaError(Exception):
 
 
 async def check(pool: asyncpg.Pool) -> None:
-    """Raise SchemaError unless the database's schema is the version this code needs."""
+    """Raise SchemaError unless the database's schema is the version this code needs or a later
+    one: the schema is additive, so the workers of an older build keep running (and restarting)
+    beside the build that migrated it, until they are drained."""
     try:
         found = await pool.fetchval("SELECT value FROM schema_meta WHERE key = 'version'")
     except asyncpg.UndefinedTableError:
         found = None
-    if found != SCHEMA_VERSION:
+    if found is None or int(found) < int(SCHEMA_VERSION):
         raise SchemaError(
             f"the record store's schema is {'v' + found if found else 'missing'}, this code needs "
             f"v{SCHEMA_VERSION}: run `pdpp-orch migrate` as the database owner"

@@ -41,11 +41,19 @@ HELM_VALUES = K8S / "temporal-helm-values.yaml"
 # The worker Deployments of the rainbow (worker.yaml, worker-green.yaml): one build each.
 WORKER_SLOTS = ["pdpp-worker-blue", "pdpp-worker-green"]
 
-# The oldest Kubernetes minor still widely run, and the newest whose schemas are bundled.
-K8S_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
+# The oldest Kubernetes minor the workers' connector sandbox runs on (user namespaces and an
+# unmasked /proc are on by default from 1.33), and the newest whose schemas are bundled.
+K8S_VERSIONS = ["1.33.0", kubernetes_validate.latest_version()]
 
 # Placeholders for the variables compose interpolates (init-secrets.sh writes the real ones).
-COMPOSE_VARS = {"TEMPORAL_DB_PASSWORD": "x", "RECORDSTORE_PASSWORD": "x", "PDPP_CODEC_TOKEN": "x"}
+COMPOSE_VARS = {
+    "TEMPORAL_DB_PASSWORD": "x",
+    "RECORDSTORE_PASSWORD": "x",
+    "RECORDSTORE_WORKER_PASSWORD": "x",
+    "PDPP_CODEC_TOKEN": "x",
+}
+# The roles of deploy/postgres/worker-role.sql: the owner migrates, the workers get rows.
+OWNER, WORKER_ROLE = "pdpp_owner", "pdpp_worker"
 
 
 def load_yaml_docs(path: Path) -> list[Any]:
@@ -70,18 +78,27 @@ def compose() -> dict[str, Any]:
     return doc
 
 
-def compose_pdpp_services() -> dict[str, dict[str, Any]]:
+def compose_image_services() -> dict[str, dict[str, Any]]:
     """The compose services that run our image."""
     return {n: s for n, s in compose()["services"].items() if "build" in s}
 
 
+def compose_pdpp_services() -> dict[str, dict[str, Any]]:
+    """The compose services that run `pdpp-orch` (our image with its own entrypoint)."""
+    return {n: s for n, s in compose_image_services().items() if "entrypoint" not in s}
+
+
+def pod_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
 def k8s_pdpp_containers() -> list[tuple[str, dict[str, Any]]]:
-    """(workload name, container) for every container that runs our image."""
+    """(workload name, container) for every container, init containers too, that runs our image."""
     found = []
     for _, doc in k8s_resources():
         if doc["kind"] not in ("Deployment", "Job"):
             continue
-        for c in doc["spec"]["template"]["spec"]["containers"]:
+        for c in pod_containers(doc["spec"]["template"]["spec"]):
             if c["image"].split(":")[0] == "pdpp-orchestrator":
                 found.append((doc["metadata"]["name"], c))
     return found
@@ -96,6 +113,10 @@ def k8s_doc(kind: str, name: str) -> dict[str, Any]:
 
 def container_env(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in c.get("env", [])}
+
+
+def init_secrets_script() -> str:
+    return (COMPOSE_DIR / "init-secrets.sh").read_text(encoding="utf-8")
 
 
 def compose_env(service: dict[str, Any]) -> dict[str, str]:
@@ -249,7 +270,7 @@ def test_every_secret_the_manifests_reference_is_described_in_the_example() -> N
         if doc["kind"] not in ("Deployment", "Job"):
             continue
         pod = doc["spec"]["template"]["spec"]
-        for c in pod["containers"]:
+        for c in pod_containers(pod):
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -262,6 +283,66 @@ def test_every_secret_the_manifests_reference_is_described_in_the_example() -> N
         assert not key or key in described[name], (name, key)
     key_file = container_env(dict(k8s_pdpp_containers())[WORKER_SLOTS[0]])["PDPP_ENCRYPTION_KEY_FILE"]
     assert Path(key_file["value"]).name in described["pdpp-encryption-keys"]
+
+
+# -- secrets: the worker holds the least it needs, readable by its uid alone --------------------
+
+
+def dsn_user(dsn: str) -> str:
+    m = re.match(r"postgresql://(\w+)[:@]", dsn)
+    assert m, dsn
+    return m[1]
+
+
+def example_secret(name: str, key: str) -> str:
+    [doc] = [d for d in load_yaml_docs(K8S / "secrets.example.yaml") if d["metadata"]["name"] == name]
+    value: str = doc["stringData"][key]
+    return value
+
+
+def secret_env(c: dict[str, Any], var: str) -> str:
+    """The example value of the Secret key an env var of a container refers to."""
+    ref = container_env(c)[var]["valueFrom"]["secretKeyRef"]
+    return example_secret(ref["name"], ref["key"])
+
+
+@pytest.mark.parametrize("slot", WORKER_SLOTS)
+def test_the_worker_logs_in_as_the_least_privilege_role_and_alone_reads_its_key(slot: str) -> None:
+    pod = k8s_doc("Deployment", slot)["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    # Its environment is the first thing a process of its pod can read: never the owner's URL.
+    assert dsn_user(secret_env(c, "PDPP_DATABASE_URL")) == WORKER_ROLE
+    assert container_env(c)["PDPP_APPLY_SCHEMA"]["value"] == "0"  # no DDL: it checks the version
+    assert OWNER not in json.dumps(pod)
+    # Every Secret it mounts is its owner's alone; fsGroup, the worker's group, adds group read.
+    secrets = [v["secret"] for v in pod["volumes"] if "secret" in v]
+    assert secrets and all(v["defaultMode"] == 0o400 for v in secrets)
+    sc = pod["securityContext"]
+    assert (
+        sc["fsGroup"] == sc["runAsGroup"] == dockerfile_user_group() and sc["runAsUser"] == dockerfile_user()
+    )
+
+
+def test_the_migrate_job_is_the_owner_and_grants_the_worker_role_for_the_newest_build() -> None:
+    job = k8s_doc("Job", "pdpp-migrate")
+    pod = job["spec"]["template"]["spec"]
+    [migrate] = pod["initContainers"]
+    [grant] = pod["containers"]
+    assert migrate["args"] == ["migrate"] and dsn_user(secret_env(migrate, "PDPP_DATABASE_URL")) == OWNER
+    assert "PDPP_APPLY_SCHEMA" not in container_env(migrate)
+    # Then the grants, as the owner, with deploy/postgres/worker-role.sql itself.
+    assert dsn_user(secret_env(grant, "DATABASE_URL")) == OWNER
+    script = next(a.split("=", 1)[1] for a in grant["args"] if a.startswith("--file="))
+    [mount] = grant["volumeMounts"]
+    assert Path(script).parent == Path(mount["mountPath"])
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    configmap = k8s_doc("ConfigMap", volume["configMap"]["name"])
+    assert configmap["data"][Path(script).name] == (DEPLOY / "postgres" / "worker-role.sql").read_text()
+    # The schema its build needs: the newest of the slots' builds.
+    newest = max(
+        (slot_build(s)[0] for s in WORKER_SLOTS), key=lambda t: [int(x) for x in re.findall(r"\d+", t)]
+    )
+    assert migrate["image"].split(":")[1] == newest
 
 
 def test_helm_values_use_an_external_postgresql_and_the_codec_endpoint() -> None:
@@ -337,7 +418,9 @@ def test_compose_stack_has_its_parts_wired_together() -> None:
         for volume in s.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("."):
-                assert (COMPOSE_DIR / source).exists(), (name, source)
+                # ./secrets is init-secrets.sh's to write, and git's never to see.
+                written = source == "./secrets" and "mkdir -p -m 0700 secrets" in init_secrets_script()
+                assert (COMPOSE_DIR / source).exists() or written, (name, source)
     # Two databases: Temporal's and the record store, on different servers.
     worker_db = compose_env(services["worker"])["PDPP_DATABASE_URL"]
     assert re.search(r"@recordstore:5432/", worker_db)
@@ -352,18 +435,44 @@ def test_compose_stack_has_its_parts_wired_together() -> None:
     assert f"127.0.0.1:{codec_port}:{codec_port}" in codec["ports"]
     ui_origin = codec["command"][codec["command"].index("--ui-origin") + 1]
     assert any(ui_origin == f"http://localhost:{p.split(':')[1]}" for p in services["temporal-ui"]["ports"])
-    # Both of our services come from the Dockerfile, built from the repository root.
-    for s in compose_pdpp_services().values():
+    # Our services come from the Dockerfile, built from the repository root.
+    for s in compose_image_services().values():
         assert (COMPOSE_DIR / s["build"]["context"]).resolve() == ROOT
         assert (ROOT / s["build"]["dockerfile"]).resolve() == DOCKERFILE
-    assert set(compose_pdpp_services()) == {"worker", "codec-server"}
+    assert set(compose_pdpp_services()) == {"migrate", "worker", "codec-server"}
     assert services["worker"]["command"] == ["worker"]
     assert services["worker"]["healthcheck"]["test"] == ["CMD", "pdpp-orch", "health"]
-    # The encryption key reaches both as a file secret.
+
+
+def test_the_compose_worker_logs_in_as_the_least_privilege_role_and_alone_reads_its_key() -> None:
+    services = compose()["services"]
+    worker, migrate, grant = services["worker"], services["migrate"], services["worker-role"]
+    assert dsn_user(compose_env(worker)["PDPP_DATABASE_URL"]) == WORKER_ROLE
+    assert compose_env(worker)["PDPP_APPLY_SCHEMA"] == "0"
+    assert OWNER not in json.dumps(worker)
+    # The owner migrates, then grants the role (with the password init-secrets.sh wrote) ...
+    assert migrate["command"] == ["migrate"] and dsn_user(compose_env(migrate)["PDPP_DATABASE_URL"]) == OWNER
+    assert compose_env(grant)["PGUSER"] == OWNER
+    assert "../postgres/worker-role.sql:/sql/worker-role.sql:ro" in grant["volumes"]
+    assert grant["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # ... before the worker starts.
+    for first in ("worker-role", "install-secrets"):
+        assert worker["depends_on"][first]["condition"] == "service_completed_successfully", first
+    used = set(re.findall(r"\$\{(\w+):\?", COMPOSE_FILE.read_text(encoding="utf-8")))
+    written = re.search(r"for name in ([\w ]+);", init_secrets_script())
+    assert written and "RECORDSTORE_WORKER_PASSWORD" in used
+    assert used <= set(written[1].split()) and used <= set(COMPOSE_VARS)
+    # The key reaches the worker and the codec server as install-secrets' copy, 0400 and their
+    # uid's: a Compose file secret would keep its host owner and mode.
+    install = services["install-secrets"]
+    uid = dockerfile_user()
+    assert f"install -o {uid} -g {uid} -m 0400 /in/* /out/" in install["command"][0]
+    assert "./secrets:/in:ro" in install["volumes"] and "secrets:/out" in install["volumes"]
+    assert "secrets" not in compose() or not any("secrets" in s for s in services.values())
     for name in ("worker", "codec-server"):
-        env = compose_env(services[name])
-        assert env["PDPP_ENCRYPTION_KEY_FILE"] == "/run/secrets/pdpp_encryption_keys", name
-        assert "pdpp_encryption_keys" in services[name]["secrets"], name
+        key = Path(compose_env(services[name])["PDPP_ENCRYPTION_KEY_FILE"])
+        assert f"secrets:{key.parent}:ro" in services[name]["volumes"], name
+        assert f"secrets/{key.name}" in init_secrets_script(), name
 
 
 def test_compose_telemetry_reaches_the_collector_and_jaeger() -> None:
@@ -410,6 +519,11 @@ def exec_form(stage: list[tuple[str, str]], instruction: str) -> list[str]:
 def dockerfile_user() -> int:
     [user] = [rest for word, rest in dockerfile_final_stage() if word == "USER"]
     return int(user.split(":")[0])
+
+
+def dockerfile_user_group() -> int:
+    [user] = [rest for word, rest in dockerfile_final_stage() if word == "USER"]
+    return int(user.split(":")[1])
 
 
 def readme_worker_command() -> list[str]:
@@ -518,7 +632,7 @@ def test_every_command_the_deploy_files_run_exists_with_its_options() -> None:
         invocations += [
             c[p]["exec"]["command"][1:]
             for p in ("readinessProbe", "livenessProbe")
-            if "exec" in c[p] and c[p]["exec"]["command"][0] == "pdpp-orch"
+            if "exec" in c.get(p, {}) and c[p]["exec"]["command"][0] == "pdpp-orch"
         ]
     invocations.append(compose()["services"]["worker"]["healthcheck"]["test"][2:])
     assert len(invocations) >= 6

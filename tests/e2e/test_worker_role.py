@@ -12,6 +12,7 @@ import pytest
 from pdpp_orch.models import RunStatus
 from pdpp_orch.registry import Registry
 from pdpp_orch.store import SchemaError, Store
+from pdpp_orch.store.schema import SCHEMA_VERSION
 from pdpp_orch.worker import build_worker
 from tests.conftest import ROOT, Harness
 from tests.helpers import cli
@@ -94,3 +95,12 @@ async def test_owner_migrates_and_the_worker_role_runs_without_ddl(harness: Harn
         await conn.close()
     with pytest.raises(SchemaError, match="schema is v1, this code needs v"):
         await Store.connect(worker_url, apply_schema=False)
+    # A newer one is not: the schema is additive, and the workers of an older build keep running
+    # (and restarting) beside the build that migrated it until they are drained.
+    conn = await asyncpg.connect(owner_url)
+    try:
+        later = str(int(SCHEMA_VERSION) + 1)
+        await conn.execute("UPDATE schema_meta SET value = $1 WHERE key = 'version'", later)
+    finally:
+        await conn.close()
+    await (await Store.connect(worker_url, apply_schema=False)).close()
