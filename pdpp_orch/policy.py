@@ -8,8 +8,9 @@ check them table by table. The store only applies the decisions made here:
 - what a recovery attempt does to each gap it was served (recovered, pending again, terminal);
 - what a kind of gap's recovery run does: walk the stream forward, or fetch only the gaps;
 - which checkpoints a run may commit, and what kind of miss a lost one is;
-- how long a recovery that made no progress waits before it tries again;
-- the recovery class of the reference's own reason vocabulary.
+- how long a recovery that made no progress waits before it tries again.
+
+The recovery class of the reference's own reason vocabulary is in pdpp_orch/reasons.py.
 """
 
 from __future__ import annotations
@@ -61,59 +62,6 @@ WALKED_KINDS = frozenset({GapKind.CHECKPOINT, GapKind.STREAM, GapKind.RUN})
 SCOPED_RECOVERY = "scoped_recovery"
 SUPERSEDED = "superseded"
 WITHHELD = frozenset({SCOPED_RECOVERY, SUPERSEDED})
-
-
-# -- the reference's reason vocabulary ------------------------------------------------------
-
-# The generic reason codes of the PDPP reference runtime (its runtime/recovery-reason-codes.ts)
-# and the class its runtime/recovery-decision.ts gives each. Its `connector_defect` class holds
-# defects and permanent unavailability alike: neither is retried. Its three non-pressure
-# recovery classes (a planned run cap, a retry budget spent, a transient failure) are work the
-# runtime drains again: transient here, retried with the connector's back-off.
-REFERENCE_REASONS: dict[str, RecoveryClass] = {
-    "rate_limited": RecoveryClass.PROVIDER_PRESSURE,
-    "upstream_pressure": RecoveryClass.PROVIDER_PRESSURE,
-    "auth_failure": RecoveryClass.OWNER_ACTION,
-    "gone": RecoveryClass.CONNECTOR_DEFECT,
-    "not_found": RecoveryClass.CONNECTOR_DEFECT,
-    "permanent_forbidden": RecoveryClass.CONNECTOR_DEFECT,
-    "quarantined": RecoveryClass.CONNECTOR_DEFECT,
-    "not_available_in_mode": RecoveryClass.INFORMATIONAL,
-    "out_of_scope": RecoveryClass.INFORMATIONAL,
-    "user_disabled": RecoveryClass.INFORMATIONAL,
-    "retry_exhausted": RecoveryClass.TRANSIENT,
-    "run_cap_deferred": RecoveryClass.TRANSIENT,
-    "temporary_unavailable": RecoveryClass.TRANSIENT,
-}
-# The class a connector may put on a detail gap itself (`last_error.class` or `detail.class`),
-# which the reference lets override the reason's; a planned run cap stays pressure when its
-# reason is.
-CONNECTOR_CLASSES: dict[str, RecoveryClass] = {
-    "run_cap_deferred": RecoveryClass.TRANSIENT,
-    "owner_repair_required": RecoveryClass.OWNER_ACTION,
-    "owner_required": RecoveryClass.OWNER_ACTION,
-    "provider_pressure": RecoveryClass.PROVIDER_PRESSURE,
-    "quarantined": RecoveryClass.CONNECTOR_DEFECT,
-    "connector_defect": RecoveryClass.CONNECTOR_DEFECT,
-    "transient_no_progress": RecoveryClass.TRANSIENT,
-}
-# Reasons that report something about records that were kept: not a miss at all (the reference
-# SDK's SKIP_RESULT for a record retained with a value its schema does not model).
-REPORT_REASONS = frozenset({"shape_check_unmodeled_value"})
-
-
-def reason_class(reason: str, connector_class: str | None = None) -> RecoveryClass | None:
-    """The reference's class for a miss by its own words: the connector's class for it, else
-    the class of a generic reason code; None when neither is the reference's vocabulary."""
-    by_reason = REFERENCE_REASONS.get(reason.strip())
-    cls = CONNECTOR_CLASSES.get(connector_class.strip()) if connector_class else None
-    if (
-        cls is RecoveryClass.TRANSIENT
-        and connector_class == "run_cap_deferred"
-        and (by_reason is RecoveryClass.PROVIDER_PRESSURE)
-    ):
-        return by_reason
-    return cls or by_reason
 
 
 # -- back-off -------------------------------------------------------------------------------

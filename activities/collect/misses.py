@@ -2,7 +2,7 @@
 DETAIL_COVERAGE and the outcomes of served gaps (DETAIL_GAP_RECOVERED / _ATTEMPTED). Every
 non-informational miss becomes a gap in the batch of its line (DESIGN §1 option C). Two kinds of
 SKIP_RESULT are no miss: a runtime-owned continuation (a bounded page done, more planned for the
-next run) and a report on records that were kept (policy.REPORT_REASONS)."""
+next run) and a report on records that were kept (reasons.REPORT_REASONS)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import orjson
 from activities.collect.facts import Coverage, Tally, count
 from activities.collect.start import Served
 from activities.collect.writer import Writer
-from pdpp_orch import policy, protocol
+from pdpp_orch import protocol, reasons
 from pdpp_orch.models import CoverageFact, GapKind, RecoveryClass, StreamFacts
 from pdpp_orch.policy import NO_STREAM
 from pdpp_orch.store import ContinuationRow, NewGap
@@ -51,7 +51,7 @@ class Misses:
         if msg.get("continuation") is not None:
             self._continues(sf, msg, item, reason)
             return
-        if reason in policy.REPORT_REASONS:
+        if reason in reasons.REPORT_REASONS:
             sf.reported_by_reason[reason] = sf.reported_by_reason.get(reason, 0) + 1
             return
         cls = self.classify(msg, item, reason, None, default_action=None)
@@ -205,7 +205,7 @@ class Misses:
         if action is None:
             if reason in self.reasons:
                 return self.reasons[reason]
-            cls = policy.reason_class(reason, _connector_class(msg))
+            cls = reasons.reason_class(reason, _connector_class(msg))
             if cls is not None and not (retryable is False and cls.runtime_retryable):
                 return cls
             if retryable is not False:

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from pdpp_orch import advice, policy, protocol
+from pdpp_orch import advice, policy, protocol, reasons
 from pdpp_orch.models import CollectFacts, RecoveryClass
 
 C = RecoveryClass
@@ -45,7 +45,7 @@ C = RecoveryClass
 def test_the_reference_reason_codes_have_its_classes(
     reason: str, connector_class: str | None, cls: RecoveryClass | None
 ) -> None:
-    assert policy.reason_class(reason, connector_class) is cls
+    assert reasons.reason_class(reason, connector_class) is cls
 
 
 GOOD = {
