@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         RunProgress,
     )
     from pdpp_orch.outcome import derive_outcome, failed_retryably
-    from workflows import collecting, ids, ui
+    from workflows import collecting, ids, owner, ui
     from workflows.endings import describe_error, end, settled, whole
     from workflows.options import COMMIT_TIMEOUT, DB_RETRY, SHORT
     from workflows.patches import LATE_CANCEL, ONE_RUN_PER_CONNECTOR, TEMPORAL_STATUS
@@ -143,22 +143,12 @@ class ConnectorRunWorkflow:
     def respond(self, req: RespondInput) -> RespondResult:
         """`pdpp-orch respond`: name the request being answered. The answer's data goes to
         PostgreSQL, never through here."""
-        pending = self._waiting[req.request_id] if req.request_id else next(iter(self._waiting.values()))
+        pending = owner.answered(self._waiting, req.request_id, self._run_id, self._phase)
         return RespondResult(request_id=pending.request_id, kind=pending.kind, expires_at=pending.expires_at)
 
     @respond.validator
     def _validate_respond(self, req: RespondInput) -> None:
-        if not self._waiting:
-            raise ValueError(f"run {self._run_id} is not waiting on its owner (phase: {self._phase})")
-        if req.request_id and req.request_id not in self._waiting:
-            raise ValueError(
-                f"run {self._run_id} is not waiting on request {req.request_id!r}"
-                f" (it waits on: {', '.join(self._waiting)})"
-            )
-        if not req.request_id and len(self._waiting) > 1:
-            raise ValueError(
-                f"run {self._run_id} waits on several requests; name one: {', '.join(self._waiting)}"
-            )
+        owner.answered(self._waiting, req.request_id, self._run_id, self._phase)
 
     @workflow.run
     async def run(self, inp: RunInput) -> RunOutcome:
