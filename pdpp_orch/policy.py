@@ -169,7 +169,7 @@ def _range_chunks(g: GapGroup) -> list[TimeRange]:
     each). Where more than MAX_RANGE_CHUNKS would be needed, their whole span is cut into that
     many longer chunks; open-ended ranges are fetched as the widest of them; ranges whose bounds
     are not dates, as the whole stream."""
-    ranges = [(r, *_days(r)) for r in map(_range, g.ranges)]
+    ranges = [(r, *day_bounds(r)) for r in map(_range, g.ranges)]
     dated = [(s, u) for _, s, u in ranges if s and u]
 
     def length(since: date, until: date) -> int:
@@ -202,7 +202,7 @@ def _range(subject: str) -> TimeRange:
     return TimeRange(**{k: str(raw[k])[:64] for k in ("since", "until") if raw.get(k) is not None})
 
 
-def _days(r: TimeRange) -> tuple[date | None, date | None]:
+def day_bounds(r: TimeRange) -> tuple[date | None, date | None]:
     """A range's bounds as days; (None, None) unless each bound it has is a date, the second
     not before the first."""
     try:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pdpp_orch.models import CollectFacts, CoverageFact, GapKind, StreamScope, TimeRange
-from pdpp_orch.policy import parse_day
+from pdpp_orch.policy import day_bounds
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,12 @@ def missing(groups: Iterable[OpenGaps], *, checkpoints: bool = True) -> Missing:
 
 
 def _days(tr: TimeRange) -> int | None:
-    if not tr.since or not tr.until:
+    """The days a range spans; None when it is open-ended or a bound is not a date (a
+    connector's words: a range gap's bounds are whatever it wrote)."""
+    since, until = day_bounds(tr)
+    if since is None or until is None:
         return None
-    return (parse_day(tr.until) - parse_day(tr.since)).days + 1
+    return (until - since).days + 1
 
 
 def range_estimate(collected: int, requested: TimeRange | None, uncovered: TimeRange) -> int | None:

@@ -244,6 +244,10 @@ def test_a_range_is_estimated_from_the_density_of_what_its_run_covered() -> None
     assert range_estimate(219, asked, uncovered) == round(219 * 1736 / 90)
     assert range_estimate(219, TimeRange(since="2021-04-20"), uncovered) is None  # open-ended: unknown
     assert range_estimate(0, asked, uncovered) is None
+    # A range gap's bounds are the connector's words: one that is no date is of unknown size
+    # (it failed the run's plan with a ValueError when the present merged with bounded words).
+    assert range_estimate(219, asked, TimeRange(since="yesterday", until="x" * 64)) is None
+    assert range_estimate(219, TimeRange(since="0001-01-01", until="x"), uncovered) is None
     assert missing_text(Missing(0, 1)) == "1 gap(s) of unknown size open"
     assert missing_text(Missing(3, 0), 8) == "3 missing (38%)"
 
