@@ -107,7 +107,7 @@ class CheckpointActivities:
         connector's back-off policy, priced with its cost per item."""
         run = data.run
         opened = 0
-        failure = policy.run_gap(data.facts, data.run_failed_retryably)
+        failure = policy.run_gap(data.facts, data.run_failed_retryably, run.mode)
         if failure is not None:
             said = await self.store.runs.diagnostics(run.run_id)
             last_error = said.connector_error[:500] if said.connector_error else None

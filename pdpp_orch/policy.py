@@ -311,19 +311,24 @@ def settle(
 # -- the run's own failure --------------------------------------------------------------------
 
 
-def run_gap(facts: CollectFacts, failed_retryably: bool) -> tuple[str, RecoveryClass] | None:
+def run_gap(
+    facts: CollectFacts, failed_retryably: bool, mode: Mode = Mode.FORWARD
+) -> tuple[str, RecoveryClass] | None:
     """The gap a run's own failure stands for, as (reason, class), or None. A DONE failed whose
     error carries a recovery_hint opens one of the hint's class (an owner action, a connector
     upgrade, a retry), whatever else the run collected; one that is only retryable opens a
     transient one when the run produced nothing usable. A `not_retriable` hint opens none: that
-    failure is final. A cancelled run opens none."""
+    failure is final. A cancelled run opens none. A recovery run's failure is its served gaps'
+    (they back off, and its hint retries them): it opens one only for what no retry fixes."""
     if facts.cancelled:
         return None
     reason = facts.done_error_code or "connector_reported_failed"
     cls = facts.done_recovery_class
     if facts.done_status == "failed" and cls is not None:
-        return None if cls is RecoveryClass.INFORMATIONAL else (reason, cls)
-    if failed_retryably:
+        if cls is RecoveryClass.INFORMATIONAL or (mode is Mode.RECOVERY and cls.runtime_retryable):
+            return None
+        return reason, cls
+    if failed_retryably and mode is Mode.FORWARD:
         return reason, RecoveryClass.TRANSIENT
     return None
 

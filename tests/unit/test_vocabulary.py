@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from pdpp_orch import advice, policy, protocol, reasons
-from pdpp_orch.models import CollectFacts, RecoveryClass
+from pdpp_orch.models import CollectFacts, Mode, RecoveryClass
 
 C = RecoveryClass
 
@@ -115,6 +115,23 @@ def test_the_gap_of_a_runs_own_failure(
     facts: CollectFacts, retryably: bool, gap: tuple[str, RecoveryClass] | None
 ) -> None:
     assert policy.run_gap(facts, retryably) == gap
+
+
+@pytest.mark.parametrize(
+    ("facts", "retryably", "gap"),
+    [
+        # The hint that served it retries its gaps: a whole-run gap on top said the same twice
+        # (the demo's Slack recovery: "retry 2 × stream_collection_failed", one of unknown size).
+        (done_failed(None, None), True, None),
+        (done_failed("retry_by_runtime", C.TRANSIENT), False, None),
+        # What no retry fixes is still the owner's to know.
+        (done_failed("refresh_credentials", C.OWNER_ACTION), False, ("session_expired", C.OWNER_ACTION)),
+    ],
+)
+def test_a_recovery_runs_failure_is_its_served_gaps(
+    facts: CollectFacts, retryably: bool, gap: tuple[str, RecoveryClass] | None
+) -> None:
+    assert policy.run_gap(facts, retryably, Mode.RECOVERY) == gap
 
 
 @pytest.mark.parametrize(
