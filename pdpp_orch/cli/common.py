@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
+from rich.table import Table
 from typer.core import TyperGroup
 
 from pdpp_orch import telemetry
@@ -139,3 +140,13 @@ def default_group(default: str) -> type[TyperGroup]:
             return super().parse_args(ctx, args)
 
     return DefaultGroup
+
+
+def whole(table: Table, *headers: str) -> Table:
+    """The columns of these headers kept whole (the ids a person copies into the next command):
+    never cut short or wrapped; on a narrow terminal the other columns wrap instead."""
+    for column in table.columns:
+        if column.header in headers:
+            column.no_wrap = True
+            column.min_width = max((len(str(cell)) for cell in column.cells), default=0)
+    return table

@@ -19,6 +19,7 @@ from pdpp_orch.cli.common import (
     run_async,
     servers,
     settings,
+    whole,
 )
 from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.cli.show import note, temporal
@@ -98,7 +99,7 @@ async def _list(
             str(g.attempts),
             escape(_next(g, fates.get(g.hint_id or ""))),
         )
-    out.print(t)
+    out.print(whole(t, "gap_id"))
     if len(rows) > limit:
         out.print(f"… {len(rows) - limit:,} more (--limit, --status or --json)")
     return 0

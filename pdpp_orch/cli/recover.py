@@ -18,6 +18,7 @@ from pdpp_orch.cli.common import (
     run_async,
     servers,
     settings,
+    whole,
 )
 from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control import recoveries
@@ -90,5 +91,5 @@ async def _recover(s: Settings, connector: str, action: str, as_json: bool) -> i
         t.add_row(
             r.workflow_id, h.stream, h.reason, f"{h.open:,}", f"{h.recovered:,}", f"{h.terminal:,}", r.state
         )
-    out.print(t if rows else f"no open retry hints for {connector!r}")
+    out.print(whole(t, "workflow_id") if rows else f"no open retry hints for {connector!r}")
     return 0

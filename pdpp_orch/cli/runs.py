@@ -19,6 +19,7 @@ from pdpp_orch.cli.common import (
     run_async,
     servers,
     settings,
+    whole,
 )
 from pdpp_orch.cli.common import err as err_console
 from pdpp_orch.cli.complete import connector_names, run_ids
@@ -286,7 +287,7 @@ async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -
             )
         )
     else:
-        out.print(_runs_table(rows, nows, waiting, asks))
+        out.print(whole(_runs_table(rows, nows, waiting, asks), "run_id"))
     return 0
 
 
