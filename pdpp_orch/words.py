@@ -27,6 +27,10 @@ _ACTIVE_IN_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMAT}]")
 # Temporal's web UI shows with its backslash (tests/e2e/test_web_ui.py), and which makes no link
 # or markup once `:` and `.` are escaped.
 _MARKDOWN = re.compile(r"""([!"#$%&'()*+,\-.:;<=>?@\[\\\]^_`{|}~])""")
+# A word of letters, digits, `_` and `-` (a reason code, a stream name) is no link and no markup
+# (an underscore inside a word is no emphasis): shown as it is, where escaping it would show its
+# backslashes (the web UI's timeline reads a summary as text).
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?")
 
 
 def bounded(text: str, limit: int) -> str:
@@ -58,5 +62,7 @@ def visible_line(text: str) -> str:
 def markdown(text: str) -> str:
     """`text` as literal Markdown: on one line, visible, every punctuation character escaped,
     so a connector's `[sign in](https://…)`, `<b>`, `**` or bare URL is text, never a link or
-    markup."""
+    markup; a plain word (`rate_limited`) as it is."""
+    if _PLAIN_WORD.fullmatch(text):
+        return text
     return _MARKDOWN.sub(r"\\\1", visible_line(unicodedata.normalize("NFC", text)))

@@ -218,7 +218,13 @@ async def _status(s: Settings, run_id: str, as_json: bool) -> int:
             print(json.dumps(as_json_with_now(row.outcome, now), indent=2))
             return EXIT_CODES[row.outcome.status]
         build = f" · build {escape(row.outcome.build_id)}" if row.outcome.build_id else ""
-        out.print(f"run {run_id} · {row.connector} · {row.trigger.value} · {row.mode.value}{build}")
+        # A recovery run is triggered by and runs as a recovery: said once.
+        how = (
+            row.trigger.value
+            if row.trigger.value == row.mode.value
+            else f"{row.trigger.value} · {row.mode.value}"
+        )
+        out.print(f"run {run_id} · {row.connector} · {how}{build}")
         print_outcome(row.outcome, now)
         _print_diagnostics(run_id, said, quarantined)
         return EXIT_CODES[row.outcome.status]

@@ -141,6 +141,10 @@ def test_markdown_from_a_connector_is_text() -> None:
     for active in ("](", "<b>", "**", "`z`", "\n", "https://", "www.evil"):
         assert active not in shown
     assert shown.startswith("\\[sign in again here\\]\\(https\\://evil\\.example\\)")
+    # A plain word is shown as it is (the timeline showed `rate\\_limited`); a word that only
+    # looks plain is escaped whole.
+    assert words.markdown("rate_limited") == "rate_limited" and words.markdown("item-42") == "item-42"
+    assert words.markdown("_x_") == "\\_x\\_" and words.markdown("a.b") == "a\\.b"
 
 
 def test_reasons_are_bounded_and_their_cut_is_marked() -> None:
