@@ -33,6 +33,14 @@ _WHOSE = {
 def _not_retried(u: UnplannedGaps, c: str, runnable: str) -> NotRetried:
     whose = _WHOSE.get(u.recovery_class, "a miss nobody can retry yet")
     where = f" of {u.stream}" if u.stream != "*" else ""
+    command = f"`pdpp-orch gaps list {c}`; `pdpp-orch gaps requeue GAP_ID` tries one again{runnable}"
+    if u.recovery_class is RecoveryClass.UNKNOWN:
+        # A connector's own word with no class (no recovery_hint, no mapping): the operator says
+        # what it means, and the next run reads it.
+        command += (
+            f"; or class the reason in the registry, `[connectors.{c}.reasons] {u.reason} ="
+            ' "informational"` (no miss), "owner_action" or "transient" (retried)'
+        )
     return NotRetried(
         stream=u.stream,
         reason=u.reason,
@@ -40,7 +48,7 @@ def _not_retried(u: UnplannedGaps, c: str, runnable: str) -> NotRetried:
         open=u.open,
         says=f"{u.open:,} × {u.reason}{where} open, not retried on its own"
         f" ({u.recovery_class.value}: {whose})",
-        command=f"`pdpp-orch gaps list {c}`; `pdpp-orch gaps requeue GAP_ID` tries one again{runnable}",
+        command=command,
     )
 
 

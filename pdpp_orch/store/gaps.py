@@ -98,8 +98,10 @@ _CLOSE_CHECKPOINTS = f"""
 UPDATE gaps SET status = '{_RECOVERED}', recovered_run_id = $2, updated_at = now(), lease_id = NULL,
     attempts = attempts + CASE WHEN status = '{_LEASED}' THEN 1 ELSE 0 END,
     last_attempt_at = CASE WHEN status = '{_LEASED}' THEN now() ELSE last_attempt_at END
-WHERE connector = $1 AND kind = '{GapKind.CHECKPOINT.value}' AND stream = ANY($3::text[])
-  AND status IN ({OPEN})
+WHERE connector = $1 AND stream = ANY($3::text[]) AND status IN ({OPEN})
+  AND (kind = '{GapKind.CHECKPOINT.value}'
+       -- a stream skipped whole by an earlier run, collected and committed by this one
+       OR (kind = '{GapKind.STREAM.value}' AND last_seen_run_id <> $2))
 """
 
 
@@ -226,8 +228,9 @@ class GapStore:
         self, connector: str, run_id: str, opened: list[NewGap], committed_streams: list[str]
     ) -> int:
         """Open a gap for each stream whose latest checkpoint did not commit and close those of
-        streams whose latest did (one leased to the recovery run that committed it counts that
-        attempt); returns how many were closed."""
+        streams whose latest did, with the gaps of streams an earlier run skipped whole (one
+        leased to the recovery run that committed it counts that attempt); returns how many
+        were closed."""
         async with self.pool.acquire() as conn, conn.transaction():
             if opened:
                 await upsert(conn, connector, run_id, opened)

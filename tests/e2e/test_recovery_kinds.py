@@ -260,3 +260,27 @@ async def test_a_lease_is_a_walk_or_items_and_a_hint_adopts_what_it_can_recover(
     await store.leases.settle_lease(connector, "l1", walk, True, 5, 1)  # the walk gives up on it
     assert await store.leases.lease(connector, "hint_cp", "l2", 10, 8, 60) == 1
     assert await store.leases.leased_kinds(connector, "l2") == {GapKind.ITEM}
+
+
+async def test_a_stream_gap_nobody_retries_closes_when_a_later_run_collects_the_stream(
+    harness: Harness,
+) -> None:
+    # ical with no sources: a whole stream skipped for a reason of the connector's own, which no
+    # recovery retries. The source configured, the next forward run collects and commits the
+    # stream: the gap is what that run superseded, not open for ever (issue 21: a later run).
+    skip = {"msg": {"type": "SKIP_RESULT", "stream": "b", "reason": "no_calendar_sources"}}
+    name = scripted(harness, [{"records": {"stream": "a", "count": 2}}, {"state": "a"}, skip, *DRAIN_NOTHING])
+    async with harness.worker():
+        first = await forward(harness, name)
+        assert first.status is RunStatus.PARTIALLY_COMPLETED and not first.retry_hints
+        gap = await harness.store.pool.fetchrow(
+            "SELECT kind, status FROM gaps WHERE connector = $1 AND stream = 'b'", name
+        )
+        assert (gap["kind"], gap["status"]) == (GapKind.STREAM.value, "pending")
+        replan(harness, name, [{"records": {"stream": "b", "count": 3}}, {"state": "b"}, *DRAIN_NOTHING])
+        second = await forward(harness, name)
+    assert second.status is RunStatus.SUCCEEDED and second.gaps_open_total == 0
+    closed = await harness.store.pool.fetchrow(
+        "SELECT status, recovered_run_id FROM gaps WHERE connector = $1 AND stream = 'b'", name
+    )
+    assert (closed["status"], closed["recovered_run_id"]) == ("recovered", second.run_id)

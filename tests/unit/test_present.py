@@ -318,6 +318,11 @@ def test_later_runs_and_gaps_nobody_retries_are_told_with_their_commands() -> No
         "1 × credentials_expired of b open, not retried on its own (owner_action: the owner's to fix):"
         " `pdpp-orch gaps list c`; `pdpp-orch gaps requeue GAP_ID` tries one again"
     ]
+    # A connector's own word with no class: the operator is told how to class it (ical's
+    # no_calendar_sources, which no recovery_hint or mapping classes).
+    unknown = [UnplannedGaps(stream="b", reason="no_sources", recovery_class=RecoveryClass.UNKNOWN, open=1)]
+    p = present("c", [], {}, {"b": [OpenGaps(GapKind.STREAM, 1, unestimated=1)]}, unknown, NOW)
+    assert '`[connectors.c.reasons] no_sources = "informational"` (no miss)' in p.next[0]
 
 
 def test_a_recovery_run_does_not_call_the_gaps_it_was_served_not_retried() -> None:
