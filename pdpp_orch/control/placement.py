@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from pdpp_orch.control.connect import connect
+from pdpp_orch.control.waiting import last_polls
 
 COLLECT = "collect"
 
@@ -75,19 +74,8 @@ async def worker_wait(client: Client, handle: Any) -> WorkerWait | None:
 
 async def _last_poll(client: Client, task_queue: str) -> datetime | None:
     """The last poll of `task_queue`'s activities the server remembers (a few minutes)."""
-    try:
-        r = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            )
-        )
-    except RPCError as e:
-        if e.status is RPCStatusCode.UNIMPLEMENTED:
-            return None
-        raise
-    return max((p.last_access_time.ToDatetime(UTC) for p in r.pollers), default=None)
+    polls = await last_polls(client, task_queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+    return max(polls, default=None) if polls else None
 
 
 async def run_worker_wait(address: str, namespace: str, run_id: str, wait_s: float) -> WorkerWait | None:

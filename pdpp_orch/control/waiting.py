@@ -75,20 +75,29 @@ async def stored_outcome(store: Store, run_id: str, fallback: RunOutcome | None)
     return fallback
 
 
-async def workers_polling(client: Client, task_queue: str) -> bool | None:
-    """Whether a worker polled `task_queue` lately; None where the server cannot tell (the
-    time-skipping test server)."""
+async def last_polls(
+    client: Client, task_queue: str, kind: TaskQueueType.ValueType = TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+) -> list[datetime] | None:
+    """When each worker polling `task_queue` for its `kind` of tasks last polled, as far as the
+    server remembers (a few minutes); None where the server cannot tell (the time-skipping test
+    server)."""
     try:
         r = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind
             )
         )
     except RPCError as e:
         if e.status is RPCStatusCode.UNIMPLEMENTED:
             return None
         raise
+    return [p.last_access_time.ToDatetime(UTC) for p in r.pollers]
+
+
+async def workers_polling(client: Client, task_queue: str) -> bool | None:
+    """Whether a worker polled `task_queue` lately; None where the server cannot tell."""
+    polls = await last_polls(client, task_queue)
+    if polls is None:
+        return None
     now = datetime.now(UTC)
-    return any(now - p.last_access_time.ToDatetime(UTC) < POLLER_STALE for p in r.pollers)
+    return any(now - t < POLLER_STALE for t in polls)
