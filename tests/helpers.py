@@ -10,7 +10,10 @@ from typing import Any
 
 import psutil
 from hypothesis import HealthCheck, settings
+from temporalio.client import WorkflowExecutionDescription, WorkflowExecutionStatus
 
+from pdpp_orch import search_attributes as sa
+from pdpp_orch.models import RunOutcome, RunStatus
 from tests.conftest import Harness
 
 
@@ -76,3 +79,19 @@ def live(marker: str) -> list[int]:
         if p.info["status"] != psutil.STATUS_ZOMBIE and marker in (p.info["cmdline"] or []):
             found.append(p.pid)
     return found
+
+
+# The one truth: Temporal's own word for each outcome (DESIGN §3).
+TEMPORAL_STATUS = {
+    RunStatus.SUCCEEDED: WorkflowExecutionStatus.COMPLETED,
+    RunStatus.PARTIALLY_COMPLETED: WorkflowExecutionStatus.COMPLETED,
+    RunStatus.FAILED: WorkflowExecutionStatus.FAILED,
+    RunStatus.CANCELLED: WorkflowExecutionStatus.CANCELED,
+}
+
+
+def assert_temporal_agrees(desc: WorkflowExecutionDescription, o: RunOutcome, where: object) -> None:
+    """Temporal agrees with the recorded outcome: its status, and the search attributes."""
+    assert desc.status is TEMPORAL_STATUS[o.status], (where, o.status, desc.status)
+    assert desc.typed_search_attributes.get(sa.RUN_STATUS) == o.status.value, where
+    assert desc.typed_search_attributes.get(sa.RECORDS_DURABLE) == o.records_durable, where

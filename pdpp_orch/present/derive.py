@@ -67,21 +67,13 @@ def _later(later: list[LaterRun]) -> str:
     return f"a later run: {last.run_id}{done}{more}: `pdpp-orch status {last.run_id}`"
 
 
-def _next(
-    c: str,
-    hints: list[HintNow],
-    not_retried: list[NotRetried],
-    later: list[LaterRun],
-    m: Missing,
-    outcome: RunOutcome | None,
-) -> list[str]:
-    """What happens next, now; a run without a sandbox says so first, whatever comes next."""
-    lines = _next_now(c, hints, not_retried, later, m, outcome)
+def _warned(lines: list[str], outcome: RunOutcome | None) -> list[str]:
+    """What happens next; a run without a sandbox says so first, whatever comes next."""
     warning = advice.unsandboxed(outcome)
     return lines if warning is None or warning in lines else [warning, *lines]
 
 
-def _next_now(
+def _next(
     c: str,
     hints: list[HintNow],
     not_retried: list[NotRetried],
@@ -169,7 +161,7 @@ def present(
         hints=fates,
         not_retried=not_retried,
         later_runs=later,
-        next=_next(connector, fates, not_retried, later, m, outcome),
+        next=_warned(_next(connector, fates, not_retried, later, m, outcome), outcome),
     )
     if outcome is not None:
         p.changed = (

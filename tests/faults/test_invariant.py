@@ -43,11 +43,10 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
-from pdpp_orch import search_attributes as sa
 from pdpp_orch.control.waiting import stored_outcome, until_ended
 from pdpp_orch.models import RunOutcome, RunStatus
 from pdpp_orch.store import Store
@@ -62,7 +61,7 @@ from tests.faults.test_faults import (
     replan,
     resume_points,
 )
-from tests.helpers import live
+from tests.helpers import assert_temporal_agrees, live
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.options import COLLECT_RETRY
 
@@ -359,15 +358,7 @@ async def check_invariant(s: Stack, r: Round, name: str, handle: Any, o: RunOutc
 
     # Temporal agrees: its status, and the search attribute.
     desc = await retrying(handle.describe)
-    expected = {
-        RunStatus.SUCCEEDED: WorkflowExecutionStatus.COMPLETED,
-        RunStatus.PARTIALLY_COMPLETED: WorkflowExecutionStatus.COMPLETED,
-        RunStatus.FAILED: WorkflowExecutionStatus.FAILED,
-        RunStatus.CANCELLED: WorkflowExecutionStatus.CANCELED,
-    }[o.status]
-    assert desc.status is expected, (where, o.status, desc.status)
-    assert desc.typed_search_attributes.get(sa.RUN_STATUS) == o.status.value, where
-    assert desc.typed_search_attributes.get(sa.RECORDS_DURABLE) == o.records_durable, where
+    assert_temporal_agrees(desc, o, where)
 
     # It is true.
     done = await committed(store, name)

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowHandle
 
-from pdpp_orch import search_attributes as sa
 from pdpp_orch.models import RunOutcome, RunStatus
 from pdpp_orch.store import Store
 from pdpp_orch.store.runs import TERMINAL_EVENTS
 from tests.faults.test_faults import committed, resume_points
 from tests.faults.test_invariant import stream_rows
+from tests.helpers import assert_temporal_agrees
 
 _AUDIT = """
 CREATE TABLE IF NOT EXISTS hosts_audit (
@@ -117,15 +117,7 @@ async def check_run(
     assert terminal == [TERMINAL_EVENTS[o.status]], (where, spine)
 
     desc = await handle.describe()
-    expected = {
-        RunStatus.SUCCEEDED: WorkflowExecutionStatus.COMPLETED,
-        RunStatus.PARTIALLY_COMPLETED: WorkflowExecutionStatus.COMPLETED,
-        RunStatus.FAILED: WorkflowExecutionStatus.FAILED,
-        RunStatus.CANCELLED: WorkflowExecutionStatus.CANCELED,
-    }[o.status]
-    assert desc.status is expected, (where, o.status, desc.status)
-    assert desc.typed_search_attributes.get(sa.RUN_STATUS) == o.status.value, where
-    assert desc.typed_search_attributes.get(sa.RECORDS_DURABLE) == o.records_durable, where
+    assert_temporal_agrees(desc, o, where)
 
     per_stream = await stream_rows(store, name)
     rows = {st: n for st, (n, _, _) in per_stream.items()}
