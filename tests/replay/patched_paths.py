@@ -3,8 +3,8 @@ for tests/replay/record_histories.py: without a history of each, a later change 
 paths would break the workflows running it unnoticed.
 
 Most of them need a fault: `Provoke` brings it about inside the recorder's worker, for the runs
-named here only, the way tests/faults/ do (an activity interceptor), so each history has the
-same commands as one of the fault in production:
+named here only, the way tests/faults/ do (an activity interceptor): each history has the
+commands the fault gives a workflow in production.
 - `defective`: its collect fails for good, then so does reading what it saved (a value that can
   never be read: activities/failures.py), and the run ends `failed` with a recorded outcome
   (STEP_FAILED_FOR_GOOD);
