@@ -90,22 +90,7 @@ async def record(work: Path, out: Path) -> list[Path]:
                 await demo.show_recovery(
                     client, store, lambda: up.counters("chatgpt.conversation", ids=True)["ids"], e
                 )
-                handle = await client.start_workflow(
-                    ConnectorRunWorkflow.run,
-                    RunInput(connector="interactive", run_id="interactive"),
-                    id="interactive",
-                    task_queue=queue,
-                )
-                for _ in range(200):
-                    try:
-                        await handle.execute_update("respond", RespondInput(request_id="r1"))
-                        break
-                    except Exception:
-                        await asyncio.sleep(0.1)
-                await store.interactions.answer(
-                    "interactive", "r1", InteractionStatus.SUCCESS, '{"code": "1"}', 60
-                )
-                await handle.result()
+                await answered_interaction(client, store, queue)
                 await ended_by_failure_and_cancel(client, queue)
                 await patched_paths.record_patched_paths(client, store, queue, laptop, load, provoke)
                 await patched_paths.operator_cancels_a_recovery(client, store, results)
@@ -121,6 +106,24 @@ async def record(work: Path, out: Path) -> list[Path]:
         await store.close()
         await env.shutdown()
         pg.cleanup()
+
+
+async def answered_interaction(client: Client, store: Store, queue: str) -> None:
+    """A run that waits on its owner, who answers (`pdpp-orch respond`)."""
+    handle = await client.start_workflow(
+        ConnectorRunWorkflow.run,
+        RunInput(connector="interactive", run_id="interactive"),
+        id="interactive",
+        task_queue=queue,
+    )
+    for _ in range(200):
+        try:
+            await handle.execute_update("respond", RespondInput(request_id="r1"))
+            break
+        except Exception:
+            await asyncio.sleep(0.1)
+    await store.interactions.answer("interactive", "r1", InteractionStatus.SUCCESS, '{"code": "1"}', 60)
+    await handle.result()
 
 
 async def ended_by_failure_and_cancel(client: Client, queue: str) -> None:
