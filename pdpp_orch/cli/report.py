@@ -18,7 +18,7 @@ from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.cli.show import note, temporal
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.present import connector_present
-from pdpp_orch.control.stack import Stack, command_store, registry
+from pdpp_orch.control.stack import Stack, command_store, known_connector, registry
 from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.present.model import Present
 from pdpp_orch.report.model import GapSummary
@@ -62,6 +62,8 @@ async def _report(s: Settings, name: str | None, as_json: bool, html_file: Path 
     found = servers(s)
     client = await temporal(found, s.temporal_namespace)
     async with command_store(found.database_url) as store:
+        if name is not None:
+            await known_connector(store, registry(s, found), name)
         rows = await store.reports.rows(name)
         presents = await _presents(s, found, store, client, rows)
     costs = {n: e.budget.cost_per_item for n, e in registry(s, found).entries.items()}

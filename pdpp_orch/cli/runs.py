@@ -31,7 +31,7 @@ from pdpp_orch.control import runs as control
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.placement import run_worker_wait
 from pdpp_orch.control.resolve import refuse_unknown
-from pdpp_orch.control.stack import Stack, command_store, registry, run_url
+from pdpp_orch.control.stack import Stack, command_store, known_connector, registry, run_url
 from pdpp_orch.control.waiting import RunEndedWithoutOutcome, stored_outcome
 from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.present.derive import brief
@@ -259,15 +259,18 @@ def runs(
     connector: Annotated[str | None, typer.Option("--connector", help="Only this connector.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
     as_json: JsonOpt = False,
+    connectors: ConnectorsOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """List recent runs from the `runs` table."""
-    run_async(_runs(settings(data_dir), connector, limit, as_json))
+    run_async(_runs(settings(data_dir, connectors), connector, limit, as_json))
 
 
 async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -> int:
     found = servers(s)
     async with command_store(found.database_url) as store:
+        if connector is not None:
+            await known_connector(store, registry(s, found), connector)
         rows = await store.runs.recent(connector, limit)
         client = await temporal(found, s.temporal_namespace)
         nows = {

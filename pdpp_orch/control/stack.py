@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
 from pdpp_orch.devstack import alive, read_stack_file
-from pdpp_orch.registry import Registry
+from pdpp_orch.registry import Registry, unknown_connector
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Store, ping
 
@@ -84,6 +84,15 @@ def registry(s: Settings, found: Stack | None = None) -> Registry:
             reg.entries.update({k: v for k, v in more.entries.items() if k not in reg.entries})
             reg.sources.append(extra)
     return reg
+
+
+async def known_connector(store: Store, reg: Registry, name: str) -> None:
+    """A UsageError (exit 2, as `run` gives) when `name` is neither registered nor held by the
+    store, so a misspelt name never reads as an empty answer. A connector with stored data and
+    no entry here (registered elsewhere, or no longer) stays readable."""
+    if name in reg.entries or await store.runs.holds(name):
+        return
+    raise UsageError(unknown_connector(name, reg.entries, await store.runs.connectors()))
 
 
 def demo_registry(s: Settings) -> Path:
