@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from pdpp_orch.models import Mode, RetryHint, RunOutcome, RunStatus, SandboxMode
+from pdpp_orch.times import utc
 from workflows import ids
 
 
@@ -15,10 +16,10 @@ def when(at: datetime, now: datetime) -> str:
     delta = at - now
     minutes = round(abs(delta.total_seconds()) / 60)
     if minutes == 0:
-        return f"{at:%Y-%m-%d %H:%M} UTC (now)"
+        return f"{utc(at)} (now)"
     span = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
     rel = f"in {span}" if delta >= timedelta(0) else f"overdue by {span}"
-    return f"{at:%Y-%m-%d %H:%M} UTC ({rel})"
+    return f"{utc(at)} ({rel})"
 
 
 def why(o: RunOutcome) -> str | None:

@@ -18,9 +18,12 @@ from pdpp_orch.control import UsageError
 from pdpp_orch.control.stack import command_store, known_connector, registry
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import RecordQuery, Store, StoredRecord
+from pdpp_orch.times import utc
 
 TABLE_ROWS = 50
 EXCERPT = 100
+# The table's columns, named once above its first row (rows stream as they come, unaligned).
+HEADER = "[bold]stream  key  when  data (or deleted)[/bold]"
 
 
 class Format(StrEnum):
@@ -112,6 +115,8 @@ async def _write(store: Store, q: RecordQuery, fmt: Format) -> int:
         lines = array.finish()
     else:
         async for r in store.export.rows(q):
+            if not lines:
+                out.print(HEADER, highlight=False, soft_wrap=True)
             out.print(_row(r), highlight=False, soft_wrap=True)
             lines += 1
     stdout.flush()
@@ -119,7 +124,7 @@ async def _write(store: Store, q: RecordQuery, fmt: Format) -> int:
 
 
 def _row(r: StoredRecord) -> str:
-    when = r.updated_at[:19].replace("T", " ")
+    when = utc(datetime.fromisoformat(r.updated_at))
     if r.deleted:
         what = "[red]deleted[/red]"
     else:

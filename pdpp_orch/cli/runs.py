@@ -38,6 +38,7 @@ from pdpp_orch.present.derive import brief
 from pdpp_orch.present.model import Present
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Assistance, Diagnostics, Interaction, RunRow
+from pdpp_orch.times import utc
 
 # How long `status` asks Temporal whether a running run waits for a worker.
 STATUS_TEMPORAL_S = 3.0
@@ -180,7 +181,7 @@ async def _cancel(s: Settings, run_id: str, wait: bool, as_json: bool) -> int:
             raise
         how = row.status.value + (f", reason {row.reason}" if row.reason else "")
         raise UsageError(
-            f"run {run_id} had already ended: {how}, at {row.finished_at:%Y-%m-%d %H:%M:%S} UTC; "
+            f"run {run_id} had already ended: {how}, at {utc(row.finished_at)}; "
             f"nothing to cancel (its outcome: `pdpp-orch status {run_id}`)"
         ) from e
     if not wait:
@@ -336,7 +337,7 @@ def _runs_table(
         if r.outcome is None and (r.run_id in waiting or r.run_id in asks):
             reason = "; ".join(
                 [
-                    f"{w.kind} until {w.expires_at:%H:%M} UTC: pdpp-orch respond {r.run_id}"
+                    f"{w.kind} until {utc(w.expires_at)}: pdpp-orch respond {r.run_id}"
                     for w in waiting.get(r.run_id, [])
                 ]
                 + [
@@ -352,7 +353,7 @@ def _runs_table(
             "yes" if r.needs_retry else "",
             f"{r.records_durable:,}",
             reason,
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            utc(r.started_at),
             escape(brief(nows[r.run_id])) if r.run_id in nows else "",
         )
     return t
