@@ -31,10 +31,12 @@ def why(o: RunOutcome) -> str | None:
 
 def missing(o: RunOutcome) -> str:
     """`4,188 missing (28%)` — records known to be missing, against what was collected; gaps
-    whose size is not known (a whole run that failed) are not "none missing"."""
+    whose size is not known (a whole run that failed) are not "none missing": the open gaps
+    are said with it. In the present's words (present/derive.now_text), so a run at its end and
+    now say one thing one way."""
     n = o.records_missing_estimate
     if n == 0 and o.gaps_open_total:
-        return f"none counted missing, {o.gaps_open_total:,} gap(s) open"
+        return f"none known missing, {o.gaps_open_total:,} gap(s) open"
     if n == 0:
         return "none known missing"
     whole = o.records_durable + n
