@@ -55,7 +55,8 @@ async def test_the_newcomer_path_of_the_readme(harness: Harness, pg_url: str) ->
     assert "registered notes in connectors.toml" in said["connectors new"]
     assert "nothing would stop a run" in said["connectors check"]
     assert said["run notes"].startswith("succeeded") and "skipped: archived 1" in said["run notes"]
-    rows = said["records notes"].splitlines()
+    header, *rows = said["records notes"].splitlines()
+    assert header.split() == ["stream", "key", "when", "data", "(or", "deleted)"]
     assert [r.split()[:2] for r in rows] == [["items", k] for k in ("n1", "n2", "n4", "n5")]
     for line in [
         "run started (manual, forward)",
