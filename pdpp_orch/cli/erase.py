@@ -55,7 +55,7 @@ async def _erase(s: Settings, scope: Scope, yes: bool, as_json: bool) -> int:
     found = servers(s)
     client = await connect(found.temporal_address, s.temporal_namespace)
     async with command_store(found.database_url) as store:
-        await known_connector(store, registry(s, found), scope.connector)
+        await known_connector(store, scope.connector, lambda: registry(s, found))
         done = await erase_scope(store, client, scope)
     if as_json:
         print(done.model_dump_json(indent=2))

@@ -79,7 +79,7 @@ async def _list(
     found = servers(s)
     async with command_store(found.database_url) as store:
         if connector is not None:
-            await known_connector(store, registry(s, found), connector)
+            await known_connector(store, connector, lambda: registry(s, found))
         rows = await store.gaps.find(connector, status)
         fates = await _fates(s, found, store, rows if as_json else rows[:limit])
     if as_json:

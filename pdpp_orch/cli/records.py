@@ -82,7 +82,7 @@ async def _records(s: Settings, q: RecordQuery, since: str | None, fmt: Format) 
     q = replace(q, since=_since(since))
     found = servers(s)
     async with command_store(found.database_url) as store:
-        await known_connector(store, registry(s, found), q.connector)
+        await known_connector(store, q.connector, lambda: registry(s, found))
         try:
             shown = await _write(store, q, fmt)
         except BrokenPipeError:  # `| head`: the reader has what it wanted

@@ -70,7 +70,7 @@ async def _recover(s: Settings, connector: str, action: str, as_json: bool) -> i
     found = servers(s)
     client = await connect(found.temporal_address, s.temporal_namespace)
     async with command_store(found.database_url) as store:
-        await known_connector(store, registry(s, found), connector)
+        await known_connector(store, connector, lambda: registry(s, found))
         if action == "now":
             rows = await recoveries.recover_now(store, client, registry(s, found), s.task_queue, connector)
         elif action == "cancel":

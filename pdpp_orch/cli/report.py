@@ -64,7 +64,7 @@ async def _report(s: Settings, name: str | None, as_json: bool, html_file: Path 
     client = await temporal(found, s.temporal_namespace)
     async with command_store(found.database_url) as store:
         if name is not None:
-            await known_connector(store, registry(s, found), name)
+            await known_connector(store, name, lambda: registry(s, found))
         rows = await store.reports.rows(name)
         presents = await _presents(s, found, store, client, rows)
     costs = {n: e.budget.cost_per_item for n, e in registry(s, found).entries.items()}

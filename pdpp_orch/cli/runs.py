@@ -271,7 +271,7 @@ async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -
     found = servers(s)
     async with command_store(found.database_url) as store:
         if connector is not None:
-            await known_connector(store, registry(s, found), connector)
+            await known_connector(store, connector, lambda: registry(s, found))
         rows = await store.runs.recent(connector, limit)
         client = await temporal(found, s.temporal_namespace)
         nows = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -106,13 +106,16 @@ def registry(s: Settings, found: Stack | None = None) -> Registry:
     return reg
 
 
-async def known_connector(store: Store, reg: Registry, name: str) -> None:
-    """A UsageError (exit 2, as `run` gives) when `name` is neither registered nor held by the
-    store, so a misspelt name never reads as an empty answer. A connector with stored data and
-    no entry here (registered elsewhere, or no longer) stays readable."""
-    if name in reg.entries or await store.runs.holds(name):
+async def known_connector(store: Store, name: str, registry: Callable[[], Registry]) -> None:
+    """A UsageError (exit 2, as `run` gives) when `name` is neither held by the store nor
+    registered, so a misspelt name never reads as an empty answer. A connector with stored data
+    and no entry here (registered elsewhere, or no longer) stays readable: the store is asked
+    first, and the registry (read only then) cannot stand in the way of its data."""
+    if await store.runs.holds(name):
         return
-    raise UsageError(unknown_connector(name, reg.entries, await store.runs.connectors()))
+    reg = registry()
+    if name not in reg.entries:
+        raise UsageError(unknown_connector(name, reg.entries, await store.runs.connectors()))
 
 
 def demo_registry(s: Settings) -> Path:

@@ -34,7 +34,13 @@ async def test_an_unknown_connector_is_refused_and_stored_data_stays_readable(
         ("report", nope),
         ("runs", "--connector", nope),
     ]
-    readable = [("records", elsewhere), ("runs", "--connector", elsewhere), ("records", registered)]
+    broken = harness.tmp / "broken.toml"
+    broken.write_text("[connector.x]\n")  # a registry that does not load: the store is asked first
+    readable = [
+        ("records", elsewhere, "--connectors", str(broken)),
+        ("runs", "--connector", elsewhere),
+        ("records", registered),
+    ]
     said = await asyncio.gather(*(cli(harness, pg_url, *a, COLUMNS="200") for a in refused + readable))
     for args, (code, out, err) in zip(refused, said, strict=False):
         assert code == 2 and out == "", (args, code, out, err)
