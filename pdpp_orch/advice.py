@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from pdpp_orch.models import Mode, RetryHint, RunOutcome, RunStatus, SandboxMode
+from pdpp_orch.times import utc
 from workflows import ids
 
 
@@ -15,10 +16,10 @@ def when(at: datetime, now: datetime) -> str:
     delta = at - now
     minutes = round(abs(delta.total_seconds()) / 60)
     if minutes == 0:
-        return f"{at:%Y-%m-%d %H:%M} UTC (now)"
+        return f"{utc(at)} (now)"
     span = f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
     rel = f"in {span}" if delta >= timedelta(0) else f"overdue by {span}"
-    return f"{at:%Y-%m-%d %H:%M} UTC ({rel})"
+    return f"{utc(at)} ({rel})"
 
 
 def why(o: RunOutcome) -> str | None:
@@ -30,10 +31,12 @@ def why(o: RunOutcome) -> str | None:
 
 def missing(o: RunOutcome) -> str:
     """`4,188 missing (28%)` — records known to be missing, against what was collected; gaps
-    whose size is not known (a whole run that failed) are not "none missing"."""
+    whose size is not known (a whole run that failed) are not "none missing": the open gaps
+    are said with it. In the present's words (present/derive.now_text), so a run at its end and
+    now say one thing one way."""
     n = o.records_missing_estimate
     if n == 0 and o.gaps_open_total:
-        return f"none counted missing, {o.gaps_open_total:,} gap(s) open"
+        return f"none known missing, {o.gaps_open_total:,} gap(s) open"
     if n == 0:
         return "none known missing"
     whole = o.records_durable + n

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -326,8 +327,7 @@ class Registry:
         try:
             return self.entries[name]
         except KeyError:
-            known = ", ".join(sorted(self.entries)) or "none"
-            raise ConfigError(f"unknown connector {name!r} (known: {known})") from None
+            raise ConfigError(unknown_connector(name, self.entries)) from None
 
     def secret_files(self) -> list[Path]:
         """Every file a registry names that a connector must not read: the registry files
@@ -339,6 +339,16 @@ class Registry:
                 if ref and ref.group(1) == "file":
                     files.append(Path(ref.group(2)))
         return files
+
+
+def unknown_connector(name: str, registered: Iterable[str], stored: Iterable[str] = ()) -> str:
+    """What every command says of a connector name it does not know: the registered names, and
+    those only the store knows (data of a connector registered elsewhere, or no longer)."""
+    names = sorted(set(registered))
+    known = ", ".join(names) or "none"
+    elsewhere = sorted(set(stored) - set(names))
+    more = f"; with data here but not in this registry: {', '.join(elsewhere)}" if elsewhere else ""
+    return f"unknown connector {name!r} (known: {known}{more})"
 
 
 def user_registry(path: str | Path | None = None, *, existing: bool = True) -> Path | None:

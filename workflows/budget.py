@@ -10,6 +10,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from pdpp_orch.budget import BudgetInput, BudgetState, BudgetStatus, Charge, Grant, GrantRequest
+    from pdpp_orch.times import utc
 
 
 @workflow.defn
@@ -69,7 +70,7 @@ class ConnectorBudgetWorkflow:
             else f"{g.remaining:,} of {units:,} units left"
         )
         workflow.set_current_details(
-            f"**{left}** in this window (until {g.window_ends:%Y-%m-%d %H:%M} UTC)\n\n"
+            f"**{left}** in this window (until {utc(g.window_ends)})\n\n"
             f"- granted so far: {self._state.granted_total:,} in {self._state.requests_total:,} requests\n"
             f"- charged by forward runs: {self._state.charged_total:,}"
             f" (overspent {self._state.overspent_total:,})\n"

@@ -116,9 +116,7 @@ class ConnectorRunWorkflow:
         self._waiting[req.request_id] = req
         self._phase = "waiting on the owner"
         workflow.upsert_search_attributes([sa.RUN_STATUS.value_set(LiveStatus.WAITING_ON_OWNER.value)])
-        workflow.set_current_details(
-            ui.waiting_details(self._run_id, req.kind, f"{req.expires_at:%Y-%m-%d %H:%M}")
-        )
+        workflow.set_current_details(ui.waiting_details(self._run_id, req.kind, req.expires_at))
 
     @workflow.signal
     def assistance_changed(self, notice: AssistanceNotice) -> None:

@@ -25,6 +25,7 @@ from pdpp_orch.models import (
     RunOutcome,
 )
 from pdpp_orch.models.progress import owner_action_text
+from pdpp_orch.times import utc
 
 
 def run_summary(inp: RunInput) -> str:
@@ -89,7 +90,7 @@ def outcome_details(o: RunOutcome, now: datetime) -> str:
     return (
         f"**{o.status.value}**{' · needs retry' if o.needs_retry else ''}"
         f"{f' · reason `{o.reason}`' if o.reason else ''}\n\n"
-        f"at the end of the run ({o.finished_at:%Y-%m-%d %H:%M} UTC):\n\n"
+        f"at the end of the run ({utc(o.finished_at)}):\n\n"
         + (f"- why: {why}\n" if why else "")
         + f"- records durable: {o.records_durable:,} of {o.records_emitted:,} emitted"
         f" ({o.records_rejected:,} rejected, {o.buffered_records_dropped} dropped) · {advice.missing(o)}\n"
@@ -116,9 +117,9 @@ _WHY = {
 
 
 def recovery_wait_why(state: RecoveryState) -> str:
-    """`until not_before 2026-12-03 17:00Z`, `for the budget's next window`: what a wait is for."""
+    """`until not_before 2026-12-03 17:00 UTC`, `for the budget's next window`: what a wait is for."""
     if state.step is RecoveryStep.WAITING_NOT_BEFORE:
-        return f"until not_before {state.until:%Y-%m-%d %H:%M}Z" if state.until else "until not_before"
+        return f"until not_before {utc(state.until)}" if state.until else "until not_before"
     return _WHY.get(state.step, state.step.value)
 
 
@@ -139,7 +140,7 @@ def _gaps(state: RecoveryState) -> str:
 
 
 def recovery_wait_details(state: RecoveryState) -> str:
-    until = f" — until {state.until:%Y-%m-%d %H:%M} UTC" if state.until else ""
+    until = f" — until {utc(state.until)}" if state.until else ""
     return f"**waiting {recovery_wait_why(state)}**{until}\n\n{_gaps(state)}"
 
 
@@ -160,9 +161,9 @@ def recovery_end_details(connector: str, end: RecoveryEnd) -> str:
     again = f"\n\n`pdpp-orch recover now {connector}` starts it again" if p.open else ""
     if end.ending is RecoveryEnding.CANCELLED:
         by = words.markdown(end.said) if end.said else "someone who gave no reason"
-        return f"**cancelled** by {by} at {end.at:%Y-%m-%d %H:%M} UTC · {counts}{again}"
+        return f"**cancelled** by {by} at {utc(end.at)} · {counts}{again}"
     word = "done" if end.ending is RecoveryEnding.DONE else "gave up"
-    return f"**{word}** at {end.at:%Y-%m-%d %H:%M} UTC · {counts}{again}"
+    return f"**{word}** at {utc(end.at)} · {counts}{again}"
 
 
 def assistance_details(run_id: str, notices: list[AssistanceNotice]) -> str:
@@ -171,7 +172,7 @@ def assistance_details(run_id: str, notices: list[AssistanceNotice]) -> str:
         return ""
     lines = "".join(
         f"- {owner_action_text(n.owner_action)}; the run is {n.progress_posture.replace('_', ' ')}"
-        f"{f', until {n.expires_at:%Y-%m-%d %H:%M} UTC' if n.expires_at else ''}\n"
+        f"{f', until {utc(n.expires_at)}' if n.expires_at else ''}\n"
         for n in notices
     )
     return (
@@ -179,9 +180,9 @@ def assistance_details(run_id: str, notices: list[AssistanceNotice]) -> str:
     )
 
 
-def waiting_details(run_id: str, kind: str, until: str) -> str:
+def waiting_details(run_id: str, kind: str, until: datetime) -> str:
     return (
-        f"**waiting on the owner**: {words.markdown(kind)}, until {until} UTC\n\n"
+        f"**waiting on the owner**: {words.markdown(kind)}, until {utc(until)}\n\n"
         f"answer with `pdpp-orch respond {run_id} --data -`"
     )
 
@@ -196,8 +197,8 @@ def claim_wait_details(holder: str, connector: str) -> str:
 def placement_details(connector: str, w: PlacementWait) -> str:
     """A run waiting for a worker of its connector's task queue."""
     return (
-        f"**waiting for a worker** on task queue `{w.task_queue}` since {w.since:%Y-%m-%d %H:%M:%S} UTC:"
+        f"**waiting for a worker** on task queue `{w.task_queue}` since {utc(w.since)}:"
         f" {connector} runs only there (`[connectors.{connector}] task_queue`)\n\n"
         f"start `PDPP_TASK_QUEUE={w.task_queue} pdpp-orch worker` on the machine with its data; without"
-        f" one the run fails at {w.until:%Y-%m-%d %H:%M:%S} UTC (`worker_unavailable`), nothing lost"
+        f" one the run fails at {utc(w.until)} (`worker_unavailable`), nothing lost"
     )

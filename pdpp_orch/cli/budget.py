@@ -15,6 +15,7 @@ from pdpp_orch.control.budget import budget_status
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.stack import registry
 from pdpp_orch.settings import Settings
+from pdpp_orch.times import utc
 
 
 def budget(
@@ -60,7 +61,7 @@ async def _budget(s: Settings, connector: str, as_json: bool) -> int:
     else:
         remaining = "unlimited" if status.remaining is None else f"{status.remaining:,}"
         out.print(
-            f"window {status.window_started:%Y-%m-%d %H:%M} + {format_window(status.window_seconds)}: "
+            f"window {utc(status.window_started)} + {format_window(status.window_seconds)}: "
             f"spent {status.spent:,}, remaining {remaining}, overspent {status.overspent:,}; "
             f"{status.granted_total:,} granted in {status.requests_total:,} requests"
         )

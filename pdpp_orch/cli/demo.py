@@ -24,6 +24,7 @@ from pdpp_orch.control.stack import Stack, demo_registry, registry
 from pdpp_orch.devstack import DevStack, find_running, serve_registry
 from pdpp_orch.models import RunOutcome
 from pdpp_orch.present.derive import fate_brief
+from pdpp_orch.present.estimate import Missing, missing_text
 from pdpp_orch.present.model import Present
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Store
@@ -171,7 +172,7 @@ def _now_cell(p: Present) -> str:
         return "; ".join(fate_brief(h) for h in p.hints)
     if p.not_retried:
         return "; ".join(f"{n.open:,} × {n.reason}: not retried on its own" for n in p.not_retried)
-    return "nothing missing" if not p.records_missing_estimate else f"{p.records_missing_estimate:,} missing"
+    return missing_text(Missing(p.records_missing_estimate, p.gaps_of_unknown_size))
 
 
 def _table(results: list[d.CaseResult], presents: list[Present]) -> None:

@@ -17,6 +17,7 @@ from pdpp_orch.control import deployment as control
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.deployment import Build, BuildStatus, Change, Deployment
 from pdpp_orch.settings import Settings
+from pdpp_orch.times import utc
 
 app = typer.Typer(
     help="Worker Versioning: which build takes new runs, and what each build still runs.",
@@ -60,7 +61,7 @@ async def _show(s: Settings, as_json: bool) -> int:
 
 
 def _when(t: datetime | None) -> str:
-    return f"{t:%Y-%m-%d %H:%M:%S} UTC" if t else ""
+    return utc(t) if t else ""
 
 
 def routing_line(d: Deployment) -> str:

@@ -7,13 +7,13 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from pdpp_orch.cli.common import DataDirOpt, JsonOpt, endpoints, out, run_async, settings
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, JsonOpt, out, run_async, servers, settings
 from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.erasure import Erasure
 from pdpp_orch.control.erasure import erase as erase_scope
-from pdpp_orch.control.stack import command_store
+from pdpp_orch.control.stack import command_store, known_connector, registry
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Scope
 
@@ -37,6 +37,7 @@ def erase(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Erase for good (refused without it).")] = False,
     as_json: JsonOpt = False,
+    connectors: ConnectorsOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Erase what a connector collected, for good, in one transaction: its records (of --stream,
@@ -45,15 +46,16 @@ def erase(
     --state its cursors, so the next run collects from the start. Prints the rows erased per
     table and what remains. Refused while a run of the connector is going."""
     scope = Scope(connector=name, stream=stream, key=key, state=state)
-    run_async(_erase(settings(data_dir), scope, yes, as_json))
+    run_async(_erase(settings(data_dir, connectors), scope, yes, as_json))
 
 
 async def _erase(s: Settings, scope: Scope, yes: bool, as_json: bool) -> int:
     if not yes:
         raise UsageError("erase removes the data for good: add --yes to do it (nothing was erased)")
-    address, database = endpoints(s)
-    client = await connect(address, s.temporal_namespace)
-    async with command_store(database) as store:
+    found = servers(s)
+    client = await connect(found.temporal_address, s.temporal_namespace)
+    async with command_store(found.database_url) as store:
+        await known_connector(store, scope.connector, lambda: registry(s, found))
         done = await erase_scope(store, client, scope)
     if as_json:
         print(done.model_dump_json(indent=2))

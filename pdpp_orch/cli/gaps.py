@@ -26,7 +26,7 @@ from pdpp_orch.cli.show import note, temporal
 from pdpp_orch.control import recoveries
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.present import looks
-from pdpp_orch.control.stack import Stack, command_store, registry
+from pdpp_orch.control.stack import Stack, command_store, known_connector, registry
 from pdpp_orch.models import GapStatus
 from pdpp_orch.present.derive import fate_brief
 from pdpp_orch.present.fates import hint_now
@@ -49,10 +49,11 @@ def list_(
     status: Annotated[GapStatus | None, typer.Option("--status", help="Only gaps in this status.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows in the table.")] = 50,
     as_json: JsonOpt = False,
+    connectors: ConnectorsOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """List gaps (`pending`, `leased`, `recovered`, `terminal` with its reason)."""
-    run_async(_list(settings(data_dir), name, status, limit, as_json))
+    run_async(_list(settings(data_dir, connectors), name, status, limit, as_json))
 
 
 async def _fates(s: Settings, found: Stack, store: Store, rows: list[Gap]) -> dict[str, HintNow]:
@@ -77,6 +78,8 @@ async def _list(
 ) -> int:
     found = servers(s)
     async with command_store(found.database_url) as store:
+        if connector is not None:
+            await known_connector(store, connector, lambda: registry(s, found))
         rows = await store.gaps.find(connector, status)
         fates = await _fates(s, found, store, rows if as_json else rows[:limit])
     if as_json:

@@ -20,6 +20,7 @@ from pdpp_orch.control.stack import command_store
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import LogEntry, Store
 from pdpp_orch.store.logs import LogCursor
+from pdpp_orch.times import utc
 
 FOLLOW_EVERY_S = 0.5
 # While following, consecutive batches are one line at most this often.
@@ -54,7 +55,7 @@ async def _logs(s: Settings, run_id: str, attempt: int | None, follow: bool, as_
         if not as_json:
             out.print(
                 f"run {escape(run_id)} · {escape(row.connector)} · {row.trigger.value} · {row.mode.value} · "
-                f"started {row.started_at:%Y-%m-%d %H:%M:%S} UTC",
+                f"started {utc(row.started_at)}",
                 highlight=False,
             )
         if attempt is not None and attempt > row.attempt:

@@ -18,6 +18,7 @@ from temporalio.service import RPCError
 from pdpp_orch.control.placement import worker_wait
 from pdpp_orch.control.waiting import until_ended, workers_polling
 from pdpp_orch.models import RunOutcome, RunProgress
+from pdpp_orch.times import utc
 
 POLL_S = 0.5
 PLAIN_EVERY_S = 5.0
@@ -102,7 +103,7 @@ class _Notes:
                     asked = await self.prompt(w.request_id) if self.prompt else None
                     self.say(
                         f"waits on its owner: {w.kind}{f' ({asked})' if asked else ''}"
-                        f" until {w.expires_at:%Y-%m-%d %H:%M} UTC (pdpp-orch respond {self.run_id} --data -)"
+                        f" until {utc(w.expires_at)} (pdpp-orch respond {self.run_id} --data -)"
                     )
             await self._check_placement(p)
             return

@@ -11,16 +11,19 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from pdpp_orch.cli.common import DataDirOpt, endpoints, err, out, run_async, settings
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, err, out, run_async, servers, settings
 from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.cli.inert import ByteSink, terminal_bytes
 from pdpp_orch.control import UsageError
-from pdpp_orch.control.stack import command_store
+from pdpp_orch.control.stack import command_store, known_connector, registry
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import RecordQuery, Store, StoredRecord
+from pdpp_orch.times import utc
 
 TABLE_ROWS = 50
 EXCERPT = 100
+# The table's columns, named once above its first row (rows stream as they come, unaligned).
+HEADER = "[bold]stream  key  when  data (or deleted)[/bold]"
 
 
 class Format(StrEnum):
@@ -45,6 +48,7 @@ def records(
         ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="How to print them.")] = Format.TABLE,
+    connectors: ConnectorsOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """The records connector NAME's runs stored, by stream and key: each record's latest
@@ -57,7 +61,8 @@ def records(
     data}`, a deleted one `{stream, key, deleted: true, deleted_at, run_id}`; csv has the same
     columns, `data` as JSON text."""
     at_most = limit or (TABLE_ROWS if fmt is Format.TABLE else None)
-    run_async(_records(settings(data_dir), RecordQuery(name, stream, None, key, at_most), since, fmt))
+    query = RecordQuery(name, stream, None, key, at_most)
+    run_async(_records(settings(data_dir, connectors), query, since, fmt))
 
 
 def _since(text: str | None) -> datetime | None:
@@ -75,8 +80,9 @@ def _since(text: str | None) -> datetime | None:
 async def _records(s: Settings, q: RecordQuery, since: str | None, fmt: Format) -> int:
     default_limit = fmt is Format.TABLE and q.limit == TABLE_ROWS
     q = replace(q, since=_since(since))
-    _, database = endpoints(s)
-    async with command_store(database) as store:
+    found = servers(s)
+    async with command_store(found.database_url) as store:
+        await known_connector(store, q.connector, lambda: registry(s, found))
         try:
             shown = await _write(store, q, fmt)
         except BrokenPipeError:  # `| head`: the reader has what it wanted
@@ -109,6 +115,8 @@ async def _write(store: Store, q: RecordQuery, fmt: Format) -> int:
         lines = array.finish()
     else:
         async for r in store.export.rows(q):
+            if not lines:
+                out.print(HEADER, highlight=False, soft_wrap=True)
             out.print(_row(r), highlight=False, soft_wrap=True)
             lines += 1
     stdout.flush()
@@ -116,7 +124,7 @@ async def _write(store: Store, q: RecordQuery, fmt: Format) -> int:
 
 
 def _row(r: StoredRecord) -> str:
-    when = r.updated_at[:19].replace("T", " ")
+    when = utc(datetime.fromisoformat(r.updated_at))
     if r.deleted:
         what = "[red]deleted[/red]"
     else:

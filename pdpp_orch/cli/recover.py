@@ -23,7 +23,7 @@ from pdpp_orch.cli.common import (
 from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.control import recoveries
 from pdpp_orch.control.connect import connect
-from pdpp_orch.control.stack import command_store, registry
+from pdpp_orch.control.stack import command_store, known_connector, registry
 from pdpp_orch.settings import Settings
 
 app = typer.Typer(
@@ -58,16 +58,19 @@ def now_(
 
 
 @app.command()
-def cancel(name: NameArg, as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+def cancel(
+    name: NameArg, as_json: JsonOpt = False, connectors: ConnectorsOpt = None, data_dir: DataDirOpt = None
+) -> None:
     """Cancel the connector's recoveries (their gaps stay open; every surface says an operator
     cancelled them, and `recover now NAME` starts them again)."""
-    run_async(_recover(settings(data_dir), name, "cancel", as_json))
+    run_async(_recover(settings(data_dir, connectors), name, "cancel", as_json))
 
 
 async def _recover(s: Settings, connector: str, action: str, as_json: bool) -> int:
     found = servers(s)
     client = await connect(found.temporal_address, s.temporal_namespace)
     async with command_store(found.database_url) as store:
+        await known_connector(store, connector, lambda: registry(s, found))
         if action == "now":
             rows = await recoveries.recover_now(store, client, registry(s, found), s.task_queue, connector)
         elif action == "cancel":

@@ -18,12 +18,13 @@ from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.cli.show import note, temporal
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.present import connector_present
-from pdpp_orch.control.stack import Stack, command_store, registry
+from pdpp_orch.control.stack import Stack, command_store, known_connector, registry
 from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.present.model import Present
 from pdpp_orch.report.model import GapSummary
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import ReportRows, Store
+from pdpp_orch.times import utc
 
 COLORS = {rp.Severity.FAILING: "red", rp.Severity.WAITING_ON_YOU: "red", rp.Severity.OK: "green"}
 
@@ -62,6 +63,8 @@ async def _report(s: Settings, name: str | None, as_json: bool, html_file: Path 
     found = servers(s)
     client = await temporal(found, s.temporal_namespace)
     async with command_store(found.database_url) as store:
+        if name is not None:
+            await known_connector(store, name, lambda: registry(s, found))
         rows = await store.reports.rows(name)
         presents = await _presents(s, found, store, client, rows)
     costs = {n: e.budget.cost_per_item for n, e in registry(s, found).entries.items()}
@@ -70,7 +73,7 @@ async def _report(s: Settings, name: str | None, as_json: bool, html_file: Path 
     if name is not None and not reports:
         raise UsageError(f"nothing recorded for connector {name!r}")
     if html_file is not None:
-        page = rp.to_html(reports, f"{now:%Y-%m-%d %H:%M} UTC")
+        page = rp.to_html(reports, utc(now))
         await asyncio.to_thread(html_file.write_text, page, encoding="utf-8")
     if as_json:
         print(rp.to_json(reports))
@@ -110,7 +113,7 @@ def _print_connector(r: rp.ConnectorReport) -> None:
         prompt = f" ({escape(a.message)})" if a.message else ""
         out.print(
             f"  [red]run {a.run_id} waits for your {a.kind}[/]{prompt}"
-            f" until {a.expires_at:%Y-%m-%d %H:%M} UTC: pdpp-orch respond {a.run_id} --data -",
+            f" until {utc(a.expires_at)}: pdpp-orch respond {a.run_id} --data -",
             highlight=False,
         )
     for n in r.notices:
@@ -128,7 +131,7 @@ def _print_connector(r: rp.ConnectorReport) -> None:
             escape(st.stream),
             f"{st.records_held:,}",
             f"{st.records_missing_estimate:,}" if st.records_missing_estimate else "",
-            f"{st.checkpoint_committed_at:%Y-%m-%d %H:%M}" if st.checkpoint_committed_at else "none",
+            utc(st.checkpoint_committed_at) if st.checkpoint_committed_at else "none",
             "" if st.checkpoint_age_hours is None else str(st.checkpoint_age_hours),
             st.coverage,
             "; ".join(_gap(g) for g in st.gaps),

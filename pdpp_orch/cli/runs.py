@@ -31,13 +31,14 @@ from pdpp_orch.control import runs as control
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.placement import run_worker_wait
 from pdpp_orch.control.resolve import refuse_unknown
-from pdpp_orch.control.stack import Stack, command_store, registry, run_url
+from pdpp_orch.control.stack import Stack, command_store, known_connector, registry, run_url
 from pdpp_orch.control.waiting import RunEndedWithoutOutcome, stored_outcome
 from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.present.derive import brief
 from pdpp_orch.present.model import Present
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Assistance, Diagnostics, Interaction, RunRow
+from pdpp_orch.times import utc
 
 # How long `status` asks Temporal whether a running run waits for a worker.
 STATUS_TEMPORAL_S = 3.0
@@ -180,7 +181,7 @@ async def _cancel(s: Settings, run_id: str, wait: bool, as_json: bool) -> int:
             raise
         how = row.status.value + (f", reason {row.reason}" if row.reason else "")
         raise UsageError(
-            f"run {run_id} had already ended: {how}, at {row.finished_at:%Y-%m-%d %H:%M:%S} UTC; "
+            f"run {run_id} had already ended: {how}, at {utc(row.finished_at)}; "
             f"nothing to cancel (its outcome: `pdpp-orch status {run_id}`)"
         ) from e
     if not wait:
@@ -259,15 +260,18 @@ def runs(
     connector: Annotated[str | None, typer.Option("--connector", help="Only this connector.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
     as_json: JsonOpt = False,
+    connectors: ConnectorsOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """List recent runs from the `runs` table."""
-    run_async(_runs(settings(data_dir), connector, limit, as_json))
+    run_async(_runs(settings(data_dir, connectors), connector, limit, as_json))
 
 
 async def _runs(s: Settings, connector: str | None, limit: int, as_json: bool) -> int:
     found = servers(s)
     async with command_store(found.database_url) as store:
+        if connector is not None:
+            await known_connector(store, connector, lambda: registry(s, found))
         rows = await store.runs.recent(connector, limit)
         client = await temporal(found, s.temporal_namespace)
         nows = {
@@ -333,7 +337,7 @@ def _runs_table(
         if r.outcome is None and (r.run_id in waiting or r.run_id in asks):
             reason = "; ".join(
                 [
-                    f"{w.kind} until {w.expires_at:%H:%M} UTC: pdpp-orch respond {r.run_id}"
+                    f"{w.kind} until {utc(w.expires_at)}: pdpp-orch respond {r.run_id}"
                     for w in waiting.get(r.run_id, [])
                 ]
                 + [
@@ -349,7 +353,7 @@ def _runs_table(
             "yes" if r.needs_retry else "",
             f"{r.records_durable:,}",
             reason,
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            utc(r.started_at),
             escape(brief(nows[r.run_id])) if r.run_id in nows else "",
         )
     return t

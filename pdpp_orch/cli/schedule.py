@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -19,6 +20,7 @@ from pdpp_orch.control.resolve import refuse_unknown
 from pdpp_orch.control.runs import new_run
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
+from pdpp_orch.times import utc
 from workflows.ids import schedule_id
 
 app = typer.Typer(
@@ -169,7 +171,7 @@ async def _list(s: Settings, name: str | None, as_json: bool) -> int:
             r["every"] or r["cron"] or "",
             r["overlap"],
             "yes" if r["paused"] else "",
-            (r["next_run"] or "")[:19],
+            utc(datetime.fromisoformat(r["next_run"])) if r["next_run"] else "",
             str(r["runs"]),
             str(r["skipped_overlaps"]),
             ", ".join(r["running"]),

@@ -14,7 +14,16 @@ from rich.markup import escape
 from temporalio.client import Client
 
 from pdpp_orch import codec_server, forward
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, endpoints, err, out, run_async, servers, settings
+from pdpp_orch.cli.common import (
+    ConnectorsOpt,
+    DataDirOpt,
+    Options,
+    err,
+    out,
+    run_async,
+    servers,
+    settings,
+)
 from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.cli.deployment import tell_joined
 from pdpp_orch.cli.runs import follow
@@ -22,7 +31,7 @@ from pdpp_orch.codec import EncryptionCodec, Keyring
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.runs import new_run, start_run
-from pdpp_orch.control.stack import RUNS_QUERY, Stack, workflows_url
+from pdpp_orch.control.stack import RUNS_QUERY, Stack, database_url, safe_dsn, workflows_url
 from pdpp_orch.control.stack import health as check_health
 from pdpp_orch.devstack import DevStack, Endpoints, alive, port_for, read_stack_file
 from pdpp_orch.registry import Registry
@@ -230,12 +239,15 @@ async def stop_worker(worker: asyncio.Task[None]) -> None:
 def migrate(data_dir: DataDirOpt = None) -> None:
     """Create or migrate the record store's schema (idempotent), as the database owner. Workers
     and the CLI do this themselves unless PDPP_APPLY_SCHEMA=0, which a least-privilege role
-    needs (deploy/postgres/worker-role.sql)."""
+    needs (deploy/postgres/worker-role.sql). Needs PostgreSQL only: PDPP_DATABASE_URL, else
+    the dev stack's."""
     run_async(_migrate(settings(data_dir)))
 
 
 async def _migrate(s: Settings) -> int:
-    _, database = endpoints(s)
+    database = database_url(s)
+    if Options.verbose:
+        err.print(f"using PostgreSQL {escape(safe_dsn(database))}", highlight=False)
     store = await Store.connect(database, max_size=1, apply_schema=True)
     await store.close()
     out.print(f"record store schema at v{SCHEMA_VERSION}")

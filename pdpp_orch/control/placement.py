@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.waiting import last_polls
+from pdpp_orch.times import utc
 
 COLLECT = "collect"
 
@@ -34,17 +35,17 @@ class WorkerWait:
         return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
 
     def line(self) -> str:
-        """`waits for a worker on task queue 'laptop' since 12:00:03 UTC (collect attempt 1): …`.
+        """`waits for a worker on task queue 'laptop' since 2026-12-04 12:00 UTC (collect attempt 1): …`.
         A worker that polls the queue takes a task at once, so a task still waiting has none,
         whatever poll the server still remembers."""
-        last = f" (one last polled it at {self.last_poll:%Y-%m-%d %H:%M:%S} UTC)" if self.last_poll else ""
+        last = f" (one last polled it at {utc(self.last_poll)})" if self.last_poll else ""
         until = (
-            f"; without one it fails at {self.until:%Y-%m-%d %H:%M:%S} UTC (worker_unavailable), nothing lost"
+            f"; without one it fails at {utc(self.until)} (worker_unavailable), nothing lost"
             if self.until
             else ""
         )
         return (
-            f"waits for a worker on task queue {self.task_queue!r} since {self.since:%Y-%m-%d %H:%M:%S} UTC"
+            f"waits for a worker on task queue {self.task_queue!r} since {utc(self.since)}"
             f" (collect attempt {self.attempt}): none has taken it{last}{until}; start one where the"
             f" connector's data is with `PDPP_TASK_QUEUE={self.task_queue} pdpp-orch worker`"
         )

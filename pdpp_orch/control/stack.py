@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
-from pdpp_orch.devstack import alive, read_stack_file
-from pdpp_orch.registry import Registry
+from pdpp_orch.devstack import Endpoints, alive, read_stack_file
+from pdpp_orch.registry import Registry, unknown_connector
 from pdpp_orch.settings import Settings
 from pdpp_orch.store import Store, ping
 
@@ -55,11 +55,7 @@ def stack(s: Settings) -> Stack:
     if s.temporal_address and s.database_url:
         source = "the environment's Temporal and PDPP_DATABASE_URL"
         return Stack(s.temporal_address, s.database_url, None, source)
-    ep = read_stack_file(s.data_dir)
-    ignored = None
-    if ep is not None and not alive(ep):
-        ignored = f"ignored {s.data_dir / 'devstack.json'}: its `pdpp-orch dev` (pid {ep.pid}) is gone"
-        ep = None
+    ep, ignored = _dev_stack(s)
     address = s.temporal_address or (ep.temporal_address if ep else None)
     database = s.database_url or (ep.database_url if ep else None)
     if not address or not database:
@@ -73,6 +69,30 @@ def stack(s: Settings) -> Stack:
     return Stack(address, database, ep.ui_url if ep else None, source, ignored, served)
 
 
+def _dev_stack(s: Settings) -> tuple[Endpoints | None, str | None]:
+    """The dev stack serving from the data directory, if its process lives; else what was
+    ignored, to say."""
+    ep = read_stack_file(s.data_dir)
+    if ep is not None and not alive(ep):
+        return None, f"ignored {s.data_dir / 'devstack.json'}: its `pdpp-orch dev` (pid {ep.pid}) is gone"
+    return ep, None
+
+
+def database_url(s: Settings) -> str:
+    """PostgreSQL alone, for a command that needs nothing else (`migrate`, run where no
+    Temporal is reachable or named: a deployment's migration job): PDPP_DATABASE_URL, else the
+    dev stack's."""
+    if s.database_url:
+        return s.database_url
+    ep, ignored = _dev_stack(s)
+    if ep is None:
+        why = f" ({ignored})" if ignored else ""
+        raise UsageError(
+            f"no PostgreSQL to talk to: set PDPP_DATABASE_URL, or start `pdpp-orch dev` in another shell{why}"
+        )
+    return ep.database_url
+
+
 def registry(s: Settings, found: Stack | None = None) -> Registry:
     """The registry a command reads: --connectors / PDPP_CONNECTORS (else ./connectors.toml),
     and the registries the dev stack's workers serve besides (the demo's, while `demo --serve`
@@ -84,6 +104,18 @@ def registry(s: Settings, found: Stack | None = None) -> Registry:
             reg.entries.update({k: v for k, v in more.entries.items() if k not in reg.entries})
             reg.sources.append(extra)
     return reg
+
+
+async def known_connector(store: Store, name: str, registry: Callable[[], Registry]) -> None:
+    """A UsageError (exit 2, as `run` gives) when `name` is neither held by the store nor
+    registered, so a misspelt name never reads as an empty answer. A connector with stored data
+    and no entry here (registered elsewhere, or no longer) stays readable: the store is asked
+    first, and the registry (read only then) cannot stand in the way of its data."""
+    if await store.runs.holds(name):
+        return
+    reg = registry()
+    if name not in reg.entries:
+        raise UsageError(unknown_connector(name, reg.entries, await store.runs.connectors()))
 
 
 def demo_registry(s: Settings) -> Path:

@@ -23,6 +23,7 @@ from pdpp_orch.present.model import (
     UnplannedGaps,
     WorkflowState,
 )
+from pdpp_orch.times import utc
 
 _WHOSE = {
     RecoveryClass.OWNER_ACTION: "the owner's to fix",
@@ -62,7 +63,7 @@ def _line(says: str, command: str | None) -> str:
 
 def _later(later: list[LaterRun]) -> str:
     last = later[-1]
-    done = f", {last.status}{f' at {last.finished_at:%Y-%m-%d %H:%M} UTC' if last.finished_at else ''}"
+    done = f", {last.status}{f' at {utc(last.finished_at)}' if last.finished_at else ''}"
     more = f" ({len(later)} forward runs since)" if len(later) > 1 else ""
     return f"a later run: {last.run_id}{done}{more}: `pdpp-orch status {last.run_id}`"
 
@@ -120,7 +121,7 @@ def _streams(open_gaps: dict[str, list[OpenGaps]], names: Iterable[str] | None) 
 
 def _at_end(o: RunOutcome) -> str:
     plan = advice.planned(o, o.finished_at)
-    return f"at the end ({o.finished_at:%Y-%m-%d %H:%M} UTC): {advice.missing(o)}; {plan[0]}"
+    return f"at the end ({utc(o.finished_at)}): {advice.missing(o)}; {plan[0]}"
 
 
 def present(
@@ -179,18 +180,18 @@ def now_text(p: Present, durable: int) -> str:
     m = Missing(p.records_missing_estimate, p.gaps_of_unknown_size)
     whole = durable + m.records
     gaps = f", {p.gaps_open:,} gap(s) open for the connector" if p.gaps_open else ""
-    return f"now ({p.at:%Y-%m-%d %H:%M} UTC): {missing_text(m, whole)}{gaps}"
+    return f"now ({utc(p.at)}): {missing_text(m, whole)}{gaps}"
 
 
 def fate_brief(h: HintNow) -> str:
-    """`waiting until 17:00 UTC`, `cancelled by the demo`, `recovered`: a hint's fate in a cell."""
+    """`waiting until 2026-12-04 17:00 UTC`, `cancelled by the demo`, `recovered`: a hint's fate in a cell."""
     word = h.fate.value.replace("_", " ")
     if h.fate is Fate.RECOVERED:
         return f"all {h.recovered:,} recovered"
     if h.fate in (Fate.PARTLY_RECOVERED, Fate.EXHAUSTED):
         return f"{h.recovered:,} recovered, {h.terminal:,} given up"
     if h.until is not None:
-        return f"{word} until {h.until:%Y-%m-%d %H:%M} UTC"
+        return f"{word} until {utc(h.until)}"
     if h.fate is Fate.CANCELLED and h.by:
         return f"{word} by {h.by}"
     if h.fate is Fate.RUNNING and h.run_id:

@@ -10,6 +10,7 @@ from datetime import datetime
 from pdpp_orch.advice import when
 from pdpp_orch.models import RecoveryEnding, RecoveryStep
 from pdpp_orch.present.model import Fate, HintLedger, HintNow, RecoveryLook, WorkflowState
+from pdpp_orch.times import utc
 
 _WAITS = {
     RecoveryStep.WAITING_NOT_BEFORE: (Fate.WAITING, "waiting for not_before"),
@@ -27,7 +28,7 @@ _STOPPED = {
 
 
 def _t(at: datetime | None) -> str:
-    return f" at {at:%Y-%m-%d %H:%M} UTC" if at else ""
+    return f" at {utc(at)}" if at else ""
 
 
 def _what(h: HintLedger) -> str:

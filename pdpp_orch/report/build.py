@@ -253,7 +253,7 @@ def _verdict(r: ConnectorReport, latest: RunOutcome | None, p: Present | None) -
     settled = [h.says for h in r.hints if h.fate.settled]
     since = f" ({'; '.join(settled)})" if settled else ""
     planned = "".join(f" · {line}" for line in advice.continuing(latest))
-    return Severity.OK, f"nothing missing now · {held:,} records{since}{planned}"
+    return Severity.OK, f"none known missing now · {held:,} records{since}{planned}"
 
 
 # A latest run that died under the connector, whatever it had made durable before.

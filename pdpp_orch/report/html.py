@@ -7,6 +7,7 @@ import html
 from pdpp_orch.models.progress import owner_action_text
 from pdpp_orch.report.build import fate_lines
 from pdpp_orch.report.model import ConnectorReport, RunPoint, Severity, StreamReport
+from pdpp_orch.times import utc
 from pdpp_orch.words import visible
 
 CSS = """
@@ -45,7 +46,7 @@ def to_html(reports: list[ConnectorReport], generated: str) -> str:
         parts.extend(
             f"<p class=bad>run {e(a.run_id)} waits for your {e(a.kind)}"
             + (f" (“{e(a.message)}”)" if a.message else "")
-            + f" until {a.expires_at:%Y-%m-%d %H:%M} UTC:"
+            + f" until {utc(a.expires_at)}:"
             f" <code>pdpp-orch respond {e(a.run_id)} --data -</code></p>"
             for a in r.asks
         )
@@ -87,8 +88,7 @@ def _streams(streams: list[StreamReport]) -> str:
     ]
     for s in streams:
         cp = (
-            f"{s.checkpoint_committed_at:%Y-%m-%d %H:%M}"
-            f" ({s.checkpoint_age_hours} h ago, {s.checkpoint_bytes:,} B)"
+            f"{utc(s.checkpoint_committed_at)} ({s.checkpoint_age_hours} h ago, {s.checkpoint_bytes:,} B)"
             if s.checkpoint_committed_at
             else "<span class=warn>none committed</span>"
         )

@@ -24,6 +24,24 @@ _COLUMNS = (
     "records_durable, outcome::text AS outcome, started_at, finished_at"
 )
 
+# Runs are never deleted (erase keeps them) and every record came from a run; records count
+# too, for a store filled some other way. Both by index: a loose scan of each table's leading
+# `connector` column, not a scan of every row.
+_HOLDS = (
+    "SELECT EXISTS (SELECT 1 FROM runs WHERE connector = $1) "
+    "OR EXISTS (SELECT 1 FROM records WHERE connector = $1)"
+)
+_CONNECTORS = """
+WITH RECURSIVE r AS (
+    SELECT min(connector) AS c FROM runs
+    UNION ALL SELECT (SELECT min(connector) FROM runs WHERE connector > r.c) FROM r WHERE r.c IS NOT NULL
+), d AS (
+    SELECT min(connector) AS c FROM records
+    UNION ALL SELECT (SELECT min(connector) FROM records WHERE connector > d.c) FROM d WHERE d.c IS NOT NULL
+)
+SELECT c AS connector FROM r WHERE c IS NOT NULL UNION SELECT c FROM d WHERE c IS NOT NULL ORDER BY 1
+"""
+
 # An attempt's start and end on the spine (`pdpp-orch logs`), each once. The end is what the
 # attempt itself saw; an attempt whose worker was lost has none.
 _ATTEMPT_STARTED = """
@@ -221,6 +239,14 @@ class RunStore:
     async def get(self, run_id: str) -> RunRow | None:
         row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM runs WHERE run_id = $1", run_id)
         return RunRow.of(row) if row else None
+
+    async def holds(self, connector: str) -> bool:
+        """Whether the store holds anything of `connector` (a run, or records)."""
+        return bool(await self.pool.fetchval(_HOLDS, connector))
+
+    async def connectors(self) -> list[str]:
+        """Every connector the store holds runs or records of, registered or not."""
+        return [r["connector"] for r in await self.pool.fetch(_CONNECTORS)]
 
     async def recent(self, connector: str | None = None, limit: int = 50) -> list[RunRow]:
         """Runs, newest first."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus
 
 from tests.conftest import Harness, until
-from tests.helpers import cli, current_details
+from tests.helpers import cli, cli_env, current_details
+
+PDPP_ORCH = (sys.executable, "-m", "pdpp_orch.cli")
 
 OUTCOME_FIELDS = {
     "run_id",
@@ -261,3 +264,22 @@ async def test_two_requeued_gaps_of_one_connector_both_recover(harness: Harness,
         run_ids = await until(recovered, "both requeued gaps to be recovered", seconds=60)
     assert len(set(run_ids)) == 2, run_ids
     assert all(r.startswith(f"{name}-recovery-") for r in run_ids)
+
+
+async def test_migrate_needs_postgresql_only(harness: Harness, pg_url: str, tmp_path: Path) -> None:
+    # No Temporal named anywhere: no variable, no profile file, no dev stack in the data dir.
+    env = {k: v for k, v in cli_env(harness, pg_url).items() if not k.startswith("TEMPORAL_")}
+    env["TEMPORAL_CONFIG_FILE"] = str(tmp_path / "none.toml")
+
+    async def migrate(database: str) -> tuple[int | None, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *PDPP_ORCH, "migrate", "--data-dir", str(tmp_path),
+            env={**env, "PDPP_DATABASE_URL": database}, stdout=-1, stderr=-1,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, out.decode(), err.decode()
+
+    code, out, err = await migrate(pg_url)
+    assert (code, err) == (0, "") and out.startswith("record store schema at v"), (code, out, err)
+    code, _, err = await migrate("")
+    assert code == 2 and "no PostgreSQL to talk to: set PDPP_DATABASE_URL" in err, err

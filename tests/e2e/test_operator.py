@@ -169,9 +169,9 @@ async def test_report_answers_am_i_missing_anything(harness: Harness, pg_url: st
     [c] = json.loads(out)
     assert not c["missing_anything"] and c["next_retry"] is None
     code, out, _ = await cli(harness, pg_url, "report", clean)
-    assert code == 0 and "nothing missing" in out
+    assert code == 0 and "none known missing" in out
     code, _, err = await cli(harness, pg_url, "report", "never-ran")
-    assert code == 2 and "nothing recorded" in err
+    assert code == 2 and "unknown connector 'never-ran'" in err
 
 
 async def test_a_scheduled_run_waits_for_the_manual_run_of_its_connector(harness: Harness) -> None:

@@ -256,7 +256,9 @@ async def test_a_recovery_waits_runs_and_recovers_and_every_surface_follows(seen
         4,
         0,
     )
-    assert report["verdict"].startswith("nothing missing now · 9 records (rate_limited of a: all 3 recovered")
+    assert report["verdict"].startswith(
+        "none known missing now · 9 records (rate_limited of a: all 3 recovered"
+    )
     assert "nothing needs your attention" in text and "Nothing needs your attention." in page
     assert "now none known missing; all 3 recovered" in await seen.runs(name)
     assert f"recovered by {rec_run['run_id']}" in await seen.gaps(name)
@@ -314,7 +316,7 @@ async def test_cancelled_by_an_operator_started_again_cancelled_by_the_demo_then
         assert (o.status, o.needs_retry) == (RunStatus.FAILED, True)
         [wid] = o.recovery_workflow_ids
         await seen.recovery_state(wid, RecoveryStep.WAITING_NOT_BEFORE)
-        assert "none counted missing, 1 gap(s) open" in await seen.status(o.run_id)
+        assert "none known missing, 1 gap(s) open" in await seen.status(o.run_id)
 
         # An operator cancels it: every surface says who, when, and what starts it again.
         code, _, err = await cli(seen.h, seen.pg_url, "recover", "cancel", name)

@@ -55,7 +55,8 @@ async def test_the_newcomer_path_of_the_readme(harness: Harness, pg_url: str) ->
     assert "registered notes in connectors.toml" in said["connectors new"]
     assert "nothing would stop a run" in said["connectors check"]
     assert said["run notes"].startswith("succeeded") and "skipped: archived 1" in said["run notes"]
-    rows = said["records notes"].splitlines()
+    header, *rows = said["records notes"].splitlines()
+    assert header.split() == ["stream", "key", "when", "data", "(or", "deleted)"]
     assert [r.split()[:2] for r in rows] == [["items", k] for k in ("n1", "n2", "n4", "n5")]
     for line in [
         "run started (manual, forward)",
@@ -129,9 +130,11 @@ async def test_records_in_every_format_with_tombstones(harness: Harness, pg_url:
     assert set(tombstone) == {"stream", "key", "deleted", "deleted_at", "run_id"}  # no data
     assert lines[0]["data"] == {"id": "a-000000", "n": 0, "text": "item 0 of a"}
     assert json.loads(as_json[1]) == lines
-    rows = table[1].splitlines()
+    header, *rows = table[1].splitlines()
+    assert header == "stream  key  when  data (or deleted)"  # its columns named, once
     assert [r.split()[1] for r in rows] == ["a-000000", "a-000001", "a-000002"]
     assert rows[1].endswith("deleted") and "item 0 of a" in rows[0]
+    assert rows[0].split("  ")[2].endswith(" UTC")  # when, as every command shows a time
     header, first, deleted = csv[1].splitlines()
     assert header == "stream,key,deleted,updated_at,run_id,data" and first.startswith("a,a-000000,false,")
     assert deleted.startswith("a,a-000001,true,") and deleted.endswith(",")  # a tombstone's data is empty

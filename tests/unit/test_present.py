@@ -337,3 +337,20 @@ def test_gaps_given_up_are_never_followed_by_nothing_to_do() -> None:
     partly = ledger(recovered=2, terminal=1, terminal_reasons={"permanent:not_found": 1}, recovered_by=[RUN])
     p = present("c", [partly], {"hint_x": ended(WorkflowState.UNASKED)}, {}, [], NOW, outcome=outcome())
     assert len(p.next) == 1 and "no longer retried" in p.next[0] and "nothing to do" not in p.next
+
+
+def test_nothing_counted_missing_reads_one_way_at_the_end_now_and_in_the_demo() -> None:
+    from pdpp_orch import advice
+    from pdpp_orch.cli.demo import _now_cell
+    from pdpp_orch.present.derive import now_text
+    from pdpp_orch.present.model import Present
+
+    # Two gaps open that stand for no record counted: at the run's end and now, the same words.
+    at_end = advice.missing(outcome(retry_hints=[], records_missing_estimate=0, gaps_open_total=2))
+    now = now_text(Present(at=NOW, records_missing_estimate=0, gaps_open=2), 10)
+    assert at_end == "none known missing, 2 gap(s) open"  # was "none counted missing, …"
+    assert now == "now (2026-12-04 14:58 UTC): none known missing, 2 gap(s) open for the connector"
+    # The demo's `now` cell: a gap of unknown size is never "nothing missing".
+    unknown = Present(at=NOW, records_missing_estimate=0, gaps_of_unknown_size=1, gaps_open=1)
+    assert _now_cell(unknown) == "1 gap(s) of unknown size open"
+    assert _now_cell(Present(at=NOW, records_missing_estimate=0, gaps_open=0)) == "none known missing"

@@ -143,7 +143,7 @@ def test_nothing_missing_only_when_the_latest_forward_run_succeeded_and_nothing_
     assert (r.missing_anything, r.severity, r.verdict) == (
         False,
         Severity.OK,
-        "nothing missing now · 100 records",
+        "none known missing now · 100 records",
     )
 
 
@@ -201,7 +201,7 @@ def test_gaps_recovered_since_count_as_recovered_and_the_verdict_says_by_whom() 
     # Needs attention is about now: nothing, and the verdict says what became of the 4.
     assert (r.missing_anything, r.severity) == (False, Severity.OK)
     assert r.verdict == (
-        "nothing missing now · 100 records (rate_limited of a: all 4 recovered by c-recovery-x-1"
+        "none known missing now · 100 records (rate_limited of a: all 4 recovered by c-recovery-x-1"
         " at 2026-12-02 12:00 UTC)"
     )
     assert "coverage not proven for ;" not in r.verdict
