@@ -164,7 +164,6 @@ def log_response(msg: dict[str, Any]) -> None:
         f.write(json.dumps(msg) + "\n")
 
 
-
 def _day_on_or_after(value: str) -> date:
     """The first day whose midnight (UTC) is at or after the time `value` (no offset: UTC)."""
     moment = datetime.fromisoformat(value)
