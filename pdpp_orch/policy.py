@@ -34,6 +34,7 @@ from pdpp_orch.models import (
     StreamCommit,
     TimeRange,
 )
+from pdpp_orch.ranges import bounds, day_span, split
 
 # A gap whose recovery never progresses is quarantined (terminal) after this many attempts;
 # one that turned permanent (404/410/401/403) after the manifest's max_recovery_attempts.
@@ -143,45 +144,28 @@ class GapGroup:
     max_days: int | None = None
 
 
-def parse_day(value: str) -> date:
-    """A `time_range` bound (a date or an ISO datetime) as a date."""
-    return date.fromisoformat(value[:10])
-
-
-def split_range(since: date, until: date, max_days: int) -> list[TimeRange]:
-    """Cut [since, until] (inclusive days) into consecutive chunks of at most `max_days` (up to
-    the last day a date can be)."""
-    if max_days < 1:
-        raise ValueError("max_days must be at least 1")
-    chunks: list[TimeRange] = []
-    start = since
-    while start <= until:
-        end = until if (until - start).days < max_days else start + timedelta(days=max_days - 1)
-        chunks.append(TimeRange(since=start.isoformat(), until=end.isoformat()))
-        if end == until:
-            break
-        start = end + timedelta(days=1)
-    return chunks
-
-
 def _range_chunks(g: GapGroup) -> list[TimeRange]:
-    """The ranges to fetch again, each cut into the longest the source accepted (a recovery run
-    each). Where more than MAX_RANGE_CHUNKS would be needed, their whole span is cut into that
-    many longer chunks; open-ended ranges are fetched as the widest of them; ranges whose bounds
-    are not dates, as the whole stream."""
-    ranges = [(r, *day_bounds(r)) for r in map(_range, g.ranges)]
-    dated = [(s, u) for _, s, u in ranges if s and u]
+    """The ranges to fetch again, half-open as the protocol reads them, each cut into chunks no
+    longer than the source accepted that meet at their bounds (a recovery run each). Where more
+    than MAX_RANGE_CHUNKS would be needed, the span from the earliest `since` to the latest
+    `until` is cut into that many longer chunks; open-ended ranges are fetched as the widest of
+    them; ranges whose bounds are not times, as the whole stream."""
+    ranges = [(r, *bounds(r)) for r in map(_range, g.ranges)]
+    dated = [(r, s, u) for r, s, u in ranges if s and u]
+    spans = [(r, *day_span(s, u)) for r, s, u in dated]
 
-    def length(since: date, until: date) -> int:
-        return g.max_days or (until - since).days + 1
+    def length(first: date, end: date) -> int:
+        return g.max_days or max(1, (end - first).days)
 
-    needed = sum(-(-((u - s).days + 1) // length(s, u)) for s, u in dated)
+    needed = sum(-(-max(1, (e - f).days) // length(f, e)) for _, f, e in spans)
     if needed > MAX_RANGE_CHUNKS - 3:
-        since, until = min(s for s, _ in dated), max(u for _, u in dated)
-        wide = max(g.max_days or 1, -(-((until - since).days + 1) // (MAX_RANGE_CHUNKS - 3)))
-        chunks = split_range(since, until, wide)
+        earliest, latest = min(dated, key=lambda d: d[1]), max(dated, key=lambda d: d[2])
+        whole = TimeRange(since=earliest[0].since, until=latest[0].until)
+        first, end = day_span(earliest[1], latest[2])
+        wide = max(g.max_days or 1, -(-(end - first).days // (MAX_RANGE_CHUNKS - 3)))
+        chunks = split(whole, wide, first, end)
     else:
-        chunks = [c for s, u in dated for c in split_range(s, u, length(s, u))]
+        chunks = [c for r, f, e in spans for c in split(r, length(f, e), f, e)]
     froms = [(s, r.since) for r, s, _ in ranges if s and not r.until]
     untils = [(u, r.until) for r, _, u in ranges if u and not r.since]
     chunks += [TimeRange(since=min(froms)[1])] if froms else []
@@ -200,17 +184,6 @@ def _range(subject: str) -> TimeRange:
         raw = None
     raw = raw if isinstance(raw, dict) else {}
     return TimeRange(**{k: str(raw[k])[:64] for k in ("since", "until") if raw.get(k) is not None})
-
-
-def day_bounds(r: TimeRange) -> tuple[date | None, date | None]:
-    """A range's bounds as days; (None, None) unless each bound it has is a date, the second
-    not before the first."""
-    try:
-        since = parse_day(r.since) if r.since else None
-        until = parse_day(r.until) if r.until else None
-    except ValueError:
-        return None, None
-    return (None, None) if since and until and until < since else (since, until)
 
 
 def hint_for(

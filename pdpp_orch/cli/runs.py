@@ -52,9 +52,18 @@ def run(
     stream: Annotated[
         list[str] | None, typer.Option("--stream", help="Only this stream (repeatable).")
     ] = None,
-    since: Annotated[str | None, typer.Option(help="ISO time: collect from here (time_range.since).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="ISO date or time (no offset: UTC): collect from here, included (time_range.since)."
+        ),
+    ] = None,
     until: Annotated[
-        str | None, typer.Option(help="ISO time: collect until here (time_range.until).")
+        str | None,
+        typer.Option(
+            help="ISO date or time: collect up to here, excluded (time_range.until; half-open, as the"
+            " protocol's ranges: --until 2026-02-01 ends with January 31)."
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show progress and wait for the outcome.")] = False,
     allow_concurrent: Annotated[

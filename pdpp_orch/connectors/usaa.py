@@ -11,9 +11,13 @@ exactly the part not collected, with the ladder in its diagnostics, so the runti
 re-request that part in chunks the bank accepts. DONE is `succeeded`: the connector did what the
 bank allowed and said what it could not do. If no rung is accepted, DONE is `failed`, retryable.
 
-Requested range: the stream's START `time_range` (dates or ISO datetimes; both ends inclusive),
-else from the cursor's `until` to today, else the last 5 years. `USAA_TODAY` (YYYY-MM-DD)
-replaces today, for worlds pinned to a date such as the simulated bank's.
+Every range is half-open, as the protocol's `time_range` is: `since` <= date < `until`, a
+transaction's date read as its midnight (UTC). The requested range: the stream's START
+`time_range` (dates or ISO datetimes), else from the day before the cursor's `until` (the last
+day read, re-read: transactions can post to it after the export) through today, else the five
+years through today. The bank's export takes the same half-open [start, end); the cursor's
+`until` and the uncovered `time_range` are exclusive too. `USAA_TODAY` (YYYY-MM-DD) replaces
+today, for worlds pinned to a date such as the simulated bank's.
 """
 
 from __future__ import annotations
@@ -50,31 +54,30 @@ class Export:
         return days_between(self.since, self.until) if self.since and self.until else 0
 
 
-def parse_day(value: str) -> date:
-    """A date from YYYY-MM-DD or an ISO datetime (taken in UTC)."""
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        moment = datetime.fromisoformat(value)
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC)
-        return moment.date()
+def day_of(value: str) -> date:
+    """The first date whose midnight (UTC) is at or after the time `value` (YYYY-MM-DD or an ISO
+    datetime, no offset: UTC): the first day a range bound lets in, or the first it keeps out."""
+    moment = datetime.fromisoformat(value)
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    day = moment.date()
+    return day if moment.time() == datetime.min.time() else day + timedelta(days=1)
 
 
 def days_between(since: date, until: date) -> int:
-    """Days in the inclusive range since..until."""
-    return (until - since).days + 1
+    """Days in the half-open range [since, until)."""
+    return (until - since).days
 
 
 def requested_range(conn: Connector, today: date) -> tuple[date, date]:
+    """The half-open range of dates to export."""
     tr = conn.time_range(STREAM) or {}
-    until = parse_day(tr["until"]) if tr.get("until") else today
+    until = day_of(tr["until"]) if tr.get("until") else today + timedelta(days=1)
     if tr.get("since"):
-        return parse_day(tr["since"]), until
+        return day_of(tr["since"]), until
     previous = conn.cursor(STREAM) if conn.collection_mode() != "full_refresh" else None
     if previous and previous.get("until"):
-        # Re-read the cursor's last day: transactions can post to it after the export.
-        return parse_day(previous["until"]), until
+        # Re-read the last day read: transactions can post to it after the export.
+        return day_of(previous["until"]) - timedelta(days=1), until
     try:
         return until.replace(year=until.year - 5), until
     except ValueError:  # 29 February
@@ -84,7 +87,7 @@ def requested_range(conn: Connector, today: date) -> tuple[date, date]:
 def rungs(since: date, until: date) -> list[date]:
     """Start dates to try: the requested range, then each shorter rung ending at `until`."""
     wanted = days_between(since, until)
-    return [since] + [until - timedelta(days=d - 1) for d in LADDER_DAYS if d < wanted]
+    return [since] + [until - timedelta(days=d) for d in LADDER_DAYS if d < wanted]
 
 
 async def walk_ladder(up: Upstream, since: date, until: date) -> Export:
@@ -115,7 +118,6 @@ def _range_too_long(e: UpstreamError) -> bool:
 
 def report_truncation(conn: Connector, since: date, until: date, export: Export) -> None:
     assert export.since is not None
-    missing_until = export.since - timedelta(days=1)
     requested = days_between(since, until)
     diagnostics: dict[str, Any] = {
         "requested_days": requested,
@@ -130,11 +132,11 @@ def report_truncation(conn: Connector, since: date, until: date, export: Export)
         "range_truncated",
         message=(
             f"the bank rejected {requested} days; exported the last {export.days} days "
-            f"({export.since.isoformat()}..{until.isoformat()}), "
-            f"{since.isoformat()}..{missing_until.isoformat()} not collected"
+            f"[{export.since.isoformat()}, {until.isoformat()}), "
+            f"[{since.isoformat()}, {export.since.isoformat()}) not collected"
         ),
         recovery_hint="retry_by_runtime",
-        time_range={"since": since.isoformat(), "until": missing_until.isoformat()},
+        time_range={"since": since.isoformat(), "until": export.since.isoformat()},
         diagnostics=diagnostics,
     )
 
@@ -165,7 +167,7 @@ def main() -> None:
     if conn.recovery_only() or not conn.in_scope(STREAM):
         conn.done()
     today = os.environ.get("USAA_TODAY")
-    error = asyncio.run(collect(conn, parse_day(today) if today else datetime.now(UTC).date()))
+    error = asyncio.run(collect(conn, date.fromisoformat(today) if today else datetime.now(UTC).date()))
     if error is not None:
         conn.done("failed", error=error)
     conn.done()

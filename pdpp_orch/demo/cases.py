@@ -49,8 +49,9 @@ class Case:
 # connector would have 2,000 per day.
 DEMO_BUDGET_WINDOW = "10s"
 
-# Case D asks for five years ending where the simulated bank's history ends (the incident's day).
-FIVE_YEARS = TimeRange(since="2021-04-20", until="2026-04-19")
+# Case D asks for five years through the last day of the simulated bank's history (2026-04-19,
+# the incident's day): half-open, as every time_range, so until is the day after it.
+FIVE_YEARS = TimeRange(since="2021-04-20", until="2026-04-20")
 
 
 def cases(work_dir: Path, capped_state_bytes: int = 64 * 1024) -> list[Case]:

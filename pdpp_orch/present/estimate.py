@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pdpp_orch import ranges
 from pdpp_orch.models import CollectFacts, CoverageFact, GapKind, StreamScope, TimeRange
-from pdpp_orch.policy import day_bounds
 
 
 @dataclass(frozen=True)
@@ -46,21 +46,14 @@ def missing(groups: Iterable[OpenGaps], *, checkpoints: bool = True) -> Missing:
     return Missing(records, unknown)
 
 
-def _days(tr: TimeRange) -> int | None:
-    """The days a range spans; None when it is open-ended or a bound is not a date (a
-    connector's words: a range gap's bounds are whatever it wrote)."""
-    since, until = day_bounds(tr)
-    if since is None or until is None:
-        return None
-    return (until - since).days + 1
-
-
 def range_estimate(collected: int, requested: TimeRange | None, uncovered: TimeRange) -> int | None:
-    """The records an uncovered range likely holds: the run's density over what it did cover
-    (e.g. 219 transactions in 90 days, 1,735 days uncovered: 4,222). None when the run asked for
-    an open-ended range or covered nothing to measure by."""
-    asked = _days(requested) if requested else None
-    gap = _days(uncovered)
+    """The records an uncovered range likely holds: the run's density over the days it did
+    cover (e.g. 219 transactions in 90 days, 1,736 days uncovered: 4,224), the days a range
+    touches counted half-open (ranges.days). None when the run asked for an open-ended range,
+    a bound is not a time (a range gap's bounds are whatever its connector wrote), or it covered
+    nothing to measure by."""
+    asked = ranges.days(requested) if requested else None
+    gap = ranges.days(uncovered)
     if asked is None or gap is None or collected == 0 or asked <= gap:
         return None
     return round(collected * gap / (asked - gap))
@@ -76,7 +69,7 @@ def found_estimates(
 ) -> dict[str, int | None]:
     """The estimates of the range and stream gaps a run found, by gap id, from what it collected
     (`asked`: the streams and time ranges the run asked for)."""
-    ranges = {s.name: s.time_range for s in asked}
+    wanted = {s.name: s.time_range for s in asked}
     out: dict[str, int | None] = {}
     for gap_id, stream, kind, subject in found:
         sf = facts.streams.get(stream)
@@ -87,7 +80,7 @@ def found_estimates(
             except ValueError:
                 out[gap_id] = None
                 continue
-            out[gap_id] = range_estimate(collected, ranges.get(stream), uncovered)
+            out[gap_id] = range_estimate(collected, wanted.get(stream), uncovered)
         elif kind is GapKind.STREAM:
             out[gap_id] = stream_estimate(sf.total if sf else None, collected)
     return out

@@ -120,9 +120,8 @@ _NOT_AN_OBJECT = LineError("schema_invalid", "RECORD.data must be an object")
 class TimeWindow:
     """A stream's START `time_range` over its manifest's `consent_time_field`, as the reference
     admits records by it: the field's value must be there and read as a time (an ISO 8601 text
-    or milliseconds since the epoch), `since` <= it < `until`. Lenient in one way: an `until`
-    that is a date alone (YYYY-MM-DD) takes in that whole day, as this runtime's ranges (`run
-    --until`, a range gap's chunks) count whole days."""
+    or milliseconds since the epoch), `since` <= it < `until`: half-open, as every range of
+    this runtime (pdpp_orch/ranges.py). An `until` that is a date alone is its midnight, UTC."""
 
     __slots__ = ("field", "since", "until", "value")
 
@@ -130,8 +129,6 @@ class TimeWindow:
         self.field = field
         self.since = _instant(since) if since else None
         self.until = _instant(until) if until else None
-        if self.until is not None and until is not None and len(until.strip()) == 10:
-            self.until += 86_400_000
         one = msgspec.defstruct("When", [("v", Any, msgspec.UNSET)], rename={"v": field})
         self.value: Callable[[msgspec.Raw | bytes], Any] = msgspec.json.Decoder(one, float_hook=float).decode
 

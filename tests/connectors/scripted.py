@@ -4,6 +4,9 @@ SCRIPT_PLAN is a path to a JSON list of steps:
   {"records": {"stream": "a", "count": 10}}      RECORDs a-000000.. continuing from the cursor
   {"state": "a"}                                 STATE a with cursor {"offset": <records so far>}
   {"state": "a", "pad_bytes": N}                 ... padded to about N bytes
+  {"days": {"stream": "a"}}                      a RECORD per day in START's time_range of the stream,
+                                                 read as the protocol says: since <= day < until
+                                                 (a day as its midnight, UTC), keyed by the date
   {"msg": {...}}                                 any message, as given
   {"raw": "text"}                                a raw line (need not be JSON)
   {"stderr": "text"}                             a line on stderr (flushed)
@@ -39,6 +42,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 
@@ -85,6 +89,8 @@ def main() -> None:
             if step.get("pad_bytes"):
                 cursor["pad"] = "x" * step["pad_bytes"]
             write({"type": "STATE", "stream": stream, "cursor": cursor})
+        elif "days" in step:
+            emitted += days(start, step["days"]["stream"], write)
         elif "msg" in step:
             write(step["msg"])
             if step["msg"].get("type") == "RECORD":
@@ -156,6 +162,27 @@ def read_page(request_id: str | None) -> dict[str, Any]:
 def log_response(msg: dict[str, Any]) -> None:
     with open(os.environ["SCRIPT_RESPONSE_LOG"], "a") as f:
         f.write(json.dumps(msg) + "\n")
+
+
+def _day_on_or_after(value: str) -> date:
+    """The first day whose midnight (UTC) is at or after the time `value` (no offset: UTC)."""
+    moment = datetime.fromisoformat(value)
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    day = moment.date()
+    return day if moment == datetime(day.year, day.month, day.day, tzinfo=UTC) else day + timedelta(days=1)
+
+
+def days(start: dict[str, Any], stream: str, write: Any) -> int:
+    """One RECORD per day of the stream's START time_range, half-open as the reference reads it."""
+    [tr] = [s.get("time_range") or {} for s in start["scope"]["streams"] if s["name"] == stream]
+    day, end = _day_on_or_after(tr["since"]), _day_on_or_after(tr["until"])
+    n = 0
+    while day < end:
+        key = day.isoformat()
+        write({"type": "RECORD", "stream": stream, "key": key, "data": {"id": key, "date": key},
+               "emitted_at": "2026-11-26T00:00:00Z"})  # fmt: skip
+        day, n = day + timedelta(days=1), n + 1
+    return n
 
 
 def drain(start: dict[str, Any], spec: dict[str, Any], write: Any, out: Any) -> int:

@@ -31,6 +31,7 @@ from pdpp_orch.upstream.process import UpstreamProcess
 MAX_MODSEQ = 2**64 - 1
 SPECIAL_CHANNEL = "C017NG64T24"
 BANK_LAST_DAY = "2026-04-19"  # the small world's bank history ends the day before its anchor
+BANK_END = "2026-04-20"  # ... so a half-open range through it ends at the anchor
 
 
 @pytest.fixture(scope="module")
@@ -306,31 +307,31 @@ def test_slack_resources_selects_channels_and_the_cursor_limits_emission(
 # --- usaa ----------------------------------------------------------------------------------------
 
 
-def usaa_start(since: str, until: str = BANK_LAST_DAY) -> dict[str, Any]:
+def usaa_start(since: str, until: str = BANK_END) -> dict[str, Any]:
     return start_msg({"name": "transactions", "time_range": {"since": since, "until": until}})
 
 
 def test_usaa_ladder_ends_at_90_days_and_reports_exactly_the_rest(upstream: UpstreamProcess) -> None:
     upstream.set_plan({"limits": {"bank_max_range_days": 100}})
-    until = date.fromisoformat(BANK_LAST_DAY)
+    until = date.fromisoformat(BANK_END)
     since = until.replace(year=until.year - 5)
+    # Half-open: an until at 12:00 on the last day lets that day's transactions (its midnight) in.
     run = run_connector("usaa", usaa_start(since.isoformat(), f"{BANK_LAST_DAY}T12:00:00Z"), upstream.url)
     assert run.exit_code == 0 and run.done["status"] == "succeeded" and not run.invalid
     assert upstream.count("bank.export") == 4  # one request per rung
-    accepted_since = until - timedelta(days=89)
-    expected = api(upstream, "/bank/export.csv", start=accepted_since.isoformat(), end=until.isoformat())
+    accepted_since = until - timedelta(days=90)
+    expected = api(upstream, "/bank/export.csv", start=accepted_since.isoformat(), end=BANK_END)
     rows = expected.strip().split("\n")[1:]
     records = run.records("transactions")
     assert len(records) == len(rows) > 0
-    assert all(accepted_since.isoformat() <= r["date"] <= BANK_LAST_DAY for r in records)
+    assert {r["date"] for r in records} >= {accepted_since.isoformat(), BANK_LAST_DAY}
+    assert all(accepted_since.isoformat() <= r["date"] < BANK_END for r in records)
     assert [r["amount"] for r in records] == [row.split(",")[3] for row in rows]  # strings, as exported
     [skip] = run.of("SKIP_RESULT")
     assert skip["reason"] == "range_truncated" and skip["recovery_hint"] == "retry_by_runtime"
-    assert skip["time_range"] == {
-        "since": since.isoformat(),
-        "until": (accepted_since - timedelta(days=1)).isoformat(),
-    }
-    requested = (until - since).days + 1
+    # Exactly the rest: it ends where the export began.
+    assert skip["time_range"] == {"since": since.isoformat(), "until": accepted_since.isoformat()}
+    requested = (until - since).days
     assert skip["diagnostics"] == {
         "requested_days": requested,
         "accepted_days": 90,
@@ -343,7 +344,7 @@ def test_usaa_ladder_ends_at_90_days_and_reports_exactly_the_rest(upstream: Upst
         ],
         "max_range_days": 100,
     }
-    assert run.of("STATE", "transactions")[-1]["cursor"] == {"until": BANK_LAST_DAY}
+    assert run.of("STATE", "transactions")[-1]["cursor"] == {"until": BANK_END}
 
 
 def test_usaa_whole_range_accepted_means_no_skip(upstream: UpstreamProcess) -> None:
@@ -351,6 +352,18 @@ def test_usaa_whole_range_accepted_means_no_skip(upstream: UpstreamProcess) -> N
     assert run.exit_code == 0 and run.of("SKIP_RESULT") == []
     dates = {r["date"] for r in run.records("transactions")}
     assert min(dates) == "2025-01-01" and max(dates) == BANK_LAST_DAY
+
+
+def test_usaa_goes_on_from_its_cursor_through_today(upstream: UpstreamProcess) -> None:
+    # The cursor's until is exclusive (2026-04-10: read up to the 9th); the next run re-reads
+    # that last day and goes on through today, its until tomorrow.
+    state = {"transactions": {"until": "2026-04-10"}}
+    run = run_connector(
+        "usaa", start_msg("transactions", state=state), upstream.url, {"USAA_TODAY": BANK_LAST_DAY}
+    )
+    dates = {r["date"] for r in run.records("transactions")}
+    assert (min(dates), max(dates)) == ("2026-04-09", BANK_LAST_DAY) and run.of("SKIP_RESULT") == []
+    assert run.of("STATE", "transactions")[-1]["cursor"] == {"until": BANK_END}
 
 
 def test_usaa_no_rung_accepted_fails_retryably(upstream: UpstreamProcess) -> None:

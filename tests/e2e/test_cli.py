@@ -110,10 +110,14 @@ async def test_time_range_reaches_the_connector(harness: Harness, pg_url: str) -
         code, _, _ = await cli(
             harness, pg_url, "run", name, "--stream", "a", "--since", "2021-01-01", "--wait"
         )
+        assert code == 0
+        # As given: half-open, the connector reads the until exclusive; nothing adds a day.
+        code, _, _ = await cli(harness, pg_url, "run", name, "--until", "2021-02-01T12:00:00Z", "--wait")
     assert code == 0
-    assert harness.starts(name)[0]["scope"] == {
-        "streams": [{"name": "a", "time_range": {"since": "2021-01-01"}}]
-    }
+    assert [s["scope"] for s in harness.starts(name)] == [
+        {"streams": [{"name": "a", "time_range": {"since": "2021-01-01"}}]},
+        {"streams": [{"name": n, "time_range": {"until": "2021-02-01T12:00:00Z"}} for n in ("a", "b", "c")]},
+    ]
 
 
 async def test_demo_runs_the_seed_cases_and_says_whether_each_ended_as_designed(

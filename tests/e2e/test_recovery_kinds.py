@@ -25,7 +25,7 @@ from pdpp_orch.models import (
 )
 from pdpp_orch.registry import Registry
 from pdpp_orch.store import Gap, NewGap, Store
-from tests.conftest import Harness, outcome_of, until
+from tests.conftest import CONNECTORS, Harness, outcome_of, until
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.recovery import GapRecoveryWorkflow
 
@@ -211,6 +211,39 @@ async def test_a_range_recovery_never_moves_the_committed_cursor(harness: Harnes
     assert run.status is RunStatus.SUCCEEDED and run.records_durable == 2
     assert (run.state_streams_committed, run.checkpoint_commit_status.value) == (0, "disabled")
     assert {s.stream: s.checkpoint for s in run.streams} == {"a": "scoped_recovery"}
+
+
+async def test_a_range_gap_is_recovered_day_by_day_by_a_reader_of_half_open_ranges(harness: Harness) -> None:
+    # The protocol's ranges are half-open (since <= t < until). The forward run did not cover
+    # 2025-01-01 up to 2025-01-10 (nine days) and the source takes three days at a time: the
+    # chunks must meet at their bounds, or a reader of the protocol's ranges (the reference's
+    # connectors, `days` here) loses each chunk's last day, and the gap still closes.
+    skip = {
+        "type": "SKIP_RESULT",
+        "stream": "a",
+        "reason": "range_truncated",
+        "recovery_hint": "retry_by_runtime",
+        "time_range": {"since": "2025-01-01", "until": "2025-01-10"},
+        "diagnostics": {"longest_accepted_days": 3},
+    }
+    name = scripted(harness, [{"msg": skip}, {"done": "succeeded"}], manifest=CONNECTORS / "dated.json")
+    async with harness.worker():
+        o = await forward(harness, name)
+        replan(harness, name, [{"days": {"stream": "a"}}, {"done": "succeeded"}])
+        handle = harness.client.get_workflow_handle(o.recovery_workflow_ids[0], result_type=RecoveryResult)
+        await handle.signal(GapRecoveryWorkflow.run_now)
+        result = await handle.result()
+    days = await harness.store.pool.fetch(
+        "SELECT data->>'date' AS day FROM records WHERE connector = $1 ORDER BY 1", name
+    )
+    assert [r["day"] for r in days] == [f"2025-01-0{d}" for d in range(1, 10)]
+    chunks = [s["scope"]["streams"][0]["time_range"] for s in harness.starts(name)[1:]]
+    assert chunks == [
+        {"since": "2025-01-01", "until": "2025-01-04"},
+        {"since": "2025-01-04", "until": "2025-01-07"},
+        {"since": "2025-01-07", "until": "2025-01-10"},
+    ]
+    assert (result.runs, result.progress.recovered, result.progress.open) == (3, 1, 0)
 
 
 async def test_a_recovery_does_not_commit_over_a_checkpoint_committed_since_it_started(

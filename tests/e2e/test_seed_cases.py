@@ -204,15 +204,14 @@ async def test_case_d_shortened_range_is_a_gap_retried_in_accepted_chunks(seed_c
     [hint] = o.retry_hints
     chunks = hint.scope.time_ranges
     assert chunks is not None and hint.estimated_cost == len(chunks)
-    # The chunks tile the uncovered span exactly, none longer than the 90 days the bank took.
+    # The chunks tile the uncovered span exactly (half-open, each until the next one's since),
+    # none longer than the 90 days the bank took: [2021-04-20, 2026-01-20) in 20.
     uncovered = json.loads(gap.subject)
+    assert uncovered == {"since": "2021-04-20", "until": "2026-01-20"}
     assert chunks[0].since == requested.since and chunks[-1].until == uncovered["until"]
-    days = [(date.fromisoformat(c.until or "") - date.fromisoformat(c.since or "")).days + 1 for c in chunks]
-    assert (
-        max(days) <= 90 and sum(days) == (date.fromisoformat(uncovered["until"]) - date(2021, 4, 20)).days + 1
-    )
-    for a, b in itertools.pairwise(chunks):
-        assert date.fromisoformat(b.since or "") - date.fromisoformat(a.until or "") == timedelta(days=1)
+    days = [(date.fromisoformat(c.until or "") - date.fromisoformat(c.since or "")).days for c in chunks]
+    assert max(days) <= 90 and sum(days) == 1736 and len(chunks) == 20
+    assert all(a.until == b.since for a, b in itertools.pairwise(chunks))
 
 
 async def test_case_e_rate_limited_conversations_are_gaps_with_one_24h_hint(

@@ -3,7 +3,8 @@ the workflows only apply."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import itertools
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -141,16 +142,66 @@ def test_an_item_hint_refers_to_its_gaps_and_costs_each() -> None:
     assert h.not_before == NOW + timedelta(seconds=900)
 
 
-def test_a_range_hint_is_cut_into_chunks_the_source_accepted() -> None:
-    subject = '{"since":"2021-04-20","until":"2021-07-31"}'
-    g = group(GapKind.RANGE, ranges=(subject,), max_days=40, count=1, recovery_class=TRANSIENT)
+def chunks_of(*subjects: str, max_days: int | None = None) -> list[tuple[str | None, str | None]]:
+    g = group(GapKind.RANGE, ranges=subjects, max_days=max_days, count=1, recovery_class=TRANSIENT)
     h = policy.hint_for("hint_r", g, policy.RetryPolicy(), 1, NOW, 8)
-    assert [(c.since, c.until) for c in h.scope.time_ranges or []] == [
-        ("2021-04-20", "2021-05-29"),
-        ("2021-05-30", "2021-07-08"),
+    assert h.estimated_cost == len(h.scope.time_ranges or []) and h.scope.include_resources is None
+    return [(c.since, c.until) for c in h.scope.time_ranges or []]
+
+
+def test_a_range_hint_is_cut_into_half_open_chunks_that_meet_at_their_bounds() -> None:
+    # [2021-04-20, 2021-07-31) is 102 days: 40 + 40 + 22, each chunk's until the next's since.
+    assert chunks_of('{"since":"2021-04-20","until":"2021-07-31"}', max_days=40) == [
+        ("2021-04-20", "2021-05-30"),
+        ("2021-05-30", "2021-07-09"),
         ("2021-07-09", "2021-07-31"),
     ]
-    assert h.estimated_cost == 3 and h.scope.include_resources is None
+    # Exactly two chunks' worth: no empty third one.
+    assert chunks_of('{"since":"2025-01-01","until":"2025-01-07"}', max_days=3) == [
+        ("2025-01-01", "2025-01-04"),
+        ("2025-01-04", "2025-01-07"),
+    ]
+    # Without a length the source accepted: the range as it is, one chunk.
+    assert chunks_of('{"since":"2025-01-01","until":"2025-01-07"}') == [("2025-01-01", "2025-01-07")]
+
+
+def test_a_range_with_times_keeps_its_own_bounds_and_is_covered_to_its_end() -> None:
+    # An until at 12:00 touches 2025-01-07: the last chunk ends at the range's own until, not at
+    # the day before it (and a since at 18:00 begins the first chunk).
+    assert chunks_of('{"since":"2025-01-01T18:00:00Z","until":"2025-01-07T12:00:00Z"}', max_days=3) == [
+        ("2025-01-01T18:00:00Z", "2025-01-04"),
+        ("2025-01-04", "2025-01-07"),
+        ("2025-01-07", "2025-01-07T12:00:00Z"),
+    ]
+    # An offset is read as the time it is: 2025-01-04T02:00+05:00 is 21:00 UTC on the 3rd.
+    assert chunks_of('{"since":"2025-01-01","until":"2025-01-04T02:00:00+05:00"}', max_days=2) == [
+        ("2025-01-01", "2025-01-03"),
+        ("2025-01-03", "2025-01-04T02:00:00+05:00"),
+    ]
+    # An empty range is fetched as it is (nothing), a range that ends before it begins and bounds
+    # that are no times as the whole stream; open-ended ranges as the widest of them.
+    empty = ("2025-01-01", "2025-01-01")
+    assert chunks_of('{"since":"2025-01-01","until":"2025-01-01"}', max_days=2) == [empty]
+    assert chunks_of('{"since":"2025-01-02","until":"2025-01-01"}') == [(None, None)]
+    assert chunks_of('{"since":"2025-02-01"}', '{"since":"2025-01-01"}', '{"until":"2024-01-01"}') == [
+        ("2025-01-01", None),
+        (None, "2024-01-01"),
+    ]
+
+
+def test_a_range_of_too_many_chunks_is_cut_into_longer_ones_still_meeting() -> None:
+    # Ranges of 1,001 and 153 days, one day at a time, would be 1,154 recovery runs: their whole
+    # span, from the earliest since to the latest until, is cut into longer chunks that still meet.
+    got = chunks_of(
+        '{"since":"2020-01-01","until":"2022-09-27T06:00:00Z"}',
+        '{"since":"2019-12-31T23:00:00Z","until":"2020-06-01"}',
+        max_days=1,
+    )
+    assert len(got) <= policy.MAX_RANGE_CHUNKS - 3
+    assert got[0][0] == "2019-12-31T23:00:00Z" and got[-1][1] == "2022-09-27T06:00:00Z"
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(got))
+    lengths = {(date.fromisoformat(b or "") - date.fromisoformat(a or "")).days for a, b in got[1:-1]}
+    assert lengths == {11}  # ceil(1,002 days touched / 97)
 
 
 def test_a_whole_run_gap_has_no_stream_scope() -> None:

@@ -238,10 +238,15 @@ def test_what_open_gaps_stand_for_by_kind(
 
 
 def test_a_range_is_estimated_from_the_density_of_what_its_run_covered() -> None:
-    # Case D: 219 transactions in the 90 days the bank served of five years asked for.
-    asked = TimeRange(since="2021-04-20", until="2026-04-19")
-    uncovered = TimeRange(since="2021-04-20", until="2026-01-19")
+    # Case D: 219 transactions in the 90 days the bank served of five years asked for, every
+    # range half-open: [2021-04-20, 2026-04-20) is 1,826 days, [2021-04-20, 2026-01-20) 1,736.
+    asked = TimeRange(since="2021-04-20", until="2026-04-20")
+    uncovered = TimeRange(since="2021-04-20", until="2026-01-20")
     assert range_estimate(219, asked, uncovered) == round(219 * 1736 / 90)
+    # Half-open days: [01-01, 01-02) is one day uncovered of the three [01-01, 01-03 12:00)
+    # touches, so 90 records in two days covered stand for 45 (read inclusively: 180).
+    three = TimeRange(since="2026-01-01", until="2026-01-03T12:00:00Z")
+    assert range_estimate(90, three, TimeRange(since="2026-01-01", until="2026-01-02")) == 45
     assert range_estimate(219, TimeRange(since="2021-04-20"), uncovered) is None  # open-ended: unknown
     assert range_estimate(0, asked, uncovered) is None
     # A range gap's bounds are the connector's words: one that is no date is of unknown size

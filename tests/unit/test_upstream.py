@@ -190,18 +190,22 @@ def test_chatgpt_list_total_order_and_details(up: UpstreamProcess) -> None:
 
 
 def test_bank_export_rejects_long_ranges_and_serves_90_days(up: UpstreamProcess) -> None:
-    end = date(2026, 4, 19)
+    end = date(2026, 4, 20)  # exclusive: the history's last day is 2026-04-19
     up.set_plan(load_plan("case-d"))
-    for days in (5 * 365, 2 * 365, 365):
+    for days in (5 * 365, 2 * 365, 365, 101):
         r = get(up, "/bank/export.csv", start=end - timedelta(days=days), end=end)
         assert (r.status, r.json()) == (400, {"error": "range_too_long", "max_days": 100})
-    start = end - timedelta(days=89)
+    assert get(up, "/bank/export.csv", start=end - timedelta(days=100), end=end).status == 200
+    start = end - timedelta(days=90)
     r = get(up, "/bank/export.csv", start=start, end=end)
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.body.decode())))
     assert list(rows[0]) == ["id", "date", "description", "amount", "balance", "category"]
     dates = [date.fromisoformat(row["date"]) for row in rows]
-    assert dates == sorted(dates) and dates[0] == start and dates[-1] == end
+    assert dates == sorted(dates) and dates[0] == start and dates[-1] == end - timedelta(days=1)
+    # Half-open: a range's end day is the next range's first, in neither twice.
+    before = get(up, "/bank/export.csv", start=start - timedelta(days=1), end=start).body.decode()
+    assert {row["date"] for row in csv.DictReader(io.StringIO(before))} == {str(start - timedelta(days=1))}
     assert 90 <= len(rows) <= 4 * 90 and len({row["id"] for row in rows}) == len(rows)
     assert get(up, "/bank/export.csv", start="2026-02-30", end="2026-03-01").json() == {
         "error": "bad_request",

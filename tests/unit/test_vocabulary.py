@@ -222,9 +222,10 @@ def test_empty_keys_and_a_missing_emitted_at_are_refused(
         ("2026-01-01", None, 1767225600000, True),  # milliseconds since the epoch
         ("2026-01-01", None, None, False),  # missing: refused
         ("2026-01-01", None, "soon", False),
-        # Lenient: an `until` that is a date alone takes in that whole day (this runtime's days).
-        (None, "2026-01-31", "2026-01-31T23:00:00Z", True),
-        (None, "2026-01-31", "2026-02-01T00:00:00Z", False),
+        # An `until` that is a date alone is its midnight, exclusive as any other.
+        (None, "2026-01-31", "2026-01-30T23:59:59Z", True),
+        (None, "2026-01-31", "2026-01-31T00:00:00Z", False),
+        (None, "2026-01-31", "2026-01-31", False),
     ],
 )
 def test_records_are_admitted_by_the_time_range_over_the_consent_time_field(

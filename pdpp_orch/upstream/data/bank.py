@@ -78,10 +78,10 @@ class BankData:
         return out
 
     def rows(self, start: date, end: date) -> Iterator[tuple[str, str, str, str, str, str]]:
-        """CSV rows (id, date, description, amount, balance, category) with date in [start, end]."""
+        """CSV rows (id, date, description, amount, balance, category) with date in [start, end)."""
         d = max(start, self.first_day)
-        end = min(end, self.last_day)
-        while d <= end:
+        end = min(end, self.last_day + timedelta(days=1))
+        while d < end:
             balance = self._opening[(d - self.first_day).days]
             for tid, desc, amount, cat in self.day(d):
                 balance += amount

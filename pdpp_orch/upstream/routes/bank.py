@@ -1,4 +1,5 @@
-"""`/bank/export.csv`: the simulated bank's CSV export of a date range."""
+"""`/bank/export.csv`: the simulated bank's CSV export of a date range, half-open as the
+protocol's ranges are: the days `start` <= day < `end`."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def _date(request: web.Request, name: str) -> date:
 
 
 class BankRoutes:
-    """`/bank/export.csv`: the transactions of a date range, within the plan's range limit."""
+    """`/bank/export.csv`: the transactions of a date range [start, end), within the plan's range
+    limit."""
 
     def __init__(self, up: Upstream) -> None:
         self.up = up
@@ -37,12 +39,13 @@ class BankRoutes:
         return [CountedRoute("bank.export", "/bank/export.csv", self.export)]
 
     def export(self, request: web.Request) -> web.Response:
-        """CSV of the transactions dated in [start, end], or 400 when the range exceeds the limit."""
+        """CSV of the transactions dated in [start, end), or 400 when the range is longer than the
+        limit (a limit of N days takes end - start <= N days)."""
         start, end = _date(request, "start"), _date(request, "end")
         if end < start:
             raise BadRequest("end is before start")
         max_days = self.up.plan.limits.bank_max_range_days
-        if max_days is not None and (end - start).days + 1 > max_days:
+        if max_days is not None and (end - start).days > max_days:
             return json_response({"error": "range_too_long", "max_days": max_days}, 400)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
