@@ -86,7 +86,7 @@ class Interactions:
             return
         self._opened[request_id] = datetime.now(UTC)
         expires = self._opened[request_id] + timedelta(seconds=_timeout(msg.get("timeout_seconds")))
-        await self.writer.cut()
+        await self.writer.settle()
         await self.notify(
             "interaction_requested", InteractionRequest(request_id=request_id, kind=kind, expires_at=expires)
         )

@@ -104,6 +104,14 @@ class Writer:
         if self.flush_error:
             raise self.flush_error
 
+    async def settle(self) -> None:
+        """Cut the current batch and wait until the flusher has written it and everything before
+        it: what the connector sent so far is durable when this returns."""
+        await self.cut()
+        await self.queue.join()
+        if self.flush_error:
+            raise self.flush_error
+
     def _take_batch(self) -> Flush:
         batch, self.batch = self.batch, Flush()
         self.batch_started = time.monotonic()
@@ -135,19 +143,26 @@ class Writer:
         while True:
             batch = await self.queue.get()
             if batch is None:
+                self.queue.task_done()
                 return
-            while batch is not None:
-                if not self.flush_error:
-                    self.flushing = True
-                    try:
-                        await self._write(batch)
-                    finally:
-                        self.flushing = False
-                # Checkpoints that arrived during the write go now, with their records (the
-                # reader is between two lines whenever this task runs).
-                batch = None
-                if self.queue.empty() and self.batch.checkpoints and not self.flush_error:
-                    batch = self._take_batch()
+            try:
+                await self._write_with_checkpoints(batch)
+            finally:
+                self.queue.task_done()
+
+    async def _write_with_checkpoints(self, batch: Flush | None) -> None:
+        while batch is not None:
+            if not self.flush_error:
+                self.flushing = True
+                try:
+                    await self._write(batch)
+                finally:
+                    self.flushing = False
+            # Checkpoints that arrived during the write go now, with their records (the
+            # reader is between two lines whenever this task runs).
+            batch = None
+            if self.queue.empty() and self.batch.checkpoints and not self.flush_error:
+                batch = self._take_batch()
 
     async def _write(self, batch: Flush) -> None:
         tally = self.tally

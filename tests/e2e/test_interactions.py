@@ -127,6 +127,35 @@ async def test_respond_delivers_the_answer_to_the_connector_only(
     assert (row["status"], row["response"]) == ("success", None)
 
 
+async def test_every_record_before_an_interaction_is_durable_when_the_run_says_it_waits(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """The owner may take hours: what the connector sent before asking must already be in
+    PostgreSQL when the run is seen waiting, not still on its way (enough records that writing
+    them takes longer than the workflow needs to say it waits)."""
+    name, _ = interactive(
+        harness,
+        tmp_path,
+        [
+            {"records": {"stream": "a", "count": 60_000}},
+            otp(),
+            {"await_response": True},
+            {"done": "succeeded"},
+        ],
+    )
+    async with harness.worker():
+        handle = await start(harness, name)
+
+        async def waiting() -> RunProgress | None:
+            p = await progress(handle)
+            return p if p.waiting else None
+
+        await until(waiting, "the run to wait on its owner")
+        held = await harness.store.pool.fetchval("SELECT count(*) FROM records WHERE connector = $1", name)
+        await handle.cancel()
+    assert held == 60_000
+
+
 async def test_unanswered_interaction_times_out_into_an_owner_action_gap(
     harness: Harness, tmp_path: Path
 ) -> None:
