@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 from pdpp_orch import telemetry
 from pdpp_orch.cli.inert import InertConsole
 from pdpp_orch.control import UsageError
-from pdpp_orch.control.stack import Stack, stack
+from pdpp_orch.control.stack import Stack, database_url, safe_dsn, stack
 from pdpp_orch.devstack import DevStackError
 from pdpp_orch.manifest import ConfigError
 from pdpp_orch.models import RunStatus
@@ -85,6 +85,15 @@ def servers(s: Settings) -> Stack:
     if Options.verbose:
         err.print(f"using {escape(found.describe())}", highlight=False)
     return found
+
+
+def database(s: Settings) -> str:
+    """The PostgreSQL of a command that needs nothing else (`migrate`, `records`): it runs where
+    no Temporal is named, as an owner reading their data or a deployment's migration job."""
+    url = database_url(s)
+    if Options.verbose:
+        err.print(f"using PostgreSQL {escape(safe_dsn(url))}", highlight=False)
+    return url
 
 
 def endpoints(s: Settings) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, err, out, run_async, servers, settings
+from pdpp_orch.cli.common import ConnectorsOpt, DataDirOpt, database, err, out, run_async, settings
 from pdpp_orch.cli.complete import connector_names
 from pdpp_orch.cli.inert import ByteSink, terminal_bytes
 from pdpp_orch.control import UsageError
@@ -59,7 +59,8 @@ def records(
     csv, a server-side cursor for the table): `--format jsonl > items.jsonl` exports a million
     records in seconds. In JSON each record is `{stream, key, deleted, updated_at, run_id,
     data}`, a deleted one `{stream, key, deleted: true, deleted_at, run_id}`; csv has the same
-    columns, `data` as JSON text."""
+    columns, `data` as JSON text. Needs PostgreSQL only (PDPP_DATABASE_URL, else the dev
+    stack's), no Temporal."""
     at_most = limit or (TABLE_ROWS if fmt is Format.TABLE else None)
     query = RecordQuery(name, stream, None, key, at_most)
     run_async(_records(settings(data_dir, connectors), query, since, fmt))
@@ -80,9 +81,8 @@ def _since(text: str | None) -> datetime | None:
 async def _records(s: Settings, q: RecordQuery, since: str | None, fmt: Format) -> int:
     default_limit = fmt is Format.TABLE and q.limit == TABLE_ROWS
     q = replace(q, since=_since(since))
-    found = servers(s)
-    async with command_store(found.database_url) as store:
-        await known_connector(store, q.connector, lambda: registry(s, found))
+    async with command_store(database(s)) as store:
+        await known_connector(store, q.connector, lambda: registry(s))
         try:
             shown = await _write(store, q, fmt)
         except BrokenPipeError:  # `| head`: the reader has what it wanted

@@ -17,7 +17,7 @@ from pdpp_orch import codec_server, forward
 from pdpp_orch.cli.common import (
     ConnectorsOpt,
     DataDirOpt,
-    Options,
+    database,
     err,
     out,
     run_async,
@@ -31,7 +31,7 @@ from pdpp_orch.codec import EncryptionCodec, Keyring
 from pdpp_orch.control import UsageError
 from pdpp_orch.control.connect import connect
 from pdpp_orch.control.runs import new_run, start_run
-from pdpp_orch.control.stack import RUNS_QUERY, Stack, database_url, safe_dsn, workflows_url
+from pdpp_orch.control.stack import RUNS_QUERY, Stack, workflows_url
 from pdpp_orch.control.stack import health as check_health
 from pdpp_orch.devstack import DevStack, Endpoints, alive, port_for, read_stack_file
 from pdpp_orch.registry import Registry
@@ -245,10 +245,7 @@ def migrate(data_dir: DataDirOpt = None) -> None:
 
 
 async def _migrate(s: Settings) -> int:
-    database = database_url(s)
-    if Options.verbose:
-        err.print(f"using PostgreSQL {escape(safe_dsn(database))}", highlight=False)
-    store = await Store.connect(database, max_size=1, apply_schema=True)
+    store = await Store.connect(database(s), max_size=1, apply_schema=True)
     await store.close()
     out.print(f"record store schema at v{SCHEMA_VERSION}")
     return 0

@@ -69,6 +69,12 @@ def stack(s: Settings) -> Stack:
     return Stack(address, database, ep.ui_url if ep else None, source, ignored, served)
 
 
+def _served_registries(s: Settings) -> tuple[Path, ...]:
+    """The registries a live dev stack's workers serve besides the CLI's own."""
+    ep, _ = _dev_stack(s)
+    return tuple(Path(p) for p in ep.connectors) if ep else ()
+
+
 def _dev_stack(s: Settings) -> tuple[Endpoints | None, str | None]:
     """The dev stack serving from the data directory, if its process lives; else what was
     ignored, to say."""
@@ -98,7 +104,7 @@ def registry(s: Settings, found: Stack | None = None) -> Registry:
     and the registries the dev stack's workers serve besides (the demo's, while `demo --serve`
     serves), so a command acts on every connector that stack can run."""
     reg = Registry.load(s.connectors)
-    for extra in found.registries if found else ():
+    for extra in found.registries if found else _served_registries(s):
         if extra.exists():
             more = Registry.load(extra)
             reg.entries.update({k: v for k, v in more.entries.items() if k not in reg.entries})

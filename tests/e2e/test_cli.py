@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus
 
+from pdpp_orch.models import Mode, Trigger
 from tests.conftest import Harness, until
 from tests.helpers import cli, cli_env, current_details
 
@@ -270,20 +272,33 @@ async def test_two_requeued_gaps_of_one_connector_both_recover(harness: Harness,
     assert all(r.startswith(f"{name}-recovery-") for r in run_ids)
 
 
-async def test_migrate_needs_postgresql_only(harness: Harness, pg_url: str, tmp_path: Path) -> None:
+async def test_migrate_and_records_need_postgresql_only(
+    harness: Harness, pg_url: str, tmp_path: Path
+) -> None:
     # No Temporal named anywhere: no variable, no profile file, no dev stack in the data dir.
     env = {k: v for k, v in cli_env(harness, pg_url).items() if not k.startswith("TEMPORAL_")}
     env["TEMPORAL_CONFIG_FILE"] = str(tmp_path / "none.toml")
 
-    async def migrate(database: str) -> tuple[int | None, str, str]:
+    async def pdpp(database: str, *args: str) -> tuple[int | None, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            *PDPP_ORCH, "migrate", "--data-dir", str(tmp_path),
+            *PDPP_ORCH, *args, "--data-dir", str(tmp_path),
             env={**env, "PDPP_DATABASE_URL": database}, stdout=-1, stderr=-1,
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         return proc.returncode, out.decode(), err.decode()
 
-    code, out, err = await migrate(pg_url)
+    code, out, err = await pdpp(pg_url, "migrate")
     assert (code, err) == (0, "") and out.startswith("record store schema at v"), (code, out, err)
-    code, _, err = await migrate("")
+    code, _, err = await pdpp("", "migrate")
     assert code == 2 and "no PostgreSQL to talk to: set PDPP_DATABASE_URL" in err, err
+    # An owner reading their records back needs their database, not the orchestration server.
+    name = f"owned{uuid.uuid4().hex[:8]}"
+    await harness.store.runs.start(f"{name}-1", name, Trigger.MANUAL, Mode.FORWARD)
+    await harness.store.pool.execute(
+        "INSERT INTO records (connector, stream, key, data, first_run_id, last_run_id) "
+        "VALUES ($1, 'a', 'k1', '{\"n\": 1}', $2, $2)",
+        name,
+        f"{name}-1",
+    )
+    code, out, err = await pdpp(pg_url, "records", name, "--format", "jsonl")
+    assert code == 0 and '"key":"k1"' in out.replace(" ", ""), (code, out, err)
