@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 from pydantic import BaseModel
 
-from pdpp_orch.models import GapKind, GapStatus, InteractionStatus, RecoveryClass
+from pdpp_orch.models import GapKind, GapStatus, InteractionStatus, Mode, RecoveryClass
 from pdpp_orch.store.runs import RunRow
 
 RECENT_RUNS = 20
@@ -102,14 +102,19 @@ class ReportStore:
                 "GROUP BY connector, stream, kind, reason, recovery_class, status",
                 connector,
             )
+            # The recent runs, and the latest forward run finished and going however far back:
+            # what coverage rests on is not crowded out by a recovery's many runs since.
             runs = await conn.fetch(
                 "SELECT run_id, connector, trigger, mode, status, needs_retry, reason, attempt, "
                 "records_emitted, records_durable, outcome::text AS outcome, started_at, finished_at FROM ("
-                "  SELECT *, row_number() OVER (PARTITION BY connector ORDER BY started_at DESC) AS k "
+                "  SELECT *, row_number() OVER (PARTITION BY connector ORDER BY started_at DESC) AS k, "
+                "    row_number() OVER (PARTITION BY connector, mode, outcome IS NULL "
+                "                       ORDER BY started_at DESC) AS f "
                 "  FROM runs WHERE ($1::text IS NULL OR connector = $1)) r "
-                "WHERE k <= $2 ORDER BY connector, started_at",
+                "WHERE k <= $2 OR (mode = $3 AND f = 1) ORDER BY connector, started_at",
                 connector,
                 RECENT_RUNS,
+                Mode.FORWARD.value,
             )
             asks = await conn.fetch(
                 "SELECT connector, run_id, request_id, kind, message, expires_at FROM interactions "
