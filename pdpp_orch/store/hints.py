@@ -3,6 +3,7 @@ from (pdpp_orch.policy turns a group into a hint)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,27 @@ ORDER BY stream, kind, reason
 """
 
 
+# What a walk of a stream re-collects, by stream (every stream of the connector when $2 is
+# NULL: a whole-run gap's walk): what the run that committed its cursor collected of it, else
+# (never committed: a walk starts from nothing) the records stored of it. COALESCE evaluates
+# the count only for a stream no run committed.
+_WALK_RECORDS = """
+WITH streams AS (
+    SELECT stream FROM stream_state WHERE connector = $1 AND ($2::text IS NULL OR stream = $2)
+    UNION
+    SELECT DISTINCT stream FROM records WHERE connector = $1 AND ($2::text IS NULL OR stream = $2)
+)
+SELECT sum(coalesce(
+    (SELECT (e->>'collected')::bigint
+     FROM stream_state st JOIN runs r ON r.run_id = st.run_id,
+          jsonb_array_elements(r.outcome->'streams') e
+     WHERE st.connector = $1 AND st.stream = s.stream AND e->>'stream' = s.stream LIMIT 1),
+    (SELECT count(*) FROM records WHERE connector = $1 AND stream = s.stream AND NOT deleted)
+))::bigint AS n
+FROM streams s
+"""
+
+
 def _group(r: Any) -> policy.GapGroup:
     return policy.GapGroup(
         stream=r["stream"],
@@ -76,7 +98,7 @@ class HintStore:
         one group per hint to be."""
         where = f"last_seen_run_id = $2 AND status = '{_PENDING}' AND hint_id IS NULL"
         rows = await self.pool.fetch(_GROUPS.format(where=where), connector, run_id, RETRYABLE, max_attempts)
-        return [_group(r) for r in rows]
+        return [await self._priced(connector, _group(r)) for r in rows]
 
     async def hint_group(
         self, connector: str, hint_id: str, max_attempts: int, *, retryable_only: bool = True
@@ -86,7 +108,15 @@ class HintStore:
         where = f"hint_id = $2 AND status IN ({OPEN})"
         classes = RETRYABLE if retryable_only else None
         row = await self.pool.fetchrow(_GROUPS.format(where=where), connector, hint_id, classes, max_attempts)
-        return _group(row) if row else None
+        return await self._priced(connector, _group(row)) if row else None
+
+    async def _priced(self, connector: str, g: policy.GapGroup) -> policy.GapGroup:
+        """A group whose recovery walks its stream (the run), with what that walk re-collects."""
+        if g.kind not in policy.WALKED_KINDS:
+            return g
+        stream = None if g.stream == policy.NO_STREAM else g.stream
+        n = await self.pool.fetchval(_WALK_RECORDS, connector, stream)
+        return dataclasses.replace(g, walk_records=None if n is None else int(n))
 
     async def assign_hints(
         self, connector: str, run_id: str, hints: list[tuple[str, policy.GapGroup]]
