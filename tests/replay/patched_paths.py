@@ -51,8 +51,11 @@ from workflows.recovery import GapRecoveryWorkflow
 
 QUICK = [{"records": {"stream": "a", "count": 3}}, {"state": "a"}, {"done": "succeeded"}]
 CONNECTORS = ("placed", "defective", "stalled", "late_cancel", "versioned", "walked")
-# `walked`: QUICK, then a run that skips `a` whole, then a walk that finds more than QUICK did.
+# `walked`: QUICK, then a run that skips `a` whole (and collects `b`: it partly completes), then
+# a walk of `a` that finds more than QUICK did.
 SKIP_A = [
+    {"records": {"stream": "b", "count": 1}},
+    {"state": "b"},
     {"msg": {"type": "SKIP_RESULT", "stream": "a", "reason": "temporary_unavailable"}},
     {"done": "succeeded"},
 ]
