@@ -114,9 +114,14 @@ class HintStore:
         """A group whose recovery walks its stream (the run), with what that walk re-collects."""
         if g.kind not in policy.WALKED_KINDS:
             return g
-        stream = None if g.stream == policy.NO_STREAM else g.stream
-        n = await self.pool.fetchval(_WALK_RECORDS, connector, stream)
-        return dataclasses.replace(g, walk_records=None if n is None else int(n))
+        return dataclasses.replace(g, walk_records=await self.walk_records(connector, g.stream))
+
+    async def walk_records(self, connector: str, stream: str) -> int | None:
+        """What a walk of `stream` (of every stream: policy.NO_STREAM) re-collects: what the run
+        that committed its cursor collected of it, else the records stored of it; None when
+        the connector has no such stream yet."""
+        n = await self.pool.fetchval(_WALK_RECORDS, connector, None if stream == policy.NO_STREAM else stream)
+        return None if n is None else int(n)
 
     async def assign_hints(
         self, connector: str, run_id: str, hints: list[tuple[str, policy.GapGroup]]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from pdpp_orch import policy
 from pdpp_orch.advice import budget_wanted
 from pdpp_orch.control.budget import budget_status
 from pdpp_orch.models import GapKind, RecoveryInput, RecoveryState, RecoveryStep, RunOutcome, RunStatus
@@ -88,3 +89,18 @@ async def test_a_stream_walk_dearer_than_the_budget_left_waits_for_the_next_wind
     [walk] = await store.runs.recovery_outcomes(name)
     assert state.until is not None and walk.started_at >= state.until
     assert walk.records_emitted == 15
+
+
+async def test_a_walk_is_priced_at_what_the_committing_run_collected_else_at_what_is_stored(
+    harness: Harness,
+) -> None:
+    # `a` committed after 10 records; `b` has 4 records stored and no committed cursor yet.
+    steps = [COLLECT_A[0], {"state": "a"}, {"records": {"stream": "b", "count": 4}}, {"done": "succeeded"}]
+    name = harness.scripted(steps)
+    await harness.run(name)
+    later = [{"records": {"stream": "a", "count": 2}}, {"state": "a"}, {"done": "succeeded"}]
+    (harness.tmp / f"{name}.plan.json").write_text(json.dumps(later))
+    await harness.run(name)  # `a` committed again, by a run that collected 2 of it
+    walks = harness.store.hints.walk_records
+    assert (await walks(name, "a"), await walks(name, "b"), await walks(name, "c")) == (2, 4, None)
+    assert await walks(name, policy.NO_STREAM) == 6  # a whole run's walk: every stream
