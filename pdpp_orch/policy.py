@@ -143,8 +143,8 @@ class GapGroup:
     attempts: int
     ranges: tuple[str, ...] = ()
     max_days: int | None = None
-    # What a walk of the stream (of every stream, for a whole-run gap) re-collects: the records
-    # its last committed collection collected (store.hints.walk_records). None: not known.
+    # What a walk of the stream (of every stream, for a whole-run gap) re-collects
+    # (walkcost.stream_walk, by store.hints.walk_records). None: not known.
     walk_records: int | None = None
 
 

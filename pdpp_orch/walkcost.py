@@ -12,10 +12,23 @@ from __future__ import annotations
 from pdpp_orch.models import RetryHint
 
 
+def stream_walk(total: int | None, at_cursor: int | None, stored: int | None) -> int | None:
+    """What a walk of one stream re-collects from its committed cursor. `total`: what the run
+    that committed the cursor collected of the stream; `at_cursor`: what it had collected at the
+    checkpoint it committed. Records it collected past that cursor are what the walk re-reads
+    (a final checkpoint lost: Case A re-reads one page, not the mailbox); a run that committed
+    its last checkpoint left nothing to re-read, and the walk's increment is taken to be like
+    that run's collection. A stream never committed is walked from nothing: everything `stored`."""
+    if total is None:
+        return stored
+    past = total - (at_cursor or 0)
+    return past if past > 0 else total
+
+
 def walk_cost(records: int | None, cost_per_item: int) -> int:
-    """What a walk of a stream is estimated to cost before it starts: the records its last
-    committed collection collected, at `cost_per_item` each (one item's worth when nothing was
-    ever collected of it: the walk may find nothing)."""
+    """What a walk is estimated to cost before it starts: the records it re-collects
+    (stream_walk), at `cost_per_item` each; one item's worth when nothing is known of the
+    stream, or it holds nothing (the walk may find nothing, but it asks the upstream)."""
     return max(1, records or 0) * cost_per_item
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from pdpp_orch import policy
+from pdpp_orch import policy, walkcost
 from pdpp_orch.models import GapKind, GapStatus, RecoveryClass
 from pdpp_orch.store.common import OPEN, RETRYABLE, affected
 
@@ -50,24 +50,28 @@ ORDER BY stream, kind, reason
 """
 
 
-# What a walk of a stream re-collects, by stream (every stream of the connector when $2 is
-# NULL: a whole-run gap's walk): what the run that committed its cursor collected of it, else
-# (never committed: a walk starts from nothing) the records stored of it. COALESCE evaluates
-# the count only for a stream no run committed.
-_WALK_RECORDS = """
+# What a walk re-collects, per stream ($2; NULL: every stream with a committed cursor, a
+# whole-run gap's walk): what the run that committed the stream's cursor collected of it (its
+# outcome's, or its saved facts' while it is still ending) and had collected at that cursor
+# (the checkpoint's counters); for a stream never committed, the records stored of it.
+_WALK_SIZES = """
 WITH streams AS (
     SELECT stream FROM stream_state WHERE connector = $1 AND ($2::text IS NULL OR stream = $2)
-    UNION
-    SELECT DISTINCT stream FROM records WHERE connector = $1 AND ($2::text IS NULL OR stream = $2)
+    UNION SELECT $2::text WHERE $2::text IS NOT NULL
 )
-SELECT sum(coalesce(
-    (SELECT (e->>'collected')::bigint
-     FROM stream_state st JOIN runs r ON r.run_id = st.run_id,
-          jsonb_array_elements(r.outcome->'streams') e
-     WHERE st.connector = $1 AND st.stream = s.stream AND e->>'stream' = s.stream LIMIT 1),
-    (SELECT count(*) FROM records WHERE connector = $1 AND stream = s.stream AND NOT deleted)
-))::bigint AS n
+SELECT coalesce(
+           (SELECT (e->>'collected')::bigint FROM jsonb_array_elements(r.outcome->'streams') e
+            WHERE e->>'stream' = s.stream LIMIT 1),
+           (r.facts->'streams'->s.stream->>'collected')::bigint
+       ) AS total,
+       (cp.facts->'streams'->s.stream->>'collected')::bigint AS at_cursor,
+       CASE WHEN r.run_id IS NULL THEN
+           (SELECT count(*) FROM records WHERE connector = $1 AND stream = s.stream AND NOT deleted)
+       END AS stored
 FROM streams s
+LEFT JOIN stream_state st ON st.connector = $1 AND st.stream = s.stream
+LEFT JOIN runs r ON r.run_id = st.run_id
+LEFT JOIN run_checkpoints cp ON cp.run_id = st.run_id AND cp.stream = s.stream
 """
 
 
@@ -117,11 +121,12 @@ class HintStore:
         return dataclasses.replace(g, walk_records=await self.walk_records(connector, g.stream))
 
     async def walk_records(self, connector: str, stream: str) -> int | None:
-        """What a walk of `stream` (of every stream: policy.NO_STREAM) re-collects: what the run
-        that committed its cursor collected of it, else the records stored of it; None when
-        the connector has no such stream yet."""
-        n = await self.pool.fetchval(_WALK_RECORDS, connector, None if stream == policy.NO_STREAM else stream)
-        return None if n is None else int(n)
+        """What a walk of `stream` (of every committed stream: policy.NO_STREAM) re-collects
+        (walkcost.stream_walk); None when nothing is known of it."""
+        rows = await self.pool.fetch(_WALK_SIZES, connector, None if stream == policy.NO_STREAM else stream)
+        sizes = [walkcost.stream_walk(r["total"], r["at_cursor"], r["stored"]) for r in rows]
+        known = [n for n in sizes if n is not None]
+        return sum(known) if known else None
 
     async def assign_hints(
         self, connector: str, run_id: str, hints: list[tuple[str, policy.GapGroup]]

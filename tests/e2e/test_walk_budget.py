@@ -91,16 +91,20 @@ async def test_a_stream_walk_dearer_than_the_budget_left_waits_for_the_next_wind
     assert walk.records_emitted == 15
 
 
-async def test_a_walk_is_priced_at_what_the_committing_run_collected_else_at_what_is_stored(
-    harness: Harness,
-) -> None:
-    # `a` committed after 10 records; `b` has 4 records stored and no committed cursor yet.
-    steps = [COLLECT_A[0], {"state": "a"}, {"records": {"stream": "b", "count": 4}}, {"done": "succeeded"}]
-    name = harness.scripted(steps)
-    await harness.run(name)
+async def test_a_walk_is_priced_at_what_it_re_reads_past_the_committed_cursor(harness: Harness) -> None:
+    # `a`: 10 records, a checkpoint that commits, 5 more and a final STATE that is no JSON (Case
+    # A's shape): a walk re-reads those 5. `b`: 4 records stored, never a committed cursor.
+    lost = '{"type":"STATE","stream":"a","cursor":{"offset":18446744073709551615n}}'
+    steps = [COLLECT_A[0], {"state": "a"}, {"records": {"stream": "a", "count": 5}}, {"raw": lost}]
+    name = harness.scripted([*steps, {"records": {"stream": "b", "count": 4}}, {"done": "succeeded"}])
+    first = await harness.run(name, recover=False)
+    assert {s.stream: s.checkpoint for s in first.streams}["a"] == "earlier_committed"
+    walks = harness.store.hints.walk_records
+    assert (await walks(name, "a"), await walks(name, "b"), await walks(name, "c")) == (5, 4, 0)
+    assert await walks(name, policy.NO_STREAM) == 5  # a whole run's walk: its committed streams
+    # Then a run that commits `a` at its end after 2 records: the next walk's increment is taken
+    # to be like that one.
     later = [{"records": {"stream": "a", "count": 2}}, {"state": "a"}, {"done": "succeeded"}]
     (harness.tmp / f"{name}.plan.json").write_text(json.dumps(later))
-    await harness.run(name)  # `a` committed again, by a run that collected 2 of it
-    walks = harness.store.hints.walk_records
-    assert (await walks(name, "a"), await walks(name, "b"), await walks(name, "c")) == (2, 4, None)
-    assert await walks(name, policy.NO_STREAM) == 6  # a whole run's walk: every stream
+    await harness.run(name, recover=False)
+    assert await walks(name, "a") == 2

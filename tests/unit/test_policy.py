@@ -223,6 +223,14 @@ def test_a_walk_is_priced_at_what_its_stream_held_last_time(kind: GapKind) -> No
     assert items.estimated_cost == 6 and not walkcost.walks(items)
 
 
+def test_a_walk_re_reads_what_was_collected_past_the_committed_cursor() -> None:
+    assert walkcost.stream_walk(38000, 37900, None) == 100  # Case A: the last page again
+    assert walkcost.stream_walk(120, 120, None) == 120  # committed at its end: an increment like it
+    assert walkcost.stream_walk(120, None, None) == 120
+    assert walkcost.stream_walk(None, None, 4) == 4  # never committed: all that is stored
+    assert walkcost.stream_walk(None, None, None) is None
+
+
 def test_a_walk_asks_for_all_of_its_estimate_at_most_a_window_and_pays_what_it_found_beyond() -> None:
     assert walkcost.walk_cost(0, 3) == walkcost.walk_cost(None, 3) == 3
     assert walkcost.walk_grant(2400, 2, None) == 2400  # unlimited
