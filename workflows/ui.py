@@ -131,7 +131,7 @@ def recovery_phase(state: RecoveryState) -> str:
         return "asking the budget"
     if state.step is RecoveryStep.DONE:
         return "done"
-    return f"waiting {recovery_wait_why(state)}"
+    return f"waiting {recovery_wait_why(state)}{advice.budget_wanted(state)}"
 
 
 def _gaps(state: RecoveryState) -> str:
