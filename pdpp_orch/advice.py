@@ -64,8 +64,8 @@ def hint_line(h: RetryHint, workflow_id: str | None, now: datetime) -> str:
 
 
 def budget_wanted(state: RecoveryState) -> str:
-    """`: it needs 1,200 units`: what a recovery's wait for the budget waits for (a walk asks
-    for its whole estimate at once, items for a batch), empty for any other wait."""
+    """`: it needs 1,200 units`: what a recovery's wait for the budget waits for (one item's
+    worth for items, a walk's whole estimate: it cannot run in part), empty for any other wait."""
     if state.step is not RecoveryStep.WAITING_BUDGET or state.wanted is None:
         return ""
     return f": it needs {state.wanted:,} unit{'' if state.wanted == 1 else 's'}"

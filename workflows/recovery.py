@@ -164,7 +164,7 @@ class GapRecoveryWorkflow:
         if grant.granted < least:
             inp.budget_waits += 1
             wait = (grant.retry_at or workflow.now() + LEASE_WAIT) - workflow.now()
-            await self._wait(wait, RecoveryStep.WAITING_BUDGET, units)
+            await self._wait(wait, RecoveryStep.WAITING_BUDGET, least)
             return False
         inp.rounds += 1
         lease_id = None
