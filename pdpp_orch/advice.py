@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pdpp_orch.models import Mode, RetryHint, RunOutcome, RunStatus, SandboxMode
+from pdpp_orch.models import Mode, RecoveryState, RecoveryStep, RetryHint, RunOutcome, RunStatus, SandboxMode
 from pdpp_orch.times import utc
 from workflows import ids
 
@@ -61,6 +61,14 @@ def hint_line(h: RetryHint, workflow_id: str | None, now: datetime) -> str:
         f"retry {h.gap_count:,} × {h.reason}{where} not before {when(h.not_before, now)},"
         f" {units}, attempt {h.attempt} of {h.max_attempts}{by}"
     )
+
+
+def budget_wanted(state: RecoveryState) -> str:
+    """`: it needs 1,200 units`: what a recovery's wait for the budget waits for (one item's
+    worth for items, a walk's whole estimate: it cannot run in part), empty for any other wait."""
+    if state.step is not RecoveryStep.WAITING_BUDGET or state.wanted is None:
+        return ""
+    return f": it needs {state.wanted:,} unit{'' if state.wanted == 1 else 's'}"
 
 
 def unsandboxed(o: RunOutcome | None) -> str | None:

@@ -35,6 +35,7 @@ from pdpp_orch.models import (
     TimeRange,
 )
 from pdpp_orch.ranges import bounds, day_span, split
+from pdpp_orch.walkcost import walk_cost
 
 # A gap whose recovery never progresses is quarantined (terminal) after this many attempts;
 # one that turned permanent (404/410/401/403) after the manifest's max_recovery_attempts.
@@ -142,6 +143,9 @@ class GapGroup:
     attempts: int
     ranges: tuple[str, ...] = ()
     max_days: int | None = None
+    # What a walk of the stream (of every stream, for a whole-run gap) re-collects
+    # (walkcost.stream_walk, by store.hints.walk_records). None: not known.
+    walk_records: int | None = None
 
 
 def _range_chunks(g: GapGroup) -> list[TimeRange]:
@@ -199,6 +203,8 @@ def hint_for(
     elif g.kind is GapKind.RANGE:
         scope.time_ranges = _range_chunks(g)
         cost = len(scope.time_ranges)
+    elif g.kind in WALKED_KINDS:
+        cost = walk_cost(g.walk_records, cost_per_item)
     return RetryHint(
         hint_id=hid,
         reason=g.reason,

@@ -58,7 +58,8 @@ def schedule_id(connector: str) -> str:
 
 
 def charge_request_id(run_id: str) -> str:
-    """The budget charge of a forward run (idempotent: one per run)."""
+    """The budget charge of a run (idempotent: one per run): a forward run's own, or what a
+    walking recovery run re-collected beyond its grant, charged by its recovery."""
     return f"{run_id}/charge"
 
 

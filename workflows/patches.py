@@ -29,3 +29,8 @@ PLACEMENT = "collect-on-connector-task-queue"
 # A collect whose attempts a vanished worker spent (heartbeat timeouts: the attempts that a lost
 # host's open polls on the server swallowed) runs again, with fresh attempts (tests/hosts/).
 LOST_WORKER = "collect-again-after-lost-worker"
+
+# A recovery that walks a stream (a checkpoint, stream or whole-run gap) asks its budget for its
+# hint's estimate, all or nothing, and is charged after for what it re-collected beyond it
+# (before, it asked for one item's units whatever it re-collected).
+WALK_CHARGED = "walking-recovery-charged"

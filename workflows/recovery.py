@@ -17,7 +17,8 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from pdpp_orch import policy as rules
-    from pdpp_orch.budget import BudgetCall, BudgetConfig, Grant, GrantRequest
+    from pdpp_orch import walkcost
+    from pdpp_orch.budget import BudgetCall, BudgetConfig, Charge, ChargeCall, Grant, GrantRequest
     from pdpp_orch.models import (
         HintProgress,
         HintRef,
@@ -42,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.connector_run import ConnectorRunWorkflow
     from workflows.endings import RUN_FAILED
     from workflows.options import DB_RETRY, SHORT
-    from workflows.patches import RECOVERY_FATE, WHOLE_HINT_RUN_IDS
+    from workflows.patches import RECOVERY_FATE, WALK_CHARGED, WHOLE_HINT_RUN_IDS
 
 LEASE_WAIT = timedelta(minutes=1)
 
@@ -157,21 +158,26 @@ class GapRecoveryWorkflow:
         if (chunks and inp.chunks_done >= len(chunks)) or (not chunks and self._state.progress.open == 0):
             return True
         items = 1 if chunks else min(self._state.progress.open, inp.batch_size)
-        grant = await self._grant(inp, policy, policy.cost_per_item * items)
-        if grant.granted < policy.cost_per_item:
+        walk = not chunks and walkcost.walks(inp.hint) and workflow.patched(WALK_CHARGED)
+        units, least = self._wanted(inp, policy, items, walk)
+        grant = await self._grant(inp, policy, units, least)
+        if grant.granted < least:
             inp.budget_waits += 1
             wait = (grant.retry_at or workflow.now() + LEASE_WAIT) - workflow.now()
-            await self._wait(wait, RecoveryStep.WAITING_BUDGET)
+            await self._wait(wait, RecoveryStep.WAITING_BUDGET, least)
             return False
         inp.rounds += 1
         lease_id = None
         if not chunks:
             lease_id = ids.lease_id(inp.hint.hint_id, inp.rounds)
-            if await self._lease(inp, policy, lease_id, grant.granted // policy.cost_per_item) == 0:
+            limit = items if walk else grant.granted // policy.cost_per_item
+            if await self._lease(inp, policy, lease_id, limit) == 0:
                 await self._wait(LEASE_WAIT, RecoveryStep.WAITING_LEASES)
                 return False
         outcome = await self._recovery_run(inp, lease_id, chunks[inp.chunks_done] if chunks else None)
         inp.runs += 1
+        if walk and outcome is not None and policy.budget_units is not None:
+            await self._charge_overspend(inp, policy, outcome, grant.granted)
         said = workflow.cancellation_reason()
         if said is not None and workflow.patched(RECOVERY_FATE):
             # Cancelled while its run went on: the run was cancelled with it; what it was
@@ -194,13 +200,13 @@ class GapRecoveryWorkflow:
         # A range that keeps failing stays open for the next forward run to see.
         return bool(chunks) and not clean and inp.idle_rounds >= policy.max_attempts
 
-    async def _wait(self, delay: timedelta, step: RecoveryStep) -> None:
-        """A durable timer that `run_now` can cut short."""
+    async def _wait(self, delay: timedelta, step: RecoveryStep, wanted: int | None = None) -> None:
+        """A durable timer that `run_now` can cut short (`wanted`: the units a budget wait is for)."""
         if delay <= timedelta(0):
             return
         until: datetime = workflow.now() + delay
         self._state = RecoveryState(
-            step=step, until=until, round=self._state.round, progress=self._state.progress
+            step=step, until=until, round=self._state.round, progress=self._state.progress, wanted=wanted
         )
         workflow.set_current_details(ui.recovery_wait_details(self._state))
         try:
@@ -214,7 +220,16 @@ class GapRecoveryWorkflow:
             step=RecoveryStep.ASKING_BUDGET, round=self._state.round, progress=self._state.progress
         )
 
-    async def _grant(self, inp: RecoveryInput, policy: RecoveryPolicy, cost: int) -> Grant:
+    @staticmethod
+    def _wanted(inp: RecoveryInput, policy: RecoveryPolicy, items: int, walk: bool) -> tuple[int, int]:
+        """The units to ask the budget for and the fewest worth having: a batch of items (one
+        is worth having), a range chunk, or a walk's whole estimate (all or nothing)."""
+        if walk:
+            units = walkcost.walk_grant(inp.hint.estimated_cost, policy.cost_per_item, policy.budget_units)
+            return units, units
+        return policy.cost_per_item * items, policy.cost_per_item
+
+    async def _grant(self, inp: RecoveryInput, policy: RecoveryPolicy, cost: int, least: int) -> Grant:
         self._state.step = RecoveryStep.ASKING_BUDGET
         request_id = ids.grant_request_id(workflow.info().workflow_id, inp.rounds, inp.budget_waits)
         config = BudgetConfig(units=policy.budget_units, window_seconds=policy.budget_window_seconds)
@@ -222,15 +237,34 @@ class GapRecoveryWorkflow:
             "request_budget",
             BudgetCall(
                 connector=inp.connector,
-                request=GrantRequest(
-                    request_id=request_id, units=cost, min_units=policy.cost_per_item, config=config
-                ),
+                request=GrantRequest(request_id=request_id, units=cost, min_units=least, config=config),
             ),
             result_type=Grant,
             start_to_close_timeout=SHORT,
             retry_policy=DB_RETRY,
         )
         return grant
+
+    async def _charge_overspend(
+        self, inp: RecoveryInput, policy: RecoveryPolicy, outcome: RunOutcome, granted: int
+    ) -> None:
+        """A walk that re-collected more than its grant is charged the rest, as a forward run is
+        charged (a recovery run charges nothing of its own)."""
+        cost = policy.cost_per_item
+        over = walkcost.walk_overspend(outcome.records_emitted, outcome.gaps_opened, cost, granted)
+        if over == 0:
+            return
+        config = BudgetConfig(units=policy.budget_units, window_seconds=policy.budget_window_seconds)
+        await workflow.execute_activity(
+            "charge_budget",
+            ChargeCall(
+                connector=inp.connector,
+                charge=Charge(request_id=ids.charge_request_id(outcome.run_id), units=over, config=config),
+            ),
+            start_to_close_timeout=SHORT,
+            retry_policy=DB_RETRY,
+            summary="charge what the walk re-collected beyond its grant",
+        )
 
     async def _lease(self, inp: RecoveryInput, policy: RecoveryPolicy, lease_id: str, limit: int) -> int:
         leased: int = await workflow.execute_activity(

@@ -131,7 +131,7 @@ def recovery_phase(state: RecoveryState) -> str:
         return "asking the budget"
     if state.step is RecoveryStep.DONE:
         return "done"
-    return f"waiting {recovery_wait_why(state)}"
+    return f"waiting {recovery_wait_why(state)}{advice.budget_wanted(state)}"
 
 
 def _gaps(state: RecoveryState) -> str:
@@ -141,7 +141,7 @@ def _gaps(state: RecoveryState) -> str:
 
 def recovery_wait_details(state: RecoveryState) -> str:
     until = f" — until {utc(state.until)}" if state.until else ""
-    return f"**waiting {recovery_wait_why(state)}**{until}\n\n{_gaps(state)}"
+    return f"**waiting {recovery_wait_why(state)}**{advice.budget_wanted(state)}{until}\n\n{_gaps(state)}"
 
 
 def recovery_run_details(connector: str, state: RecoveryState) -> str:

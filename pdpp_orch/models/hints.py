@@ -142,6 +142,9 @@ class RecoveryState(BaseModel):
     run_id: str | None = Field(default=None, description="the recovery run in progress (recovering)")
     round: int = 0
     progress: HintProgress = Field(default_factory=HintProgress)
+    wanted: int | None = Field(
+        default=None, description="the units a wait for the budget waits for (the fewest worth having)"
+    )
 
 
 class RecoveryEnd(BaseModel):

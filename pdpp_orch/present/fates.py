@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pdpp_orch.advice import when
+from pdpp_orch.advice import budget_wanted, when
 from pdpp_orch.models import RecoveryEnding, RecoveryStep
 from pdpp_orch.present.model import Fate, HintLedger, HintNow, RecoveryLook, WorkflowState
 from pdpp_orch.times import utc
@@ -112,7 +112,7 @@ def _live(h: HintLedger, look: RecoveryLook, base: HintNow, c: str, now: datetim
     fate, why = _WAITS[state.step]
     late = " (overdue: is a worker up?)" if state.until and state.until < now else ""
     until = f", until {when(state.until, now)}{late}" if state.until else ""
-    says = f"retry {h.open:,} × {_what(h)}: {why}{until}, by {look.workflow_id}{so_far}"
+    says = f"retry {h.open:,} × {_what(h)}: {why}{budget_wanted(state)}{until}, by {look.workflow_id}{so_far}"
     command = (
         f"`pdpp-orch budget {c}` shows the budget"
         if fate is Fate.WAITING_BUDGET

@@ -3,13 +3,14 @@ from (pdpp_orch.policy turns a group into a hint)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
 
-from pdpp_orch import policy
+from pdpp_orch import policy, walkcost
 from pdpp_orch.models import GapKind, GapStatus, RecoveryClass
 from pdpp_orch.store.common import OPEN, RETRYABLE, affected
 
@@ -49,6 +50,31 @@ ORDER BY stream, kind, reason
 """
 
 
+# What a walk re-collects, per stream ($2; NULL: every stream with a committed cursor, a
+# whole-run gap's walk): what the run that committed the stream's cursor collected of it (its
+# outcome's, or its saved facts' while it is still ending) and had collected at that cursor
+# (the checkpoint's counters); for a stream never committed, the records stored of it.
+_WALK_SIZES = """
+WITH streams AS (
+    SELECT stream FROM stream_state WHERE connector = $1 AND ($2::text IS NULL OR stream = $2)
+    UNION SELECT $2::text WHERE $2::text IS NOT NULL
+)
+SELECT coalesce(
+           (SELECT (e->>'collected')::bigint FROM jsonb_array_elements(r.outcome->'streams') e
+            WHERE e->>'stream' = s.stream LIMIT 1),
+           (r.facts->'streams'->s.stream->>'collected')::bigint
+       ) AS total,
+       (cp.facts->'streams'->s.stream->>'collected')::bigint AS at_cursor,
+       CASE WHEN r.run_id IS NULL THEN
+           (SELECT count(*) FROM records WHERE connector = $1 AND stream = s.stream AND NOT deleted)
+       END AS stored
+FROM streams s
+LEFT JOIN stream_state st ON st.connector = $1 AND st.stream = s.stream
+LEFT JOIN runs r ON r.run_id = st.run_id
+LEFT JOIN run_checkpoints cp ON cp.run_id = st.run_id AND cp.stream = s.stream
+"""
+
+
 def _group(r: Any) -> policy.GapGroup:
     return policy.GapGroup(
         stream=r["stream"],
@@ -76,7 +102,7 @@ class HintStore:
         one group per hint to be."""
         where = f"last_seen_run_id = $2 AND status = '{_PENDING}' AND hint_id IS NULL"
         rows = await self.pool.fetch(_GROUPS.format(where=where), connector, run_id, RETRYABLE, max_attempts)
-        return [_group(r) for r in rows]
+        return [await self._priced(connector, _group(r)) for r in rows]
 
     async def hint_group(
         self, connector: str, hint_id: str, max_attempts: int, *, retryable_only: bool = True
@@ -86,7 +112,21 @@ class HintStore:
         where = f"hint_id = $2 AND status IN ({OPEN})"
         classes = RETRYABLE if retryable_only else None
         row = await self.pool.fetchrow(_GROUPS.format(where=where), connector, hint_id, classes, max_attempts)
-        return _group(row) if row else None
+        return await self._priced(connector, _group(row)) if row else None
+
+    async def _priced(self, connector: str, g: policy.GapGroup) -> policy.GapGroup:
+        """A group whose recovery walks its stream (the run), with what that walk re-collects."""
+        if g.kind not in policy.WALKED_KINDS:
+            return g
+        return dataclasses.replace(g, walk_records=await self.walk_records(connector, g.stream))
+
+    async def walk_records(self, connector: str, stream: str) -> int | None:
+        """What a walk of `stream` (of every committed stream: policy.NO_STREAM) re-collects
+        (walkcost.stream_walk); None when nothing is known of it."""
+        rows = await self.pool.fetch(_WALK_SIZES, connector, None if stream == policy.NO_STREAM else stream)
+        sizes = [walkcost.stream_walk(r["total"], r["at_cursor"], r["stored"]) for r in rows]
+        known = [n for n in sizes if n is not None]
+        return sum(known) if known else None
 
     async def assign_hints(
         self, connector: str, run_id: str, hints: list[tuple[str, policy.GapGroup]]

@@ -282,7 +282,8 @@ async def test_a_budget_wait_then_a_partial_recovery(seen: Surfaces) -> None:
         [wid] = o.recovery_workflow_ids
         await seen.recovery_state(wid, RecoveryStep.WAITING_BUDGET)
         text = await seen.status(o.run_id)
-        line = next(x for x in text.splitlines() if "waiting for the budget's next window, until" in x)
+        waits = "waiting for the budget's next window: it needs 1 unit, until"
+        line = next(x for x in text.splitlines() if waits in x)
         assert f"`pdpp-orch budget {name}` shows the budget" in line
         code, said = await seen.command(line, "budget")
         assert code == 0 and "2 units per 24h" in said, said

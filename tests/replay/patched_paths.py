@@ -14,14 +14,17 @@ commands the fault gives a workflow in production.
 - `cancel-while-recording`: a cancel arrives while the outcome is being written (LATE_CANCEL).
 The others need no fault: `placed` collects on a worker of its connector's own task queue
 (PLACEMENT), `versioned` runs on a versioned worker (PDPP_WORKER_BUILD_ID: the PINNED class of
-workflows/versioning.py), and an operator cancels a waiting recovery (RECOVERY_FATE; Case E's
-recovery, brought forward, records that it ended done).
+workflows/versioning.py), an operator cancels a waiting recovery (RECOVERY_FATE; Case E's
+recovery, brought forward, records that it ended done), and `walked` skips its stream whole
+after a run that collected it, so its recovery, brought forward, walks the stream: it asks its
+budget for the walk's estimate and is charged after for what it re-collected beyond (WALK_CHARGED).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -44,9 +47,19 @@ from pdpp_orch.worker import build_worker
 from tests.connectors import append_scripted
 from workflows.connector_run import ConnectorRunWorkflow
 from workflows.options import COLLECT_RETRY
+from workflows.recovery import GapRecoveryWorkflow
 
 QUICK = [{"records": {"stream": "a", "count": 3}}, {"state": "a"}, {"done": "succeeded"}]
-CONNECTORS = ("placed", "defective", "stalled", "late_cancel", "versioned")
+CONNECTORS = ("placed", "defective", "stalled", "late_cancel", "versioned", "walked")
+# `walked`: QUICK, then a run that skips `a` whole (and collects `b`: it partly completes), then
+# a walk of `a` that finds more than QUICK did.
+SKIP_A = [
+    {"records": {"stream": "b", "count": 1}},
+    {"state": "b"},
+    {"msg": {"type": "SKIP_RESULT", "stream": "a", "reason": "temporary_unavailable"}},
+    {"done": "succeeded"},
+]
+GREW = [{"records": {"stream": "a", "count": 5}}, {"state": "a"}, {"done": "succeeded"}]
 DEFECTIVE, LOST, LATE = "defective", "lost-worker", "cancel-while-recording"
 STALLED_ATTEMPTS = COLLECT_RETRY.maximum_attempts  # one whole round, not more
 HEARTBEAT_S = 1.0
@@ -62,6 +75,9 @@ def register(registry: Path, work: Path) -> str:
         if name == "placed":  # still its table
             with registry.open("a") as f:
                 f.write(f'task_queue = "{laptop}"\n')
+        if name == "walked":  # a budget: a walking recovery is charged only against one
+            with registry.open("a") as f:
+                f.write("\n[connectors.walked.budget]\nunits = 1000\n")
     return laptop
 
 
@@ -112,6 +128,7 @@ async def record_patched_paths(
     assert provoke.stalled == STALLED_ATTEMPTS, provoke.stalled
     await _cancelled_while_recording(client, queue, provoke)
     await _versioned_run(client, store, registry)
+    await _walked(client, queue, Path(registry().get("walked").env["SCRIPT_PLAN"]))
 
 
 async def _run(client: Client, queue: str, inp: RunInput) -> WorkflowHandle[Any, Any]:
@@ -147,6 +164,20 @@ async def _versioned_run(client: Client, store: Store, registry: Callable[[], Re
         assert await deployment.joined(client, version, wait_s=30) is not None, "build v1 never joined"
         await deployment.set_current(client, version.deployment_name, version.build_id)
         await _run(client, queue, RunInput(connector="versioned", run_id="versioned", recover=False))
+
+
+async def _walked(client: Client, queue: str, plan: Path) -> None:
+    """A stream collected, then skipped whole: its recovery, brought forward (`pdpp-orch recover
+    now`), walks it and finds more than it held last time."""
+    await _run(client, queue, RunInput(connector="walked", run_id="walked-1", recover=False))
+    await asyncio.to_thread(plan.write_text, json.dumps(SKIP_A))
+    outcome = await (await _run(client, queue, RunInput(connector="walked", run_id="walked-2"))).result()
+    [wid] = outcome.recovery_workflow_ids
+    await asyncio.to_thread(plan.write_text, json.dumps(GREW))
+    handle = client.get_workflow_handle_for(GapRecoveryWorkflow.run, wid)
+    await handle.signal(GapRecoveryWorkflow.run_now)
+    done = await asyncio.wait_for(handle.result(), 120)
+    assert (done.runs, done.progress.recovered) == (1, 1), done
 
 
 async def operator_cancels_a_recovery(client: Client, store: Store, results: list[CaseResult]) -> None:

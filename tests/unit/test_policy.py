@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from pdpp_orch import policy
+from pdpp_orch import policy, walkcost
 from pdpp_orch.models import (
     CheckpointFact,
     CollectFacts,
@@ -207,7 +207,40 @@ def test_a_range_of_too_many_chunks_is_cut_into_longer_ones_still_meeting() -> N
 def test_a_whole_run_gap_has_no_stream_scope() -> None:
     g = group(GapKind.RUN, stream=policy.NO_STREAM, count=1, recovery_class=TRANSIENT, attempts=2)
     h = policy.hint_for("hint_run", g, policy.RetryPolicy(), 5, NOW, 8)
-    assert (h.scope.stream, h.estimated_cost, h.attempt) == (None, 1, 3)
+    # Nothing known of what its walk re-collects: one item's worth.
+    assert (h.scope.stream, h.estimated_cost, h.attempt) == (None, 5, 3)
+
+
+@pytest.mark.parametrize("kind", [GapKind.STREAM, GapKind.CHECKPOINT, GapKind.RUN])
+def test_a_walk_is_priced_at_what_its_stream_held_last_time(kind: GapKind) -> None:
+    # One gap, but its recovery re-collects the stream from its committed cursor: the 1,200
+    # records its last committed collection collected, at 2 units each.
+    g = group(kind, count=1, recovery_class=TRANSIENT, walk_records=1200)
+    h = policy.hint_for("hint_w", g, policy.RetryPolicy(), 2, NOW, 8)
+    assert (h.gap_count, h.estimated_cost) == (1, 2400)
+    assert walkcost.walks(h) and h.scope.include_resources is None and not h.scope.time_ranges
+    items = policy.hint_for("hint_i", group(GapKind.ITEM, walk_records=1200), policy.RetryPolicy(), 2, NOW, 8)
+    assert items.estimated_cost == 6 and not walkcost.walks(items)
+
+
+def test_a_walk_re_reads_what_was_collected_past_the_committed_cursor() -> None:
+    assert walkcost.stream_walk(38000, 37900, None) == 100  # Case A: the last page again
+    assert walkcost.stream_walk(120, 120, None) == 120  # committed at its end: an increment like it
+    assert walkcost.stream_walk(120, None, None) == 120
+    assert walkcost.stream_walk(None, None, 4) == 4  # never committed: all that is stored
+    assert walkcost.stream_walk(None, None, None) is None
+
+
+def test_a_walk_asks_for_all_of_its_estimate_at_most_a_window_and_pays_what_it_found_beyond() -> None:
+    assert walkcost.walk_cost(0, 3) == walkcost.walk_cost(None, 3) == 3
+    assert walkcost.walk_grant(2400, 2, None) == 2400  # unlimited
+    assert walkcost.walk_grant(2400, 2, 5000) == 2400
+    # Dearer than a whole window: it waits for an untouched window and takes all of it.
+    assert walkcost.walk_grant(2400, 2, 2000) == 2000
+    assert walkcost.walk_grant(2400, 2, 1) == 2  # never less than one item (then it never runs)
+    # Charged after as a forward run is (records and gaps found): beyond its grant only.
+    assert walkcost.walk_overspend(1300, 1, 2, 2400) == 202
+    assert walkcost.walk_overspend(900, 0, 2, 2400) == 0  # no refund
 
 
 def facts(**kw: object) -> CollectFacts:

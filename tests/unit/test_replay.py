@@ -30,6 +30,8 @@ BEFORE_FAILING_AND_CANCELLED = {"before-connector-lock", "with-connector-lock"}
 # ...and the runs that take the paths behind the newer patches (tests/replay/patched_paths.py)
 # with `present-truth`.
 BEFORE_PATCHED_PATHS = {*BEFORE_FAILING_AND_CANCELLED, "temporal-status-agrees"}
+# ...and a recovery that walks a stream, charged for its walk (WALK_CHARGED), with `walk-charged`.
+BEFORE_WALK_CHARGED = {*BEFORE_PATCHED_PATHS, "present-truth"}
 # Every `workflow.patched` id: a new one without a history that takes it fails here.
 PATCH_IDS = {v for k, v in vars(patches).items() if k.isupper() and isinstance(v, str)}
 # The run of a recording (its workflow id) that takes each path behind a newer patch.
@@ -79,6 +81,8 @@ def test_each_recording_covers_every_workflow_and_case(recording: str) -> None:
             assert ended in runs, ended
     if recording not in BEFORE_PATCHED_PATHS:
         the_patched_paths_are_taken(mine)
+    if recording not in BEFORE_WALK_CHARGED:
+        a_walk_is_charged(mine)
 
 
 def the_patched_paths_are_taken(mine: list[Path]) -> None:
@@ -101,6 +105,20 @@ def the_patched_paths_are_taken(mine: list[Path]) -> None:
         if e.HasField("workflow_execution_cancel_requested_event_attributes")
     }
     assert OPERATOR_CANCEL in said, said
+
+
+def a_walk_is_charged(mine: list[Path]) -> None:
+    """`walked`'s recovery walked its stream: it asked for the walk's estimate and was charged
+    after for what it re-collected beyond (tests/replay/patched_paths.py)."""
+    walks = [p for p in mine if patches.WALK_CHARGED in patches_taken(p)]
+    assert walks and all(p.name.startswith("GapRecoveryWorkflow--") for p in walks)
+    charged = {
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for p in walks
+        for e in events(p)
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert {"request_budget", "charge_budget"} <= charged, charged
 
 
 def test_every_patch_id_is_taken_by_a_recorded_history() -> None:
