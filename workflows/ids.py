@@ -63,10 +63,12 @@ def charge_request_id(run_id: str) -> str:
     return f"{run_id}/charge"
 
 
-def grant_request_id(recovery_workflow_id: str, round_no: int, budget_waits: int) -> str:
+def grant_request_id(recovery_workflow_id: str, execution: str, round_no: int, budget_waits: int) -> str:
     """A recovery's budget request: stable per round and wait, so a retried activity gets the
-    same grant back, not a second one."""
-    return f"{recovery_workflow_id}/{round_no}/{budget_waits}"
+    same grant back, not a second one; and of the recovery's first execution, so a hint
+    recovered again (`recover now` after a cancel) asks afresh instead of being handed the
+    answers, grants or refusals, of the recovery before it."""
+    return f"{recovery_workflow_id}/{execution[:8]}/{round_no}/{budget_waits}"
 
 
 def resolve_workflow_id(connector: str, token: str) -> str:

@@ -231,7 +231,10 @@ class GapRecoveryWorkflow:
 
     async def _grant(self, inp: RecoveryInput, policy: RecoveryPolicy, cost: int, least: int) -> Grant:
         self._state.step = RecoveryStep.ASKING_BUDGET
-        request_id = ids.grant_request_id(workflow.info().workflow_id, inp.rounds, inp.budget_waits)
+        info = workflow.info()
+        request_id = ids.grant_request_id(
+            info.workflow_id, info.first_execution_run_id, inp.rounds, inp.budget_waits
+        )
         config = BudgetConfig(units=policy.budget_units, window_seconds=policy.budget_window_seconds)
         grant: Grant = await workflow.execute_activity(
             "request_budget",

@@ -7,10 +7,12 @@ connector)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from pdpp_orch import policy
@@ -108,3 +110,35 @@ async def test_a_walk_is_priced_at_what_it_re_reads_past_the_committed_cursor(ha
     (harness.tmp / f"{name}.plan.json").write_text(json.dumps(later))
     await harness.run(name, recover=False)
     assert await walks(name, "a") == 2
+
+
+async def test_a_recovery_started_again_asks_the_budget_afresh(
+    tmp_path: Path, time_env: WorkflowEnvironment, store: Store
+) -> None:
+    """`recover now` after a cancel starts the hint's recovery again under the same workflow
+    id: its requests are its own, not answered with what the budget told the one before."""
+    h = Harness(tmp_path, time_env.client, store)
+    name = h.scripted(COLLECT_A, budget={"units": 12, "window": "24h", "cost_per_item": 1})
+    async with h.worker():
+        await forward(h, name)  # 10 of 12 spent
+        (tmp_path / f"{name}.plan.json").write_text(json.dumps(SKIP_A))
+        skipped = await forward(h, name)  # 11 of 12: the walk's 10 do not fit
+        (tmp_path / f"{name}.plan.json").write_text(json.dumps(COLLECT_A))
+        [hint] = skipped.retry_hints
+        due = hint.model_copy(update={"not_before": await time_env.get_current_time()})
+        inp = RecoveryInput(connector=name, hint=due, found_run_id=skipped.run_id)
+        wid = recovery_workflow_id(hint.hint_id)
+        first = await h.client.start_workflow(GapRecoveryWorkflow.run, inp, id=wid, task_queue=h.task_queue)
+
+        async def refused() -> RecoveryState | None:
+            s = await first.query(GapRecoveryWorkflow.state)
+            return s if s.step is RecoveryStep.WAITING_BUDGET else None
+
+        await until(refused, "the walk refused by the budget")
+        await first.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await first.result()
+        await time_env.sleep(timedelta(hours=25))  # a new window: the walk's 10 fit now
+        again = await h.client.start_workflow(GapRecoveryWorkflow.run, inp, id=wid, task_queue=h.task_queue)
+        result = await again.result()
+    assert (result.budget_waits, result.runs, result.progress.recovered) == (0, 1, 1)
