@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pdpp_orch import advice
+from pdpp_orch import advice, policy
 from pdpp_orch.models import GapStatus, Mode, RecoveryClass, RunOutcome, RunStatus
 from pdpp_orch.present.model import Fate, HintNow, Present
 from pdpp_orch.report.model import (
@@ -21,6 +21,7 @@ from pdpp_orch.report.model import (
 )
 from pdpp_orch.store.reports import GapCounts, ReportRows
 from pdpp_orch.store.runs import RunRow
+from pdpp_orch.walkcost import walk_cost
 
 OWNER = RecoveryClass.OWNER_ACTION.value
 
@@ -173,11 +174,19 @@ def _gaps(rows: list[GapCounts], cost_per_item: int, hints: list[HintNow]) -> li
         else:
             cur.open += g.n
             if cur.estimated_cost is not None:
-                cur.estimated_cost += g.n * cost_per_item
+                cur.estimated_cost += _cost(g, cost_per_item)
     for cur in merged.values():
         due = [h.until for h in hints if h.reason == cur.reason and h.fate.live and h.until]
         cur.next_retry = min(due, default=None)
     return sorted(merged.values(), key=lambda x: (-x.open, x.reason))
+
+
+def _cost(g: GapCounts, cost_per_item: int) -> int:
+    """What recovering open gaps costs, as their hint prices it: a walk what it re-collects
+    (once for the gaps it serves together), anything else each gap at cost_per_item."""
+    if g.kind in policy.WALKED_KINDS:
+        return walk_cost(g.walk_records, cost_per_item)
+    return g.n * cost_per_item
 
 
 def _next_retry(hints: list[HintNow], now: datetime) -> tuple[datetime | None, str | None]:

@@ -9,7 +9,9 @@ from datetime import datetime
 import asyncpg
 from pydantic import BaseModel
 
+from pdpp_orch import policy
 from pdpp_orch.models import GapKind, GapStatus, InteractionStatus, Mode, RecoveryClass
+from pdpp_orch.store.hints import HintStore
 from pdpp_orch.store.runs import RunRow
 
 RECENT_RUNS = 20
@@ -43,6 +45,9 @@ class GapCounts(BaseModel):
     n: int
     next_retry: datetime | None
     planned: int
+    # What a walk of the stream re-collects (store.hints.walk_records), for an open gap of a
+    # kind that is recovered by walking: what its recovery costs, as its hint prices it.
+    walk_records: int | None = None
 
 
 class WaitingAsk(BaseModel):
@@ -131,8 +136,19 @@ class ReportStore:
         return ReportRows(
             records=[HeldRecords.model_validate(dict(r)) for r in records],
             state=[CommittedState.model_validate(dict(r)) for r in state],
-            gaps=[GapCounts.model_validate(dict(r)) for r in gaps],
+            gaps=await self._walks([GapCounts.model_validate(dict(r)) for r in gaps]),
             runs=[RunRow.of(r) for r in runs],
             asks=[WaitingAsk.model_validate(dict(r)) for r in asks],
             notices=[OpenNotice.model_validate(dict(r)) for r in notices],
         )
+
+    async def _walks(self, gaps: list[GapCounts]) -> list[GapCounts]:
+        """`gaps` with what a walk of each stream holding an open walked gap re-collects."""
+        walked = [g for g in gaps if g.kind in policy.WALKED_KINDS and g.status.open]
+        sizes = {
+            (c, st): await HintStore(self.pool).walk_records(c, st)
+            for c, st in sorted({(g.connector, g.stream) for g in walked})
+        }
+        for g in walked:
+            g.walk_records = sizes[(g.connector, g.stream)]
+        return gaps

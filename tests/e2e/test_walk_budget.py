@@ -19,6 +19,7 @@ from pdpp_orch import policy
 from pdpp_orch.advice import budget_wanted
 from pdpp_orch.control.budget import budget_status
 from pdpp_orch.models import GapKind, RecoveryInput, RecoveryState, RecoveryStep, RunOutcome, RunStatus
+from pdpp_orch.report import build
 from pdpp_orch.store import Store
 from tests.conftest import Harness, outcome_of, until
 from tests.helpers import current_details
@@ -63,6 +64,10 @@ async def test_a_stream_walk_dearer_than_the_budget_left_waits_for_the_next_wind
         assert gap.kind == GapKind.STREAM.value
         # Its walk re-collects `a` from the committed cursor: priced at what `a` held last time.
         assert hint.estimated_cost == 10
+        # The report prices the gap as its hint does, not as one item.
+        [report] = build(await store.reports.rows(name), {name: 1}, {}, await time_env.get_current_time())
+        [priced] = [g for s in report.streams for g in s.gaps if g.open]
+        assert (priced.estimated_cost, report.next_retry_cost) == (10, 10)
         play([*COLLECT_A[:1], {"records": {"stream": "a", "count": 5}}, *COLLECT_A[1:]])  # 15 now
         due = hint.model_copy(update={"not_before": await time_env.get_current_time()})
         handle = await h.client.start_workflow(
