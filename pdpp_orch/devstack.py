@@ -20,13 +20,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from pdpp_orch import search_attributes
 from pdpp_orch.devpostgres import DevPostgres, DevPostgresError
-from pdpp_orch.ui_proxy import UiProxy
+
+if TYPE_CHECKING:  # imported by the stack that starts: a command reading devstack.json needs no aiohttp
+    from pdpp_orch.ui_proxy import UiProxy
 
 STACK_FILE = "devstack.json"
 PASSWORD_FILE = "postgres.password"
@@ -160,6 +161,8 @@ def keep_private(data_dir: Path) -> None:
 
 def search_attribute_flags() -> list[str]:
     """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
+    from pdpp_orch import search_attributes  # Temporal's SDK: for a stack that starts only
+
     flags: list[str] = []
     for key in search_attributes.ALL:
         flags += ["--search-attribute", f"{key.name}={_SA_TYPES[key.indexed_value_type.name]}"]
@@ -306,6 +309,8 @@ class DevStack:
                 umask=0o077,  # its database: the workflows' payloads, in clear without a key
             )
         _wait_port(port, 60, self._temporal, log)
+        from pdpp_orch.ui_proxy import UiProxy
+
         self._ui = UiProxy(ui_port, f"http://127.0.0.1:{temporal_ui_port}")
         try:
             self._ui.start()

@@ -14,30 +14,43 @@ from typing import Annotated
 
 import typer
 
-from pdpp_orch.cli import (
-    budget,
-    connectors,
-    demo,
-    deployment,
-    erase,
-    gaps,
-    inert,
-    interactions,
-    keys,
-    logs,
-    quarantine,
-    records,
-    recover,
-    report,
-    runs,
-    schedule,
-    stack,
-)
+from pdpp_orch.cli import inert
 from pdpp_orch.cli.common import Options
-from pdpp_orch.cli.helptext import PolishedGroup
+from pdpp_orch.cli.lazy import lazy_group
+
+# Each command's module is imported when the command is named (cli/lazy.py): a command starts
+# with what it uses, not with Temporal's SDK and every other command's. In the order of `--help`
+# (commands, then groups of commands).
+COMMANDS = {
+    "dev": "stack:dev",
+    "worker": "stack:worker",
+    "migrate": "stack:migrate",
+    "health": "stack:health",
+    "run": "runs:run",
+    "watch": "runs:watch",
+    "respond": "interactions:respond",
+    "cancel": "runs:cancel",
+    "status": "runs:status",
+    "runs": "runs:runs",
+    "quarantine": "quarantine:quarantine",
+    "erase": "erase:erase",
+    "logs": "logs:logs",
+    "records": "records:records",
+    "budget": "budget:budget",
+    "report": "report:report",
+    "demo": "demo:demo",
+    "upstream": "demo:upstream",
+    "keygen": "keys:keygen",
+    "codec-server": "keys:codec_server",
+    "connectors": "connectors:app",
+    "gaps": "gaps:app",
+    "recover": "recover:app",
+    "schedule": "schedule:app",
+    "deployment": "deployment:app",
+}
 
 app = typer.Typer(
-    cls=PolishedGroup,
+    cls=lazy_group(COMMANDS),
     help="Run PDPP connectors as Temporal workflows and tell the truth about every run.",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -61,33 +74,6 @@ def options(
 ) -> None:
     """Run PDPP connectors as Temporal workflows and tell the truth about every run."""
     Options.verbose = verbose
-
-
-app.command()(stack.dev)
-app.command()(stack.worker)
-app.command()(stack.migrate)
-app.command()(stack.health)
-app.command()(runs.run)
-app.command()(runs.watch)
-app.command()(interactions.respond)
-app.command()(runs.cancel)
-app.command()(runs.status)
-app.command()(runs.runs)
-app.command()(quarantine.quarantine)
-app.command()(erase.erase)
-app.command()(logs.logs)
-app.command()(records.records)
-app.add_typer(connectors.app, name="connectors")
-app.add_typer(gaps.app, name="gaps")
-app.add_typer(recover.app, name="recover")
-app.command()(budget.budget)
-app.command()(report.report)
-app.add_typer(schedule.app, name="schedule")
-app.add_typer(deployment.app, name="deployment")
-app.command()(demo.demo)
-app.command()(demo.upstream)
-app.command()(keys.keygen)
-app.command("codec-server")(keys.codec_server)
 
 
 def main() -> None:

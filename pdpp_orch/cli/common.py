@@ -52,16 +52,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def settings(data_dir: Path | None = None, connectors: Path | None = None) -> Settings:
     """The environment's settings, with the command's flags over them (a variable that does
-    not parse exits 2, naming it)."""
+    not parse exits 2, naming it; Temporal's configuration is read, and its errors said, when a
+    command first asks for it: in `run_async`)."""
     try:
         s = Settings()
     except ValidationError as e:
         for problem in e.errors():
             msg = str(problem["msg"]).removeprefix("Value error, ")
             error(f"{', '.join(map(str, problem['loc']))}: {msg}")
-        finish(2)
-    except TemporalConfigError as e:  # before any command runs: say it as run_async would
-        error(str(e))
         finish(2)
     if data_dir is not None:
         s.data_dir = data_dir

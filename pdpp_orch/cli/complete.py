@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import typer
 
-from pdpp_orch.control.connect import connect
 from pdpp_orch.control.stack import stack
 from pdpp_orch.registry import Registry
 from pdpp_orch.settings import Settings
@@ -71,6 +70,8 @@ class Made:
 
 
 async def _scheduled(s: Settings) -> list[str]:
+    from pdpp_orch.control.connect import connect  # Temporal's SDK: for this completion alone
+
     address = stack(s).temporal_address
     Made.temporal_client = True
     client = await connect(address, s.temporal_namespace)

@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from pdpp_orch.control import UsageError
-from pdpp_orch.control.connect import connect
 from pdpp_orch.devstack import Endpoints, alive, read_stack_file
 from pdpp_orch.registry import Registry, unknown_connector
 from pdpp_orch.settings import Settings
@@ -157,6 +156,8 @@ async def command_store(database: str) -> AsyncIterator[Store]:
 
 async def health(s: Settings, wait_s: float) -> list[str]:
     """What does not answer within `wait_s` seconds: empty when Temporal and PostgreSQL do."""
+    from pdpp_orch.control.connect import connect  # Temporal's SDK: for the commands that talk to it
+
     address, database = endpoints(s)
     problems = []
     try:

@@ -612,10 +612,11 @@ def cli_commands() -> dict[str, set[str]]:
     import typer
 
     from pdpp_orch.cli import app
+    from pdpp_orch.cli.lazy import every_command
 
     # Typer ships its own copy of click, so groups are recognised by what they have.
     def walk(group: Any, prefix: str) -> Iterator[tuple[str, set[str]]]:
-        for name, command in group.commands.items():
+        for name, command in every_command(group).items():
             if hasattr(command, "commands"):
                 yield from walk(command, f"{prefix}{name} ")
             else:

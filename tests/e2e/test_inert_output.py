@@ -13,6 +13,7 @@ from pathlib import Path
 import typer.main
 
 from pdpp_orch.cli import app
+from pdpp_orch.cli.lazy import every_command
 from tests.conftest import Harness, until
 from tests.helpers import cli
 
@@ -39,10 +40,9 @@ SHOWS_CONNECTOR_WORDS = {
 
 def commands() -> set[str]:
     def walk(c: object, prefix: str) -> list[str]:
-        subs = getattr(c, "commands", None)
-        if subs is None:
+        if not hasattr(c, "commands"):
             return [prefix.strip()]
-        return [name for n, sub in subs.items() for name in walk(sub, f"{prefix}{n} ")]
+        return [name for n, sub in every_command(c).items() for name in walk(sub, f"{prefix}{n} ")]
 
     return set(walk(typer.main.get_command(app), ""))
 

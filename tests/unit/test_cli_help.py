@@ -16,18 +16,19 @@ from typer.testing import CliRunner
 
 from pdpp_orch.cli import app
 from pdpp_orch.cli.helptext import polish, reflow, type_word
+from pdpp_orch.cli.lazy import every_command
 
 WIDE = {"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"}
 
 
 def walk(group: Any) -> list[Any]:
-    return [group, *(c for sub in getattr(group, "commands", {}).values() for c in walk(sub))]
+    return [group, *(c for sub in every_command(group).values() for c in walk(sub))]
 
 
 def commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """Every command path of the CLI, groups included."""
     found = [prefix]
-    for name, sub in getattr(group, "commands", {}).items():
+    for name, sub in every_command(group).items():
         found += commands(sub, (*prefix, name))
     return found
 
@@ -123,7 +124,7 @@ def test_the_shell_gets_connector_names_from_the_installed_command(tmp_path: Pat
 
 def _connector_params(command: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     """(command path, parameter) of every parameter that names a connector of the registry."""
-    for name, sub in (getattr(command, "commands", None) or {}).items():
+    for name, sub in every_command(command).items():
         yield from _connector_params(sub, f"{path} {name}".strip())
     for param in getattr(command, "params", []):
         if param.name in ("name", "sync") and path != "connectors new":  # `new` names a new one
