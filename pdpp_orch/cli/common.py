@@ -4,6 +4,7 @@ command runs (errors an operator must fix exit 2 with a message, never a traceba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -104,8 +105,9 @@ def finish(code: int) -> NoReturn:
     """Exit with `code` once what is still batched has been exported."""
     telemetry.shutdown()
     # The Temporal client can crash the interpreter at exit (a known SDK issue): leave at once.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BrokenPipeError):  # `| head`: the reader has what it wanted
+            stream.flush()
     os._exit(code)
 
 
@@ -122,6 +124,8 @@ def run_async(coro: Coroutine[Any, Any, int]) -> None:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except SystemExit as e:  # a console's closed pipe: leave the same way as any other end
+        code = e.code if isinstance(e.code, int) else 1
     finish(code)
 
 

@@ -16,6 +16,7 @@ writes passes one of two doors, both here, so no command (today's or a new one) 
 from __future__ import annotations
 
 import codecs
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, TextIO
@@ -35,6 +36,13 @@ class InertConsole(Console):
         # The one method every rendering passes through on its way to the terminal (a private
         # one of rich's: tests/unit/test_inert.py holds it to its word).
         return super()._render_buffer(_inert(buffer))
+
+    def on_broken_pipe(self) -> None:
+        """The reader of a pipe closed it (`pdpp-orch records X | head`): it has what it wanted,
+        which is no failure (rich exits 1 here)."""
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0)
 
     def render_str(self, text: str, **kwargs: Any) -> Text:
         """A string as text: its control characters made visible before rich strips some (a

@@ -142,6 +142,27 @@ async def test_records_in_every_format_with_tombstones(harness: Harness, pg_url:
     assert bad[0] == 2 and "not an ISO time" in bad[2]
 
 
+async def test_records_into_a_pipe_its_reader_closes_is_no_failure(harness: Harness, pg_url: str) -> None:
+    """`pdpp-orch records X | head`: the reader has what it wanted, the command exits 0 (with
+    `set -o pipefail` a script goes on), in a table as in JSON lines."""
+    name = harness.scripted([{"records": {"stream": "a", "count": 3000}}, {"done": "succeeded"}])
+    assert (await harness.run(name)).records_durable == 3000
+    command = f"{sys.executable} -m pdpp_orch.cli records {name} --limit 3000"
+
+    async def piped(*args: str) -> tuple[int | None, bytes, bytes]:
+        proc = await asyncio.create_subprocess_exec(
+            "bash", "-c", f"set -o pipefail; {command} {' '.join(args)} | head -1",
+            env=cli_env(harness, pg_url), stdout=-1, stderr=-1,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, out, err
+
+    for fmt in ("table", "jsonl"):
+        code, out, err = await piped("--format", fmt)
+        assert (code, err) == (0, b""), (fmt, code, err)
+        assert out.count(b"\n") == 1, (fmt, out)
+
+
 async def test_logs_follow_a_run_and_keep_each_attempts_stderr_bounded(harness: Harness, pg_url: str) -> None:
     release = harness.tmp / "release"
     name = harness.scripted(
