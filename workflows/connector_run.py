@@ -21,7 +21,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from pdpp_orch import search_attributes as sa
-    from pdpp_orch.budget import BudgetConfig, Charge, ChargeCall
+    from pdpp_orch.budget import BudgetConfig
     from pdpp_orch.models import (
         AssistanceNotice,
         ClaimInput,
@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from pdpp_orch.outcome import derive_outcome, failed_retryably
     from workflows import collecting, ids, owner, ui
+    from workflows.charging import charge_budget
     from workflows.endings import describe_error, end, settled, whole
     from workflows.options import COMMIT_TIMEOUT, DB_RETRY, SHORT
     from workflows.patches import LATE_CANCEL, ONE_RUN_PER_CONNECTOR, TEMPORAL_STATUS
@@ -301,16 +302,7 @@ class ConnectorRunWorkflow:
         assert prepared.budget_units is not None
         spent = (facts.records_emitted + facts.gaps_opened) * prepared.cost_per_item
         config = BudgetConfig(units=prepared.budget_units, window_seconds=prepared.budget_window_seconds)
-        await workflow.execute_activity(
-            "charge_budget",
-            ChargeCall(
-                connector=inp.connector,
-                charge=Charge(request_id=ids.charge_request_id(inp.run_id), units=spent, config=config),
-            ),
-            start_to_close_timeout=SHORT,
-            retry_policy=DB_RETRY,
-            summary="charge the budget",
-        )
+        await charge_budget(inp.connector, inp.run_id, spent, config, "charge the budget")
 
     async def _commit(self, inp: RunInput, facts: CollectFacts) -> CommitResult:
         self._phase = "committing"

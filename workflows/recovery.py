@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from pdpp_orch import policy as rules
     from pdpp_orch import walkcost
-    from pdpp_orch.budget import BudgetCall, BudgetConfig, Charge, ChargeCall, Grant, GrantRequest
+    from pdpp_orch.budget import BudgetCall, BudgetConfig, Grant, GrantRequest
     from pdpp_orch.models import (
         HintProgress,
         HintRef,
@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         Trigger,
     )
     from workflows import ids, ui
+    from workflows.charging import charge_budget
     from workflows.connector_run import ConnectorRunWorkflow
     from workflows.endings import RUN_FAILED
     from workflows.options import DB_RETRY, SHORT
@@ -258,15 +259,8 @@ class GapRecoveryWorkflow:
         if over == 0:
             return
         config = BudgetConfig(units=policy.budget_units, window_seconds=policy.budget_window_seconds)
-        await workflow.execute_activity(
-            "charge_budget",
-            ChargeCall(
-                connector=inp.connector,
-                charge=Charge(request_id=ids.charge_request_id(outcome.run_id), units=over, config=config),
-            ),
-            start_to_close_timeout=SHORT,
-            retry_policy=DB_RETRY,
-            summary="charge what the walk re-collected beyond its grant",
+        await charge_budget(
+            inp.connector, outcome.run_id, over, config, "charge what the walk re-collected beyond its grant"
         )
 
     async def _lease(self, inp: RecoveryInput, policy: RecoveryPolicy, lease_id: str, limit: int) -> int:
