@@ -47,6 +47,16 @@ async def progress(handle: WorkflowHandle[Any, RunOutcome]) -> RunProgress:
     return await handle.query("progress", result_type=RunProgress)
 
 
+async def waiting_on_owner(handle: WorkflowHandle[Any, RunOutcome]) -> RunProgress:
+    """The run's progress once it says it waits on its owner."""
+
+    async def waiting() -> RunProgress | None:
+        p = await progress(handle)
+        return p if p.waiting else None
+
+    return await until(waiting, "the run to wait on its owner")
+
+
 async def test_respond_delivers_the_answer_to_the_connector_only(
     harness: Harness, tmp_path: Path, pg_url: str
 ) -> None:
@@ -65,11 +75,7 @@ async def test_respond_delivers_the_answer_to_the_connector_only(
     async with harness.worker():
         handle = await start(harness, name)
 
-        async def waiting() -> RunProgress | None:
-            p = await progress(handle)
-            return p if p.waiting else None
-
-        p = await until(waiting, "the run to wait on its owner")
+        p = await waiting_on_owner(handle)
         assert [(w.request_id, w.kind) for w in p.waiting] == [("r1", "otp")]
         # What came before the interaction is durable while the owner is away.
         assert (
@@ -146,11 +152,7 @@ async def test_every_record_before_an_interaction_is_durable_when_the_run_says_i
     async with harness.worker():
         handle = await start(harness, name)
 
-        async def waiting() -> RunProgress | None:
-            p = await progress(handle)
-            return p if p.waiting else None
-
-        await until(waiting, "the run to wait on its owner")
+        await waiting_on_owner(handle)
         held = await harness.store.pool.fetchval("SELECT count(*) FROM records WHERE connector = $1", name)
         await handle.cancel()
     assert held == 60_000

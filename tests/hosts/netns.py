@@ -42,6 +42,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.relay import relay
+
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = Path("/run/netns")
 # Unique per test session (and pid, for a person reading `ip netns list`).
@@ -148,17 +150,7 @@ class Forwarder(threading.Thread):
             w.close()
             return
 
-        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(1 << 16):
-                    dst.write(data)
-                    await dst.drain()
-            except OSError:
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(copy(r, w2), copy(r2, w))
+        await relay(r, w, r2, w2)
 
     def stop(self) -> None:
         if self._stop is not None and not self.loop.is_closed():
